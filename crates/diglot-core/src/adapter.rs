@@ -1,0 +1,212 @@
+//! The contract between a protocol adapter (MQTT, STOMP) and the connection driver.
+//!
+//! An adapter is sans-IO: the driver hands it inbound bytes, deliveries from the outbox and
+//! timer ticks; the adapter writes protocol frames into an [`Output`] and returns [`Action`]s
+//! for the driver to carry out against the router (and, later, the store). The same adapter
+//! serves raw TCP and WebSocket, and unit tests drive it without sockets.
+//!
+//! Ordering: the driver calls [`Adapter::on_input`] once per inbound frame and carries out that
+//! frame's actions (including [`Adapter::on_publish_done`]) before it decodes the next frame,
+//! so acknowledgements leave in the order their frames arrived.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::close::CloseReason;
+use crate::message::{Delivery, Message, Qos};
+use crate::router::{ConnId, SubId};
+use crate::topic::Filter;
+
+/// How a connection reached the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// A raw TCP socket.
+    Tcp,
+    /// A WebSocket.
+    WebSocket,
+}
+
+impl Transport {
+    /// A short label for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::WebSocket => "ws",
+        }
+    }
+}
+
+/// What the adapter knows about its connection when it is created.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The broker-wide connection id.
+    pub id: ConnId,
+    /// TCP or WebSocket.
+    pub transport: Transport,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The WebSocket subprotocol the negotiator chose (`mqtt`, `v12.stomp`, …), if any.
+    pub subprotocol: Option<String>,
+}
+
+/// Why the broker did not take a publish.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The publish was refused; the text says why.
+    #[error("publish refused: {0}")]
+    Refused(String),
+}
+
+/// Something the driver must do on the adapter's behalf.
+#[derive(Debug)]
+pub enum Action {
+    /// Route a message. If `token` is set, the driver calls [`Adapter::on_publish_done`] with
+    /// it once the message is routed (and, for persistent messages, stored).
+    Publish {
+        /// The message (its id is assigned by the router).
+        msg: Message,
+        /// The adapter's handle for the acknowledgement, if one is owed.
+        token: Option<u64>,
+    },
+    /// Add (or replace) a subscription of this connection.
+    Subscribe {
+        /// The canonical filter.
+        filter: Filter,
+        /// The adapter's id for it.
+        sub: SubId,
+        /// The highest QoS to deliver with.
+        qos: Qos,
+        /// MQTT 5 No Local.
+        no_local: bool,
+        /// Merge overlapping subscriptions into one copy per message (MQTT), or not (STOMP).
+        merge: bool,
+    },
+    /// Remove a subscription of this connection.
+    Unsubscribe {
+        /// The canonical filter.
+        filter: Filter,
+        /// The adapter's id for it.
+        sub: SubId,
+    },
+    /// Claim a client id broker-wide; an older connection holding it is closed with
+    /// [`CloseReason::SessionTakenOver`].
+    ClaimClientId(String),
+    /// Close the connection after flushing the output.
+    Close(CloseReason),
+}
+
+/// Protocol frames the adapter has written, with the boundaries between frames, so that a
+/// WebSocket transport can send one frame per message where a protocol expects that (STOMP).
+#[derive(Debug, Default)]
+pub struct Output {
+    buf: BytesMut,
+    ends: Vec<usize>,
+    text: bool,
+}
+
+impl Output {
+    /// An empty output.
+    pub fn new() -> Output {
+        Output::default()
+    }
+
+    /// The buffer to append the next frame to. Call [`Output::end_frame`] after each frame.
+    pub fn buf(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Marks the end of a frame.
+    pub fn end_frame(&mut self) {
+        if self.ends.last() != Some(&self.buf.len()) {
+            self.ends.push(self.buf.len());
+        }
+    }
+
+    /// Appends one complete frame.
+    pub fn push_frame(&mut self, frame: &[u8]) {
+        self.buf.extend_from_slice(frame);
+        self.end_frame();
+    }
+
+    /// Whether there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Bytes waiting to be sent.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Prefer WebSocket text messages for frames that are valid UTF-8 (STOMP).
+    pub fn set_prefer_text(&mut self, text: bool) {
+        self.text = text;
+    }
+
+    /// Whether the protocol prefers text WebSocket messages.
+    pub fn prefers_text(&self) -> bool {
+        self.text
+    }
+
+    /// Takes everything written so far as one chunk.
+    pub fn take_all(&mut self) -> Bytes {
+        self.ends.clear();
+        self.buf.split().freeze()
+    }
+
+    /// Takes everything written so far, one chunk per frame.
+    pub fn take_frames(&mut self, into: &mut Vec<Bytes>) {
+        self.end_frame();
+        let mut start = 0;
+        for &end in &self.ends {
+            into.push(self.buf.split_to(end - start).freeze());
+            start = end;
+        }
+        self.ends.clear();
+    }
+}
+
+/// A protocol adapter: the protocol's session state and frame handling, without I/O.
+pub trait Adapter: Send + 'static {
+    /// Decodes and handles at most one complete frame from the front of `input`, writing
+    /// replies to `out` and pushing actions. Returns `true` if a frame was consumed (call again),
+    /// `false` if `input` holds no complete frame. The driver calls it after every read, so the
+    /// adapter may note `now` as the time of the last inbound traffic. Malformed input is never
+    /// a panic: the adapter writes the protocol's error and pushes [`Action::Close`].
+    fn on_input(&mut self, input: &mut BytesMut, now: Instant, out: &mut Output, actions: &mut Vec<Action>) -> bool;
+
+    /// A publish that asked for an acknowledgement was routed (or refused).
+    fn on_publish_done(&mut self, token: u64, result: Result<(), PublishError>, out: &mut Output, actions: &mut Vec<Action>);
+
+    /// Whether the adapter can take another delivery now (its inflight window has room and the
+    /// protocol session is established).
+    fn can_deliver(&self) -> bool;
+
+    /// Encodes one delivery for the client.
+    fn on_delivery(&mut self, delivery: Delivery, now: Instant, out: &mut Output);
+
+    /// When the adapter next wants [`Adapter::on_timer`] (keep-alive, heart-beats, CONNECT
+    /// timeout), if ever.
+    fn next_timer(&self) -> Option<Instant>;
+
+    /// A timer fired: send heart-beats, or close a silent peer.
+    fn on_timer(&mut self, now: Instant, out: &mut Output, actions: &mut Vec<Action>);
+
+    /// The driver wrote bytes to the socket at `now` (for outgoing heart-beats).
+    fn on_sent(&mut self, now: Instant);
+
+    /// The server is closing the connection for `reason`: write the protocol's goodbye, if it
+    /// has one (STOMP ERROR, MQTT 5 DISCONNECT).
+    fn on_server_close(&mut self, reason: &CloseReason, out: &mut Output);
+
+    /// The connection has ended for `reason`; push what must happen now (an MQTT will).
+    fn on_closed(&mut self, reason: &CloseReason, actions: &mut Vec<Action>);
+
+    /// The client id, once the protocol CONNECT has been accepted.
+    fn client_id(&self) -> Option<&str>;
+
+    /// The protocol's name and version for logs (`mqtt/3.1.1`, `stomp/1.2`).
+    fn protocol(&self) -> &'static str;
+}

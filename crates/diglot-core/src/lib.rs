@@ -1,0 +1,26 @@
+//! Diglot's protocol-neutral core.
+//!
+//! Everything here is shared by the MQTT and STOMP adapters and by the network layer: the
+//! canonical [`Topic`] and [`Filter`] types, [`Message`] and [`Delivery`], the subscription
+//! [`Trie`], the [`Router`], the bounded per-connection [`Outbox`], the [`Adapter`] contract
+//! that every protocol implements, and [`CloseReason`].
+//!
+//! This crate deliberately knows no protocol and no socket.
+
+pub mod adapter;
+pub mod close;
+pub mod limits;
+pub mod message;
+pub mod outbox;
+pub mod router;
+pub mod topic;
+pub mod trie;
+
+pub use adapter::{Action, Adapter, ConnInfo, Output, PublishError, Transport};
+pub use close::CloseReason;
+pub use limits::Limits;
+pub use message::{Delivery, Message, Props, Qos};
+pub use outbox::{Outbox, PushOutcome};
+pub use router::{ConnId, PublishReport, Router, SubId, Subscriber};
+pub use topic::{Filter, Topic, TopicError};
+pub use trie::Trie;

@@ -1,0 +1,105 @@
+//! Messages as the router sees them, independent of the protocol that carried them.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::router::{ConnId, SubId};
+use crate::topic::Topic;
+
+/// Quality of service, in MQTT's terms. A STOMP `/topic` SEND is QoS 0 unless it carries
+/// `persistent:true`, which makes it QoS 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Qos {
+    /// At most once.
+    AtMostOnce = 0,
+    /// At least once.
+    AtLeastOnce = 1,
+    /// Exactly once.
+    ExactlyOnce = 2,
+}
+
+impl Qos {
+    /// The QoS for a wire value 0..=2, or `None`.
+    pub fn from_u8(v: u8) -> Option<Qos> {
+        match v {
+            0 => Some(Qos::AtMostOnce),
+            1 => Some(Qos::AtLeastOnce),
+            2 => Some(Qos::ExactlyOnce),
+            _ => None,
+        }
+    }
+}
+
+/// Optional message properties that cross protocols: MQTT 5 properties and STOMP headers.
+/// Kept behind an `Option<Box<_>>` in [`Message`] so that a plain message stays small.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Props {
+    /// MQTT 5 content type / STOMP `content-type`.
+    pub content_type: Option<String>,
+    /// MQTT 5 response topic / STOMP `reply-to` (canonical topic text).
+    pub response_topic: Option<String>,
+    /// MQTT 5 correlation data / STOMP `correlation-id`.
+    pub correlation_data: Option<Bytes>,
+    /// MQTT 5 payload format indicator: the payload is UTF-8 text.
+    pub utf8_payload: bool,
+    /// MQTT 5 user properties / other STOMP headers, in order.
+    pub user: Vec<(String, String)>,
+}
+
+/// One published message. It is created once by the publishing adapter and shared by every
+/// subscriber through an `Arc`; the payload is a `Bytes` and never copied per subscriber.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// Broker-wide unique, increasing id (used for STOMP `message-id`).
+    pub id: u64,
+    /// The canonical topic.
+    pub topic: Topic,
+    /// The body.
+    pub payload: Bytes,
+    /// The QoS it was published with.
+    pub qos: Qos,
+    /// The MQTT retain flag.
+    pub retain: bool,
+    /// The connection that published it, for MQTT 5 No Local and loop prevention.
+    pub origin: Option<ConnId>,
+    /// When the message entered the broker.
+    pub received_at: Instant,
+    /// Optional cross-protocol properties.
+    pub props: Option<Box<Props>>,
+}
+
+impl Message {
+    /// A message with no properties, stamped now. The id is set by the router.
+    pub fn new(topic: Topic, payload: Bytes, qos: Qos, retain: bool) -> Message {
+        Message {
+            id: 0,
+            topic,
+            payload,
+            qos,
+            retain,
+            origin: None,
+            received_at: Instant::now(),
+            props: None,
+        }
+    }
+}
+
+/// One message on its way to one subscription of one connection.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The shared message.
+    pub msg: Arc<Message>,
+    /// The subscription (chosen by the subscribing adapter) that matched.
+    pub sub: SubId,
+    /// The QoS to deliver with: the lower of the publish QoS and the subscription QoS.
+    pub qos: Qos,
+}
+
+impl Delivery {
+    /// The bytes this delivery charges against its outbox's byte limit.
+    pub fn cost(&self) -> usize {
+        self.msg.payload.len() + self.msg.topic.as_str().len() + 64
+    }
+}

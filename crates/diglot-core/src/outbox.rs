@@ -1,0 +1,181 @@
+//! The bounded per-connection outbox between the router and a connection's driver.
+//!
+//! The router pushes without ever waiting; the driver drains in batches. The outbox is bounded
+//! by messages and by bytes. When it is full, a QoS 0 delivery is dropped and counted, and a
+//! QoS ≥ 1 delivery marks the consumer as slow, which closes the connection with
+//! [`crate::CloseReason::SlowConsumer`] (parking durable subscriptions in the store comes with
+//! the durable store).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::message::{Delivery, Qos};
+
+/// What happened to one pushed delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Queued.
+    Queued,
+    /// Dropped because the outbox was full (QoS 0), and counted.
+    Dropped,
+    /// The outbox was full for a QoS ≥ 1 delivery: the consumer is slow and will be closed.
+    SlowConsumer,
+    /// The connection has already gone.
+    Closed,
+}
+
+struct State {
+    queue: VecDeque<Delivery>,
+    bytes: usize,
+    closed: bool,
+    slow: bool,
+}
+
+/// A bounded queue of deliveries for one connection.
+pub struct Outbox {
+    state: Mutex<State>,
+    notify: Notify,
+    max_messages: usize,
+    max_bytes: usize,
+    dropped: AtomicU64,
+}
+
+impl Outbox {
+    /// An empty outbox with the given bounds.
+    pub fn new(max_messages: usize, max_bytes: usize) -> Outbox {
+        Outbox {
+            state: Mutex::new(State { queue: VecDeque::new(), bytes: 0, closed: false, slow: false }),
+            notify: Notify::new(),
+            max_messages: max_messages.max(1),
+            max_bytes: max_bytes.max(1),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues a delivery without waiting.
+    pub fn try_push(&self, d: Delivery) -> PushOutcome {
+        let cost = d.cost();
+        let mut st = self.state.lock();
+        if st.closed {
+            return PushOutcome::Closed;
+        }
+        // A single delivery larger than the byte bound still fits into an empty outbox, so a
+        // large message is never undeliverable just because of the bound.
+        let full = st.queue.len() >= self.max_messages
+            || (!st.queue.is_empty() && st.bytes + cost > self.max_bytes);
+        if full {
+            if d.qos == Qos::AtMostOnce {
+                drop(st);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return PushOutcome::Dropped;
+            }
+            st.slow = true;
+            drop(st);
+            self.notify.notify_one();
+            return PushOutcome::SlowConsumer;
+        }
+        st.bytes += cost;
+        st.queue.push_back(d);
+        let was_empty = st.queue.len() == 1;
+        drop(st);
+        if was_empty {
+            self.notify.notify_one();
+        }
+        PushOutcome::Queued
+    }
+
+    /// Moves up to `max` deliveries into `into`. Returns `false` once the consumer was marked
+    /// slow (the driver then closes the connection).
+    pub fn drain(&self, into: &mut Vec<Delivery>, max: usize) -> bool {
+        let mut st = self.state.lock();
+        let st = &mut *st;
+        let n = st.queue.len().min(max);
+        for d in st.queue.drain(..n) {
+            st.bytes -= d.cost();
+            into.push(d);
+        }
+        !st.slow
+    }
+
+    /// Whether anything is waiting (or the consumer was marked slow).
+    pub fn is_ready(&self) -> bool {
+        let st = self.state.lock();
+        !st.queue.is_empty() || st.slow
+    }
+
+    /// Waits until a delivery is queued or the consumer is marked slow. Cancel-safe.
+    pub async fn ready(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.is_ready() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Refuses further pushes and discards what is queued.
+    pub fn close(&self) {
+        let mut st = self.state.lock();
+        st.closed = true;
+        st.queue.clear();
+        st.bytes = 0;
+    }
+
+    /// How many QoS 0 deliveries were dropped because the outbox was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// How many deliveries are queued.
+    pub fn len(&self) -> usize {
+        self.state.lock().queue.len()
+    }
+
+    /// Whether no delivery is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+    use crate::topic::Topic;
+    use bytes::Bytes;
+    use std::sync::Arc;
+
+    fn d(qos: Qos, n: usize) -> Delivery {
+        let m = Message::new(Topic::new("t").unwrap(), Bytes::from(vec![0u8; n]), qos, false);
+        Delivery { msg: Arc::new(m), sub: 1, qos }
+    }
+
+    #[test]
+    fn bounded_by_messages() {
+        let o = Outbox::new(2, 1 << 20);
+        assert_eq!(o.try_push(d(Qos::AtMostOnce, 1)), PushOutcome::Queued);
+        assert_eq!(o.try_push(d(Qos::AtMostOnce, 1)), PushOutcome::Queued);
+        assert_eq!(o.try_push(d(Qos::AtMostOnce, 1)), PushOutcome::Dropped);
+        assert_eq!(o.dropped(), 1);
+        assert_eq!(o.try_push(d(Qos::AtLeastOnce, 1)), PushOutcome::SlowConsumer);
+        let mut v = Vec::new();
+        assert!(!o.drain(&mut v, 10));
+        assert_eq!(v.len(), 2);
+    }
+
+    #[test]
+    fn bounded_by_bytes_but_one_large_fits() {
+        let o = Outbox::new(100, 1000);
+        assert_eq!(o.try_push(d(Qos::AtMostOnce, 5000)), PushOutcome::Queued);
+        assert_eq!(o.try_push(d(Qos::AtMostOnce, 10)), PushOutcome::Dropped);
+        let mut v = Vec::new();
+        assert!(o.drain(&mut v, 10));
+        assert_eq!(o.try_push(d(Qos::AtMostOnce, 10)), PushOutcome::Queued);
+        o.close();
+        assert_eq!(o.try_push(d(Qos::AtMostOnce, 10)), PushOutcome::Closed);
+    }
+}

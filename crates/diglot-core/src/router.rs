@@ -1,0 +1,249 @@
+//! The router: one topic namespace for every protocol.
+//!
+//! Adapters subscribe connections to [`Filter`]s and publish [`Message`]s; the router finds the
+//! matching subscriptions in the [`Trie`] and pushes one [`Delivery`] per match into each
+//! subscriber's bounded [`Outbox`]. It never waits on a subscriber: a full outbox drops QoS 0
+//! (counted) or marks the consumer slow.
+//!
+//! The router does not know protocols, sockets or the store.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::message::{Delivery, Message, Qos};
+use crate::outbox::{Outbox, PushOutcome};
+use crate::topic::{Filter, Topic};
+use crate::trie::Trie;
+
+/// A connection's broker-wide id.
+pub type ConnId = u64;
+
+/// A subscription's id, chosen by the subscribing adapter and unique within its connection.
+pub type SubId = u32;
+
+/// One subscription as the router stores it.
+#[derive(Clone)]
+pub struct Subscriber {
+    /// The subscribing connection.
+    pub conn: ConnId,
+    /// The adapter's id for this subscription.
+    pub sub: SubId,
+    /// The highest QoS the subscriber accepts.
+    pub qos: Qos,
+    /// Where matching deliveries go.
+    pub outbox: Arc<Outbox>,
+    /// MQTT 5 No Local: skip messages this connection published itself.
+    pub no_local: bool,
+    /// MQTT semantics for overlapping subscriptions: one copy per connection, with the highest
+    /// QoS of all its matching subscriptions [MQTT-3.3.5-1]. STOMP subscriptions are not
+    /// merged: each gets its own MESSAGE.
+    pub merge: bool,
+}
+
+/// What one publish did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PublishReport {
+    /// Deliveries queued.
+    pub delivered: usize,
+    /// QoS 0 deliveries dropped at full outboxes.
+    pub dropped: usize,
+    /// Subscribers found too slow for a QoS ≥ 1 delivery.
+    pub slow: usize,
+}
+
+/// Broker-wide message counters.
+#[derive(Debug, Default)]
+pub struct RouterStats {
+    /// Messages published into the router.
+    pub published: AtomicU64,
+    /// Deliveries queued to subscribers.
+    pub delivered: AtomicU64,
+    /// Deliveries dropped at full outboxes.
+    pub dropped: AtomicU64,
+}
+
+/// The topic router shared by every connection.
+pub struct Router {
+    trie: RwLock<Trie<Subscriber>>,
+    next_conn: AtomicU64,
+    next_msg: AtomicU64,
+    stats: RouterStats,
+}
+
+thread_local! {
+    /// Reused buffer for subscriptions that need merging per connection, so that a publish
+    /// does not allocate.
+    static MERGE: RefCell<Vec<(ConnId, Qos, SubId, Arc<Outbox>)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Router {
+            trie: RwLock::new(Trie::new()),
+            next_conn: AtomicU64::new(1),
+            next_msg: AtomicU64::new(1),
+            stats: RouterStats::default(),
+        }
+    }
+}
+
+impl Router {
+    /// An empty router.
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Broker-wide counters.
+    pub fn stats(&self) -> &RouterStats {
+        &self.stats
+    }
+
+    /// How many subscriptions the router holds.
+    pub fn subscription_count(&self) -> usize {
+        self.trie.read().len()
+    }
+
+    /// Adds a subscription. A subscription with the same connection and [`SubId`] on the same
+    /// filter is replaced, as MQTT requires for a repeated SUBSCRIBE [MQTT-3.8.4-3].
+    pub fn subscribe(&self, filter: &Filter, s: Subscriber) {
+        let mut trie = self.trie.write();
+        trie.remove(filter, |e| e.conn == s.conn && e.sub == s.sub);
+        trie.insert(filter, s);
+    }
+
+    /// Removes a connection's subscription. Returns whether one existed.
+    pub fn unsubscribe(&self, filter: &Filter, conn: ConnId, sub: SubId) -> bool {
+        self.trie.write().remove(filter, |e| e.conn == conn && e.sub == sub) > 0
+    }
+
+    /// Publishes a message to every matching subscriber and returns what happened. Sets the
+    /// message id.
+    pub fn publish(&self, mut msg: Message) -> PublishReport {
+        msg.id = self.next_msg.fetch_add(1, Ordering::Relaxed);
+        self.stats.published.fetch_add(1, Ordering::Relaxed);
+        let msg = Arc::new(msg);
+        let mut report = PublishReport::default();
+        MERGE.with(|merge| {
+            let mut merge = merge.borrow_mut();
+            merge.clear();
+            {
+                let trie = self.trie.read();
+                trie.for_each_match(&msg.topic, |s| {
+                    if s.no_local && msg.origin == Some(s.conn) {
+                        return;
+                    }
+                    if s.merge {
+                        merge.push((s.conn, s.qos, s.sub, s.outbox.clone()));
+                    } else {
+                        let qos = msg.qos.min(s.qos);
+                        push(&mut report, &s.outbox, Delivery { msg: msg.clone(), sub: s.sub, qos });
+                    }
+                });
+            }
+            if merge.len() > 1 {
+                // Highest QoS first within each connection, then keep the first per connection.
+                merge.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+                merge.dedup_by_key(|e| e.0);
+            }
+            for (_, qos, sub, outbox) in merge.drain(..) {
+                let qos = msg.qos.min(qos);
+                push(&mut report, &outbox, Delivery { msg: msg.clone(), sub, qos });
+            }
+        });
+        self.stats.delivered.fetch_add(report.delivered as u64, Ordering::Relaxed);
+        self.stats.dropped.fetch_add(report.dropped as u64, Ordering::Relaxed);
+        report
+    }
+
+    /// Whether any subscription matches `topic`.
+    pub fn has_subscribers(&self, topic: &Topic) -> bool {
+        let mut any = false;
+        self.trie.read().for_each_match(topic, |_| any = true);
+        any
+    }
+}
+
+fn push(report: &mut PublishReport, outbox: &Outbox, d: Delivery) {
+    match outbox.try_push(d) {
+        PushOutcome::Queued => report.delivered += 1,
+        PushOutcome::Dropped => report.dropped += 1,
+        PushOutcome::SlowConsumer => report.slow += 1,
+        PushOutcome::Closed => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn sub(r: &Router, f: &str, conn: ConnId, id: SubId, qos: Qos, merge: bool) -> Arc<Outbox> {
+        let outbox = Arc::new(Outbox::new(100, 1 << 20));
+        r.subscribe(
+            &Filter::new(f).unwrap(),
+            Subscriber { conn, sub: id, qos, outbox: outbox.clone(), no_local: false, merge },
+        );
+        outbox
+    }
+
+    fn msg(t: &str, qos: Qos) -> Message {
+        Message::new(Topic::new(t).unwrap(), Bytes::from_static(b"x"), qos, false)
+    }
+
+    #[test]
+    fn merges_overlapping_mqtt_subscriptions() {
+        let r = Router::new();
+        let o = sub(&r, "a/+", 1, 1, Qos::AtMostOnce, true);
+        r.subscribe(
+            &Filter::new("a/#").unwrap(),
+            Subscriber { conn: 1, sub: 2, qos: Qos::AtLeastOnce, outbox: o.clone(), no_local: false, merge: true },
+        );
+        let rep = r.publish(msg("a/b", Qos::AtLeastOnce));
+        assert_eq!(rep.delivered, 1);
+        let mut v = Vec::new();
+        o.drain(&mut v, 10);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].qos, Qos::AtLeastOnce);
+        assert_eq!(v[0].sub, 2);
+    }
+
+    #[test]
+    fn stomp_subscriptions_each_get_a_copy() {
+        let r = Router::new();
+        let o = sub(&r, "a/+", 1, 1, Qos::AtLeastOnce, false);
+        r.subscribe(
+            &Filter::new("a/#").unwrap(),
+            Subscriber { conn: 1, sub: 2, qos: Qos::AtLeastOnce, outbox: o.clone(), no_local: false, merge: false },
+        );
+        assert_eq!(r.publish(msg("a/b", Qos::AtMostOnce)).delivered, 2);
+    }
+
+    #[test]
+    fn downgrades_qos_and_unsubscribes() {
+        let r = Router::new();
+        let o = sub(&r, "x", 7, 1, Qos::AtMostOnce, true);
+        r.publish(msg("x", Qos::AtLeastOnce));
+        let mut v = Vec::new();
+        o.drain(&mut v, 10);
+        assert_eq!(v[0].qos, Qos::AtMostOnce);
+        assert!(r.unsubscribe(&Filter::new("x").unwrap(), 7, 1));
+        assert!(!r.unsubscribe(&Filter::new("x").unwrap(), 7, 1));
+        assert_eq!(r.publish(msg("x", Qos::AtLeastOnce)).delivered, 0);
+    }
+
+    #[test]
+    fn resubscribe_replaces() {
+        let r = Router::new();
+        sub(&r, "x", 7, 1, Qos::AtMostOnce, true);
+        sub(&r, "x", 7, 1, Qos::AtLeastOnce, true);
+        assert_eq!(r.subscription_count(), 1);
+    }
+}
