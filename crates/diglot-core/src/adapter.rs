@@ -119,7 +119,7 @@ impl Output {
 
     /// Marks the end of a frame.
     pub fn end_frame(&mut self) {
-        if self.ends.last() != Some(&self.buf.len()) {
+        if self.buf.len() > self.ends.last().copied().unwrap_or(0) {
             self.ends.push(self.buf.len());
         }
     }
@@ -178,7 +178,13 @@ pub trait Adapter: Send + 'static {
     fn on_input(&mut self, input: &mut BytesMut, now: Instant, out: &mut Output, actions: &mut Vec<Action>) -> bool;
 
     /// A publish that asked for an acknowledgement was routed (or refused).
-    fn on_publish_done(&mut self, token: u64, result: Result<(), PublishError>, out: &mut Output, actions: &mut Vec<Action>);
+    fn on_publish_done(
+        &mut self,
+        token: u64,
+        result: Result<(), PublishError>,
+        out: &mut Output,
+        actions: &mut Vec<Action>,
+    );
 
     /// Whether the adapter can take another delivery now (its inflight window has room and the
     /// protocol session is established).

@@ -73,16 +73,7 @@ pub struct Message {
 impl Message {
     /// A message with no properties, stamped now. The id is set by the router.
     pub fn new(topic: Topic, payload: Bytes, qos: Qos, retain: bool) -> Message {
-        Message {
-            id: 0,
-            topic,
-            payload,
-            qos,
-            retain,
-            origin: None,
-            received_at: Instant::now(),
-            props: None,
-        }
+        Message { id: 0, topic, payload, qos, retain, origin: None, received_at: Instant::now(), props: None }
     }
 }
 

@@ -38,6 +38,7 @@ struct State {
 pub struct Outbox {
     state: Mutex<State>,
     notify: Notify,
+    slow_notify: Notify,
     max_messages: usize,
     max_bytes: usize,
     dropped: AtomicU64,
@@ -49,6 +50,7 @@ impl Outbox {
         Outbox {
             state: Mutex::new(State { queue: VecDeque::new(), bytes: 0, closed: false, slow: false }),
             notify: Notify::new(),
+            slow_notify: Notify::new(),
             max_messages: max_messages.max(1),
             max_bytes: max_bytes.max(1),
             dropped: AtomicU64::new(0),
@@ -64,8 +66,7 @@ impl Outbox {
         }
         // A single delivery larger than the byte bound still fits into an empty outbox, so a
         // large message is never undeliverable just because of the bound.
-        let full = st.queue.len() >= self.max_messages
-            || (!st.queue.is_empty() && st.bytes + cost > self.max_bytes);
+        let full = st.queue.len() >= self.max_messages || (!st.queue.is_empty() && st.bytes + cost > self.max_bytes);
         if full {
             if d.qos == Qos::AtMostOnce {
                 drop(st);
@@ -75,6 +76,7 @@ impl Outbox {
             st.slow = true;
             drop(st);
             self.notify.notify_one();
+            self.slow_notify.notify_one();
             return PushOutcome::SlowConsumer;
         }
         st.bytes += cost;
@@ -111,6 +113,18 @@ impl Outbox {
         loop {
             let notified = self.notify.notified();
             if self.is_ready() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until the consumer is marked slow, even while the driver is not draining (for
+    /// example because the client's inflight window is full). Cancel-safe.
+    pub async fn slow(&self) {
+        loop {
+            let notified = self.slow_notify.notified();
+            if self.state.lock().slow {
                 return;
             }
             notified.await;

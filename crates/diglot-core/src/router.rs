@@ -73,10 +73,13 @@ pub struct Router {
     stats: RouterStats,
 }
 
+/// A subscription waiting to be merged with the connection's other matches.
+type MergeEntry = (ConnId, Qos, SubId, Arc<Outbox>);
+
 thread_local! {
     /// Reused buffer for subscriptions that need merging per connection, so that a publish
     /// does not allocate.
-    static MERGE: RefCell<Vec<(ConnId, Qos, SubId, Arc<Outbox>)>> = const { RefCell::new(Vec::new()) };
+    static MERGE: RefCell<Vec<MergeEntry>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Default for Router {

@@ -151,6 +151,8 @@ impl<V> Trie<V> {
 mod smallvec_levels {
     const INLINE: usize = 16;
 
+    // The inline variant is deliberately large: it lives on the stack for one match.
+    #[allow(clippy::large_enum_variant)]
     pub enum Levels<'a> {
         Inline([&'a str; INLINE], usize),
         Heap(Vec<&'a str>),
