@@ -1,0 +1,553 @@
+//! The wire: packet framing, protocol-level detection, and a thin wrapper over rmqtt-codec.
+//!
+//! Diglot finds packet boundaries itself (the fixed header's Remaining Length, MQTT §2.2.3)
+//! so that the size limit is checked against the whole packet as soon as its header is in,
+//! long before the packet completes, and so that the codec only ever sees one complete packet
+//! and keeps no partial state. Before the first CONNECT is decoded, [`detect`] reads the
+//! protocol name and level to choose the v3 codec (levels 3 and 4) or the v5 codec (level 5).
+//!
+//! Decoded packets of both versions are turned into one version-neutral [`Inbound`], so the
+//! session logic is written once. Replies are encoded by [`Wire`] from neutral arguments.
+//!
+//! This module knows no session state and no reason-code policy (that is `reason.rs`).
+
+use std::num::{NonZeroU16, NonZeroU32};
+
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+use diglot_core::Output;
+use rmqtt_codec::error::DecodeError;
+use rmqtt_codec::types::Publish;
+use rmqtt_codec::{v3, v5};
+use tokio_util::codec::{Decoder, Encoder};
+
+/// The MQTT protocol level of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Version {
+    /// MQTT 3.1, protocol name `MQIsdp`, level 3.
+    V31,
+    /// MQTT 3.1.1, protocol name `MQTT`, level 4.
+    V311,
+    /// MQTT 5.0, protocol name `MQTT`, level 5.
+    V5,
+}
+
+impl Version {
+    /// The label for logs (`Adapter::protocol`).
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Version::V31 => "mqtt/3.1",
+            Version::V311 => "mqtt/3.1.1",
+            Version::V5 => "mqtt/5.0",
+        }
+    }
+
+    /// Whether this is MQTT 5.
+    pub(crate) fn is_v5(self) -> bool {
+        self == Version::V5
+    }
+}
+
+/// What the front of the input buffer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Frame {
+    /// Not a whole packet yet.
+    Incomplete,
+    /// A whole packet of this many bytes (fixed header included).
+    Packet(usize),
+    /// A packet whose header announces this many bytes, more than the limit.
+    TooLarge(usize),
+    /// The Remaining Length runs past its fourth byte [MQTT-1.5.5] (§2.2.3).
+    Malformed,
+}
+
+/// Finds the first packet in `buf`, checking its announced size against `max` bytes as soon
+/// as the fixed header is complete.
+pub(crate) fn frame(buf: &[u8], max: usize) -> Frame {
+    let mut remaining = 0usize;
+    for i in 0..4 {
+        let Some(&b) = buf.get(1 + i) else { return Frame::Incomplete };
+        remaining |= usize::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            let total = 2 + i + remaining;
+            if total > max {
+                return Frame::TooLarge(total);
+            }
+            return if buf.len() >= total { Frame::Packet(total) } else { Frame::Incomplete };
+        }
+    }
+    Frame::Malformed
+}
+
+/// The first byte of a CONNECT packet: type 1, reserved flags 0 [MQTT-2.2.2-2].
+pub(crate) const CONNECT_BYTE: u8 = 0x10;
+
+/// What the protocol name and level of a complete CONNECT packet say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Detect {
+    /// A level Diglot speaks.
+    Supported(Version),
+    /// A known protocol name with a level Diglot does not speak [MQTT-3.1.2-2].
+    UnsupportedLevel,
+    /// Not an MQTT protocol name, or too short to tell [MQTT-3.1.2-1].
+    BadName,
+}
+
+/// Reads the protocol name and level of the complete CONNECT packet `packet` (fixed header
+/// included). `MQTT` goes with level 4 or 5, `MQIsdp` with level 3.
+pub(crate) fn detect(packet: &[u8]) -> Detect {
+    // Skip the fixed header: one type byte, then the Remaining Length bytes.
+    let Some(len_bytes) = packet.iter().skip(1).take(4).position(|b| b & 0x80 == 0) else {
+        return Detect::BadName;
+    };
+    let body = &packet[(2 + len_bytes).min(packet.len())..];
+    let (name, level) = match body {
+        [0, 4, b'M', b'Q', b'T', b'T', level, ..] => ("MQTT", *level),
+        [0, 6, b'M', b'Q', b'I', b's', b'd', b'p', level, ..] => ("MQIsdp", *level),
+        _ => return Detect::BadName,
+    };
+    match (name, level) {
+        ("MQIsdp", 3) => Detect::Supported(Version::V31),
+        ("MQTT", 4) => Detect::Supported(Version::V311),
+        ("MQTT", 5) => Detect::Supported(Version::V5),
+        _ => Detect::UnsupportedLevel,
+    }
+}
+
+/// A CONNECT of either version, in one shape.
+#[derive(Debug)]
+pub(crate) struct ConnectReq {
+    /// Clean Session (3.x) / Clean Start (5).
+    pub clean_start: bool,
+    /// Keep Alive in seconds.
+    pub keep_alive: u16,
+    /// The client identifier as sent (maybe empty).
+    pub client_id: ByteString,
+    /// User Name, if the flag was set.
+    pub username: Option<ByteString>,
+    /// Password, if the flag was set.
+    pub password: Option<Bytes>,
+    /// The will, if the Will Flag was set.
+    pub will: Option<v5::LastWill>,
+    /// MQTT 5 Receive Maximum.
+    pub receive_max: Option<NonZeroU16>,
+    /// MQTT 5 Maximum Packet Size.
+    pub max_packet_size: Option<NonZeroU32>,
+    /// MQTT 5 Authentication Method was present.
+    pub auth_method: bool,
+    /// MQTT 5 Session Expiry Interval.
+    pub session_expiry_secs: u32,
+}
+
+impl ConnectReq {
+    fn from_v3(c: v3::Connect) -> ConnectReq {
+        let will = c.last_will.map(|w| v5::LastWill {
+            qos: w.qos,
+            retain: w.retain,
+            topic: w.topic,
+            message: w.message,
+            will_delay_interval_sec: None,
+            correlation_data: None,
+            message_expiry_interval: None,
+            content_type: None,
+            user_properties: Vec::new(),
+            is_utf8_payload: None,
+            response_topic: None,
+        });
+        ConnectReq {
+            clean_start: c.clean_session,
+            keep_alive: c.keep_alive,
+            client_id: c.client_id,
+            username: c.username,
+            password: c.password,
+            will,
+            receive_max: None,
+            max_packet_size: None,
+            auth_method: false,
+            session_expiry_secs: 0,
+        }
+    }
+
+    fn from_v5(c: v5::Connect) -> ConnectReq {
+        ConnectReq {
+            clean_start: c.clean_start,
+            keep_alive: c.keep_alive,
+            client_id: c.client_id,
+            username: c.username,
+            password: c.password,
+            will: c.last_will,
+            receive_max: c.receive_max,
+            max_packet_size: c.max_packet_size,
+            auth_method: c.auth_method.is_some(),
+            session_expiry_secs: c.session_expiry_interval_secs,
+        }
+    }
+}
+
+/// One requested subscription.
+#[derive(Debug)]
+pub(crate) struct SubReq {
+    /// The filter text as sent.
+    pub filter: ByteString,
+    /// Requested maximum QoS (0..=2).
+    pub qos: u8,
+    /// MQTT 5 No Local.
+    pub no_local: bool,
+}
+
+/// A packet from the client, of either version, in one shape.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    /// CONNECT.
+    Connect(Box<ConnectReq>),
+    /// PUBLISH (v3 and v5 share the codec's type; `properties` is `None` in v3).
+    Publish(Box<Publish>),
+    /// PUBACK.
+    PubAck(NonZeroU16),
+    /// PUBREC.
+    PubRec(NonZeroU16),
+    /// PUBREL.
+    PubRel(NonZeroU16),
+    /// PUBCOMP (Diglot sends no QoS 2, so there is nothing to complete).
+    PubComp,
+    /// SUBSCRIBE.
+    Subscribe {
+        /// Packet Identifier.
+        packet_id: NonZeroU16,
+        /// MQTT 5 Subscription Identifier.
+        sub_id: Option<NonZeroU32>,
+        /// The filters, in order.
+        filters: Vec<SubReq>,
+    },
+    /// UNSUBSCRIBE.
+    Unsubscribe {
+        /// Packet Identifier.
+        packet_id: NonZeroU16,
+        /// The filters, in order.
+        filters: Vec<ByteString>,
+    },
+    /// PINGREQ.
+    PingReq,
+    /// DISCONNECT, with its MQTT 5 reason code (0 in 3.x) and Session Expiry Interval.
+    Disconnect {
+        /// Reason code.
+        reason: u8,
+        /// MQTT 5 Session Expiry Interval, if present.
+        session_expiry_secs: Option<u32>,
+    },
+    /// A packet only a server may send (CONNACK, SUBACK, UNSUBACK, PINGRESP), or AUTH, which
+    /// Diglot does not support; the name is for the close reason.
+    Unexpected(&'static str),
+}
+
+fn from_v3(p: v3::Packet) -> Inbound {
+    use v3::Packet as P;
+    match p {
+        P::Connect(c) => Inbound::Connect(Box::new(ConnectReq::from_v3(*c))),
+        P::Publish(p) => Inbound::Publish(p),
+        P::PublishAck { packet_id } => Inbound::PubAck(packet_id),
+        P::PublishReceived { packet_id } => Inbound::PubRec(packet_id),
+        P::PublishRelease { packet_id } => Inbound::PubRel(packet_id),
+        P::PublishComplete { .. } => Inbound::PubComp,
+        P::Subscribe { packet_id, topic_filters } => Inbound::Subscribe {
+            packet_id,
+            sub_id: None,
+            filters: topic_filters
+                .into_iter()
+                .map(|(filter, qos)| SubReq { filter, qos: qos.value(), no_local: false })
+                .collect(),
+        },
+        P::Unsubscribe { packet_id, topic_filters } => Inbound::Unsubscribe { packet_id, filters: topic_filters },
+        P::PingRequest => Inbound::PingReq,
+        P::Disconnect => Inbound::Disconnect { reason: 0, session_expiry_secs: None },
+        P::ConnectAck(_) => Inbound::Unexpected("CONNACK"),
+        P::SubscribeAck { .. } => Inbound::Unexpected("SUBACK"),
+        P::UnsubscribeAck { .. } => Inbound::Unexpected("UNSUBACK"),
+        P::PingResponse => Inbound::Unexpected("PINGRESP"),
+    }
+}
+
+fn from_v5(p: v5::Packet) -> Inbound {
+    use v5::Packet as P;
+    match p {
+        P::Connect(c) => Inbound::Connect(Box::new(ConnectReq::from_v5(*c))),
+        P::Publish(p) => Inbound::Publish(p),
+        P::PublishAck(a) => Inbound::PubAck(a.packet_id),
+        P::PublishReceived(a) => Inbound::PubRec(a.packet_id),
+        P::PublishRelease(a) => Inbound::PubRel(a.packet_id),
+        P::PublishComplete(_) => Inbound::PubComp,
+        P::Subscribe(s) => Inbound::Subscribe {
+            packet_id: s.packet_id,
+            sub_id: s.id,
+            filters: s
+                .topic_filters
+                .into_iter()
+                .map(|(filter, o)| SubReq { filter, qos: o.qos.value(), no_local: o.no_local })
+                .collect(),
+        },
+        P::Unsubscribe(u) => Inbound::Unsubscribe { packet_id: u.packet_id, filters: u.topic_filters },
+        P::PingRequest => Inbound::PingReq,
+        P::Disconnect(d) => {
+            Inbound::Disconnect { reason: d.reason_code.into(), session_expiry_secs: d.session_expiry_interval_secs }
+        }
+        P::ConnectAck(_) => Inbound::Unexpected("CONNACK"),
+        P::SubscribeAck(_) => Inbound::Unexpected("SUBACK"),
+        P::UnsubscribeAck(_) => Inbound::Unexpected("UNSUBACK"),
+        P::PingResponse => Inbound::Unexpected("PINGRESP"),
+        P::Auth(_) => Inbound::Unexpected("AUTH"),
+    }
+}
+
+#[derive(Debug)]
+enum Codec {
+    V3(v3::Codec),
+    V5(v5::Codec),
+}
+
+/// The codec of one connection, chosen after detection, with encoders for every packet the
+/// server sends. Each encoder writes one packet and ends one frame of the [`Output`].
+#[derive(Debug)]
+pub(crate) struct Wire {
+    version: Version,
+    codec: Codec,
+}
+
+impl Wire {
+    /// The codec for `version`. Size limits are enforced by [`frame`], so the codec's own
+    /// limits are off (0).
+    pub(crate) fn new(version: Version) -> Wire {
+        let codec = match version {
+            Version::V5 => Codec::V5(v5::Codec::new(0, 0)),
+            Version::V31 | Version::V311 => Codec::V3(v3::Codec::new(0)),
+        };
+        Wire { version, codec }
+    }
+
+    /// The protocol level.
+    pub(crate) fn version(&self) -> Version {
+        self.version
+    }
+
+    /// Decodes one complete packet, as found by [`frame`].
+    pub(crate) fn decode(&mut self, mut packet: BytesMut) -> Result<Inbound, DecodeError> {
+        let decoded = match &mut self.codec {
+            Codec::V3(c) => c.decode(&mut packet)?.map(|(p, _)| from_v3(p)),
+            Codec::V5(c) => c.decode(&mut packet)?.map(|(p, _)| from_v5(p)),
+        };
+        // `frame` handed over exactly one whole packet, so the codec must have produced it and
+        // consumed every byte; anything else means the lengths inside disagree.
+        match decoded {
+            Some(p) if packet.is_empty() => Ok(p),
+            _ => Err(DecodeError::InvalidLength),
+        }
+    }
+
+    fn put_v3(&mut self, p: v3::Packet, out: &mut Output) -> bool {
+        let Codec::V3(c) = &mut self.codec else { return false };
+        let start = out.len();
+        finish(start, c.encode(p, out.buf()), out)
+    }
+
+    fn put_v5(&mut self, p: v5::Packet, out: &mut Output) -> bool {
+        let Codec::V5(c) = &mut self.codec else { return false };
+        let start = out.len();
+        finish(start, c.encode(p, out.buf()), out)
+    }
+
+    /// CONNACK for MQTT 3.x.
+    pub(crate) fn connack_v3(&mut self, code: u8, out: &mut Output) {
+        let return_code = v3::ConnectAckReason::try_from(code).unwrap_or(v3::ConnectAckReason::ServiceUnavailable);
+        // Session Present is 0 whenever the return code is not 0 [MQTT-3.2.2-4], and always 0
+        // for now: sessions are not persisted yet.
+        self.put_v3(v3::Packet::ConnectAck(v3::ConnectAck { return_code, session_present: false }), out);
+    }
+
+    /// CONNACK for MQTT 5.
+    pub(crate) fn connack_v5(&mut self, ack: v5::ConnectAck, out: &mut Output) {
+        self.put_v5(v5::Packet::ConnectAck(Box::new(ack)), out);
+    }
+
+    /// PUBLISH. Returns whether it was written: an MQTT 5 packet larger than the client's
+    /// Maximum Packet Size is discarded [MQTT-3.1.2-25].
+    pub(crate) fn publish(&mut self, p: Publish, client_max: Option<NonZeroU32>, out: &mut Output) -> bool {
+        let Codec::V5(c) = &mut self.codec else {
+            return self.put_v3(v3::Packet::Publish(Box::new(p)), out);
+        };
+        let start = out.len();
+        match c.encode(v5::Packet::Publish(Box::new(p)), out.buf()) {
+            Ok(()) if client_max.is_some_and(|max| out.buf().len() - start > max.get() as usize) => {
+                out.buf().truncate(start);
+                false
+            }
+            r => finish(start, r, out),
+        }
+    }
+
+    /// PUBACK (`code` is the MQTT 5 reason code; 3.x has none).
+    pub(crate) fn puback(&mut self, packet_id: NonZeroU16, code: u8, out: &mut Output) {
+        match self.version {
+            Version::V5 => self.put_v5(v5::Packet::PublishAck(ack(packet_id, code)), out),
+            _ => self.put_v3(v3::Packet::PublishAck { packet_id }, out),
+        };
+    }
+
+    /// PUBREC.
+    pub(crate) fn pubrec(&mut self, packet_id: NonZeroU16, code: u8, out: &mut Output) {
+        match self.version {
+            Version::V5 => self.put_v5(v5::Packet::PublishReceived(ack(packet_id, code)), out),
+            _ => self.put_v3(v3::Packet::PublishReceived { packet_id }, out),
+        };
+    }
+
+    /// PUBREL.
+    pub(crate) fn pubrel(&mut self, packet_id: NonZeroU16, code: u8, out: &mut Output) {
+        match self.version {
+            Version::V5 => self.put_v5(v5::Packet::PublishRelease(ack2(packet_id, code)), out),
+            _ => self.put_v3(v3::Packet::PublishRelease { packet_id }, out),
+        };
+    }
+
+    /// PUBCOMP.
+    pub(crate) fn pubcomp(&mut self, packet_id: NonZeroU16, code: u8, out: &mut Output) {
+        match self.version {
+            Version::V5 => self.put_v5(v5::Packet::PublishComplete(ack2(packet_id, code)), out),
+            _ => self.put_v3(v3::Packet::PublishComplete { packet_id }, out),
+        };
+    }
+
+    /// SUBACK with one code per filter: a granted QoS (0..=2) or a failure code (≥ 0x80).
+    pub(crate) fn suback(&mut self, packet_id: NonZeroU16, codes: &[u8], out: &mut Output) {
+        match self.version {
+            Version::V5 => {
+                let status = codes
+                    .iter()
+                    .map(|&c| v5::SubscribeAckReason::try_from(c).unwrap_or(v5::SubscribeAckReason::UnspecifiedError))
+                    .collect();
+                let ack = v5::SubscribeAck { packet_id, properties: Vec::new(), reason_string: None, status };
+                self.put_v5(v5::Packet::SubscribeAck(ack), out)
+            }
+            _ => {
+                let status = codes
+                    .iter()
+                    .map(|&c| match v3::QoS::try_from(c) {
+                        Ok(q) => v3::SubscribeReturnCode::Success(q),
+                        Err(_) => v3::SubscribeReturnCode::Failure,
+                    })
+                    .collect();
+                self.put_v3(v3::Packet::SubscribeAck { packet_id, status }, out)
+            }
+        };
+    }
+
+    /// UNSUBACK (MQTT 5 carries one reason code per filter; 3.x none).
+    pub(crate) fn unsuback(&mut self, packet_id: NonZeroU16, codes: &[u8], out: &mut Output) {
+        match self.version {
+            Version::V5 => {
+                let status = codes
+                    .iter()
+                    .map(|&c| {
+                        v5::UnsubscribeAckReason::try_from(c).unwrap_or(v5::UnsubscribeAckReason::UnspecifiedError)
+                    })
+                    .collect();
+                let ack = v5::UnsubscribeAck { packet_id, properties: Vec::new(), reason_string: None, status };
+                self.put_v5(v5::Packet::UnsubscribeAck(ack), out)
+            }
+            _ => self.put_v3(v3::Packet::UnsubscribeAck { packet_id }, out),
+        };
+    }
+
+    /// PINGRESP.
+    pub(crate) fn pingresp(&mut self, out: &mut Output) {
+        match self.version {
+            Version::V5 => self.put_v5(v5::Packet::PingResponse, out),
+            _ => self.put_v3(v3::Packet::PingResponse, out),
+        };
+    }
+
+    /// An MQTT 5 DISCONNECT from the server (3.x has none; nothing is written there).
+    pub(crate) fn disconnect(&mut self, code: u8, out: &mut Output) {
+        let reason_code =
+            v5::DisconnectReasonCode::try_from(code).unwrap_or(v5::DisconnectReasonCode::UnspecifiedError);
+        self.put_v5(v5::Packet::Disconnect(v5::Disconnect::new(reason_code)), out);
+    }
+}
+
+/// CONNACK with return code 0x01 (unacceptable protocol version) in the 3.1.1 format, for a
+/// client whose level Diglot does not speak [MQTT-3.1.2-2].
+pub(crate) fn connack_unsupported_level(out: &mut Output) {
+    let mut wire = Wire::new(Version::V311);
+    wire.connack_v3(0x01, out);
+}
+
+fn ack(packet_id: NonZeroU16, code: u8) -> v5::PublishAck {
+    v5::PublishAck {
+        packet_id,
+        reason_code: v5::PublishAckReason::try_from(code).unwrap_or(v5::PublishAckReason::UnspecifiedError),
+        properties: Vec::new(),
+        reason_string: None,
+    }
+}
+
+fn ack2(packet_id: NonZeroU16, code: u8) -> v5::PublishAck2 {
+    v5::PublishAck2 {
+        packet_id,
+        reason_code: v5::PublishAck2Reason::try_from(code).unwrap_or(v5::PublishAck2Reason::PacketIdNotFound),
+        properties: Vec::new(),
+        reason_string: None,
+    }
+}
+
+/// Ends the frame just encoded, or drops what an encoder error left half-written. Encoding
+/// server packets fails only on a bug, so it is logged rather than surfaced.
+fn finish<E: std::fmt::Display>(start: usize, r: Result<(), E>, out: &mut Output) -> bool {
+    match r {
+        Ok(()) => {
+            out.end_frame();
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot encode MQTT packet");
+            out.buf().truncate(start);
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_by_remaining_length() {
+        assert_eq!(frame(&[], 100), Frame::Incomplete);
+        assert_eq!(frame(&[0xc0], 100), Frame::Incomplete);
+        assert_eq!(frame(&[0xc0, 0x00], 100), Frame::Packet(2));
+        assert_eq!(frame(&[0x30, 0x03, 0, 1], 100), Frame::Incomplete);
+        assert_eq!(frame(&[0x30, 0x03, 0, 1, b'a', 0xff], 100), Frame::Packet(5));
+        // 200 = 0xc8 0x01: two length bytes; the limit is checked before the body arrives.
+        assert_eq!(frame(&[0x30, 0xc8, 0x01], 100), Frame::TooLarge(203));
+        assert_eq!(frame(&[0x30, 0xc8], 100), Frame::Incomplete);
+        assert_eq!(frame(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x01], usize::MAX), Frame::Malformed);
+    }
+
+    #[test]
+    fn detects_levels() {
+        let c = |name: &[u8], level: u8| {
+            let mut v = vec![0x10, 0];
+            v.extend_from_slice(&(name.len() as u16).to_be_bytes());
+            v.extend_from_slice(name);
+            v.push(level);
+            v[1] = (v.len() - 2) as u8;
+            detect(&v)
+        };
+        assert_eq!(c(b"MQTT", 4), Detect::Supported(Version::V311));
+        assert_eq!(c(b"MQTT", 5), Detect::Supported(Version::V5));
+        assert_eq!(c(b"MQIsdp", 3), Detect::Supported(Version::V31));
+        assert_eq!(c(b"MQTT", 3), Detect::UnsupportedLevel);
+        assert_eq!(c(b"MQTT", 6), Detect::UnsupportedLevel);
+        assert_eq!(c(b"MQIsdp", 4), Detect::UnsupportedLevel);
+        assert_eq!(c(b"MQTX", 4), Detect::BadName);
+        assert_eq!(c(b"", 4), Detect::BadName);
+        assert_eq!(detect(&[0x10]), Detect::BadName);
+    }
+}

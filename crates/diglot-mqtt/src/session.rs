@@ -1,0 +1,295 @@
+//! The MQTT session of one connection: the sans-IO [`Adapter`] for MQTT 3.1, 3.1.1 and 5.0.
+//!
+//! [`Session`] frames and decodes inbound packets, keeps the protocol state (the CONNECT
+//! handshake, keep-alive, inbound QoS 2 packet ids, the outbound QoS 1 window, the client's
+//! subscriptions and its will) and turns packets into core [`Action`]s and deliveries into
+//! PUBLISH packets. The packet handlers live in child modules, one per concept:
+//! `connect.rs` (CONNECT/CONNACK, will), `publish.rs` (PUBLISH in and out, the QoS flows),
+//! `subscribe.rs` (SUBSCRIBE/UNSUBSCRIBE).
+//!
+//! It does no I/O and no routing: the connection driver carries out the actions. Persistent
+//! sessions, retained messages, outbound QoS 2, shared subscriptions, topic aliases and
+//! enhanced authentication are not implemented yet; each place that refuses them says so.
+
+mod connect;
+mod publish;
+mod subscribe;
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use diglot_core::{
+    Action, Adapter, CloseReason, ConnInfo, Delivery, Filter, Limits, Message, Output, PublishError, SubId,
+};
+
+use crate::codec::{self, Frame, Inbound, Wire};
+use crate::config::Config;
+use crate::inflight::Inflight;
+use crate::keepalive::KeepAlive;
+use crate::reason::{self, Violation};
+
+/// Where the connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the CONNECT packet.
+    AwaitConnect,
+    /// CONNECT accepted, CONNACK sent.
+    Connected,
+    /// A close was decided; nothing more is read or written.
+    Closed,
+}
+
+/// The MQTT adapter for one connection. Create it with [`Session::new`] and drive it
+/// through [`Adapter`].
+#[derive(Debug)]
+pub struct Session {
+    info: ConnInfo,
+    limits: Limits,
+    config: Config,
+    phase: Phase,
+    /// The codec, once the CONNECT revealed the protocol level.
+    wire: Option<Wire>,
+    /// The accepted (or assigned) client id.
+    client_id: Option<String>,
+    timers: KeepAlive,
+    /// The will, published when the connection ends without a normal DISCONNECT.
+    will: Option<Message>,
+    /// MQTT 5 Session Expiry Interval from CONNECT (0 in 3.x).
+    session_expiry_secs: u32,
+    /// Inbound QoS 2 packet ids published and awaiting PUBREL [MQTT-4.3.3-2].
+    awaiting_rel: HashSet<u16>,
+    /// Outbound QoS 1 packet ids awaiting PUBACK.
+    inflight: Inflight,
+    /// The client's MQTT 5 Maximum Packet Size.
+    client_max_packet: Option<NonZeroU32>,
+    /// Each subscribed filter and its id [MQTT-3.8.4-3].
+    subs: HashMap<Filter, SubId>,
+    next_sub: SubId,
+    /// Whether a CONNACK accepting the connection was written; no DISCONNECT goes out
+    /// before it [MQTT-3.14.0-1].
+    connack_sent: bool,
+    /// Whether the protocol goodbye (MQTT 5 DISCONNECT) was written or decided against.
+    goodbye_done: bool,
+}
+
+impl Session {
+    /// A session for a connection opened at `now`; the client has `config.connect_timeout`
+    /// to send its CONNECT.
+    pub fn new(info: ConnInfo, limits: Limits, config: Config, now: Instant) -> Session {
+        let timers = KeepAlive::new(now, config.connect_timeout);
+        let inflight = Inflight::new(limits.max_inflight);
+        Session {
+            info,
+            limits,
+            config,
+            phase: Phase::AwaitConnect,
+            wire: None,
+            client_id: None,
+            timers,
+            will: None,
+            session_expiry_secs: 0,
+            awaiting_rel: HashSet::new(),
+            inflight,
+            client_max_packet: None,
+            subs: HashMap::new(),
+            next_sub: 1,
+            connack_sent: false,
+            goodbye_done: false,
+        }
+    }
+
+    fn is_v5(&self) -> bool {
+        self.wire.as_ref().is_some_and(|w| w.version().is_v5())
+    }
+
+    /// Ends the connection for `reason`, after an MQTT 5 DISCONNECT with `code` if one may
+    /// be sent (MQTT 5, CONNACK sent, no goodbye yet).
+    fn shut(&mut self, reason: CloseReason, code: Option<u8>, out: &mut Output, actions: &mut Vec<Action>) {
+        if !self.goodbye_done && self.connack_sent {
+            if let (Some(code), Some(wire)) = (code, self.wire.as_mut()) {
+                if wire.version().is_v5() {
+                    wire.disconnect(code, out);
+                }
+            }
+        }
+        tracing::debug!(conn = self.info.id, client_id = ?self.client_id, %reason, "closing MQTT session");
+        self.goodbye_done = true;
+        self.phase = Phase::Closed;
+        actions.push(Action::Close(reason));
+    }
+
+    /// Ends the connection for a client error.
+    fn fail(&mut self, v: Violation, out: &mut Output, actions: &mut Vec<Action>) {
+        self.shut(v.close_reason(), Some(v.disconnect_code()), out, actions);
+    }
+
+    /// Handles one complete packet.
+    fn on_packet(&mut self, packet: BytesMut, now: Instant, out: &mut Output, actions: &mut Vec<Action>) {
+        let Some(wire) = self.wire.as_mut() else {
+            self.on_first_packet(packet, now, out, actions);
+            return;
+        };
+        match wire.decode(packet) {
+            Ok(p) => self.dispatch(p, out, actions),
+            Err(e) => self.fail(Violation::decode(&e), out, actions),
+        }
+    }
+
+    /// Handles a decoded packet after CONNECT was accepted.
+    fn dispatch(&mut self, p: Inbound, out: &mut Output, actions: &mut Vec<Action>) {
+        let Some(wire) = self.wire.as_mut() else { return };
+        let v5 = wire.version().is_v5();
+        match p {
+            // [MQTT-3.1.0-2] A second CONNECT is a protocol violation.
+            Inbound::Connect(_) => self.fail(Violation::Protocol("second CONNECT on one connection"), out, actions),
+            Inbound::Publish(p) => self.on_publish(*p, out, actions),
+            // A PUBACK for an id not in flight is ignored (a late duplicate).
+            Inbound::PubAck(id) => {
+                self.inflight.release(id);
+            }
+            // Diglot sends no QoS 2 yet, so a PUBREC names no PUBLISH of ours: MQTT 5 answers
+            // "Packet Identifier not found" (§3.6.2.1); 3.1.1 answers PUBREL as always (§4.3.3).
+            Inbound::PubRec(id) => wire.pubrel(id, if v5 { reason::code::PACKET_ID_NOT_FOUND } else { 0 }, out),
+            Inbound::PubRel(id) => self.on_pubrel(id, out),
+            Inbound::PubComp => {}
+            Inbound::Subscribe { packet_id, sub_id, filters } => {
+                self.on_subscribe(packet_id, sub_id, filters, out, actions)
+            }
+            Inbound::Unsubscribe { packet_id, filters } => self.on_unsubscribe(packet_id, filters, out, actions),
+            // [MQTT-3.12.4-1] The Server MUST send a PINGRESP in response to a PINGREQ.
+            Inbound::PingReq => wire.pingresp(out),
+            Inbound::Disconnect { reason, session_expiry_secs } => {
+                self.on_disconnect(reason, session_expiry_secs, out, actions)
+            }
+            Inbound::Unexpected(name) => self.fail(Violation::Unexpected(name), out, actions),
+        }
+    }
+
+    /// DISCONNECT from the client.
+    fn on_disconnect(&mut self, code: u8, session_expiry: Option<u32>, out: &mut Output, actions: &mut Vec<Action>) {
+        // [MQTT-3.14.2-2] A non-zero Session Expiry Interval in DISCONNECT is a protocol error
+        // when CONNECT set it to zero.
+        if self.session_expiry_secs == 0 && session_expiry.is_some_and(|s| s > 0) {
+            self.fail(Violation::Protocol("session expiry set on DISCONNECT after 0 on CONNECT"), out, actions);
+            return;
+        }
+        // Reason 0x00 discards the will [MQTT-3.14.4-3]; 0x04 "disconnect with will" and
+        // the error codes publish it (§3.14.2.1). Publishing it here, before the close,
+        // leaves `on_closed` nothing to do for a client DISCONNECT.
+        if let Some(will) = self.will.take() {
+            if code != reason::code::SUCCESS {
+                actions.push(Action::Publish { msg: will, token: None });
+            }
+        }
+        // The server sends nothing in reply to the client's DISCONNECT (§3.14.4).
+        self.shut(CloseReason::ClientDisconnect, None, out, actions);
+    }
+}
+
+impl Adapter for Session {
+    fn on_input(&mut self, input: &mut BytesMut, now: Instant, out: &mut Output, actions: &mut Vec<Action>) -> bool {
+        if self.phase == Phase::Closed || input.is_empty() {
+            return false;
+        }
+        self.timers.touch(now);
+        // [MQTT-3.1.0-1] The first packet from the client MUST be CONNECT; anything else is
+        // closed without a reply, as soon as its first byte shows it.
+        if self.wire.is_none() && input[0] != codec::CONNECT_BYTE {
+            self.shut(CloseReason::ProtocolError("first packet is not CONNECT".into()), None, out, actions);
+            return false;
+        }
+        let max = self.limits.max_frame_bytes;
+        match codec::frame(input, max) {
+            Frame::Incomplete => false,
+            Frame::Malformed => {
+                self.fail(Violation::Malformed("remaining length longer than four bytes".into()), out, actions);
+                false
+            }
+            Frame::TooLarge(size) => {
+                self.fail(Violation::TooLarge { size, max }, out, actions);
+                false
+            }
+            Frame::Packet(len) => {
+                let packet = input.split_to(len);
+                self.on_packet(packet, now, out, actions);
+                true
+            }
+        }
+    }
+
+    fn on_publish_done(
+        &mut self,
+        token: u64,
+        result: Result<(), PublishError>,
+        out: &mut Output,
+        actions: &mut Vec<Action>,
+    ) {
+        self.publish_done(token, result, out, actions);
+    }
+
+    fn can_deliver(&self) -> bool {
+        self.phase == Phase::Connected && self.inflight.has_room()
+    }
+
+    fn on_delivery(&mut self, delivery: Delivery, _now: Instant, out: &mut Output) {
+        self.deliver(delivery, out);
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Closed => None,
+            _ => self.timers.deadline(),
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant, out: &mut Output, actions: &mut Vec<Action>) {
+        if self.phase == Phase::Closed || !self.timers.expired(now) {
+            return;
+        }
+        let reason = match self.phase {
+            Phase::AwaitConnect => CloseReason::HandshakeTimeout,
+            _ => CloseReason::KeepAliveTimeout,
+        };
+        let code = reason::server_disconnect_code(&reason);
+        self.shut(reason, code, out, actions);
+    }
+
+    fn on_sent(&mut self, _now: Instant) {
+        // An MQTT server sends no heart-beats: keep-alive is the client's duty (§3.1.2.10).
+    }
+
+    fn on_server_close(&mut self, reason: &CloseReason, out: &mut Output) {
+        if !self.goodbye_done && self.connack_sent {
+            if let (Some(code), Some(wire)) = (reason::server_disconnect_code(reason), self.wire.as_mut()) {
+                if wire.version().is_v5() {
+                    wire.disconnect(code, out);
+                }
+            }
+        }
+        self.goodbye_done = true;
+        self.phase = Phase::Closed;
+    }
+
+    fn on_closed(&mut self, reason: &CloseReason, actions: &mut Vec<Action>) {
+        // [MQTT-3.1.2-8] The will is published when the connection closes without a normal
+        // DISCONNECT. The MQTT 5 Will Delay Interval is not honoured yet: the will goes out at
+        // once, which the spec allows when the session ends at the same time (§3.1.3.2.2).
+        if let Some(mut will) = self.will.take() {
+            if !reason.is_graceful_client_close() {
+                will.received_at = Instant::now();
+                actions.push(Action::Publish { msg: will, token: None });
+            }
+        }
+        self.phase = Phase::Closed;
+    }
+
+    fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
+    }
+
+    fn protocol(&self) -> &'static str {
+        self.wire.as_ref().map_or("mqtt", |w| w.version().label())
+    }
+}

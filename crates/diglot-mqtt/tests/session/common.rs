@@ -1,0 +1,201 @@
+//! A test client: drives a `Session` with packets encoded by rmqtt-codec and decodes what
+//! the session writes back, one packet per output frame.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use diglot_core::{Action, Adapter, CloseReason, ConnInfo, Delivery, Limits, Message, Output, Qos, Topic, Transport};
+use diglot_mqtt::{Config, Session};
+use rmqtt_codec::{v3, v5};
+use tokio_util::codec::{Decoder, Encoder};
+
+pub const CONN_ID: u64 = 7;
+
+pub struct Client {
+    pub session: Session,
+    pub now: Instant,
+    pub start: Instant,
+    inbuf: BytesMut,
+    out: Output,
+}
+
+impl Client {
+    pub fn new() -> Client {
+        Client::with(Limits::default(), Config::default())
+    }
+
+    pub fn with(limits: Limits, config: Config) -> Client {
+        let info = ConnInfo {
+            id: CONN_ID,
+            transport: Transport::Tcp,
+            peer: "127.0.0.1:1883".parse::<SocketAddr>().unwrap(),
+            subprotocol: Some("mqtt".into()),
+        };
+        let now = Instant::now();
+        Client {
+            session: Session::new(info, limits, config, now),
+            now,
+            start: now,
+            inbuf: BytesMut::new(),
+            out: Output::new(),
+        }
+    }
+
+    /// Feeds raw bytes and runs the session over them until it wants more.
+    pub fn raw(&mut self, bytes: &[u8]) -> Vec<Action> {
+        self.inbuf.extend_from_slice(bytes);
+        let mut actions = Vec::new();
+        let mut guard = 0;
+        while self.session.on_input(&mut self.inbuf, self.now, &mut self.out, &mut actions) {
+            guard += 1;
+            assert!(guard < 100_000, "on_input keeps returning true");
+        }
+        actions
+    }
+
+    pub fn send3(&mut self, p: v3::Packet) -> Vec<Action> {
+        self.raw(&enc3(p))
+    }
+
+    pub fn send5(&mut self, p: v5::Packet) -> Vec<Action> {
+        self.raw(&enc5(p))
+    }
+
+    /// The frames written so far.
+    pub fn frames(&mut self) -> Vec<Bytes> {
+        let mut v = Vec::new();
+        self.out.take_frames(&mut v);
+        v.retain(|f| !f.is_empty());
+        v
+    }
+
+    /// Decodes each output frame as exactly one MQTT 3.x packet.
+    pub fn recv3(&mut self) -> Vec<v3::Packet> {
+        self.frames().into_iter().map(|f| one(v3::Codec::new(0), f).0).collect()
+    }
+
+    /// Decodes each output frame as exactly one MQTT 5 packet.
+    pub fn recv5(&mut self) -> Vec<v5::Packet> {
+        self.frames().into_iter().map(|f| one(v5::Codec::new(0, 0), f).0).collect()
+    }
+
+    pub fn advance(&mut self, secs: u64) {
+        self.now += Duration::from_secs(secs);
+    }
+
+    pub fn timer(&mut self) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.session.on_timer(self.now, &mut self.out, &mut actions);
+        actions
+    }
+
+    pub fn done(&mut self, token: u64, result: Result<(), diglot_core::PublishError>) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.session.on_publish_done(token, result, &mut self.out, &mut actions);
+        actions
+    }
+
+    pub fn deliver(&mut self, msg: Message, qos: Qos) {
+        let d = Delivery { msg: std::sync::Arc::new(msg), sub: 1, qos };
+        self.session.on_delivery(d, self.now, &mut self.out);
+    }
+
+    pub fn server_close(&mut self, reason: CloseReason) {
+        self.session.on_server_close(&reason, &mut self.out);
+    }
+
+    pub fn closed(&mut self, reason: CloseReason) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.session.on_closed(&reason, &mut actions);
+        actions
+    }
+
+    /// Connects with MQTT 3.1.1 as `id` (clean session) and drains the CONNACK.
+    pub fn connected3(id: &str) -> Client {
+        let mut c = Client::new();
+        c.connect3(connect3(id));
+        c
+    }
+
+    /// Connects with MQTT 5 as `id` (clean start) and drains the CONNACK.
+    pub fn connected5(id: &str) -> Client {
+        let mut c = Client::new();
+        c.connect5(connect5(id));
+        c
+    }
+
+    pub fn connect3(&mut self, connect: v3::Connect) {
+        let a = self.send3(v3::Packet::Connect(Box::new(connect)));
+        assert!(matches!(&a[..], [Action::ClaimClientId(_)]), "{a:?}");
+        assert!(
+            matches!(&self.recv3()[..], [v3::Packet::ConnectAck(ack)] if ack.return_code == v3::ConnectAckReason::ConnectionAccepted)
+        );
+    }
+
+    pub fn connect5(&mut self, connect: v5::Connect) {
+        let a = self.send5(v5::Packet::Connect(Box::new(connect)));
+        assert!(matches!(&a[..], [Action::ClaimClientId(_)]), "{a:?}");
+        assert!(
+            matches!(&self.recv5()[..], [v5::Packet::ConnectAck(ack)] if ack.reason_code == v5::ConnectAckReason::Success)
+        );
+    }
+}
+
+fn one<C: Decoder>(mut codec: C, frame: Bytes) -> C::Item
+where
+    C::Error: std::fmt::Debug,
+{
+    let mut buf = BytesMut::from(&frame[..]);
+    let item = codec.decode(&mut buf).expect("server wrote a valid packet").expect("a whole packet per frame");
+    assert!(buf.is_empty(), "one packet per frame");
+    item
+}
+
+pub fn enc3(p: v3::Packet) -> BytesMut {
+    let mut b = BytesMut::new();
+    v3::Codec::new(0).encode(p, &mut b).unwrap();
+    b
+}
+
+pub fn enc5(p: v5::Packet) -> BytesMut {
+    let mut b = BytesMut::new();
+    v5::Codec::new(0, 0).encode(p, &mut b).unwrap();
+    b
+}
+
+pub fn connect3(id: &str) -> v3::Connect {
+    v3::Connect { clean_session: true, ..v3::Connect::default() }.client_id(id.to_string())
+}
+
+pub fn connect5(id: &str) -> v5::Connect {
+    v5::Connect { clean_start: true, ..v5::Connect::default() }.client_id(id.to_string())
+}
+
+pub fn msg(topic: &str, payload: &'static [u8], qos: Qos) -> Message {
+    Message::new(Topic::new(topic).unwrap(), Bytes::from_static(payload), qos, false)
+}
+
+pub fn pid(n: u16) -> std::num::NonZeroU16 {
+    std::num::NonZeroU16::new(n).unwrap()
+}
+
+pub fn publish(topic: &str, payload: &'static [u8], qos: u8, id: Option<u16>) -> rmqtt_codec::types::Publish {
+    rmqtt_codec::types::Publish {
+        dup: false,
+        retain: false,
+        qos: v3::QoS::try_from(qos).unwrap(),
+        topic: topic.into(),
+        packet_id: id.map(pid),
+        payload: Bytes::from_static(payload),
+        properties: None,
+    }
+}
+
+/// The close reason, if the actions end with a close.
+pub fn close_of(actions: &[Action]) -> Option<&CloseReason> {
+    match actions.last() {
+        Some(Action::Close(r)) => Some(r),
+        _ => None,
+    }
+}

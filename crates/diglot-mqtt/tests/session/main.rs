@@ -1,0 +1,8 @@
+//! Drives the MQTT `Session` as a client would, with packets encoded by rmqtt-codec, and
+//! checks the packets it writes back and the actions it returns.
+
+mod common;
+mod connect;
+mod fuzz;
+mod publish;
+mod subscribe;
