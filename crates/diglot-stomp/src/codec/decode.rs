@@ -1,0 +1,279 @@
+//! The resumable STOMP decoder.
+//!
+//! The decoder consumes bytes from the front of the caller's buffer as it parses them and
+//! keeps the partial frame (command, headers parsed so far) in its own state, so a frame that
+//! arrives a byte at a time is scanned once, not once per read. Every limit is checked against
+//! the bytes seen so far, before the frame completes: a peer streaming an endless header line
+//! or body is stopped at the limit.
+
+use bytes::{Buf, BytesMut};
+use diglot_core::Limits;
+use memchr::memchr;
+
+use super::{CodecError, Escaping};
+use crate::frame::{Command, Frame};
+use crate::version::Version;
+
+/// One thing decoded from the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// A complete frame.
+    Frame(Frame),
+    /// One or more EOLs between frames: a heart-beat (STOMP 1.2 "Heart-beating").
+    HeartBeat,
+}
+
+/// Where the decoder is within the current frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Between frames: EOLs here are heart-beats.
+    Idle,
+    /// Reading the command line.
+    Command,
+    /// Reading header lines of a frame of this command.
+    Headers(Command),
+    /// Reading the body of a frame of this command.
+    Body(Command),
+}
+
+/// A resumable STOMP frame decoder with limits.
+#[derive(Debug)]
+pub struct Decoder {
+    max_frame_bytes: usize,
+    max_headers: usize,
+    max_header_bytes: usize,
+    version: Version,
+    state: State,
+    /// Bytes at the front of the buffer already searched for the current delimiter.
+    scanned: usize,
+    /// Bytes of the current frame already consumed from the buffer.
+    consumed: usize,
+    headers: Vec<(String, String)>,
+    content_length: Option<usize>,
+}
+
+impl Decoder {
+    /// A decoder enforcing `limits` (`max_frame_bytes`, `max_headers`, `max_header_bytes`),
+    /// decoding STOMP 1.2 until told otherwise.
+    pub fn new(limits: &Limits) -> Decoder {
+        Decoder {
+            max_frame_bytes: limits.max_frame_bytes,
+            max_headers: limits.max_headers,
+            max_header_bytes: limits.max_header_bytes,
+            version: Version::V1_2,
+            state: State::Idle,
+            scanned: 0,
+            consumed: 0,
+            headers: Vec::new(),
+            content_length: None,
+        }
+    }
+
+    /// Sets the version whose escaping rules apply to the following frames (after CONNECT).
+    pub fn set_version(&mut self, version: Version) {
+        self.version = version;
+    }
+
+    /// The version whose escaping rules apply.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// Decodes the next frame or heart-beat from the front of `buf`. `Ok(None)` means more
+    /// bytes are needed; the bytes seen so far may already have been consumed into the
+    /// decoder's state. After an error the stream is unusable.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, CodecError> {
+        if self.state == State::Idle && self.skip_eols(buf)? {
+            return Ok(Some(Decoded::HeartBeat));
+        }
+        if self.state == State::Idle {
+            return Ok(None);
+        }
+        if self.state == State::Command && !self.read_command(buf)? {
+            return Ok(None);
+        }
+        while let State::Headers(command) = self.state {
+            if !self.read_header(buf, command)? {
+                return Ok(None);
+            }
+        }
+        match self.state {
+            State::Body(command) => self.read_body(buf, command),
+            _ => Ok(None),
+        }
+    }
+
+    /// Consumes EOLs between frames. Returns whether any were consumed; moves to
+    /// [`State::Command`] when a frame starts.
+    fn skip_eols(&mut self, buf: &mut BytesMut) -> Result<bool, CodecError> {
+        let mut beat = false;
+        loop {
+            match buf.first() {
+                None => return Ok(beat),
+                Some(b'\n') => buf.advance(1),
+                Some(b'\r') => match buf.get(1) {
+                    None => return Ok(beat),
+                    Some(b'\n') => buf.advance(2),
+                    Some(_) => return Err(CodecError::BadLineEnding),
+                },
+                Some(_) => {
+                    self.state = State::Command;
+                    return Ok(beat);
+                }
+            }
+            beat = true;
+        }
+    }
+
+    /// The index of the next `byte` in `buf`, resuming where the last search stopped.
+    fn find(&mut self, buf: &BytesMut, byte: u8) -> Option<usize> {
+        let from = self.scanned.min(buf.len());
+        match memchr(byte, &buf[from..]) {
+            Some(i) => Some(from + i),
+            None => {
+                self.scanned = buf.len();
+                None
+            }
+        }
+    }
+
+    /// Fails if a frame of at least `len` bytes would exceed `max_frame_bytes`.
+    fn check_frame(&self, len: usize) -> Result<(), CodecError> {
+        if self.consumed.saturating_add(len) > self.max_frame_bytes {
+            return Err(CodecError::FrameTooLarge(self.max_frame_bytes));
+        }
+        Ok(())
+    }
+
+    /// Consumes `n` bytes of the current frame.
+    fn take(&mut self, buf: &mut BytesMut, n: usize) {
+        buf.advance(n);
+        self.consumed += n;
+        self.scanned = 0;
+    }
+
+    fn read_command(&mut self, buf: &mut BytesMut) -> Result<bool, CodecError> {
+        let Some(eol) = self.find(buf, b'\n') else {
+            // The longest command plus a CR: anything longer cannot become a command.
+            if buf.len() > Command::MAX_LEN + 1 {
+                return Err(CodecError::UnknownCommand(printable(&buf[..Command::MAX_LEN + 1])));
+            }
+            self.check_frame(buf.len())?;
+            return Ok(false);
+        };
+        let line = strip_cr(&buf[..eol]);
+        // The error shows at most as many bytes as the partial check above sees, so that it
+        // does not depend on how the input was split.
+        let shown = &line[..line.len().min(Command::MAX_LEN + 1)];
+        let command = Command::parse(line).ok_or_else(|| CodecError::UnknownCommand(printable(shown)))?;
+        self.check_frame(eol + 1)?;
+        self.take(buf, eol + 1);
+        self.state = State::Headers(command);
+        Ok(true)
+    }
+
+    fn read_header(&mut self, buf: &mut BytesMut, command: Command) -> Result<bool, CodecError> {
+        let Some(eol) = self.find(buf, b'\n') else {
+            // +1: the line may still end in a CR that belongs to its CRLF.
+            if buf.len() > self.max_header_bytes.saturating_add(1) {
+                return Err(CodecError::HeaderTooLong(self.max_header_bytes));
+            }
+            self.check_frame(buf.len())?;
+            return Ok(false);
+        };
+        self.check_frame(eol + 1)?;
+        let line = strip_cr(&buf[..eol]);
+        if line.is_empty() {
+            self.take(buf, eol + 1);
+            self.state = State::Body(command);
+            return Ok(true);
+        }
+        if line.len() > self.max_header_bytes {
+            return Err(CodecError::HeaderTooLong(self.max_header_bytes));
+        }
+        if self.headers.len() >= self.max_headers {
+            return Err(CodecError::TooManyHeaders(self.max_headers));
+        }
+        let (name, value) = parse_header(line, Escaping::for_frame(command, self.version))?;
+        // Repeated headers: only the first counts (STOMP 1.2 "Repeated Header Entries").
+        if name == "content-length" && !self.headers.iter().any(|(n, _)| n == "content-length") {
+            let n = value.trim().parse::<usize>().map_err(|_| CodecError::BadContentLength(value.clone()))?;
+            self.content_length = Some(n);
+        }
+        self.headers.push((name, value));
+        self.take(buf, eol + 1);
+        Ok(true)
+    }
+
+    fn read_body(&mut self, buf: &mut BytesMut, command: Command) -> Result<Option<Decoded>, CodecError> {
+        let len = match self.content_length {
+            Some(n) => {
+                self.check_frame(n.saturating_add(1))?;
+                if buf.len() <= n {
+                    return Ok(None);
+                }
+                if buf[n] != 0 {
+                    return Err(CodecError::MissingNul);
+                }
+                n
+            }
+            None => match self.find(buf, 0) {
+                Some(i) => i,
+                None => {
+                    self.check_frame(buf.len() + 1)?;
+                    return Ok(None);
+                }
+            },
+        };
+        self.check_frame(len + 1)?;
+        let body = buf.split_to(len).freeze();
+        buf.advance(1);
+        let frame = Frame { command, headers: std::mem::take(&mut self.headers), body };
+        self.state = State::Idle;
+        self.scanned = 0;
+        self.consumed = 0;
+        self.content_length = None;
+        Ok(Some(Decoded::Frame(frame)))
+    }
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// A short, printable rendering of bytes for error messages.
+fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(32)]).escape_debug().to_string()
+}
+
+fn parse_header(line: &[u8], escaping: Escaping) -> Result<(String, String), CodecError> {
+    let colon = memchr(b':', line).ok_or(CodecError::MissingColon)?;
+    if colon == 0 {
+        return Err(CodecError::EmptyHeaderName);
+    }
+    Ok((unescape(&line[..colon], escaping)?, unescape(&line[colon + 1..], escaping)?))
+}
+
+/// Decodes one header name or value (STOMP 1.2 "Value Encoding").
+fn unescape(raw: &[u8], escaping: Escaping) -> Result<String, CodecError> {
+    if escaping == Escaping::Raw || memchr(b'\\', raw).is_none() {
+        return std::str::from_utf8(raw).map(str::to_owned).map_err(|_| CodecError::InvalidUtf8);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(i) = memchr(b'\\', rest) {
+        out.extend_from_slice(&rest[..i]);
+        let decoded = match (rest.get(i + 1), escaping) {
+            (Some(b'\\'), _) => b'\\',
+            (Some(b'n'), _) => b'\n',
+            (Some(b'c'), _) => b':',
+            (Some(b'r'), Escaping::V12) => b'\r',
+            (Some(&other), _) => return Err(CodecError::BadEscape(printable(&[b'\\', other]))),
+            (None, _) => return Err(CodecError::BadEscape("\\".to_owned())),
+        };
+        out.push(decoded);
+        rest = &rest[i + 2..];
+    }
+    out.extend_from_slice(rest);
+    String::from_utf8(out).map_err(|_| CodecError::InvalidUtf8)
+}

@@ -1,0 +1,120 @@
+//! The STOMP encoder: writes frames straight into an output buffer, escaping header names and
+//! values per version, so a MESSAGE is encoded without building an intermediate [`Frame`].
+//!
+//! STOMP 1.0 (and CONNECTED in every version) has no escapes, so characters that would break
+//! the framing are replaced there: CR and LF become a space, and a `:` in a header NAME becomes
+//! `_`. STOMP 1.1 cannot express a CR either; it is written raw (only a CR at the very end of a
+//! value could be misread, as part of a CRLF).
+
+use bytes::{BufMut, BytesMut};
+use memchr::{memchr, memchr3};
+
+use super::Escaping;
+use crate::frame::{Command, Frame};
+use crate::version::Version;
+
+/// Writes one frame into a buffer: [`FrameWriter::begin`], any number of
+/// [`FrameWriter::header`]s, then [`FrameWriter::finish`].
+#[derive(Debug)]
+pub struct FrameWriter<'a> {
+    buf: &'a mut BytesMut,
+    escaping: Escaping,
+}
+
+impl<'a> FrameWriter<'a> {
+    /// Starts a frame of `command`, escaping headers as `version` requires.
+    pub fn begin(buf: &'a mut BytesMut, command: Command, version: Version) -> FrameWriter<'a> {
+        buf.put_slice(command.as_str().as_bytes());
+        buf.put_u8(b'\n');
+        FrameWriter { buf, escaping: Escaping::for_frame(command, version) }
+    }
+
+    /// Writes one header.
+    pub fn header(&mut self, name: &str, value: &str) -> &mut FrameWriter<'a> {
+        self.put_escaped(name.as_bytes(), true);
+        self.buf.put_u8(b':');
+        self.put_escaped(value.as_bytes(), false);
+        self.buf.put_u8(b'\n');
+        self
+    }
+
+    /// Writes a header whose value is the concatenation of `parts` (`/topic/` + topic), without
+    /// building the value first.
+    pub fn header_concat(&mut self, name: &str, parts: &[&str]) -> &mut FrameWriter<'a> {
+        self.put_escaped(name.as_bytes(), true);
+        self.buf.put_u8(b':');
+        for part in parts {
+            self.put_escaped(part.as_bytes(), false);
+        }
+        self.buf.put_u8(b'\n');
+        self
+    }
+
+    /// Writes a header whose value is a number.
+    pub fn header_u64(&mut self, name: &str, value: u64) -> &mut FrameWriter<'a> {
+        self.put_escaped(name.as_bytes(), true);
+        self.buf.put_u8(b':');
+        put_decimal(self.buf, value);
+        self.buf.put_u8(b'\n');
+        self
+    }
+
+    /// Ends the headers, writes `body` and the closing NUL. With `content_length`, writes a
+    /// `content-length` header first, so the body may contain NUL octets.
+    pub fn finish(self, body: &[u8], content_length: bool) {
+        if content_length {
+            self.buf.put_slice(b"content-length:");
+            put_decimal(self.buf, body.len() as u64);
+            self.buf.put_u8(b'\n');
+        }
+        self.buf.put_u8(b'\n');
+        self.buf.put_slice(body);
+        self.buf.put_u8(0);
+    }
+
+    fn put_escaped(&mut self, raw: &[u8], is_name: bool) {
+        let needs_work = memchr3(b'\\', b'\n', b':', raw).is_some() || memchr(b'\r', raw).is_some();
+        if !needs_work {
+            self.buf.put_slice(raw);
+            return;
+        }
+        for &b in raw {
+            match (self.escaping, b) {
+                (Escaping::Raw, b'\n' | b'\r') => self.buf.put_u8(b' '),
+                (Escaping::Raw, b':') if is_name => self.buf.put_u8(b'_'),
+                (Escaping::Raw, _) => self.buf.put_u8(b),
+                (_, b'\\') => self.buf.put_slice(b"\\\\"),
+                (_, b'\n') => self.buf.put_slice(b"\\n"),
+                (_, b':') => self.buf.put_slice(b"\\c"),
+                (Escaping::V12, b'\r') => self.buf.put_slice(b"\\r"),
+                (_, _) => self.buf.put_u8(b),
+            }
+        }
+    }
+}
+
+fn put_decimal(buf: &mut BytesMut, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.put_slice(&digits[i..]);
+}
+
+/// Encodes `frame` for a peer speaking `version`. Any `content-length` header in the frame is
+/// replaced by the real length, which is always written for MESSAGE and ERROR frames and for
+/// any non-empty body.
+pub fn encode(frame: &Frame, version: Version, buf: &mut BytesMut) {
+    let mut w = FrameWriter::begin(buf, frame.command, version);
+    for (name, value) in frame.headers.iter().filter(|(n, _)| n != "content-length") {
+        w.header(name, value);
+    }
+    let content_length = !frame.body.is_empty() || matches!(frame.command, Command::Message | Command::Error);
+    w.finish(&frame.body, content_length);
+}

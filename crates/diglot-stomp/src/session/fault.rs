@@ -1,0 +1,150 @@
+//! Everything that ends a STOMP session badly, and how each is told to the client: one place
+//! that maps codec, destination and transaction errors to an ERROR frame's `message` header,
+//! its body, and the connection's [`CloseReason`] (STOMP 1.2 "ERROR": the server closes the
+//! connection right after sending it).
+
+use diglot_core::CloseReason;
+
+use super::tx::TxError;
+use crate::codec::CodecError;
+use crate::destination::DestinationError;
+use crate::frame::Command;
+use crate::version::Version;
+
+/// A fatal problem: what the ERROR frame says and why the connection closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fault {
+    /// The ERROR frame's short `message` header.
+    pub(crate) message: &'static str,
+    /// The ERROR frame's body: the detail.
+    pub(crate) detail: String,
+    /// How the connection ends.
+    pub(crate) close: CloseReason,
+    /// Whether the ERROR lists the supported versions in a `version` header (failed
+    /// negotiation, STOMP 1.2 "Protocol Negotiation").
+    pub(crate) version_header: bool,
+}
+
+impl Fault {
+    fn new(message: &'static str, detail: String, close: CloseReason) -> Fault {
+        Fault { message, detail, close, version_header: false }
+    }
+
+    /// The client broke the protocol.
+    pub(crate) fn protocol(message: &'static str, detail: impl Into<String>) -> Fault {
+        let detail = detail.into();
+        let close = CloseReason::ProtocolError(format!("{message}: {detail}"));
+        Fault::new(message, detail, close)
+    }
+
+    /// The client exceeded a configured limit.
+    pub(crate) fn limit(message: &'static str, detail: impl Into<String>) -> Fault {
+        let detail = detail.into();
+        let close = CloseReason::LimitExceeded(format!("{message}: {detail}"));
+        Fault::new(message, detail, close)
+    }
+
+    /// The CONNECT was refused.
+    pub(crate) fn refused(message: &'static str, detail: impl Into<String>) -> Fault {
+        let detail = detail.into();
+        let close = CloseReason::ConnectRefused(format!("{message}: {detail}"));
+        Fault::new(message, detail, close)
+    }
+
+    /// No version in common with the client.
+    pub(crate) fn no_common_version(offered: Option<&str>, cap: Option<Version>) -> Fault {
+        let mut detail = format!(
+            "Supported protocol versions are {}; the client offered {}.",
+            Version::SUPPORTED,
+            offered.unwrap_or("1.0")
+        );
+        if let Some(cap) = cap {
+            detail.push_str(&format!(" The WebSocket subprotocol allows at most {}.", cap.as_str()));
+        }
+        Fault { version_header: true, ..Fault::refused("unsupported STOMP version", detail) }
+    }
+
+    /// A required header is missing.
+    pub(crate) fn missing(command: Command, header: &str) -> Fault {
+        Fault::protocol("missing header", format!("{command} requires a {header:?} header."))
+    }
+
+    /// No CONNECT within the connect timeout.
+    pub(crate) fn connect_timeout() -> Fault {
+        Fault::new("CONNECT timeout", "No CONNECT frame arrived in time.".into(), CloseReason::HandshakeTimeout)
+    }
+
+    /// The client's heart-beats stopped.
+    pub(crate) fn heartbeat_timeout() -> Fault {
+        Fault::new(
+            "heart-beat timeout",
+            "Nothing was received from the client within the negotiated heart-beat interval.".into(),
+            CloseReason::KeepAliveTimeout,
+        )
+    }
+
+    /// The goodbye for a close the server decided on, or `None` if the reason has none
+    /// (the client left, or the socket failed).
+    pub(crate) fn for_server_close(reason: &CloseReason, client_id: Option<&str>) -> Option<Fault> {
+        let (message, detail): (&'static str, String) = match reason {
+            CloseReason::ServerShutdown => {
+                ("server shutting down", "The broker is shutting down; reconnect later.".into())
+            }
+            CloseReason::SessionTakenOver => (
+                "session taken over",
+                format!("Another connection connected with client-id {:?}.", client_id.unwrap_or("")),
+            ),
+            CloseReason::KeepAliveTimeout => return Some(Fault::heartbeat_timeout()),
+            CloseReason::HandshakeTimeout => return Some(Fault::connect_timeout()),
+            CloseReason::SlowConsumer => {
+                ("slow consumer", "The client did not read its messages fast enough and its outbox is full.".into())
+            }
+            CloseReason::ProtocolError(s) => ("protocol error", s.clone()),
+            CloseReason::LimitExceeded(s) => ("limit exceeded", s.clone()),
+            CloseReason::ConnectRefused(s) => ("connection refused", s.clone()),
+            CloseReason::ClientDisconnect | CloseReason::PeerClosed | CloseReason::Io(_) => return None,
+        };
+        Some(Fault::new(message, detail, reason.clone()))
+    }
+}
+
+impl From<CodecError> for Fault {
+    fn from(e: CodecError) -> Fault {
+        if e.is_limit() {
+            Fault::limit("frame too large", e.to_string())
+        } else {
+            Fault::protocol("malformed frame", e.to_string())
+        }
+    }
+}
+
+impl From<DestinationError> for Fault {
+    fn from(e: DestinationError) -> Fault {
+        let message = match e {
+            DestinationError::Unknown(_) => "unknown destination",
+            DestinationError::QueueUnsupported(_) => "queues not supported yet",
+            DestinationError::Empty(_) | DestinationError::Topic { .. } => "invalid destination",
+        };
+        Fault::protocol(message, e.to_string())
+    }
+}
+
+impl From<TxError> for Fault {
+    fn from(e: TxError) -> Fault {
+        match e {
+            TxError::Duplicate => {
+                Fault::protocol("duplicate transaction", "BEGIN named a transaction that is already open.")
+            }
+            TxError::Unknown => {
+                Fault::protocol("unknown transaction", "The frame names a transaction that is not open.")
+            }
+            TxError::TooManyOpen => Fault::limit(
+                "too many transactions",
+                format!("At most {} transactions may be open.", super::tx::MAX_OPEN),
+            ),
+            TxError::TooLarge => {
+                Fault::limit("transaction too large", "The transaction buffers too many frames or bytes.")
+            }
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! The sans-IO STOMP adapter: one [`Session`] per connection, implementing
+//! [`diglot_core::Adapter`].
+//!
+//! The session decodes frames with the [`Decoder`], negotiates the version and heart-beats at
+//! CONNECT, turns SEND / SUBSCRIBE / UNSUBSCRIBE / ACK / NACK into router [`Action`]s, keeps
+//! receipts, the prefetch window of unacked messages and in-memory transactions, and encodes
+//! deliveries as MESSAGE frames. Every error is an ERROR frame followed by
+//! [`Action::Close`] (STOMP 1.2 "ERROR"); no input can make it panic.
+//!
+//! Output: exactly one STOMP frame (or one heart-beat EOL) per [`Output::end_frame`], and text
+//! is preferred, so a WebSocket driver sends one text message per frame as STOMP over
+//! WebSocket clients expect.
+//!
+//! Not here yet: `/queue/` and `/temp-queue/` destinations, durable subscriptions, redelivery
+//! and dead-lettering (they need the durable store), and authentication (`login` and
+//! `passcode` are accepted and ignored until auth arrives).
+
+mod commands;
+mod connect;
+mod deliver;
+mod fault;
+mod heartbeat;
+mod receipts;
+mod subs;
+#[cfg(test)]
+mod tests;
+mod tx;
+
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
+use diglot_core::{Action, Adapter, CloseReason, ConnInfo, Delivery, Limits, Output, PublishError};
+
+use self::fault::Fault;
+use self::heartbeat::{Heartbeat, Tick};
+use self::receipts::{Done, Receipts};
+use self::subs::Subscriptions;
+use self::tx::Transactions;
+use crate::codec::{Decoded, Decoder, FrameWriter};
+use crate::frame::{Command, Frame};
+use crate::version::Version;
+
+/// Server-side STOMP settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The CONNECTED frame's `server` header (default `diglot/<version>`); empty omits it.
+    pub server_name: String,
+    /// How often the server can send heart-beats, in ms: its `cx` (default 10 000; 0 = never).
+    pub heartbeat_send_ms: u64,
+    /// How often the server wants the client's heart-beats, in ms: its `cy` (default 10 000;
+    /// 0 = never).
+    pub heartbeat_recv_ms: u64,
+    /// How many receive intervals of silence the server tolerates before it closes the
+    /// connection (default 1.5; values below 1 count as 1).
+    pub heartbeat_grace: f64,
+    /// How long a client has to send CONNECT after the connection opens (default 10 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server_name: concat!("diglot/", env!("CARGO_PKG_VERSION")).to_owned(),
+            heartbeat_send_ms: 10_000,
+            heartbeat_recv_ms: 10_000,
+            heartbeat_grace: 1.5,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for CONNECT or STOMP.
+    AwaitingConnect,
+    /// CONNECTED was sent.
+    Connected,
+    /// A close was requested (or reported); nothing more is read or delivered.
+    Closing,
+}
+
+/// What a handled frame still owes the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    /// Send the RECEIPT now, if the frame asked for one.
+    Receipt,
+    /// Nothing more now (the receipt was sent, or waits for a publish).
+    Done,
+}
+
+/// One STOMP connection's protocol state.
+#[derive(Debug)]
+pub struct Session {
+    info: ConnInfo,
+    limits: Limits,
+    config: Config,
+    decoder: Decoder,
+    phase: Phase,
+    version: Option<Version>,
+    client_id: Option<String>,
+    connect_deadline: Option<Instant>,
+    heartbeat: Heartbeat,
+    subs: Subscriptions,
+    txs: Transactions,
+    receipts: Receipts,
+    error_sent: bool,
+}
+
+impl Session {
+    /// A session for a connection that opened at `now`.
+    pub fn new(info: ConnInfo, limits: Limits, config: Config, now: Instant) -> Session {
+        Session {
+            decoder: Decoder::new(&limits),
+            phase: Phase::AwaitingConnect,
+            version: None,
+            client_id: None,
+            connect_deadline: now.checked_add(config.connect_timeout),
+            heartbeat: Heartbeat::off(now),
+            subs: Subscriptions::new(limits.max_subscriptions),
+            txs: Transactions::new(limits.max_frame_bytes),
+            receipts: Receipts::default(),
+            error_sent: false,
+            info,
+            limits,
+            config,
+        }
+    }
+
+    /// The negotiated version, once CONNECTED was sent.
+    pub fn version(&self) -> Option<Version> {
+        self.version
+    }
+
+    fn on_frame(&mut self, frame: Frame, now: Instant, out: &mut Output, actions: &mut Vec<Action>) {
+        let receipt = frame.header("receipt").map(str::to_owned);
+        let command = frame.command;
+        let result = if !command.is_client() {
+            Err(Fault::protocol("unexpected frame", format!("{command} is sent by servers, not clients.")))
+        } else if !command.allows_body() && !frame.body.is_empty() {
+            // STOMP 1.2 "Frame Body": only SEND, MESSAGE and ERROR frames MAY have a body.
+            Err(Fault::protocol("unexpected body", format!("{command} frames must not have a body.")))
+        } else {
+            match self.phase {
+                Phase::AwaitingConnect => self.on_connect(&frame, now, out, actions).map(|()| Reply::Done),
+                Phase::Connected => self.on_command(frame, receipt.as_deref(), now, out, actions),
+                Phase::Closing => return,
+            }
+        };
+        match result {
+            Ok(Reply::Receipt) => {
+                if let Some(receipt) = &receipt {
+                    self.write_receipt(receipt, out);
+                }
+            }
+            Ok(Reply::Done) => {}
+            Err(fault) => self.fail(fault, receipt.as_deref(), out, actions),
+        }
+    }
+
+    fn on_command(
+        &mut self,
+        frame: Frame,
+        receipt: Option<&str>,
+        now: Instant,
+        out: &mut Output,
+        actions: &mut Vec<Action>,
+    ) -> Result<Reply, Fault> {
+        match frame.command {
+            Command::Connect | Command::Stomp => {
+                Err(Fault::protocol("already connected", "CONNECT may only be sent once per connection."))
+            }
+            Command::Send => self.on_send(frame, receipt, now, actions),
+            Command::Subscribe => self.on_subscribe(&frame, actions),
+            Command::Unsubscribe => self.on_unsubscribe(&frame, actions),
+            Command::Ack => self.on_ack(&frame, false),
+            Command::Nack => self.on_ack(&frame, true),
+            Command::Begin => self.on_begin(&frame),
+            Command::Commit => self.on_commit(&frame, receipt, actions),
+            Command::Abort => self.on_abort(&frame),
+            Command::Disconnect => Ok(self.on_disconnect(receipt, out, actions)),
+            Command::Connected | Command::Message | Command::Receipt | Command::Error => {
+                Err(Fault::protocol("unexpected frame", format!("{} is sent by servers, not clients.", frame.command)))
+            }
+        }
+    }
+
+    /// The version to encode with: the negotiated one, or 1.0 (no escaping) before that.
+    fn wire_version(&self) -> Version {
+        self.version.unwrap_or(Version::V1_0)
+    }
+
+    fn write_receipt(&mut self, receipt: &str, out: &mut Output) {
+        out.set_prefer_text(true);
+        let mut w = FrameWriter::begin(out.buf(), Command::Receipt, self.wire_version());
+        w.header("receipt-id", receipt);
+        w.finish(b"", false);
+        out.end_frame();
+    }
+
+    fn write_error(&mut self, fault: &Fault, receipt: Option<&str>, out: &mut Output) {
+        if self.error_sent {
+            return;
+        }
+        self.error_sent = true;
+        out.set_prefer_text(true);
+        let mut w = FrameWriter::begin(out.buf(), Command::Error, self.wire_version());
+        w.header("message", fault.message);
+        if let Some(receipt) = receipt {
+            w.header("receipt-id", receipt);
+        }
+        if fault.version_header {
+            w.header("version", Version::SUPPORTED);
+        }
+        w.header("content-type", "text/plain");
+        w.finish(fault.detail.as_bytes(), true);
+        out.end_frame();
+    }
+
+    /// Writes the ERROR for `fault` and closes the connection.
+    fn fail(&mut self, fault: Fault, receipt: Option<&str>, out: &mut Output, actions: &mut Vec<Action>) {
+        tracing::debug!(conn = self.info.id, message = fault.message, detail = %fault.detail, "stomp error");
+        self.write_error(&fault, receipt, out);
+        self.close(fault.close, actions);
+    }
+
+    fn close(&mut self, reason: CloseReason, actions: &mut Vec<Action>) {
+        if self.phase != Phase::Closing {
+            self.phase = Phase::Closing;
+            self.txs.abort_all();
+            actions.push(Action::Close(reason));
+        }
+    }
+}
+
+impl Adapter for Session {
+    fn on_input(&mut self, input: &mut BytesMut, now: Instant, out: &mut Output, actions: &mut Vec<Action>) -> bool {
+        if self.phase == Phase::Closing {
+            return false;
+        }
+        if !input.is_empty() {
+            self.heartbeat.on_recv(now);
+        }
+        match self.decoder.decode(input) {
+            Ok(None) => false,
+            Ok(Some(Decoded::HeartBeat)) => true,
+            Ok(Some(Decoded::Frame(frame))) => {
+                self.on_frame(frame, now, out, actions);
+                self.phase != Phase::Closing
+            }
+            Err(e) => {
+                self.fail(Fault::from(e), None, out, actions);
+                false
+            }
+        }
+    }
+
+    fn on_publish_done(
+        &mut self,
+        token: u64,
+        result: Result<(), PublishError>,
+        out: &mut Output,
+        actions: &mut Vec<Action>,
+    ) {
+        if self.phase == Phase::Closing {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                if let Done::Receipt(receipt) = self.receipts.succeeded(token) {
+                    self.write_receipt(&receipt, out);
+                }
+            }
+            Err(PublishError::Refused(why)) => {
+                let receipt = self.receipts.failed(token);
+                self.fail(Fault::protocol("publish refused", why), receipt.as_deref(), out, actions);
+            }
+        }
+    }
+
+    fn can_deliver(&self) -> bool {
+        self.phase == Phase::Connected && self.subs.unacked() < usize::from(self.limits.max_inflight.max(1))
+    }
+
+    fn on_delivery(&mut self, delivery: Delivery, _now: Instant, out: &mut Output) {
+        self.deliver(&delivery, out);
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::AwaitingConnect => self.connect_deadline,
+            Phase::Connected => self.heartbeat.next_deadline(),
+            Phase::Closing => None,
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant, out: &mut Output, actions: &mut Vec<Action>) {
+        match self.phase {
+            Phase::AwaitingConnect => {
+                if self.connect_deadline.is_some_and(|deadline| now >= deadline) {
+                    self.fail(Fault::connect_timeout(), None, out, actions);
+                }
+            }
+            Phase::Connected => match self.heartbeat.poll(now) {
+                Tick::TimedOut => self.fail(Fault::heartbeat_timeout(), None, out, actions),
+                Tick::Send => {
+                    out.set_prefer_text(true);
+                    out.buf().put_u8(b'\n');
+                    out.end_frame();
+                }
+                Tick::Idle => {}
+            },
+            Phase::Closing => {}
+        }
+    }
+
+    fn on_sent(&mut self, now: Instant) {
+        self.heartbeat.on_sent(now);
+    }
+
+    fn on_server_close(&mut self, reason: &CloseReason, out: &mut Output) {
+        if self.phase == Phase::Closing {
+            return;
+        }
+        if let Some(fault) = Fault::for_server_close(reason, self.client_id.as_deref()) {
+            self.write_error(&fault, None, out);
+        }
+        self.phase = Phase::Closing;
+        self.txs.abort_all();
+    }
+
+    fn on_closed(&mut self, _reason: &CloseReason, _actions: &mut Vec<Action>) {
+        // STOMP has no will message; open transactions are aborted (STOMP 1.2 "BEGIN": "any
+        // transaction which has not been committed will be implicitly aborted").
+        self.phase = Phase::Closing;
+        self.txs.abort_all();
+    }
+
+    fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
+    }
+
+    fn protocol(&self) -> &'static str {
+        self.version.map_or("stomp", Version::label)
+    }
+}

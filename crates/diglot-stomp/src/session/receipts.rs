@@ -1,0 +1,85 @@
+//! RECEIPTs that wait for publishes: a SEND with `receipt`, or a COMMIT with `receipt` that
+//! replays several SENDs, is answered only once the driver reports every one of its publishes
+//! routed (and, for persistent messages, stored) through `Adapter::on_publish_done`.
+
+use std::collections::HashMap;
+
+/// What one finished publish means for its receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Done {
+    /// Other publishes of the same receipt are still pending (or the token is unknown).
+    Pending,
+    /// All publishes are done: send this `receipt-id`.
+    Receipt(String),
+}
+
+#[derive(Debug)]
+struct Group {
+    receipt: String,
+    remaining: usize,
+}
+
+/// Pending receipts, keyed by publish token.
+#[derive(Debug, Default)]
+pub(crate) struct Receipts {
+    next_token: u64,
+    next_group: u64,
+    tokens: HashMap<u64, u64>,
+    groups: HashMap<u64, Group>,
+}
+
+impl Receipts {
+    /// Opens a receipt that waits for `count` (≥ 1) publishes, and returns their tokens.
+    pub(crate) fn open(&mut self, receipt: &str, count: usize) -> Vec<u64> {
+        let group = self.next_group;
+        self.next_group += 1;
+        self.groups.insert(group, Group { receipt: receipt.to_owned(), remaining: count });
+        (0..count)
+            .map(|_| {
+                let token = self.next_token;
+                self.next_token += 1;
+                self.tokens.insert(token, group);
+                token
+            })
+            .collect()
+    }
+
+    /// The publish with `token` succeeded.
+    pub(crate) fn succeeded(&mut self, token: u64) -> Done {
+        let Some(group) = self.tokens.remove(&token) else { return Done::Pending };
+        let Some(g) = self.groups.get_mut(&group) else { return Done::Pending };
+        g.remaining -= 1;
+        if g.remaining > 0 {
+            return Done::Pending;
+        }
+        match self.groups.remove(&group) {
+            Some(g) => Done::Receipt(g.receipt),
+            None => Done::Pending,
+        }
+    }
+
+    /// The publish with `token` failed: forget its receipt and return its id, if known.
+    pub(crate) fn failed(&mut self, token: u64) -> Option<String> {
+        let group = self.tokens.remove(&token)?;
+        self.tokens.retain(|_, g| *g != group);
+        self.groups.remove(&group).map(|g| g.receipt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_for_every_publish() {
+        let mut r = Receipts::default();
+        let t = r.open("c1", 2);
+        assert_eq!(r.succeeded(t[1]), Done::Pending);
+        assert_eq!(r.succeeded(t[0]), Done::Receipt("c1".into()));
+        assert_eq!(r.succeeded(t[0]), Done::Pending);
+        let t = r.open("c2", 3);
+        assert_eq!(r.failed(t[0]), Some("c2".into()));
+        assert_eq!(r.succeeded(t[1]), Done::Pending);
+        assert_eq!(r.failed(t[2]), None);
+    }
+}

@@ -1,0 +1,248 @@
+//! A session's subscriptions and the messages they have delivered but not yet had acked.
+//!
+//! Each STOMP subscription id (the client's string) maps to a [`SubId`] this module allocates
+//! for the router. Subscriptions with `ack:client` or `ack:client-individual` remember every
+//! MESSAGE until it is ACKed or NACKed; the total across subscriptions is the connection's
+//! prefetch window, bounded by `Limits::max_inflight`.
+//!
+//! STOMP 1.2 "SUBSCRIBE ack Header": with `client` an ACK is cumulative (it acknowledges that
+//! message and every earlier one on the subscription); with `client-individual` it
+//! acknowledges that message only. NACK has the same reach.
+//!
+//! Unacked messages live in memory only: they are forgotten when the subscription or the
+//! connection ends. Redelivery comes with the durable store.
+
+use std::collections::{HashMap, VecDeque};
+
+use diglot_core::{Filter, SubId};
+
+/// A subscription's `ack` mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AckMode {
+    /// The server considers a message acknowledged once sent.
+    Auto,
+    /// ACK is cumulative.
+    Client,
+    /// ACK covers one message.
+    ClientIndividual,
+}
+
+impl AckMode {
+    /// Parses an `ack` header; absent means `auto`.
+    pub(crate) fn parse(value: Option<&str>) -> Option<AckMode> {
+        match value {
+            None | Some("auto") => Some(AckMode::Auto),
+            Some("client") => Some(AckMode::Client),
+            Some("client-individual") => Some(AckMode::ClientIndividual),
+            Some(_) => None,
+        }
+    }
+}
+
+/// One delivered, unacknowledged message.
+#[derive(Debug, Clone, Copy)]
+struct Unacked {
+    /// The session-unique ack id (the `ack` header in STOMP 1.2).
+    ack: u64,
+    /// The broker's message id (the `message-id` header).
+    msg: u64,
+}
+
+/// One STOMP subscription.
+#[derive(Debug)]
+pub(crate) struct Sub {
+    /// The client's id for it.
+    pub(crate) id: String,
+    /// The canonical filter.
+    pub(crate) filter: Filter,
+    /// The ack mode.
+    pub(crate) ack: AckMode,
+    /// Delivered and unacknowledged messages, oldest first (ack ids increase).
+    unacked: VecDeque<Unacked>,
+}
+
+/// A message an ACK or NACK refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Target {
+    sub: SubId,
+    ack: u64,
+}
+
+/// Why a subscription could not be added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AddError {
+    /// The id is already in use on this connection.
+    Duplicate,
+    /// The connection holds `max_subscriptions` already.
+    TooMany,
+}
+
+/// Every subscription of one session.
+#[derive(Debug)]
+pub(crate) struct Subscriptions {
+    by_id: HashMap<String, SubId>,
+    subs: HashMap<SubId, Sub>,
+    /// Which subscription holds each unacked ack id.
+    by_ack: HashMap<u64, SubId>,
+    next_sub: SubId,
+    next_ack: u64,
+    max: usize,
+}
+
+impl Subscriptions {
+    /// No subscriptions; at most `max` at a time.
+    pub(crate) fn new(max: usize) -> Subscriptions {
+        Subscriptions {
+            by_id: HashMap::new(),
+            subs: HashMap::new(),
+            by_ack: HashMap::new(),
+            next_sub: 1,
+            next_ack: 1,
+            max,
+        }
+    }
+
+    /// Adds a subscription and returns the router id allocated for it.
+    pub(crate) fn add(&mut self, id: &str, filter: Filter, ack: AckMode) -> Result<SubId, AddError> {
+        if self.by_id.contains_key(id) {
+            return Err(AddError::Duplicate);
+        }
+        if self.subs.len() >= self.max {
+            return Err(AddError::TooMany);
+        }
+        // Ids wrap after 2^32 subscriptions; skip any still in use.
+        while self.subs.contains_key(&self.next_sub) {
+            self.next_sub = self.next_sub.wrapping_add(1);
+        }
+        let sub = self.next_sub;
+        self.next_sub = self.next_sub.wrapping_add(1);
+        self.by_id.insert(id.to_owned(), sub);
+        self.subs.insert(sub, Sub { id: id.to_owned(), filter, ack, unacked: VecDeque::new() });
+        Ok(sub)
+    }
+
+    /// Removes the subscription with the client's `id`, forgetting its unacked messages.
+    pub(crate) fn remove(&mut self, id: &str) -> Option<(SubId, Filter)> {
+        let sub = self.by_id.remove(id)?;
+        let s = self.subs.remove(&sub)?;
+        for u in &s.unacked {
+            self.by_ack.remove(&u.ack);
+        }
+        Some((sub, s.filter))
+    }
+
+    /// The subscription with router id `sub`.
+    pub(crate) fn get(&self, sub: SubId) -> Option<&Sub> {
+        self.subs.get(&sub)
+    }
+
+    /// How many messages wait for an ACK or NACK, across all subscriptions.
+    pub(crate) fn unacked(&self) -> usize {
+        self.by_ack.len()
+    }
+
+    /// Records a delivery of message `msg` on `sub`. Returns the ack id if the subscription
+    /// needs an acknowledgement.
+    pub(crate) fn track(&mut self, sub: SubId, msg: u64) -> Option<u64> {
+        let s = self.subs.get_mut(&sub)?;
+        if s.ack == AckMode::Auto {
+            return None;
+        }
+        let ack = self.next_ack;
+        self.next_ack += 1;
+        s.unacked.push_back(Unacked { ack, msg });
+        self.by_ack.insert(ack, sub);
+        Some(ack)
+    }
+
+    /// The message with ack id `ack` (STOMP 1.2 ACK `id`).
+    pub(crate) fn by_ack(&self, ack: u64) -> Option<Target> {
+        self.by_ack.get(&ack).map(|&sub| Target { sub, ack })
+    }
+
+    /// The unacked deliveries of message `msg` on the subscription with the client's id
+    /// `sub_id` (STOMP 1.1), or on any subscription (STOMP 1.0, whose ACK names no
+    /// subscription: every subscription holding the message is acknowledged).
+    pub(crate) fn by_message(&self, sub_id: Option<&str>, msg: u64) -> Vec<Target> {
+        let mut found = Vec::new();
+        let mut scan = |sub: SubId, s: &Sub| {
+            if let Some(u) = s.unacked.iter().find(|u| u.msg == msg) {
+                found.push(Target { sub, ack: u.ack });
+            }
+        };
+        match sub_id {
+            Some(id) => {
+                if let Some((&sub, s)) = self.by_id.get(id).and_then(|sub| self.subs.get_key_value(sub)) {
+                    scan(sub, s);
+                }
+            }
+            None => self.subs.iter().for_each(|(&sub, s)| scan(sub, s)),
+        }
+        found
+    }
+
+    /// Acknowledges (or drops, for NACK) the target: with `client` mode everything up to and
+    /// including it, with `client-individual` just it. Returns how many messages were settled
+    /// (0 if an earlier cumulative ACK already covered it).
+    pub(crate) fn settle(&mut self, t: Target) -> usize {
+        let Some(s) = self.subs.get_mut(&t.sub) else { return 0 };
+        let Ok(pos) = s.unacked.binary_search_by_key(&t.ack, |u| u.ack) else { return 0 };
+        let settled: Vec<Unacked> = match s.ack {
+            AckMode::Client => s.unacked.drain(..=pos).collect(),
+            AckMode::ClientIndividual | AckMode::Auto => s.unacked.remove(pos).into_iter().collect(),
+        };
+        for u in &settled {
+            self.by_ack.remove(&u.ack);
+        }
+        settled.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(s: &str) -> Filter {
+        Filter::new(s).unwrap()
+    }
+
+    #[test]
+    fn client_mode_is_cumulative_and_individual_is_not() {
+        let mut s = Subscriptions::new(10);
+        let a = s.add("a", f("x"), AckMode::Client).unwrap();
+        let b = s.add("b", f("x"), AckMode::ClientIndividual).unwrap();
+        let a_acks: Vec<u64> = (1..=3).map(|m| s.track(a, m).unwrap()).collect();
+        let b_acks: Vec<u64> = (1..=3).map(|m| s.track(b, m).unwrap()).collect();
+        assert_eq!(s.unacked(), 6);
+        assert_eq!(s.settle(s.by_ack(a_acks[1]).unwrap()), 2);
+        assert_eq!(s.unacked(), 4);
+        assert!(s.by_ack(a_acks[0]).is_none());
+        assert_eq!(s.settle(s.by_ack(b_acks[1]).unwrap()), 1);
+        assert!(s.by_ack(b_acks[0]).is_some());
+        assert_eq!(s.by_message(Some("b"), 3).len(), 1);
+        assert_eq!(s.by_message(None, 3).len(), 2);
+        assert_eq!(s.by_message(Some("a"), 1).len(), 0);
+    }
+
+    #[test]
+    fn auto_is_not_tracked_and_limits_hold() {
+        let mut s = Subscriptions::new(2);
+        let a = s.add("a", f("x"), AckMode::Auto).unwrap();
+        assert_eq!(s.track(a, 1), None);
+        assert_eq!(s.add("a", f("y"), AckMode::Auto), Err(AddError::Duplicate));
+        s.add("b", f("y"), AckMode::Client).unwrap();
+        assert_eq!(s.add("c", f("y"), AckMode::Auto), Err(AddError::TooMany));
+        assert!(s.remove("a").is_some());
+        assert!(s.remove("a").is_none());
+        s.add("c", f("y"), AckMode::Auto).unwrap();
+    }
+
+    #[test]
+    fn removing_forgets_unacked() {
+        let mut s = Subscriptions::new(2);
+        let a = s.add("a", f("x"), AckMode::Client).unwrap();
+        s.track(a, 1);
+        s.remove("a");
+        assert_eq!(s.unacked(), 0);
+    }
+}

@@ -1,0 +1,138 @@
+//! Malformed input, DISCONNECT, server-side closes, and the framing of the output.
+
+use super::*;
+
+#[test]
+fn garbage_is_answered_with_error_and_close() {
+    let mut h = H::new();
+    h.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (f, close) = h.expect_error("malformed frame");
+    assert!(!f.body.is_empty());
+    assert!(matches!(close, CloseReason::ProtocolError(_)));
+    // Nothing more is read once closing.
+    h.feed(b"CONNECT\n\n\0");
+    assert!(h.frames().is_empty());
+    assert!(h.actions().is_empty());
+}
+
+#[test]
+fn bad_escape_after_connect_is_an_error() {
+    let mut h = H::new();
+    h.connect("1.2");
+    h.feed(b"SEND\ndestination:/topic/a\nx:\\t\n\n\0");
+    h.expect_error("malformed frame");
+}
+
+#[test]
+fn server_frames_and_bodies_on_bodiless_frames_are_refused() {
+    let mut h = H::new();
+    h.connect("1.2");
+    h.feed(b"MESSAGE\ndestination:/topic/a\n\n\0");
+    h.expect_error("unexpected frame");
+
+    let mut h = H::new();
+    h.connect("1.2");
+    h.feed(b"SUBSCRIBE\nid:1\ndestination:/topic/a\nreceipt:r9\n\nbody\0");
+    let (f, _) = h.expect_error("unexpected body");
+    assert_eq!(f.header("receipt-id"), Some("r9"));
+}
+
+#[test]
+fn random_input_never_panics() {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let pieces: [&[u8]; 12] = [
+        b"CONNECT\naccept-version:1.0,1.1,1.2\nheart-beat:1,1\n\n\0",
+        b"SUBSCRIBE\nid:1\ndestination:/topic/#\nack:client\n\n\0",
+        b"SEND\ndestination:/topic/a\nreceipt:1\ntransaction:t\n\nx\0",
+        b"ACK\nid:1\n\n\0",
+        b"NACK\nmessage-id:1\nsubscription:1\n\n\0",
+        b"BEGIN\ntransaction:t\n\n\0",
+        b"COMMIT\ntransaction:t\nreceipt:c\n\n\0",
+        b"\n",
+        b"\\",
+        b":",
+        b"\0",
+        b"UNSUBSCRIBE\nid:1\n\n\0",
+    ];
+    for _ in 0..500 {
+        let mut h = H::new();
+        for _ in 0..(next() % 12) {
+            let mut piece = pieces[(next() % 12) as usize].to_vec();
+            if next() % 3 == 0 && !piece.is_empty() {
+                let at = (next() as usize) % piece.len();
+                piece[at] = next() as u8;
+            }
+            h.feed(&piece);
+            let d = Delivery {
+                sub: (next() % 3) as SubId,
+                qos: Qos::AtLeastOnce,
+                msg: Arc::new(message(next() % 4, "a", b"p")),
+            };
+            let now = h.t0;
+            h.s.on_delivery(d, now, &mut h.out);
+            h.s.on_publish_done(next() % 4, Ok(()), &mut h.out, &mut h.actions);
+            h.s.on_timer(h.t0 + Duration::from_millis(next() % 100_000), &mut h.out, &mut h.actions);
+        }
+        h.out.take_all();
+    }
+}
+
+#[test]
+fn disconnect_without_receipt_just_closes() {
+    let mut h = H::new();
+    h.connect("1.2");
+    h.feed(b"DISCONNECT\n\n\0SEND\ndestination:/topic/x\n\n\0");
+    assert!(h.frames().is_empty());
+    assert!(matches!(h.actions().as_slice(), [Action::Close(CloseReason::ClientDisconnect)]));
+}
+
+#[test]
+fn server_close_goodbyes() {
+    for (reason, message) in [
+        (CloseReason::ServerShutdown, Some("server shutting down")),
+        (CloseReason::SessionTakenOver, Some("session taken over")),
+        (CloseReason::SlowConsumer, Some("slow consumer")),
+        (CloseReason::KeepAliveTimeout, Some("heart-beat timeout")),
+        (CloseReason::ClientDisconnect, None),
+        (CloseReason::PeerClosed, None),
+    ] {
+        let mut h = H::new();
+        h.connect("1.2");
+        h.s.on_server_close(&reason, &mut h.out);
+        let frames = h.frames();
+        assert_eq!(frames.first().and_then(|f| f.header("message")), message, "{reason:?}");
+        // Said once only.
+        h.s.on_server_close(&reason, &mut h.out);
+        assert!(h.frames().is_empty());
+        h.s.on_closed(&reason, &mut h.actions);
+        assert!(h.actions().is_empty());
+    }
+}
+
+#[test]
+fn one_output_frame_per_stomp_frame() {
+    let mut h = H::new();
+    h.feed(
+        b"CONNECT\naccept-version:1.2\n\n\0\nSUBSCRIBE\nid:1\ndestination:/topic/a\nreceipt:1\n\n\0\
+BEGIN\ntransaction:t\nreceipt:2\n\n\0ABORT\ntransaction:t\nreceipt:3\n\n\0",
+    );
+    let chunks = h.chunks();
+    assert_eq!(chunks.len(), 4);
+    assert!(chunks[0].starts_with(b"CONNECTED\n"));
+    assert_eq!(&chunks[3][..], b"RECEIPT\nreceipt-id:3\n\n\0");
+}
+
+#[test]
+fn receipt_ids_are_escaped() {
+    let mut h = H::new();
+    h.connect("1.2");
+    h.feed(b"BEGIN\ntransaction:t\nreceipt:a\\cb\n\n\0");
+    let chunk = h.chunks().pop().unwrap();
+    assert_eq!(&chunk[..], b"RECEIPT\nreceipt-id:a\\cb\n\n\0");
+}

@@ -1,0 +1,166 @@
+//! Session tests: byte strings in, Output frames and Actions out. This module holds the
+//! harness; each submodule tests one area.
+
+mod connect;
+mod delivery;
+mod errors;
+mod messaging;
+mod timers;
+mod transactions;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use diglot_core::{
+    Action, Adapter, CloseReason, ConnInfo, Delivery, Filter, Limits, Message, Output, Props, PublishError, Qos, SubId,
+    Topic, Transport,
+};
+
+use super::{Config, Session};
+use crate::codec::{Decoded, Decoder};
+use crate::frame::{Command, Frame};
+use crate::version::Version;
+
+struct H {
+    s: Session,
+    out: Output,
+    actions: Vec<Action>,
+    input: BytesMut,
+    t0: Instant,
+}
+
+fn info(subprotocol: Option<&str>) -> ConnInfo {
+    ConnInfo {
+        id: 7,
+        transport: Transport::WebSocket,
+        peer: SocketAddr::from(([127, 0, 0, 1], 4000)),
+        subprotocol: subprotocol.map(str::to_owned),
+    }
+}
+
+impl H {
+    fn new() -> H {
+        H::with(None, Limits::default())
+    }
+
+    fn with(subprotocol: Option<&str>, limits: Limits) -> H {
+        let t0 = Instant::now();
+        let config = Config { server_name: "diglot/test".into(), ..Config::default() };
+        H {
+            s: Session::new(info(subprotocol), limits, config, t0),
+            out: Output::new(),
+            actions: Vec::new(),
+            input: BytesMut::new(),
+            t0,
+        }
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.t0 + Duration::from_millis(ms)
+    }
+
+    /// Feeds bytes as the driver would: call `on_input` until it returns false.
+    fn feed_at(&mut self, bytes: &[u8], now: Instant) {
+        self.input.extend_from_slice(bytes);
+        while self.s.on_input(&mut self.input, now, &mut self.out, &mut self.actions) {}
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        let now = self.t0;
+        self.feed_at(bytes, now);
+    }
+
+    /// The frames written so far; checks that every Output frame is exactly one STOMP frame
+    /// (or one heart-beat EOL) and that text is preferred.
+    fn frames(&mut self) -> Vec<Frame> {
+        let mut chunks = Vec::new();
+        self.out.take_frames(&mut chunks);
+        let version = self.s.version().unwrap_or(Version::V1_0);
+        chunks
+            .into_iter()
+            .filter(|c| !c.is_empty() && &c[..] != b"\n")
+            .map(|c| {
+                assert!(self.out.prefers_text());
+                let mut d = Decoder::new(&Limits::default());
+                d.set_version(version);
+                let mut buf = BytesMut::from(&c[..]);
+                match d.decode(&mut buf) {
+                    Ok(Some(Decoded::Frame(f))) => {
+                        assert!(buf.is_empty(), "one frame per end_frame: {c:?}");
+                        f
+                    }
+                    other => panic!("not a frame: {other:?} in {c:?}"),
+                }
+            })
+            .collect()
+    }
+
+    fn chunks(&mut self) -> Vec<Bytes> {
+        let mut chunks = Vec::new();
+        self.out.take_frames(&mut chunks);
+        // `Output::take_frames` yields one empty chunk when nothing was written.
+        chunks.retain(|c| !c.is_empty());
+        chunks
+    }
+
+    fn one(&mut self) -> Frame {
+        let mut fs = self.frames();
+        assert_eq!(fs.len(), 1, "{fs:?}");
+        fs.remove(0)
+    }
+
+    fn actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
+    }
+
+    fn connect(&mut self, accept: &str) -> Frame {
+        self.feed(format!("CONNECT\naccept-version:{accept}\nhost:/\n\n\0").as_bytes());
+        let f = self.one();
+        assert_eq!(f.command, Command::Connected, "{f:?}");
+        f
+    }
+
+    fn expect_error(&mut self, message: &str) -> (Frame, CloseReason) {
+        let f = self.frames().pop().expect("an ERROR frame");
+        assert_eq!(f.command, Command::Error, "{f:?}");
+        assert_eq!(f.header("message"), Some(message), "{f:?}");
+        assert_eq!(f.header("content-type"), Some("text/plain"));
+        let close = match self.actions().pop() {
+            Some(Action::Close(r)) => r,
+            other => panic!("expected Close, got {other:?}"),
+        };
+        assert!(!self.s.can_deliver());
+        assert_eq!(self.s.next_timer(), None);
+        (f, close)
+    }
+
+    fn subscribe(&mut self, id: &str, dest: &str, ack: &str) -> SubId {
+        self.feed(format!("SUBSCRIBE\nid:{id}\ndestination:{dest}\nack:{ack}\n\n\0").as_bytes());
+        match self.actions().pop() {
+            Some(Action::Subscribe { sub, .. }) => sub,
+            other => panic!("expected Subscribe, got {other:?}"),
+        }
+    }
+
+    fn deliver(&mut self, sub: SubId, msg: Message) -> Frame {
+        let d = Delivery { sub, qos: msg.qos, msg: Arc::new(msg) };
+        let now = self.t0;
+        self.s.on_delivery(d, now, &mut self.out);
+        self.one()
+    }
+}
+
+fn message(id: u64, topic: &str, body: &'static [u8]) -> Message {
+    let mut m = Message::new(Topic::new(topic).unwrap(), Bytes::from_static(body), Qos::AtMostOnce, false);
+    m.id = id;
+    m
+}
+
+fn publish(a: Action) -> (Message, Option<u64>) {
+    match a {
+        Action::Publish { msg, token } => (msg, token),
+        other => panic!("expected Publish, got {other:?}"),
+    }
+}
