@@ -1,1 +1,14 @@
-//! placeholder
+//! Diglot's network side: listeners (WebSocket, raw TCP), the subprotocol negotiator, the
+//! connection driver and the HTTP endpoints on the WebSocket port.
+//!
+//! It ties the sans-IO protocol adapters to sockets; it holds no protocol logic of its own.
+
+mod driver;
+mod http;
+mod link;
+pub mod negotiate;
+mod registry;
+mod server;
+
+pub use negotiate::Proto;
+pub use server::{Bound, ListenerKind, ListenerSpec, Server, Spec, StartError, WsPaths};

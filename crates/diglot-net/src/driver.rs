@@ -1,0 +1,281 @@
+//! The connection driver: one task per connection, between a [`Link`] and an [`Adapter`].
+//!
+//! The driver reads bytes and hands them to the adapter one frame at a time, carries out the
+//! adapter's [`Action`]s against the router, drains the connection's [`Outbox`] while the
+//! adapter has room, fires the adapter's timers, and writes what the adapter produced. Every
+//! connection ends with exactly one [`CloseReason`], logged once with its fields.
+//!
+//! No lock is held across an `.await`; the outbox is bounded; a write that stalls longer than
+//! the write timeout marks the consumer as slow.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use diglot_core::{
+    Action, Adapter, CloseReason, ConnInfo, Delivery, Filter, Outbox, Output, SubId, Subscriber, Transport,
+};
+use tokio::sync::Notify;
+use tokio::time::{sleep_until, timeout};
+
+use crate::link::{Link, Read};
+use crate::negotiate::Proto;
+use crate::server::Shared;
+
+/// Most deliveries encoded per wake-up before the driver writes and looks at its socket again.
+const DELIVERY_BATCH: usize = 256;
+
+/// How long the driver keeps trying to say goodbye to a peer before it drops the socket.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+
+enum Event {
+    Close(CloseReason),
+    Read(std::io::Result<Read>),
+    Deliver,
+    Timer,
+}
+
+/// One connection's state that the driver (not the adapter) owns.
+struct Conn {
+    id: u64,
+    outbox: Arc<Outbox>,
+    kick: Arc<Notify>,
+    subs: HashMap<SubId, Filter>,
+    client_id: Option<String>,
+    peer: SocketAddr,
+    transport: Transport,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+/// Runs a connection until it closes.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut link: Link,
+    proto: Proto,
+    transport: Transport,
+    peer: SocketAddr,
+    subprotocol: Option<String>,
+) {
+    let started = Instant::now();
+    let id = shared.router.next_conn_id();
+    let info = ConnInfo { id, transport, peer, subprotocol };
+    let limits = shared.limits.clone();
+    let mut adapter: Box<dyn Adapter> = match proto {
+        Proto::Mqtt => Box::new(diglot_mqtt::Session::new(info, limits.clone(), shared.mqtt.clone(), started)),
+        Proto::Stomp => Box::new(diglot_stomp::Session::new(info, limits.clone(), shared.stomp.clone(), started)),
+    };
+    let mut conn = Conn {
+        id,
+        outbox: Arc::new(Outbox::new(limits.outbox_max_messages, limits.outbox_max_bytes)),
+        kick: Arc::new(Notify::new()),
+        subs: HashMap::new(),
+        client_id: None,
+        peer,
+        transport,
+        bytes_in: 0,
+        bytes_out: 0,
+    };
+    shared.connections.fetch_add(1, Ordering::Relaxed);
+    let mut shutdown = shared.shutdown.clone();
+    let mut input = BytesMut::new();
+    let mut out = Output::new();
+    let mut actions = Vec::new();
+
+    let reason = loop {
+        let timer = adapter.next_timer();
+        let event = if *shutdown.borrow() {
+            Event::Close(CloseReason::ServerShutdown)
+        } else {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => Event::Close(CloseReason::ServerShutdown),
+                _ = conn.kick.notified() => Event::Close(CloseReason::SessionTakenOver),
+                _ = conn.outbox.slow() => Event::Close(CloseReason::SlowConsumer),
+                r = link.read(&mut input) => Event::Read(r),
+                _ = conn.outbox.ready(), if adapter.can_deliver() => Event::Deliver,
+                _ = sleep_or_never(timer) => Event::Timer,
+            }
+        };
+        let now = Instant::now();
+        let closed = match event {
+            // A reason the driver decided on: the adapter writes the protocol's goodbye.
+            Event::Close(reason) => {
+                adapter.on_server_close(&reason, &mut out);
+                Some(reason)
+            }
+            Event::Read(Ok(Read::Data(n))) => {
+                conn.bytes_in += n as u64;
+                on_input(&shared, &mut conn, adapter.as_mut(), &mut input, now, &mut out, &mut actions)
+            }
+            Event::Read(Ok(Read::Closed)) => Some(CloseReason::PeerClosed),
+            Event::Read(Ok(Read::Violation(why))) => {
+                let reason = CloseReason::ProtocolError(why);
+                adapter.on_server_close(&reason, &mut out);
+                Some(reason)
+            }
+            Event::Read(Err(e)) => Some(CloseReason::Io(e.to_string())),
+            Event::Deliver => deliver(&mut conn, adapter.as_mut(), now, &mut out),
+            Event::Timer => {
+                adapter.on_timer(now, &mut out, &mut actions);
+                execute(&shared, &mut conn, adapter.as_mut(), &mut actions, &mut out)
+            }
+        };
+        let limit = if closed.is_some() { GOODBYE_TIMEOUT.min(shared.write_timeout) } else { shared.write_timeout };
+        let len = out.len() as u64;
+        match timeout(limit, link.write(&mut out)).await {
+            Ok(Ok(())) => {
+                if len > 0 {
+                    conn.bytes_out += len;
+                    adapter.on_sent(Instant::now());
+                }
+            }
+            Ok(Err(e)) => break closed.unwrap_or(CloseReason::Io(e.to_string())),
+            Err(_) => break closed.unwrap_or(CloseReason::SlowConsumer),
+        }
+        if let Some(reason) = closed {
+            break reason;
+        }
+    };
+    let _ = timeout(GOODBYE_TIMEOUT, link.close(&reason)).await;
+    finish(&shared, conn, adapter, reason, started);
+}
+
+async fn sleep_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Feeds the adapter frame by frame, carrying out each frame's actions before the next.
+fn on_input(
+    shared: &Shared,
+    conn: &mut Conn,
+    adapter: &mut dyn Adapter,
+    input: &mut BytesMut,
+    now: Instant,
+    out: &mut Output,
+    actions: &mut Vec<Action>,
+) -> Option<CloseReason> {
+    let mut closed;
+    loop {
+        let progressed = adapter.on_input(input, now, out, actions);
+        closed = execute(shared, conn, adapter, actions, out);
+        if closed.is_some() || !progressed {
+            break;
+        }
+    }
+    if input.is_empty() && input.capacity() > 64 * 1024 {
+        // Give back a buffer that grew for one large frame.
+        *input = BytesMut::new();
+    }
+    closed
+}
+
+/// Moves deliveries from the outbox into the adapter while it has room.
+fn deliver(conn: &mut Conn, adapter: &mut dyn Adapter, now: Instant, out: &mut Output) -> Option<CloseReason> {
+    let mut batch: Vec<Delivery> = Vec::with_capacity(1);
+    for _ in 0..DELIVERY_BATCH {
+        if !adapter.can_deliver() {
+            break;
+        }
+        if !conn.outbox.drain(&mut batch, 1) {
+            return Some(CloseReason::SlowConsumer);
+        }
+        let Some(d) = batch.pop() else { break };
+        adapter.on_delivery(d, now, out);
+    }
+    None
+}
+
+/// Carries out the adapter's actions in order. Returns the close reason if one was asked for.
+fn execute(
+    shared: &Shared,
+    conn: &mut Conn,
+    adapter: &mut dyn Adapter,
+    actions: &mut Vec<Action>,
+    out: &mut Output,
+) -> Option<CloseReason> {
+    let mut closed = None;
+    // on_publish_done may push more actions; carry those out too, in order.
+    while !actions.is_empty() && closed.is_none() {
+        let batch: Vec<Action> = std::mem::take(actions);
+        for action in batch {
+            if closed.is_some() {
+                break;
+            }
+            match action {
+                Action::Publish { msg, token } => {
+                    shared.router.publish(msg);
+                    if let Some(token) = token {
+                        adapter.on_publish_done(token, Ok(()), out, actions);
+                    }
+                }
+                Action::Subscribe { filter, sub, qos, no_local, merge } => {
+                    let s = Subscriber { conn: conn.id, sub, qos, outbox: conn.outbox.clone(), no_local, merge };
+                    shared.router.subscribe(&filter, s);
+                    if let Some(old) = conn.subs.insert(sub, filter.clone()) {
+                        if old != filter {
+                            shared.router.unsubscribe(&old, conn.id, sub);
+                        }
+                    }
+                }
+                Action::Unsubscribe { filter, sub } => {
+                    shared.router.unsubscribe(&filter, conn.id, sub);
+                    conn.subs.remove(&sub);
+                }
+                Action::ClaimClientId(client_id) => {
+                    shared.registry.claim(&client_id, conn.id, &conn.kick);
+                    conn.client_id = Some(client_id);
+                }
+                Action::Close(reason) => closed = Some(reason),
+            }
+        }
+    }
+    actions.clear();
+    closed
+}
+
+/// Releases everything the connection held, publishes what must be published at close (an
+/// MQTT will), and logs the close once.
+fn finish(shared: &Shared, mut conn: Conn, mut adapter: Box<dyn Adapter>, reason: CloseReason, started: Instant) {
+    conn.outbox.close();
+    for (sub, filter) in conn.subs.drain() {
+        shared.router.unsubscribe(&filter, conn.id, sub);
+    }
+    if let Some(client_id) = &conn.client_id {
+        shared.registry.release(client_id, conn.id);
+    }
+    let mut actions = Vec::new();
+    adapter.on_closed(&reason, &mut actions);
+    for action in actions {
+        if let Action::Publish { msg, .. } = action {
+            shared.router.publish(msg);
+        }
+    }
+    shared.connections.fetch_sub(1, Ordering::Relaxed);
+    let client_id = adapter.client_id().unwrap_or("-");
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let protocol = adapter.protocol();
+    macro_rules! log_close {
+        ($level:ident) => {
+            tracing::$level!(
+                conn = conn.id, client_id, protocol, transport = conn.transport.label(), peer = %conn.peer, bytes_in = conn.bytes_in, bytes_out = conn.bytes_out,
+                duration_ms, reason = %reason, "connection closed"
+            )
+        };
+    }
+    match reason {
+        CloseReason::ProtocolError(_)
+        | CloseReason::LimitExceeded(_)
+        | CloseReason::SlowConsumer
+        | CloseReason::Io(_) => {
+            log_close!(warn)
+        }
+        _ => log_close!(info),
+    }
+}

@@ -1,0 +1,158 @@
+//! The HTTP side of the WebSocket port: the upgrade with subprotocol negotiation, `/healthz`,
+//! and plain answers for everything else.
+//!
+//! The whole exchange runs in the connection's own task (never the accept loop), under the
+//! handshake timeout. hyper parses the request; yawc checks the WebSocket headers and builds
+//! the 101 answer, to which the negotiator's choice is added.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use diglot_core::Transport;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use parking_lot::Mutex;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use yawc::{Options, UpgradeFut, WebSocket};
+
+use crate::driver;
+use crate::link::Link;
+use crate::negotiate::{choose, refusal_body, Choice, Proto};
+use crate::server::{Shared, WsPaths};
+
+type Body = Full<Bytes>;
+
+/// A WebSocket upgrade the HTTP exchange agreed on, waiting for hyper to hand over the socket.
+struct Pending {
+    fut: UpgradeFut,
+    proto: Proto,
+    echo: Option<String>,
+}
+
+/// Serves one TCP connection on a WebSocket listener.
+pub(crate) async fn serve(shared: Arc<Shared>, paths: Arc<WsPaths>, stream: TcpStream, peer: SocketAddr) {
+    let deadline = Instant::now() + shared.handshake_timeout;
+    let slot: Arc<Mutex<Option<Pending>>> = Arc::new(Mutex::new(None));
+    let service = {
+        let shared = shared.clone();
+        let slot = slot.clone();
+        hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            let resp = respond(&shared, &paths, &mut req, &slot);
+            async move { Ok::<_, Infallible>(resp) }
+        })
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.handshake_timeout)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, error = %e, "http connection ended");
+        return;
+    }
+    let Some(pending) = slot.lock().take() else { return };
+    let ws = match timeout(deadline.saturating_duration_since(Instant::now()), pending.fut).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "websocket upgrade failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "websocket upgrade timed out");
+            return;
+        }
+    };
+    let link = Link::Ws { ws: Box::new(ws), binary_only: pending.proto == Proto::Mqtt, scratch: Vec::new() };
+    driver::run(shared, link, pending.proto, Transport::WebSocket, peer, pending.echo).await;
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+fn is_upgrade(req: &Request<Incoming>) -> bool {
+    let has_token = |name: header::HeaderName, token: &str| {
+        req.headers()
+            .get_all(name)
+            .iter()
+            .any(|v| v.to_str().map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))).unwrap_or(false))
+    };
+    has_token(header::UPGRADE, "websocket") && has_token(header::CONNECTION, "upgrade")
+}
+
+fn respond(
+    shared: &Shared,
+    paths: &WsPaths,
+    req: &mut Request<Incoming>,
+    slot: &Mutex<Option<Pending>>,
+) -> Response<Body> {
+    let path = req.uri().path();
+    if path == "/healthz" && (req.method() == Method::GET || req.method() == Method::HEAD) {
+        return text(StatusCode::OK, "ok\n");
+    }
+    let Some(&path_default) = paths.get(path) else {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    };
+    if req.method() != Method::GET || !is_upgrade(req) {
+        let mut resp = text(
+            StatusCode::UPGRADE_REQUIRED,
+            "this is a WebSocket endpoint for MQTT and STOMP; connect with a WebSocket client\n",
+        );
+        resp.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        return resp;
+    }
+    let offered: Vec<&str> =
+        req.headers().get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok()).collect();
+    let (proto, echo) = match choose(offered, path_default) {
+        Choice::Accept { proto, echo } => (proto, echo),
+        Choice::Refuse => {
+            shared.rejected_handshakes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return text(StatusCode::BAD_REQUEST, refusal_body());
+        }
+    };
+    let echo_value = match echo.as_deref().map(HeaderValue::from_str) {
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => return text(StatusCode::BAD_REQUEST, refusal_body()),
+        None => None,
+    };
+    match WebSocket::upgrade_with_options(&mut *req, ws_options(shared)) {
+        Ok((resp, fut)) => {
+            let (mut parts, _) = resp.into_parts();
+            if let Some(v) = echo_value {
+                parts.headers.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+            }
+            *slot.lock() = Some(Pending { fut, proto, echo });
+            Response::from_parts(parts, Full::new(Bytes::new()))
+        }
+        Err(yawc::WebSocketError::InvalidSecWebsocketVersion) => {
+            // RFC 6455 §4.4: answer with the versions we speak.
+            let mut resp = text(StatusCode::UPGRADE_REQUIRED, "unsupported WebSocket version; use 13\n");
+            resp.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            resp
+        }
+        Err(e) => text(StatusCode::BAD_REQUEST, format!("bad WebSocket handshake: {e}\n")),
+    }
+}
+
+fn ws_options(shared: &Shared) -> Options {
+    // A frame may carry a whole protocol frame plus WebSocket overhead; reassembled fragmented
+    // messages are bounded the same way. UTF-8 of text messages is always checked (RFC 6455 §8.1).
+    let max = shared.limits.max_frame_bytes + 1024;
+    Options::default()
+        .with_utf8()
+        .with_no_delay()
+        .with_limits(max, max)
+        .with_read_buffer_capacity(4 * 1024)
+        .with_write_buffer_capacity(4 * 1024)
+}

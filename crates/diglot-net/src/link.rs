@@ -1,0 +1,136 @@
+//! The transport seam: one byte stream whether it came over raw TCP or a WebSocket.
+//!
+//! The driver reads bytes and writes an adapter's [`Output`]; a `Link` hides whether those
+//! bytes travel as TCP segments or as WebSocket messages. MQTT packets may span WebSocket
+//! messages and one message may hold several [MQTT-6.0.0-2], so WebSocket payloads are simply
+//! appended to the input buffer. Keeping this seam thin lets another WebSocket implementation
+//! (tokio-tungstenite, once it speaks permessage-deflate) return without touching the driver.
+
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+use diglot_core::{CloseReason, Output};
+use futures::SinkExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use yawc::close::CloseCode;
+use yawc::{Frame, HttpStream, OpCode, WebSocket};
+
+/// What one read produced.
+pub enum Read {
+    /// This many bytes were appended to the input buffer.
+    Data(usize),
+    /// The peer ended the stream (EOF or a WebSocket close frame).
+    Closed,
+    /// The peer broke the transport's rules.
+    Violation(String),
+}
+
+/// A connection's transport.
+pub enum Link {
+    /// Raw TCP.
+    Tcp(TcpStream),
+    /// A WebSocket; `binary_only` refuses text messages (MQTT requires binary [MQTT-6.0.0-1]).
+    Ws { ws: Box<WebSocket<HttpStream>>, binary_only: bool, scratch: Vec<Bytes> },
+}
+
+/// How much a TCP read asks for at once.
+const TCP_READ_CHUNK: usize = 8 * 1024;
+
+impl Link {
+    /// Reads the next chunk of bytes into `input`. Cancel-safe: nothing is lost if the future is
+    /// dropped before it completes.
+    pub async fn read(&mut self, input: &mut BytesMut) -> io::Result<Read> {
+        match self {
+            Link::Tcp(s) => {
+                input.reserve(TCP_READ_CHUNK);
+                let n = s.read_buf(input).await?;
+                Ok(if n == 0 { Read::Closed } else { Read::Data(n) })
+            }
+            Link::Ws { ws, binary_only, .. } => loop {
+                let frame = match ws.next_frame().await {
+                    Ok(f) => f,
+                    Err(yawc::WebSocketError::ConnectionClosed) => return Ok(Read::Closed),
+                    Err(e) if e.is_protocol_error() => return Ok(Read::Violation(e.to_string())),
+                    Err(e) => return Err(io::Error::other(e.to_string())),
+                };
+                match frame.opcode() {
+                    OpCode::Binary => {
+                        input.extend_from_slice(frame.payload());
+                        return Ok(Read::Data(frame.payload().len()));
+                    }
+                    OpCode::Text if !*binary_only => {
+                        input.extend_from_slice(frame.payload());
+                        return Ok(Read::Data(frame.payload().len()));
+                    }
+                    OpCode::Text => return Ok(Read::Violation("text WebSocket message on an MQTT connection".into())),
+                    OpCode::Close => return Ok(Read::Closed),
+                    // yawc answers pings itself and reassembles continuation frames.
+                    OpCode::Ping | OpCode::Pong | OpCode::Continuation => continue,
+                }
+            },
+        }
+    }
+
+    /// Writes everything in `out`. Over a WebSocket, a protocol that prefers text (STOMP) gets one
+    /// message per frame, as text when it is valid UTF-8; MQTT gets one binary message.
+    pub async fn write(&mut self, out: &mut Output) -> io::Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Link::Tcp(s) => {
+                let bytes = out.take_all();
+                s.write_all(&bytes).await
+            }
+            Link::Ws { ws, scratch, .. } => {
+                if out.prefers_text() {
+                    out.take_frames(scratch);
+                    for chunk in scratch.drain(..) {
+                        let frame =
+                            if std::str::from_utf8(&chunk).is_ok() { Frame::text(chunk) } else { Frame::binary(chunk) };
+                        ws.feed(frame).await.map_err(ws_err)?;
+                    }
+                } else {
+                    ws.feed(Frame::binary(out.take_all())).await.map_err(ws_err)?;
+                }
+                ws.flush().await.map_err(ws_err)
+            }
+        }
+    }
+
+    /// Ends the transport: a WebSocket close frame with a code that fits `reason`, or a TCP
+    /// shutdown. Errors are ignored: the peer may already be gone.
+    pub async fn close(&mut self, reason: &CloseReason) {
+        match self {
+            Link::Tcp(s) => {
+                let _ = s.shutdown().await;
+            }
+            Link::Ws { ws, .. } => {
+                let (code, text) = ws_close_code(reason);
+                let _ = ws.send(Frame::close(code, text)).await;
+                let _ = ws.flush().await;
+            }
+        }
+    }
+}
+
+fn ws_err(e: yawc::WebSocketError) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// The WebSocket close code for a close reason (RFC 6455 §7.4.1).
+fn ws_close_code(reason: &CloseReason) -> (CloseCode, &'static str) {
+    match reason {
+        CloseReason::ServerShutdown => (CloseCode::Away, "server shutting down"),
+        CloseReason::ProtocolError(_) => (CloseCode::Protocol, "protocol error"),
+        CloseReason::LimitExceeded(_) => (CloseCode::Size, "limit exceeded"),
+        CloseReason::SlowConsumer => (CloseCode::Policy, "slow consumer"),
+        CloseReason::KeepAliveTimeout => (CloseCode::Policy, "keep-alive timeout"),
+        CloseReason::HandshakeTimeout => (CloseCode::Policy, "connect timeout"),
+        CloseReason::SessionTakenOver => (CloseCode::Policy, "session taken over"),
+        CloseReason::ConnectRefused(_) => (CloseCode::Policy, "connect refused"),
+        CloseReason::Io(_) => (CloseCode::Error, "i/o error"),
+        CloseReason::ClientDisconnect | CloseReason::PeerClosed => (CloseCode::Normal, ""),
+    }
+}

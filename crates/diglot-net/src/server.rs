@@ -1,0 +1,281 @@
+//! Starting and stopping the broker's network side: binding listeners, the accept loops, the
+//! connection limit, and graceful shutdown.
+//!
+//! The accept loop only accepts: it takes a connection permit and spawns a task, and every
+//! handshake (HTTP upgrade, protocol CONNECT) runs in that task under a timeout. Accept errors
+//! (such as running out of file descriptors) back off instead of spinning.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::Arc;
+use std::time::Duration;
+
+use diglot_core::{Limits, Router, Transport};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio_util::task::TaskTracker;
+
+use crate::driver;
+use crate::http;
+use crate::link::Link;
+use crate::negotiate::Proto;
+use crate::registry::Registry;
+
+/// WebSocket paths of one listener and the protocol each assumes for clients that offer none.
+pub type WsPaths = HashMap<String, Option<Proto>>;
+
+/// What a listener serves.
+#[derive(Debug, Clone)]
+pub enum ListenerKind {
+    /// HTTP + WebSocket, with the paths that accept upgrades.
+    Ws {
+        /// Path → default protocol for clients that offer no subprotocol.
+        paths: WsPaths,
+    },
+    /// MQTT over raw TCP.
+    Mqtt,
+    /// STOMP over raw TCP.
+    Stomp,
+}
+
+impl ListenerKind {
+    /// A short label for logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ListenerKind::Ws { .. } => "ws",
+            ListenerKind::Mqtt => "mqtt",
+            ListenerKind::Stomp => "stomp",
+        }
+    }
+}
+
+/// One listener to bind.
+#[derive(Debug, Clone)]
+pub struct ListenerSpec {
+    /// The name used in logs and errors (the config key, such as `listeners.ws`).
+    pub name: String,
+    /// Where to listen (port 0 picks a free port).
+    pub addr: SocketAddr,
+    /// What to serve.
+    pub kind: ListenerKind,
+}
+
+/// Everything the network side needs to start.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// The listeners.
+    pub listeners: Vec<ListenerSpec>,
+    /// Per-connection limits.
+    pub limits: Limits,
+    /// Most connections open at once, over all listeners.
+    pub max_connections: usize,
+    /// How long a client has for the TCP-to-WebSocket handshake.
+    pub handshake_timeout: Duration,
+    /// How long one write may stall before the client counts as a slow consumer.
+    pub write_timeout: Duration,
+    /// How long shutdown waits for connections to close.
+    pub shutdown_grace: Duration,
+    /// MQTT adapter settings.
+    pub mqtt: diglot_mqtt::Config,
+    /// STOMP adapter settings.
+    pub stomp: diglot_stomp::Config,
+}
+
+/// Why the network side could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not bind.
+    #[error("cannot listen on {addr} ({name}): {source}")]
+    Bind {
+        /// The listener's name.
+        name: String,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// State shared by every connection task.
+pub(crate) struct Shared {
+    pub(crate) router: Router,
+    pub(crate) registry: Registry,
+    pub(crate) limits: Limits,
+    pub(crate) mqtt: diglot_mqtt::Config,
+    pub(crate) stomp: diglot_stomp::Config,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) write_timeout: Duration,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) connections: AtomicUsize,
+    pub(crate) rejected_handshakes: AtomicU64,
+}
+
+/// A bound listener.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    /// The listener's name.
+    pub name: String,
+    /// What it serves.
+    pub kind: &'static str,
+    /// The address it actually listens on (with the real port when 0 was asked for).
+    pub addr: SocketAddr,
+}
+
+/// A running broker network side.
+pub struct Server {
+    shared: Arc<Shared>,
+    bound: Vec<Bound>,
+    shutdown_tx: watch::Sender<bool>,
+    tracker: TaskTracker,
+    grace: Duration,
+}
+
+impl Server {
+    /// Binds every listener (all or nothing) and starts serving. Must run inside a tokio runtime.
+    pub async fn start(spec: Spec) -> Result<Server, StartError> {
+        let mut listeners = Vec::new();
+        let mut bound = Vec::new();
+        for l in &spec.listeners {
+            let listener = TcpListener::bind(l.addr).await.map_err(|source| StartError::Bind {
+                name: l.name.clone(),
+                addr: l.addr,
+                source,
+            })?;
+            let addr = listener.local_addr().map_err(|source| StartError::Bind {
+                name: l.name.clone(),
+                addr: l.addr,
+                source,
+            })?;
+            bound.push(Bound { name: l.name.clone(), kind: l.kind.label(), addr });
+            listeners.push((listener, l.kind.clone()));
+        }
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            router: Router::new(),
+            registry: Registry::default(),
+            limits: spec.limits.clone(),
+            mqtt: spec.mqtt.clone(),
+            stomp: spec.stomp.clone(),
+            handshake_timeout: spec.handshake_timeout,
+            write_timeout: spec.write_timeout,
+            shutdown,
+            connections: AtomicUsize::new(0),
+            rejected_handshakes: AtomicU64::new(0),
+        });
+        let permits = Arc::new(Semaphore::new(spec.max_connections.max(1)));
+        let tracker = TaskTracker::new();
+        for ((listener, kind), b) in listeners.into_iter().zip(&bound) {
+            tracing::info!(listener = %b.name, kind = b.kind, addr = %b.addr, "listening");
+            let acceptor = Acceptor {
+                shared: shared.clone(),
+                permits: permits.clone(),
+                tracker: tracker.clone(),
+                kind: Arc::new(kind),
+            };
+            tracker.spawn(acceptor.run(listener));
+        }
+        Ok(Server { shared, bound, shutdown_tx, tracker, grace: spec.shutdown_grace })
+    }
+
+    /// The bound listeners with their real addresses.
+    pub fn bound(&self) -> &[Bound] {
+        &self.bound
+    }
+
+    /// The address of the first listener of `kind` (`ws`, `mqtt`, `stomp`).
+    pub fn addr(&self, kind: &str) -> Option<SocketAddr> {
+        self.bound.iter().find(|b| b.kind == kind).map(|b| b.addr)
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops accepting, closes every connection with the protocol's goodbye, and waits (up to the
+    /// shutdown grace) for them to finish. Returns `false` if some did not finish in time.
+    pub async fn shutdown(self) -> bool {
+        let _ = self.shutdown_tx.send(true);
+        self.tracker.close();
+        let done = tokio::time::timeout(self.grace, self.tracker.wait()).await.is_ok();
+        if !done {
+            tracing::warn!(open = self.connections(), "shutdown grace elapsed with connections still open");
+        }
+        done
+    }
+}
+
+struct Acceptor {
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    kind: Arc<ListenerKind>,
+}
+
+impl Acceptor {
+    async fn run(self, listener: TcpListener) {
+        let mut shutdown = self.shared.shutdown.clone();
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.changed() => return,
+                r = listener.accept() => r,
+            };
+            let (stream, peer) = match accepted {
+                Ok(s) => {
+                    backoff = Duration::from_millis(5);
+                    s
+                }
+                Err(e) => {
+                    // EMFILE and friends: wait instead of spinning; connections that close free
+                    // descriptors.
+                    tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, "connection limit reached; refusing");
+                self.tracker.spawn(refuse(stream, matches!(*self.kind, ListenerKind::Ws { .. })));
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let shared = self.shared.clone();
+            let kind = self.kind.clone();
+            self.tracker.spawn(async move {
+                match &*kind {
+                    ListenerKind::Ws { paths } => {
+                        http::serve(shared, Arc::new(paths.clone()), stream, peer).await;
+                    }
+                    ListenerKind::Mqtt => {
+                        driver::run(shared, Link::Tcp(stream), Proto::Mqtt, Transport::Tcp, peer, None).await
+                    }
+                    ListenerKind::Stomp => {
+                        driver::run(shared, Link::Tcp(stream), Proto::Stomp, Transport::Tcp, peer, None).await
+                    }
+                }
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// Turns away a connection over the limit: HTTP 503 on a WebSocket port, a plain close otherwise.
+async fn refuse(mut stream: TcpStream, http: bool) {
+    if http {
+        let body = "too many connections\n";
+        let resp = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+            body.len(),
+            body
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(resp.as_bytes())).await;
+    }
+    let _ = stream.shutdown().await;
+}
