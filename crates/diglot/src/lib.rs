@@ -1,1 +1,55 @@
-//! placeholder
+//! The Diglot broker as a library: load a [`Config`], [`Broker::start`] it, shut it down.
+//!
+//! The `diglot` binary is a thin CLI over this; tests and programs that embed a broker use it
+//! directly (every listener on port 0 with [`Config::ephemeral`]).
+
+pub mod config;
+
+use std::net::SocketAddr;
+
+pub use config::{Config, ConfigError};
+pub use diglot_net::{Bound, StartError};
+
+/// A running broker.
+pub struct Broker {
+    server: diglot_net::Server,
+}
+
+impl Broker {
+    /// Binds every configured listener and starts serving. Must run inside a tokio runtime.
+    pub async fn start(config: &Config) -> Result<Broker, StartError> {
+        let server = diglot_net::Server::start(config.spec()).await?;
+        Ok(Broker { server })
+    }
+
+    /// The bound listeners with their real addresses.
+    pub fn bound(&self) -> &[Bound] {
+        self.server.bound()
+    }
+
+    /// The WebSocket listener's address.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.server.addr("ws")
+    }
+
+    /// The MQTT-over-TCP listener's address.
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.server.addr("mqtt")
+    }
+
+    /// The STOMP-over-TCP listener's address.
+    pub fn stomp_addr(&self) -> Option<SocketAddr> {
+        self.server.addr("stomp")
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.server.connections()
+    }
+
+    /// Stops accepting, closes every connection with its protocol's goodbye, and waits up to the
+    /// shutdown grace. Returns `false` if connections were still open when the grace ran out.
+    pub async fn shutdown(self) -> bool {
+        self.server.shutdown().await
+    }
+}

@@ -1,0 +1,415 @@
+//! `broker.toml`: every setting, its default, and how it becomes the network [`Spec`].
+//!
+//! Unknown keys are errors, so a typo never silently falls back to a default. Errors are one
+//! line that names the file, the line and column, and the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use diglot_core::Limits;
+use diglot_net::{ListenerKind, ListenerSpec, Proto, Spec};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Logging.
+    pub log: LogConfig,
+    /// Network timeouts and the shutdown grace.
+    pub server: ServerConfig,
+    /// The listeners.
+    pub listeners: Listeners,
+    /// Per-connection limits.
+    pub limits: LimitsConfig,
+    /// MQTT settings.
+    pub mqtt: MqttConfig,
+    /// STOMP settings.
+    pub stomp: StompConfig,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter such as `info` or `diglot_net=debug,info`. `RUST_LOG` overrides it, and
+    /// `--log-level` overrides both.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into() }
+    }
+}
+
+/// `[server]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Seconds a client has to finish the WebSocket handshake.
+    pub handshake_timeout_secs: u64,
+    /// Seconds one write to a client may stall before it counts as a slow consumer.
+    pub write_timeout_secs: u64,
+    /// Seconds shutdown waits for connections to close.
+    pub shutdown_grace_secs: u64,
+    /// Worker threads (0: one per CPU core).
+    pub worker_threads: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { handshake_timeout_secs: 10, write_timeout_secs: 30, shutdown_grace_secs: 4, worker_threads: 0 }
+    }
+}
+
+/// `[listeners]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Listeners {
+    /// `[listeners.ws]`: MQTT and STOMP over WebSocket, plus `/healthz`.
+    pub ws: WsListener,
+    /// `[listeners.mqtt]`: MQTT over raw TCP.
+    pub mqtt: MqttListener,
+    /// `[listeners.stomp]`: STOMP over raw TCP.
+    pub stomp: StompListener,
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("built-in default address is valid")
+}
+
+/// The protocol a WebSocket path assumes for clients that offer no subprotocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathDefault {
+    /// The client must offer a subprotocol.
+    None,
+    /// MQTT.
+    Mqtt,
+    /// STOMP.
+    Stomp,
+}
+
+/// `[listeners.ws]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsListener {
+    /// Whether to listen at all.
+    pub enabled: bool,
+    /// Address and port.
+    pub addr: SocketAddr,
+    /// WebSocket paths and the protocol each assumes when the client offers none.
+    pub paths: BTreeMap<String, PathDefault>,
+}
+
+impl Default for WsListener {
+    fn default() -> Self {
+        let paths = [("/ws", PathDefault::None), ("/mqtt", PathDefault::Mqtt), ("/stomp", PathDefault::Stomp)]
+            .into_iter()
+            .map(|(p, d)| (p.to_string(), d))
+            .collect();
+        WsListener { enabled: true, addr: addr("127.0.0.1:8080"), paths }
+    }
+}
+
+/// `[listeners.mqtt]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttListener {
+    /// Whether to listen at all.
+    pub enabled: bool,
+    /// Address and port.
+    pub addr: SocketAddr,
+}
+
+impl Default for MqttListener {
+    fn default() -> Self {
+        MqttListener { enabled: true, addr: addr("127.0.0.1:1883") }
+    }
+}
+
+/// `[listeners.stomp]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StompListener {
+    /// Whether to listen at all.
+    pub enabled: bool,
+    /// Address and port.
+    pub addr: SocketAddr,
+}
+
+impl Default for StompListener {
+    fn default() -> Self {
+        StompListener { enabled: true, addr: addr("127.0.0.1:61613") }
+    }
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most connections open at once, over all listeners; more are refused (HTTP 503 on the
+    /// WebSocket port).
+    pub max_connections: usize,
+    /// Largest inbound MQTT packet or STOMP frame, in bytes.
+    pub max_frame_bytes: usize,
+    /// Most headers in one STOMP frame.
+    pub max_headers: usize,
+    /// Largest STOMP header line, in bytes.
+    pub max_header_bytes: usize,
+    /// Most subscriptions per connection.
+    pub max_subscriptions: usize,
+    /// Most deliveries waiting in one connection's outbox.
+    pub outbox_max_messages: usize,
+    /// Most bytes waiting in one connection's outbox.
+    pub outbox_max_bytes: usize,
+    /// Most unacknowledged QoS ≥ 1 deliveries in flight to one client.
+    pub max_inflight: u16,
+    /// Longest client id, in bytes.
+    pub max_client_id_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        LimitsConfig {
+            max_connections: 10_000,
+            max_frame_bytes: l.max_frame_bytes,
+            max_headers: l.max_headers,
+            max_header_bytes: l.max_header_bytes,
+            max_subscriptions: l.max_subscriptions,
+            outbox_max_messages: l.outbox_max_messages,
+            outbox_max_bytes: l.outbox_max_bytes,
+            max_inflight: l.max_inflight,
+            max_client_id_bytes: l.max_client_id_bytes,
+        }
+    }
+}
+
+/// `[mqtt]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Seconds a client has to send CONNECT after the connection opens.
+    pub connect_timeout_secs: u64,
+    /// Highest keep-alive a client may ask for, in seconds (0: no cap). MQTT 5 clients are
+    /// told the cap as Server Keep Alive.
+    pub max_keep_alive_secs: u16,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig { connect_timeout_secs: 10, max_keep_alive_secs: 0 }
+    }
+}
+
+/// `[stomp]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StompConfig {
+    /// Seconds a client has to send CONNECT after the connection opens.
+    pub connect_timeout_secs: u64,
+    /// The server's heart-beat offer: how often it can send (ms, 0 = never).
+    pub heartbeat_send_ms: u64,
+    /// The server's heart-beat offer: how often it wants to receive (ms, 0 = never).
+    pub heartbeat_recv_ms: u64,
+    /// How many receive intervals of silence are tolerated before a client is closed.
+    pub heartbeat_grace: f64,
+}
+
+impl Default for StompConfig {
+    fn default() -> Self {
+        let d = diglot_stomp::Config::default();
+        StompConfig {
+            connect_timeout_secs: d.connect_timeout.as_secs(),
+            heartbeat_send_ms: d.heartbeat_send_ms,
+            heartbeat_recv_ms: d.heartbeat_recv_ms,
+            heartbeat_grace: d.heartbeat_grace,
+        }
+    }
+}
+
+/// A configuration error, as one human line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Parses TOML text; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|span| {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+                    format!(":{line}:{col}")
+                })
+                .unwrap_or_default();
+            ConfigError(format!("{origin}{at}: {}", e.message().trim().replace('\n', " ")))
+        })?;
+        config.validate().map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        Ok(config)
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let l = &self.limits;
+        let positive = [
+            ("limits.max_connections", l.max_connections),
+            ("limits.max_frame_bytes", l.max_frame_bytes),
+            ("limits.max_headers", l.max_headers),
+            ("limits.max_header_bytes", l.max_header_bytes),
+            ("limits.max_subscriptions", l.max_subscriptions),
+            ("limits.outbox_max_messages", l.outbox_max_messages),
+            ("limits.outbox_max_bytes", l.outbox_max_bytes),
+            ("limits.max_inflight", l.max_inflight as usize),
+            ("limits.max_client_id_bytes", l.max_client_id_bytes),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err(format!("{key} must be greater than 0"));
+            }
+        }
+        if l.max_frame_bytes > 268_435_455 {
+            return Err("limits.max_frame_bytes must be at most 268435455 (MQTT's largest packet)".into());
+        }
+        if !(self.stomp.heartbeat_grace >= 1.0 && self.stomp.heartbeat_grace <= 100.0) {
+            return Err("stomp.heartbeat_grace must be between 1.0 and 100.0".into());
+        }
+        for path in self.listeners.ws.paths.keys() {
+            if !path.starts_with('/') {
+                return Err(format!("listeners.ws.paths: path {path:?} must start with '/'"));
+            }
+            if path == "/healthz" {
+                return Err("listeners.ws.paths: /healthz is reserved for the health check".into());
+            }
+        }
+        if self.listeners.ws.enabled && self.listeners.ws.paths.is_empty() {
+            return Err("listeners.ws.paths must name at least one path".into());
+        }
+        Ok(())
+    }
+
+    /// The network side's start specification.
+    pub fn spec(&self) -> Spec {
+        let mut listeners = Vec::new();
+        let ls = &self.listeners;
+        if ls.ws.enabled {
+            let paths = ls
+                .ws
+                .paths
+                .iter()
+                .map(|(p, d)| {
+                    let d = match d {
+                        PathDefault::None => None,
+                        PathDefault::Mqtt => Some(Proto::Mqtt),
+                        PathDefault::Stomp => Some(Proto::Stomp),
+                    };
+                    (p.clone(), d)
+                })
+                .collect();
+            listeners.push(ListenerSpec {
+                name: "listeners.ws".into(),
+                addr: ls.ws.addr,
+                kind: ListenerKind::Ws { paths },
+            });
+        }
+        if ls.mqtt.enabled {
+            listeners.push(ListenerSpec {
+                name: "listeners.mqtt".into(),
+                addr: ls.mqtt.addr,
+                kind: ListenerKind::Mqtt,
+            });
+        }
+        if ls.stomp.enabled {
+            listeners.push(ListenerSpec {
+                name: "listeners.stomp".into(),
+                addr: ls.stomp.addr,
+                kind: ListenerKind::Stomp,
+            });
+        }
+        let l = &self.limits;
+        Spec {
+            listeners,
+            limits: Limits {
+                max_frame_bytes: l.max_frame_bytes,
+                max_headers: l.max_headers,
+                max_header_bytes: l.max_header_bytes,
+                max_subscriptions: l.max_subscriptions,
+                outbox_max_messages: l.outbox_max_messages,
+                outbox_max_bytes: l.outbox_max_bytes,
+                max_inflight: l.max_inflight,
+                max_client_id_bytes: l.max_client_id_bytes,
+            },
+            max_connections: l.max_connections,
+            handshake_timeout: Duration::from_secs(self.server.handshake_timeout_secs.max(1)),
+            write_timeout: Duration::from_secs(self.server.write_timeout_secs.max(1)),
+            shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
+            mqtt: diglot_mqtt::Config {
+                connect_timeout: Duration::from_secs(self.mqtt.connect_timeout_secs.max(1)),
+                max_keep_alive_secs: self.mqtt.max_keep_alive_secs,
+            },
+            stomp: diglot_stomp::Config {
+                connect_timeout: Duration::from_secs(self.stomp.connect_timeout_secs.max(1)),
+                heartbeat_send_ms: self.stomp.heartbeat_send_ms,
+                heartbeat_recv_ms: self.stomp.heartbeat_recv_ms,
+                heartbeat_grace: self.stomp.heartbeat_grace,
+                ..diglot_stomp::Config::default()
+            },
+        }
+    }
+
+    /// A configuration for tests and embedding: every listener on 127.0.0.1 port 0.
+    pub fn ephemeral() -> Config {
+        let mut c = Config::default();
+        c.listeners.ws.addr = addr("127.0.0.1:0");
+        c.listeners.mqtt.addr = addr("127.0.0.1:0");
+        c.listeners.stomp.addr = addr("127.0.0.1:0");
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let c = Config::default();
+        assert_eq!(Config::parse(&c.to_toml(), "x").unwrap(), c);
+    }
+
+    #[test]
+    fn the_shipped_broker_toml_is_the_default() {
+        let text = include_str!("../../../broker.toml");
+        assert_eq!(Config::parse(text, "broker.toml").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn errors_are_one_line_and_name_the_key() {
+        let e = Config::parse("[limits]\nmax_frame_byte = 3\n", "b.toml").unwrap_err().to_string();
+        assert!(e.starts_with("b.toml:2:1:"), "{e}");
+        assert!(e.contains("max_frame_byte"), "{e}");
+        assert!(!e.contains('\n'));
+        let e = Config::parse("[listeners.mqtt]\naddr = \"nope\"\n", "b.toml").unwrap_err().to_string();
+        assert!(e.contains("b.toml:2:"), "{e}");
+        let e = Config::parse("[limits]\nmax_inflight = 0\n", "b.toml").unwrap_err().to_string();
+        assert!(e.contains("limits.max_inflight"), "{e}");
+    }
+}

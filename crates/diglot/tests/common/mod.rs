@@ -1,0 +1,278 @@
+//! Shared helpers for the end-to-end tests: a real broker on port 0 and independent clients
+//! over real sockets (tokio-tungstenite for WebSocket, tokio's TcpStream for raw TCP).
+#![allow(dead_code)] // each test binary uses a different subset of these helpers
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use diglot::{Broker, Config};
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Generous bound for "eventually": tests never assert on timing, only that a thing happens.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Starts a broker with every listener on 127.0.0.1 port 0.
+pub async fn broker() -> Broker {
+    broker_with(Config::ephemeral()).await
+}
+
+/// Starts a broker with a tweaked ephemeral config.
+pub async fn broker_with(config: Config) -> Broker {
+    Broker::start(&config).await.expect("broker starts")
+}
+
+/// A client byte stream: raw TCP or a WebSocket (text or binary messages).
+pub enum Conn {
+    Tcp(TcpStream),
+    Ws { ws: Box<WebSocketStream<MaybeTlsStream<TcpStream>>>, text: bool, protocol: Option<String> },
+}
+
+/// What the WebSocket handshake answered.
+pub struct WsAnswer {
+    pub status: u16,
+    pub protocol: Option<String>,
+    pub body: String,
+}
+
+/// Opens a WebSocket to `path`, offering `protocols` (none if empty).
+pub async fn ws_connect(addr: SocketAddr, path: &str, protocols: &[&str]) -> Result<Conn, WsAnswer> {
+    let mut req = format!("ws://{addr}{path}").into_client_request().expect("request");
+    if !protocols.is_empty() {
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(&protocols.join(", ")).expect("header"));
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, resp)) => {
+            let protocol = resp.headers().get("Sec-WebSocket-Protocol").map(|v| v.to_str().expect("ascii").to_string());
+            let text = protocol.as_deref().is_some_and(|p| p.contains("stomp")) || path.contains("stomp");
+            Ok(Conn::Ws { ws: Box::new(ws), text, protocol })
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let status = resp.status().as_u16();
+            let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+            Err(WsAnswer { status, protocol: None, body })
+        }
+        Err(e) => panic!("websocket connect failed: {e}"),
+    }
+}
+
+/// Opens a raw TCP connection.
+pub async fn tcp_connect(addr: SocketAddr) -> Conn {
+    Conn::Tcp(TcpStream::connect(addr).await.expect("tcp connect"))
+}
+
+impl Conn {
+    /// The subprotocol the server echoed.
+    pub fn protocol(&self) -> Option<&str> {
+        match self {
+            Conn::Ws { protocol, .. } => protocol.as_deref(),
+            Conn::Tcp(_) => None,
+        }
+    }
+
+    /// Sends bytes (one WebSocket message).
+    pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.write_all(bytes).await,
+            Conn::Ws { ws, text, .. } => {
+                let msg = if *text {
+                    WsMessage::Text(String::from_utf8(bytes.to_vec()).expect("utf-8").into())
+                } else {
+                    WsMessage::Binary(bytes.to_vec().into())
+                };
+                ws.send(msg).await.map_err(std::io::Error::other)
+            }
+        }
+    }
+
+    /// Sends raw bytes as a binary WebSocket message even on a text connection.
+    pub async fn send_binary(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.write_all(bytes).await,
+            Conn::Ws { ws, .. } => {
+                ws.send(WsMessage::Binary(bytes.to_vec().into())).await.map_err(std::io::Error::other)
+            }
+        }
+    }
+
+    /// The next chunk of bytes, or `None` once the server closed the connection. Panics if
+    /// nothing happens within [`PATIENCE`].
+    pub async fn recv(&mut self) -> Option<Vec<u8>> {
+        tokio::time::timeout(PATIENCE, self.recv_inner()).await.expect("server answered within the test's patience")
+    }
+
+    async fn recv_inner(&mut self) -> Option<Vec<u8>> {
+        match self {
+            Conn::Tcp(s) => {
+                let mut buf = vec![0u8; 64 * 1024];
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some(buf)
+                    }
+                }
+            }
+            Conn::Ws { ws, .. } => loop {
+                match ws.next().await {
+                    Some(Ok(WsMessage::Binary(b))) => return Some(b.to_vec()),
+                    Some(Ok(WsMessage::Text(t))) => return Some(t.as_bytes().to_vec()),
+                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return None,
+                    Some(Ok(_)) => continue,
+                }
+            },
+        }
+    }
+
+    /// The WebSocket close code the server sent, reading until the close arrives.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        let Conn::Ws { ws, .. } = self else { return None };
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(WsMessage::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                    None | Some(Err(_)) => return None,
+                    Some(Ok(_)) => continue,
+                }
+            }
+        })
+        .await
+        .expect("close within patience")
+    }
+
+    /// Reads until the server closes the connection, returning everything it sent.
+    pub async fn read_to_close(&mut self) -> Vec<u8> {
+        let mut all = Vec::new();
+        while let Some(chunk) = self.recv().await {
+            all.extend_from_slice(&chunk);
+        }
+        all
+    }
+}
+
+/// A STOMP frame as the test client parses it (independently of the broker's codec).
+#[derive(Debug, Clone)]
+pub struct StompFrame {
+    pub command: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl StompFrame {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A minimal STOMP client over a [`Conn`].
+pub struct Stomp {
+    pub conn: Conn,
+    buf: Vec<u8>,
+}
+
+impl Stomp {
+    pub fn new(conn: Conn) -> Stomp {
+        Stomp { conn, buf: Vec::new() }
+    }
+
+    /// Sends a frame built from a command, headers and body.
+    pub async fn send(&mut self, command: &str, headers: &[(&str, &str)], body: &str) {
+        let mut f = format!("{command}\n");
+        for (k, v) in headers {
+            f.push_str(&format!("{k}:{v}\n"));
+        }
+        f.push('\n');
+        f.push_str(body);
+        f.push('\0');
+        self.conn.send(f.as_bytes()).await.expect("send");
+    }
+
+    /// CONNECT with `accept-version` and wait for CONNECTED.
+    pub async fn connect(&mut self, versions: &str) -> StompFrame {
+        self.send("CONNECT", &[("accept-version", versions), ("host", "localhost"), ("heart-beat", "0,0")], "").await;
+        let f = self.frame().await.expect("CONNECTED");
+        assert_eq!(f.command, "CONNECTED", "{f:?}");
+        f
+    }
+
+    /// The next frame (heart-beat EOLs skipped), or `None` if the server closed.
+    pub async fn frame(&mut self) -> Option<StompFrame> {
+        loop {
+            while matches!(self.buf.first(), Some(b'\n') | Some(b'\r')) {
+                self.buf.remove(0);
+            }
+            if let Some(f) = self.parse() {
+                return Some(f);
+            }
+            let chunk = self.conn.recv().await?;
+            self.buf.extend_from_slice(&chunk);
+        }
+    }
+
+    fn parse(&mut self) -> Option<StompFrame> {
+        let head_end = self.buf.windows(2).position(|w| w == b"\n\n")?;
+        let head = String::from_utf8(self.buf[..head_end].to_vec()).expect("utf-8 headers");
+        let mut lines = head.lines();
+        let command = lines.next()?.to_string();
+        let headers: Vec<(String, String)> = lines
+            .map(|l| {
+                let (k, v) = l.split_once(':').expect("header colon");
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        let body_start = head_end + 2;
+        let len = headers.iter().find(|(k, _)| k == "content-length").map(|(_, v)| v.parse::<usize>().expect("len"));
+        let body_end = match len {
+            Some(n) => {
+                if self.buf.len() < body_start + n + 1 {
+                    return None;
+                }
+                body_start + n
+            }
+            None => body_start + self.buf[body_start..].iter().position(|&b| b == 0)?,
+        };
+        let body = self.buf[body_start..body_end].to_vec();
+        self.buf.drain(..=body_end);
+        Some(StompFrame { command, headers, body })
+    }
+}
+
+/// Encodes an MQTT 3.1.1 CONNECT by hand (for tests that need exact bytes).
+pub fn mqtt_connect_bytes(client_id: &str, keep_alive: u16, clean: bool) -> Vec<u8> {
+    let mut var = vec![0, 4, b'M', b'Q', b'T', b'T', 4, if clean { 0x02 } else { 0 }];
+    var.extend_from_slice(&keep_alive.to_be_bytes());
+    var.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
+    var.extend_from_slice(client_id.as_bytes());
+    let mut p = vec![0x10, var.len() as u8];
+    p.extend_from_slice(&var);
+    p
+}
+
+/// Splits a byte stream into MQTT packets (fixed header type nibble, whole packet bytes).
+pub fn mqtt_packets(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut packets = Vec::new();
+    while bytes.len() >= 2 {
+        let (mut len, mut mult, mut i) = (0usize, 1usize, 1usize);
+        loop {
+            let Some(&b) = bytes.get(i) else { return packets };
+            len += (b & 0x7f) as usize * mult;
+            mult *= 128;
+            i += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        if bytes.len() < i + len {
+            break;
+        }
+        packets.push((bytes[0] >> 4, bytes[..i + len].to_vec()));
+        bytes = &bytes[i + len..];
+    }
+    packets
+}
