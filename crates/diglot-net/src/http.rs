@@ -23,28 +23,30 @@ use tokio::time::timeout;
 use yawc::{Options, UpgradeFut, WebSocket};
 
 use crate::driver;
+use crate::echo;
 use crate::link::Link;
 use crate::negotiate::{choose, refusal_body, Choice, Proto};
-use crate::server::{Shared, WsPaths};
+use crate::server::{Shared, WsRoutes};
 
 type Body = Full<Bytes>;
 
 /// A WebSocket upgrade the HTTP exchange agreed on, waiting for hyper to hand over the socket.
 struct Pending {
     fut: UpgradeFut,
-    proto: Proto,
+    /// The protocol, or `None` for the echo path.
+    proto: Option<Proto>,
     echo: Option<String>,
 }
 
 /// Serves one TCP connection on a WebSocket listener.
-pub(crate) async fn serve(shared: Arc<Shared>, paths: Arc<WsPaths>, stream: TcpStream, peer: SocketAddr) {
+pub(crate) async fn serve(shared: Arc<Shared>, routes: Arc<WsRoutes>, stream: TcpStream, peer: SocketAddr) {
     let deadline = Instant::now() + shared.handshake_timeout;
     let slot: Arc<Mutex<Option<Pending>>> = Arc::new(Mutex::new(None));
     let service = {
         let shared = shared.clone();
         let slot = slot.clone();
         hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            let resp = respond(&shared, &paths, &mut req, &slot);
+            let resp = respond(&shared, &routes, &mut req, &slot);
             async move { Ok::<_, Infallible>(resp) }
         })
     };
@@ -70,8 +72,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, paths: Arc<WsPaths>, stream: TcpS
             return;
         }
     };
-    let link = Link::Ws { ws: Box::new(ws), binary_only: pending.proto == Proto::Mqtt, scratch: Vec::new() };
-    driver::run(shared, link, pending.proto, Transport::WebSocket, peer, pending.echo).await;
+    let Some(proto) = pending.proto else {
+        echo::run(&shared, ws).await;
+        return;
+    };
+    let link = Link::Ws { ws: Box::new(ws), binary_only: proto == Proto::Mqtt, scratch: Vec::new() };
+    driver::run(shared, link, proto, Transport::WebSocket, peer, pending.echo).await;
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
@@ -93,7 +99,7 @@ fn is_upgrade(req: &Request<Incoming>) -> bool {
 
 fn respond(
     shared: &Shared,
-    paths: &WsPaths,
+    routes: &WsRoutes,
     req: &mut Request<Incoming>,
     slot: &Mutex<Option<Pending>>,
 ) -> Response<Body> {
@@ -101,8 +107,11 @@ fn respond(
     if path == "/healthz" && (req.method() == Method::GET || req.method() == Method::HEAD) {
         return text(StatusCode::OK, "ok\n");
     }
-    let Some(&path_default) = paths.get(path) else {
-        return text(StatusCode::NOT_FOUND, "not found\n");
+    let is_echo = routes.echo_path.as_deref() == Some(path);
+    let path_default = match routes.paths.get(path) {
+        Some(&d) => d,
+        None if is_echo => None,
+        None => return text(StatusCode::NOT_FOUND, "not found\n"),
     };
     if req.method() != Method::GET || !is_upgrade(req) {
         let mut resp = text(
@@ -115,7 +124,8 @@ fn respond(
     let offered: Vec<&str> =
         req.headers().get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok()).collect();
     let (proto, echo) = match choose(offered, path_default) {
-        Choice::Accept { proto, echo } => (proto, echo),
+        _ if is_echo => (None, None),
+        Choice::Accept { proto, echo } => (Some(proto), echo),
         Choice::Refuse => {
             shared.rejected_handshakes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return text(StatusCode::BAD_REQUEST, refusal_body());

@@ -4,6 +4,7 @@
 //! It ties the sans-IO protocol adapters to sockets; it holds no protocol logic of its own.
 
 mod driver;
+mod echo;
 mod http;
 mod link;
 pub mod negotiate;
@@ -11,4 +12,4 @@ mod registry;
 mod server;
 
 pub use negotiate::Proto;
-pub use server::{Bound, ListenerKind, ListenerSpec, Server, Spec, StartError, WsPaths};
+pub use server::{Bound, ListenerKind, ListenerSpec, Server, Spec, StartError, WsPaths, WsRoutes};

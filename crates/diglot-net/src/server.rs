@@ -26,14 +26,21 @@ use crate::registry::Registry;
 /// WebSocket paths of one listener and the protocol each assumes for clients that offer none.
 pub type WsPaths = HashMap<String, Option<Proto>>;
 
+/// The WebSocket paths of one listener.
+#[derive(Debug, Clone, Default)]
+pub struct WsRoutes {
+    /// Path → default protocol for clients that offer no subprotocol.
+    pub paths: WsPaths,
+    /// A path that echoes every message back, for WebSocket conformance suites (Autobahn);
+    /// off unless configured.
+    pub echo_path: Option<String>,
+}
+
 /// What a listener serves.
 #[derive(Debug, Clone)]
 pub enum ListenerKind {
     /// HTTP + WebSocket, with the paths that accept upgrades.
-    Ws {
-        /// Path → default protocol for clients that offer no subprotocol.
-        paths: WsPaths,
-    },
+    Ws(WsRoutes),
     /// MQTT over raw TCP.
     Mqtt,
     /// STOMP over raw TCP.
@@ -44,7 +51,7 @@ impl ListenerKind {
     /// A short label for logs.
     pub fn label(&self) -> &'static str {
         match self {
-            ListenerKind::Ws { .. } => "ws",
+            ListenerKind::Ws(_) => "ws",
             ListenerKind::Mqtt => "mqtt",
             ListenerKind::Stomp => "stomp",
         }
@@ -242,7 +249,7 @@ impl Acceptor {
             };
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                 tracing::warn!(%peer, "connection limit reached; refusing");
-                self.tracker.spawn(refuse(stream, matches!(*self.kind, ListenerKind::Ws { .. })));
+                self.tracker.spawn(refuse(stream, matches!(*self.kind, ListenerKind::Ws(_))));
                 continue;
             };
             let _ = stream.set_nodelay(true);
@@ -250,8 +257,8 @@ impl Acceptor {
             let kind = self.kind.clone();
             self.tracker.spawn(async move {
                 match &*kind {
-                    ListenerKind::Ws { paths } => {
-                        http::serve(shared, Arc::new(paths.clone()), stream, peer).await;
+                    ListenerKind::Ws(routes) => {
+                        http::serve(shared, Arc::new(routes.clone()), stream, peer).await;
                     }
                     ListenerKind::Mqtt => {
                         driver::run(shared, Link::Tcp(stream), Proto::Mqtt, Transport::Tcp, peer, None).await

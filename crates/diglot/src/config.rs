@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use diglot_core::Limits;
-use diglot_net::{ListenerKind, ListenerSpec, Proto, Spec};
+use diglot_net::{ListenerKind, ListenerSpec, Proto, Spec, WsRoutes};
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration file.
@@ -103,6 +103,9 @@ pub struct WsListener {
     pub addr: SocketAddr,
     /// WebSocket paths and the protocol each assumes when the client offers none.
     pub paths: BTreeMap<String, PathDefault>,
+    /// A path that echoes every WebSocket message back, for conformance suites such as
+    /// Autobahn; empty (the default) turns it off.
+    pub echo_path: String,
 }
 
 impl Default for WsListener {
@@ -111,7 +114,7 @@ impl Default for WsListener {
             .into_iter()
             .map(|(p, d)| (p.to_string(), d))
             .collect();
-        WsListener { enabled: true, addr: addr("127.0.0.1:8080"), paths }
+        WsListener { enabled: true, addr: addr("127.0.0.1:8080"), paths, echo_path: String::new() }
     }
 }
 
@@ -300,6 +303,12 @@ impl Config {
                 return Err("listeners.ws.paths: /healthz is reserved for the health check".into());
             }
         }
+        let echo = &self.listeners.ws.echo_path;
+        if !echo.is_empty()
+            && (!echo.starts_with('/') || self.listeners.ws.paths.contains_key(echo) || echo == "/healthz")
+        {
+            return Err(format!("listeners.ws.echo_path {echo:?} must start with '/' and differ from the other paths"));
+        }
         if self.listeners.ws.enabled && self.listeners.ws.paths.is_empty() {
             return Err("listeners.ws.paths must name at least one path".into());
         }
@@ -324,10 +333,11 @@ impl Config {
                     (p.clone(), d)
                 })
                 .collect();
+            let echo_path = Some(ls.ws.echo_path.clone()).filter(|p| !p.is_empty());
             listeners.push(ListenerSpec {
                 name: "listeners.ws".into(),
                 addr: ls.ws.addr,
-                kind: ListenerKind::Ws { paths },
+                kind: ListenerKind::Ws(WsRoutes { paths, echo_path }),
             });
         }
         if ls.mqtt.enabled {

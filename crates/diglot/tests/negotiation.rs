@@ -94,3 +94,19 @@ async fn healthz_and_plain_http() {
     assert!(http_get(addr, "/ws").await.starts_with("HTTP/1.1 426"));
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn echo_path_is_off_by_default_and_echoes_when_set() {
+    let b = broker().await;
+    let Err(answer) = ws_connect(b.ws_addr().unwrap(), "/echo", &[]).await else { panic!("echo on by default") };
+    assert_eq!(answer.status, 404);
+    b.shutdown().await;
+
+    let mut config = diglot::Config::ephemeral();
+    config.listeners.ws.echo_path = "/echo".into();
+    let b = broker_with(config).await;
+    let mut c = ws_connect(b.ws_addr().unwrap(), "/echo", &[]).await.ok().unwrap();
+    c.send_binary(b"\x00\x01binary").await.unwrap();
+    assert_eq!(c.recv().await.unwrap(), b"\x00\x01binary");
+    b.shutdown().await;
+}
