@@ -15,7 +15,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use crate::close::CloseReason;
-use crate::message::{Delivery, Message, Qos};
+use crate::message::{Delivery, DurableRef, Message, Qos};
 use crate::router::{ConnId, SubId};
 use crate::topic::Filter;
 
@@ -57,6 +57,13 @@ pub enum PublishError {
     /// The publish was refused; the text says why.
     #[error("publish refused: {0}")]
     Refused(String),
+    /// A durable queue the message goes to is full and its overflow policy is `reject`
+    /// (MQTT 5 reason 0x97 Quota exceeded).
+    #[error("queue full: {0}")]
+    QueueFull(String),
+    /// The store could not write the message (MQTT 5 reason 0x80; STOMP ERROR).
+    #[error("store error: {0}")]
+    Store(String),
 }
 
 /// Something the driver must do on the adapter's behalf.
@@ -90,11 +97,90 @@ pub enum Action {
         /// The adapter's id for it.
         sub: SubId,
     },
+    /// Open the client's session before answering CONNECT. With `persistent`, the durable
+    /// queue [`session_queue`]`(client_id)` is created unless it exists; without it, any
+    /// stored session of that client id is deleted [MQTT-3.1.2-6]. The driver answers with
+    /// [`Adapter::on_session_opened`].
+    OpenSession {
+        /// The client id.
+        client_id: String,
+        /// Keep the session (MQTT clean session 0 / session expiry > 0).
+        persistent: bool,
+    },
+    /// Attach this connection as a consumer of a durable queue (created on first use).
+    /// Deliveries from it carry [`Delivery::durable`] and `sub`.
+    Consume {
+        /// The queue's name (see [`session_queue`], [`named_queue`]).
+        queue: String,
+        /// The adapter's id for this consumer.
+        sub: SubId,
+        /// Most unacknowledged deliveries at once to this consumer.
+        prefetch: u16,
+        /// Delete each entry as soon as it is handed to the connection (STOMP `ack:auto`).
+        auto_ack: bool,
+    },
+    /// Detach this connection's consumer; its unacknowledged deliveries return to the queue
+    /// and are redelivered, in order, to the next consumer.
+    Unconsume {
+        /// The queue's name.
+        queue: String,
+        /// The adapter's id for the consumer.
+        sub: SubId,
+    },
+    /// Make a durable queue receive what is published on `filter` (kept across restarts).
+    Bind {
+        /// The queue's name.
+        queue: String,
+        /// The topic filter.
+        filter: Filter,
+        /// The highest QoS the queue keeps messages with.
+        qos: Qos,
+    },
+    /// Undo a [`Action::Bind`].
+    Unbind {
+        /// The queue's name.
+        queue: String,
+        /// The topic filter.
+        filter: Filter,
+    },
+    /// Delete a durable queue, its bindings and its messages.
+    DeleteQueue(String),
+    /// The client acknowledged a durable delivery: delete it from the store.
+    Ack(DurableRef),
+    /// The client refused a durable delivery: return it to the queue (`requeue`) or move it to
+    /// the dead-letter queue.
+    Nack {
+        /// The delivery.
+        at: DurableRef,
+        /// Redeliver it rather than dead-letter it.
+        requeue: bool,
+    },
     /// Claim a client id broker-wide; an older connection holding it is closed with
     /// [`CloseReason::SessionTakenOver`].
     ClaimClientId(String),
     /// Close the connection after flushing the output.
     Close(CloseReason),
+}
+
+/// The durable queue that holds an MQTT persistent session's messages.
+pub fn session_queue(client_id: &str) -> String {
+    format!("$session/{client_id}")
+}
+
+/// The durable queue behind STOMP `/queue/<name>` and MQTT `$queue/<name>`.
+pub fn named_queue(name: &str) -> String {
+    format!("queue/{name}")
+}
+
+/// The topic that publishes straight into the named queue `name` (STOMP SEND to
+/// `/queue/<name>`, MQTT PUBLISH to `$queue/<name>`). A named queue is bound to it.
+pub fn queue_topic(name: &str) -> String {
+    format!("$queue/{name}")
+}
+
+/// The durable queue behind a STOMP durable topic subscription.
+pub fn durable_subscription_queue(client_id: &str, sub_id: &str) -> String {
+    format!("$durable/{client_id}/{sub_id}")
 }
 
 /// Protocol frames the adapter has written, with the boundaries between frames, so that a
@@ -176,6 +262,12 @@ pub trait Adapter: Send + 'static {
     /// adapter may note `now` as the time of the last inbound traffic. Malformed input is never
     /// a panic: the adapter writes the protocol's error and pushes [`Action::Close`].
     fn on_input(&mut self, input: &mut BytesMut, now: Instant, out: &mut Output, actions: &mut Vec<Action>) -> bool;
+
+    /// The session asked for with [`Action::OpenSession`] is open; `present` says whether a
+    /// stored session existed (MQTT CONNACK Session Present).
+    fn on_session_opened(&mut self, present: bool, out: &mut Output, actions: &mut Vec<Action>) {
+        let _ = (present, out, actions);
+    }
 
     /// A publish that asked for an acknowledgement was routed (or refused).
     fn on_publish_done(

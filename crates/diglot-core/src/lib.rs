@@ -16,10 +16,13 @@ pub mod router;
 pub mod topic;
 pub mod trie;
 
-pub use adapter::{Action, Adapter, ConnInfo, Output, PublishError, Transport};
+pub use adapter::{
+    durable_subscription_queue, named_queue, queue_topic, session_queue, Action, Adapter, ConnInfo, Output,
+    PublishError, Transport,
+};
 pub use close::CloseReason;
 pub use limits::Limits;
-pub use message::{Delivery, Message, Props, Qos};
+pub use message::{Delivery, DurableRef, Message, Props, Qos, QueueId, Seq};
 pub use outbox::{Outbox, PushOutcome};
 pub use router::{ConnId, PublishReport, Router, SubId, Subscriber};
 pub use topic::{Filter, Topic, TopicError};

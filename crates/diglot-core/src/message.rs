@@ -77,6 +77,21 @@ impl Message {
     }
 }
 
+/// A durable queue's id, as the store assigns it.
+pub type QueueId = u64;
+
+/// A position in a durable queue: increasing, so seq order is delivery order.
+pub type Seq = u64;
+
+/// Where a delivery sits in the store, so that the client's acknowledgement can delete it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DurableRef {
+    /// The queue.
+    pub queue: QueueId,
+    /// The entry.
+    pub seq: Seq,
+}
+
 /// One message on its way to one subscription of one connection.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -86,9 +101,28 @@ pub struct Delivery {
     pub sub: SubId,
     /// The QoS to deliver with: the lower of the publish QoS and the subscription QoS.
     pub qos: Qos,
+    /// Set when the message comes from a durable queue and must be acknowledged with
+    /// [`crate::Action::Ack`] (or refused with [`crate::Action::Nack`]) to leave the store.
+    pub durable: Option<DurableRef>,
+    /// How many times this message was delivered before (0 for a first delivery). A
+    /// redelivery is flagged on the wire: MQTT DUP=1, STOMP `redelivered:true`, and both carry
+    /// the count (`redelivery-count`).
+    pub redeliveries: u32,
 }
 
 impl Delivery {
+    /// A first, non-durable delivery.
+    pub fn new(msg: Arc<Message>, sub: SubId, qos: Qos) -> Delivery {
+        Delivery { msg, sub, qos, durable: None, redeliveries: 0 }
+    }
+}
+
+impl Delivery {
+    /// Whether the message was delivered before.
+    pub fn is_redelivery(&self) -> bool {
+        self.redeliveries > 0
+    }
+
     /// The bytes this delivery charges against its outbox's byte limit.
     pub fn cost(&self) -> usize {
         self.msg.payload.len() + self.msg.topic.as_str().len() + 64

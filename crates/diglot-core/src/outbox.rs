@@ -165,7 +165,7 @@ mod tests {
 
     fn d(qos: Qos, n: usize) -> Delivery {
         let m = Message::new(Topic::new("t").unwrap(), Bytes::from(vec![0u8; n]), qos, false);
-        Delivery { msg: Arc::new(m), sub: 1, qos }
+        Delivery::new(Arc::new(m), 1, qos)
     }
 
     #[test]

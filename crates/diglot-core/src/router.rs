@@ -147,7 +147,7 @@ impl Router {
                         merge.push((s.conn, s.qos, s.sub, s.outbox.clone()));
                     } else {
                         let qos = msg.qos.min(s.qos);
-                        push(&mut report, &s.outbox, Delivery { msg: msg.clone(), sub: s.sub, qos });
+                        push(&mut report, &s.outbox, Delivery::new(msg.clone(), s.sub, qos));
                     }
                 });
             }
@@ -158,7 +158,7 @@ impl Router {
             }
             for (_, qos, sub, outbox) in merge.drain(..) {
                 let qos = msg.qos.min(qos);
-                push(&mut report, &outbox, Delivery { msg: msg.clone(), sub, qos });
+                push(&mut report, &outbox, Delivery::new(msg.clone(), sub, qos));
             }
         });
         self.stats.delivered.fetch_add(report.delivered as u64, Ordering::Relaxed);

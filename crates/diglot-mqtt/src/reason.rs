@@ -219,7 +219,8 @@ impl SubFailure {
 pub(crate) fn publish_error_code(e: &PublishError) -> u8 {
     match e {
         // Core names no finer reason yet; an authorization failure would map to 0x87.
-        PublishError::Refused(_) => code::UNSPECIFIED,
+        PublishError::Refused(_) | PublishError::Store(_) => code::UNSPECIFIED,
+        PublishError::QueueFull(_) => 0x97,
     }
 }
 

@@ -233,6 +233,9 @@ fn execute(
                     conn.client_id = Some(client_id);
                 }
                 Action::Close(reason) => closed = Some(reason),
+                other => {
+                    closed = Some(CloseReason::ProtocolError(format!("durable queues are not wired yet: {other:?}")))
+                }
             }
         }
     }

@@ -271,9 +271,9 @@ impl Adapter for Session {
                     self.write_receipt(&receipt, out);
                 }
             }
-            Err(PublishError::Refused(why)) => {
+            Err(e) => {
                 let receipt = self.receipts.failed(token);
-                self.fail(Fault::protocol("publish refused", why), receipt.as_deref(), out, actions);
+                self.fail(Fault::protocol("publish refused", e.to_string()), receipt.as_deref(), out, actions);
             }
         }
     }
