@@ -97,14 +97,18 @@ pub enum Action {
         /// The adapter's id for it.
         sub: SubId,
     },
-    /// Open the client's session before answering CONNECT. With `persistent`, the durable
-    /// queue [`session_queue`]`(client_id)` is created unless it exists; without it, any
-    /// stored session of that client id is deleted [MQTT-3.1.2-6]. The driver answers with
-    /// [`Adapter::on_session_opened`].
+    /// Open the client's session before answering CONNECT. With `clean`, any stored session
+    /// of that client id is deleted first [MQTT-3.1.2-6]. With `persistent`, the durable queue
+    /// [`session_queue`]`(client_id)` is then created unless it exists, and it outlives the
+    /// connection; without it, a stored session that was resumed is deleted when the
+    /// connection ends. The driver answers with [`Adapter::on_session_opened`], whose
+    /// `present` is true when a stored session existed and was kept.
     OpenSession {
         /// The client id.
         client_id: String,
-        /// Keep the session (MQTT clean session 0 / session expiry > 0).
+        /// Discard any stored session first (MQTT clean session 1 / clean start 1).
+        clean: bool,
+        /// Keep the session after the connection (MQTT clean session 0 / session expiry > 0).
         persistent: bool,
     },
     /// Attach this connection as a consumer of a durable queue (created on first use).
