@@ -171,9 +171,14 @@ pub fn session_queue(client_id: &str) -> String {
     format!("$session/{client_id}")
 }
 
-/// The durable queue behind STOMP `/queue/<name>` and MQTT `$queue/<name>`.
+/// The durable queue behind STOMP `/queue/<name>` and MQTT `$queue/<name>`. The name
+/// `dlq.<name>` addresses the dead-letter queue of queue `<name>` (`$dlq/queue/<name>`), where
+/// messages go after too many deliveries or a NACK with `requeue:false`.
 pub fn named_queue(name: &str) -> String {
-    format!("queue/{name}")
+    match name.strip_prefix("dlq.") {
+        Some(of) if !of.is_empty() => format!("$dlq/queue/{of}"),
+        _ => format!("queue/{name}"),
+    }
 }
 
 /// The topic that publishes straight into the named queue `name` (STOMP SEND to

@@ -24,6 +24,6 @@ pub use close::CloseReason;
 pub use limits::Limits;
 pub use message::{Delivery, DurableRef, Message, Props, Qos, QueueId, Seq};
 pub use outbox::{Outbox, PushOutcome};
-pub use router::{ConnId, PublishReport, Router, SubId, Subscriber};
+pub use router::{ConnId, PublishReport, Router, SubId, Subscriber, Target};
 pub use topic::{Filter, Topic, TopicError};
 pub use trie::Trie;

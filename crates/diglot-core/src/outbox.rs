@@ -89,6 +89,13 @@ impl Outbox {
         PushOutcome::Queued
     }
 
+    /// Whether a delivery would be queued now rather than dropped or refused (used by durable
+    /// queues, which keep a message rather than overflow an outbox).
+    pub fn has_room(&self) -> bool {
+        let st = self.state.lock();
+        !st.closed && !st.slow && st.queue.len() < self.max_messages && st.bytes < self.max_bytes
+    }
+
     /// Moves up to `max` deliveries into `into`. Returns `false` once the consumer was marked
     /// slow (the driver then closes the connection).
     pub fn drain(&self, into: &mut Vec<Delivery>, max: usize) -> bool {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::message::{Delivery, Message, Qos};
+use crate::message::{Delivery, Message, Qos, QueueId};
 use crate::outbox::{Outbox, PushOutcome};
 use crate::topic::{Filter, Topic};
 use crate::trie::Trie;
@@ -24,17 +24,27 @@ pub type ConnId = u64;
 /// A subscription's id, chosen by the subscribing adapter and unique within its connection.
 pub type SubId = u32;
 
+/// Where a subscription's matches go.
+#[derive(Clone)]
+pub enum Target {
+    /// Straight into a connection's outbox.
+    Conn(Arc<Outbox>),
+    /// Into a durable queue: the router only reports the match ([`PublishReport::queues`]);
+    /// the caller stores the message and the queue dispatches it to its consumers.
+    Queue(QueueId),
+}
+
 /// One subscription as the router stores it.
 #[derive(Clone)]
 pub struct Subscriber {
-    /// The subscribing connection.
+    /// The subscribing connection (0 for a queue binding).
     pub conn: ConnId,
-    /// The adapter's id for this subscription.
+    /// The adapter's id for this subscription (0 for a queue binding).
     pub sub: SubId,
     /// The highest QoS the subscriber accepts.
     pub qos: Qos,
     /// Where matching deliveries go.
-    pub outbox: Arc<Outbox>,
+    pub target: Target,
     /// MQTT 5 No Local: skip messages this connection published itself.
     pub no_local: bool,
     /// MQTT semantics for overlapping subscriptions: one copy per connection, with the highest
@@ -43,9 +53,28 @@ pub struct Subscriber {
     pub merge: bool,
 }
 
+impl Subscriber {
+    /// A durable queue's binding to a filter.
+    pub fn queue(queue: QueueId, qos: Qos) -> Subscriber {
+        Subscriber { conn: 0, sub: 0, qos, target: Target::Queue(queue), no_local: false, merge: true }
+    }
+
+    /// What identifies the subscription on its filter: (connection, sub id) or the queue.
+    fn key(&self) -> (bool, u64, SubId) {
+        match self.target {
+            Target::Conn(_) => (false, self.conn, self.sub),
+            Target::Queue(q) => (true, q, 0),
+        }
+    }
+}
+
 /// What one publish did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PublishReport {
+    /// Durable queues the message matched, each once, with the highest QoS of its matching
+    /// bindings. The caller stores the message in them (QoS ≥ 1) or offers it to their
+    /// consumers (QoS 0).
+    pub queues: Vec<(QueueId, Qos)>,
     /// Deliveries queued.
     pub delivered: usize,
     /// QoS 0 deliveries dropped at full outboxes.
@@ -73,8 +102,9 @@ pub struct Router {
     stats: RouterStats,
 }
 
-/// A subscription waiting to be merged with the connection's other matches.
-type MergeEntry = (ConnId, Qos, SubId, Arc<Outbox>);
+/// A subscription waiting to be merged with the same connection's (or queue's) other
+/// matches: (is a queue, connection or queue id), QoS, sub id, target.
+type MergeEntry = ((bool, u64), Qos, SubId, Target);
 
 thread_local! {
     /// Reused buffer for subscriptions that need merging per connection, so that a publish
@@ -118,19 +148,30 @@ impl Router {
     /// filter is replaced, as MQTT requires for a repeated SUBSCRIBE [MQTT-3.8.4-3].
     pub fn subscribe(&self, filter: &Filter, s: Subscriber) {
         let mut trie = self.trie.write();
-        trie.remove(filter, |e| e.conn == s.conn && e.sub == s.sub);
+        let key = s.key();
+        trie.remove(filter, |e| e.key() == key);
         trie.insert(filter, s);
     }
 
     /// Removes a connection's subscription. Returns whether one existed.
     pub fn unsubscribe(&self, filter: &Filter, conn: ConnId, sub: SubId) -> bool {
-        self.trie.write().remove(filter, |e| e.conn == conn && e.sub == sub) > 0
+        self.trie.write().remove(filter, |e| e.key() == (false, conn, sub)) > 0
     }
 
-    /// Publishes a message to every matching subscriber and returns what happened. Sets the
-    /// message id.
-    pub fn publish(&self, mut msg: Message) -> PublishReport {
-        msg.id = self.next_msg.fetch_add(1, Ordering::Relaxed);
+    /// Removes a durable queue's binding. Returns whether one existed.
+    pub fn unbind_queue(&self, filter: &Filter, queue: QueueId) -> bool {
+        self.trie.write().remove(filter, |e| e.key() == (true, queue, 0)) > 0
+    }
+
+    /// A fresh broker-wide message id.
+    pub fn next_msg_id(&self) -> u64 {
+        self.next_msg.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Publishes a message to every matching subscriber and returns the shared message and
+    /// what happened. Sets the message id.
+    pub fn publish(&self, mut msg: Message) -> (Arc<Message>, PublishReport) {
+        msg.id = self.next_msg_id();
         self.stats.published.fetch_add(1, Ordering::Relaxed);
         let msg = Arc::new(msg);
         let mut report = PublishReport::default();
@@ -143,27 +184,36 @@ impl Router {
                     if s.no_local && msg.origin == Some(s.conn) {
                         return;
                     }
-                    if s.merge {
-                        merge.push((s.conn, s.qos, s.sub, s.outbox.clone()));
-                    } else {
-                        let qos = msg.qos.min(s.qos);
-                        push(&mut report, &s.outbox, Delivery::new(msg.clone(), s.sub, qos));
+                    match &s.target {
+                        Target::Conn(outbox) if !s.merge => {
+                            let qos = msg.qos.min(s.qos);
+                            push(&mut report, outbox, Delivery::new(msg.clone(), s.sub, qos));
+                        }
+                        target => {
+                            let key = s.key();
+                            merge.push(((key.0, key.1), s.qos, s.sub, target.clone()));
+                        }
                     }
                 });
             }
             if merge.len() > 1 {
-                // Highest QoS first within each connection, then keep the first per connection.
+                // Highest QoS first within each connection or queue, then keep the first of each.
                 merge.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
                 merge.dedup_by_key(|e| e.0);
             }
-            for (_, qos, sub, outbox) in merge.drain(..) {
-                let qos = msg.qos.min(qos);
-                push(&mut report, &outbox, Delivery::new(msg.clone(), sub, qos));
+            for (_, qos, sub, target) in merge.drain(..) {
+                match target {
+                    Target::Conn(outbox) => {
+                        let qos = msg.qos.min(qos);
+                        push(&mut report, &outbox, Delivery::new(msg.clone(), sub, qos));
+                    }
+                    Target::Queue(q) => report.queues.push((q, qos)),
+                }
             }
         });
         self.stats.delivered.fetch_add(report.delivered as u64, Ordering::Relaxed);
         self.stats.dropped.fetch_add(report.dropped as u64, Ordering::Relaxed);
-        report
+        (msg, report)
     }
 
     /// Whether any subscription matches `topic`.
@@ -192,7 +242,7 @@ mod tests {
         let outbox = Arc::new(Outbox::new(100, 1 << 20));
         r.subscribe(
             &Filter::new(f).unwrap(),
-            Subscriber { conn, sub: id, qos, outbox: outbox.clone(), no_local: false, merge },
+            Subscriber { conn, sub: id, qos, target: Target::Conn(outbox.clone()), no_local: false, merge },
         );
         outbox
     }
@@ -207,9 +257,16 @@ mod tests {
         let o = sub(&r, "a/+", 1, 1, Qos::AtMostOnce, true);
         r.subscribe(
             &Filter::new("a/#").unwrap(),
-            Subscriber { conn: 1, sub: 2, qos: Qos::AtLeastOnce, outbox: o.clone(), no_local: false, merge: true },
+            Subscriber {
+                conn: 1,
+                sub: 2,
+                qos: Qos::AtLeastOnce,
+                target: Target::Conn(o.clone()),
+                no_local: false,
+                merge: true,
+            },
         );
-        let rep = r.publish(msg("a/b", Qos::AtLeastOnce));
+        let (_, rep) = r.publish(msg("a/b", Qos::AtLeastOnce));
         assert_eq!(rep.delivered, 1);
         let mut v = Vec::new();
         o.drain(&mut v, 10);
@@ -224,9 +281,16 @@ mod tests {
         let o = sub(&r, "a/+", 1, 1, Qos::AtLeastOnce, false);
         r.subscribe(
             &Filter::new("a/#").unwrap(),
-            Subscriber { conn: 1, sub: 2, qos: Qos::AtLeastOnce, outbox: o.clone(), no_local: false, merge: false },
+            Subscriber {
+                conn: 1,
+                sub: 2,
+                qos: Qos::AtLeastOnce,
+                target: Target::Conn(o.clone()),
+                no_local: false,
+                merge: false,
+            },
         );
-        assert_eq!(r.publish(msg("a/b", Qos::AtMostOnce)).delivered, 2);
+        assert_eq!(r.publish(msg("a/b", Qos::AtMostOnce)).1.delivered, 2);
     }
 
     #[test]
@@ -239,7 +303,22 @@ mod tests {
         assert_eq!(v[0].qos, Qos::AtMostOnce);
         assert!(r.unsubscribe(&Filter::new("x").unwrap(), 7, 1));
         assert!(!r.unsubscribe(&Filter::new("x").unwrap(), 7, 1));
-        assert_eq!(r.publish(msg("x", Qos::AtLeastOnce)).delivered, 0);
+        assert_eq!(r.publish(msg("x", Qos::AtLeastOnce)).1.delivered, 0);
+    }
+
+    #[test]
+    fn queues_are_reported_once_with_their_highest_qos() {
+        let r = Router::new();
+        r.subscribe(&Filter::new("a/+").unwrap(), Subscriber::queue(9, Qos::AtMostOnce));
+        r.subscribe(&Filter::new("a/#").unwrap(), Subscriber::queue(9, Qos::AtLeastOnce));
+        r.subscribe(&Filter::new("a/#").unwrap(), Subscriber::queue(4, Qos::AtLeastOnce));
+        let (_, rep) = r.publish(msg("a/b", Qos::AtLeastOnce));
+        let mut queues = rep.queues.clone();
+        queues.sort();
+        assert_eq!(queues, vec![(4, Qos::AtLeastOnce), (9, Qos::AtLeastOnce)]);
+        assert!(r.unbind_queue(&Filter::new("a/#").unwrap(), 9));
+        assert!(!r.unbind_queue(&Filter::new("a/#").unwrap(), 9));
+        assert_eq!(r.publish(msg("a/b", Qos::AtLeastOnce)).1.queues.len(), 2);
     }
 
     #[test]
