@@ -355,11 +355,11 @@ impl Wire {
     }
 
     /// CONNACK for MQTT 3.x.
-    pub(crate) fn connack_v3(&mut self, code: u8, out: &mut Output) {
+    pub(crate) fn connack_v3(&mut self, code: u8, session_present: bool, out: &mut Output) {
         let return_code = v3::ConnectAckReason::try_from(code).unwrap_or(v3::ConnectAckReason::ServiceUnavailable);
-        // Session Present is 0 whenever the return code is not 0 [MQTT-3.2.2-4], and always 0
-        // for now: sessions are not persisted yet.
-        self.put_v3(v3::Packet::ConnectAck(v3::ConnectAck { return_code, session_present: false }), out);
+        // Session Present is 0 whenever the return code is not 0 [MQTT-3.2.2-4].
+        let session_present = session_present && code == 0;
+        self.put_v3(v3::Packet::ConnectAck(v3::ConnectAck { return_code, session_present }), out);
     }
 
     /// CONNACK for MQTT 5.
@@ -476,7 +476,7 @@ impl Wire {
 /// client whose level Diglot does not speak [MQTT-3.1.2-2].
 pub(crate) fn connack_unsupported_level(out: &mut Output) {
     let mut wire = Wire::new(Version::V311);
-    wire.connack_v3(0x01, out);
+    wire.connack_v3(0x01, false, out);
 }
 
 fn ack(packet_id: NonZeroU16, code: u8) -> v5::PublishAck {

@@ -1,7 +1,8 @@
 //! The timers of one MQTT connection: the CONNECT deadline, then the keep-alive window.
 //!
-//! Before CONNECT the client has `Config::connect_timeout` to send it. Afterwards, with a
-//! non-zero Keep Alive, the server closes a client from which nothing arrived for one and a
+//! Before CONNACK the client has `Config::connect_timeout` from the moment the connection
+//! opened: the deadline covers the CONNECT and the opening of its session, and stops only
+//! once the CONNACK is written. Afterwards, with a non-zero Keep Alive, the server closes a client from which nothing arrived for one and a
 //! half times the Keep Alive [MQTT-3.1.2-24]. Any inbound bytes count, not only PINGREQ.
 //!
 //! This module only computes instants; the session decides what a firing timer means.
@@ -25,10 +26,10 @@ impl KeepAlive {
         KeepAlive { window: None, connect_deadline: Some(now + connect_timeout), last_in: now }
     }
 
-    /// CONNECT was accepted with this effective Keep Alive in seconds.
-    pub(crate) fn start(&mut self, keep_alive_secs: u16, now: Instant) {
+    /// CONNACK was written, with this effective Keep Alive in seconds; the window counts from
+    /// the last inbound bytes (the CONNECT, or a packet the client sent right after it).
+    pub(crate) fn start(&mut self, keep_alive_secs: u16) {
         self.connect_deadline = None;
-        self.last_in = now;
         self.window = (keep_alive_secs > 0).then(|| Duration::from_millis(u64::from(keep_alive_secs) * 1500));
     }
 
@@ -57,12 +58,13 @@ mod tests {
         let t0 = Instant::now();
         let mut k = KeepAlive::new(t0, Duration::from_secs(10));
         assert_eq!(k.deadline(), Some(t0 + Duration::from_secs(10)));
-        k.start(4, t0 + Duration::from_secs(1));
+        k.touch(t0 + Duration::from_secs(1));
+        k.start(4);
         assert_eq!(k.deadline(), Some(t0 + Duration::from_secs(7)));
         k.touch(t0 + Duration::from_secs(5));
         assert!(!k.expired(t0 + Duration::from_secs(10)));
         assert!(k.expired(t0 + Duration::from_secs(11)));
-        k.start(0, t0);
+        k.start(0);
         assert_eq!(k.deadline(), None);
     }
 }

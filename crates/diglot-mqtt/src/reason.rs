@@ -101,6 +101,10 @@ pub(crate) enum Violation {
     /// [MQTT-3.3.5-2].
     #[error("publish refused: {0}")]
     PublishRefused(String),
+    /// A durable queue the publish goes to is full (overflow policy `reject`), and MQTT 3.x
+    /// cannot refuse a publish [MQTT-3.3.5-2]: the publisher is disconnected instead.
+    #[error("{0}; MQTT 3.x cannot refuse a publish, so the publisher is disconnected")]
+    QueueFull(String),
 }
 
 impl Violation {
@@ -112,7 +116,7 @@ impl Violation {
     /// The reason the connection ends with.
     pub(crate) fn close_reason(&self) -> CloseReason {
         match self {
-            Violation::TooLarge { .. } => CloseReason::LimitExceeded(self.to_string()),
+            Violation::TooLarge { .. } | Violation::QueueFull(_) => CloseReason::LimitExceeded(self.to_string()),
             _ => CloseReason::ProtocolError(self.to_string()),
         }
     }
@@ -129,6 +133,7 @@ impl Violation {
             Violation::RetainNotSupported => code::RETAIN_NOT_SUPPORTED,
             Violation::PayloadFormat => code::PAYLOAD_FORMAT_INVALID,
             Violation::PublishRefused(_) => code::UNSPECIFIED,
+            Violation::QueueFull(_) => code::QUOTA_EXCEEDED,
         }
     }
 }
@@ -220,7 +225,17 @@ pub(crate) fn publish_error_code(e: &PublishError) -> u8 {
     match e {
         // Core names no finer reason yet; an authorization failure would map to 0x87.
         PublishError::Refused(_) | PublishError::Store(_) => code::UNSPECIFIED,
-        PublishError::QueueFull(_) => 0x97,
+        PublishError::QueueFull(_) => code::QUOTA_EXCEEDED,
+    }
+}
+
+/// The violation that ends an MQTT 3.x connection whose publish the broker did not take:
+/// 3.x has no negative acknowledgement, so the only way to tell the publisher is to close
+/// [MQTT-3.3.5-2].
+pub(crate) fn publish_error_violation(e: PublishError) -> Violation {
+    match e {
+        PublishError::QueueFull(_) => Violation::QueueFull(e.to_string()),
+        PublishError::Refused(_) | PublishError::Store(_) => Violation::PublishRefused(e.to_string()),
     }
 }
 
@@ -268,6 +283,17 @@ mod tests {
         assert_eq!(server_disconnect_code(&CloseReason::ProtocolError(String::new())), Some(0x82));
         assert_eq!(server_disconnect_code(&CloseReason::ConnectRefused(String::new())), None);
         assert_eq!(server_disconnect_code(&CloseReason::ClientDisconnect), None);
+    }
+
+    #[test]
+    fn publish_errors() {
+        let full = PublishError::QueueFull("queue/orders".into());
+        assert_eq!(publish_error_code(&full), 0x97);
+        assert_eq!(publish_error_code(&PublishError::Store("disk".into())), 0x80);
+        let v = publish_error_violation(full);
+        assert!(matches!(v.close_reason(), CloseReason::LimitExceeded(t) if t.contains("queue/orders")));
+        let v = publish_error_violation(PublishError::Store("disk".into()));
+        assert!(matches!(v.close_reason(), CloseReason::ProtocolError(t) if t.contains("store error: disk")));
     }
 
     #[test]

@@ -4,12 +4,19 @@
 //! handshake, keep-alive, inbound QoS 2 packet ids, the outbound QoS 1 window, the client's
 //! subscriptions and its will) and turns packets into core [`Action`]s and deliveries into
 //! PUBLISH packets. The packet handlers live in child modules, one per concept:
-//! `connect.rs` (CONNECT/CONNACK, will), `publish.rs` (PUBLISH in and out, the QoS flows),
-//! `subscribe.rs` (SUBSCRIBE/UNSUBSCRIBE).
+//! `connect.rs` (CONNECT, the session handshake, CONNACK, will), `publish.rs` (PUBLISH in and
+//! out, the QoS flows, durable deliveries), `subscribe.rs` (SUBSCRIBE/UNSUBSCRIBE, bindings).
 //!
-//! It does no I/O and no routing: the connection driver carries out the actions. Persistent
-//! sessions, retained messages, outbound QoS 2, shared subscriptions, topic aliases and
-//! enhanced authentication are not implemented yet; each place that refuses them says so.
+//! Persistent sessions (Clean Session 0, or MQTT 5 Session Expiry Interval > 0) live in a
+//! durable queue, [`diglot_core::session_queue`]`(client_id)`, owned by the driver and the
+//! store: the session binds its filters to that queue and consumes it as [`SESSION_SUB`],
+//! and acknowledges each durable delivery on PUBACK. The adapter itself keeps nothing across
+//! connections.
+//!
+//! It does no I/O and no routing: the connection driver carries out the actions. Retained
+//! messages, outbound QoS 2, shared subscriptions, topic aliases, the Will Delay Interval,
+//! session expiry timing and enhanced authentication are not implemented yet; each place
+//! that refuses them says so.
 
 mod connect;
 mod publish;
@@ -24,6 +31,8 @@ use diglot_core::{
     Action, Adapter, CloseReason, ConnInfo, Delivery, Filter, Limits, Message, Output, PublishError, SubId,
 };
 
+pub use connect::SESSION_SUB;
+
 use crate::codec::{self, Frame, Inbound, Wire};
 use crate::config::Config;
 use crate::inflight::Inflight;
@@ -35,6 +44,9 @@ use crate::reason::{self, Violation};
 enum Phase {
     /// Waiting for the CONNECT packet.
     AwaitConnect,
+    /// CONNECT accepted and `Action::OpenSession` pushed; waiting for
+    /// `Adapter::on_session_opened` to write the CONNACK. No input is read meanwhile.
+    Opening,
     /// CONNECT accepted, CONNACK sent.
     Connected,
     /// A close was decided; nothing more is read or written.
@@ -54,8 +66,14 @@ pub struct Session {
     /// The accepted (or assigned) client id.
     client_id: Option<String>,
     timers: KeepAlive,
-    /// The will, published when the connection ends without a normal DISCONNECT.
+    /// The will, published when the connection ends without a normal DISCONNECT (set once
+    /// the CONNACK is written).
     will: Option<Message>,
+    /// What an accepted CONNECT settled, kept until the session is open and CONNACK written.
+    opening: Option<Box<connect::Opening>>,
+    /// Whether the session lives in its session queue (it is persistent, or it resumed a
+    /// stored session): subscriptions are bindings of that queue, and it is consumed.
+    uses_queue: bool,
     /// MQTT 5 Session Expiry Interval from CONNECT (0 in 3.x).
     session_expiry_secs: u32,
     /// Inbound QoS 2 packet ids published and awaiting PUBREL [MQTT-4.3.3-2].
@@ -72,6 +90,12 @@ pub struct Session {
     connack_sent: bool,
     /// Whether the protocol goodbye (MQTT 5 DISCONNECT) was written or decided against.
     goodbye_done: bool,
+    /// Actions decided where the [`Adapter`] method has no `actions` argument
+    /// (`on_delivery`); pushed at the next call that has one. While any wait,
+    /// [`Adapter::next_timer`] is due at once so that the driver calls `on_timer` soon.
+    deferred: Vec<Action>,
+    /// When the first of `deferred` was decided.
+    deferred_at: Option<Instant>,
 }
 
 impl Session {
@@ -89,6 +113,8 @@ impl Session {
             client_id: None,
             timers,
             will: None,
+            opening: None,
+            uses_queue: false,
             session_expiry_secs: 0,
             awaiting_rel: HashSet::new(),
             inflight,
@@ -97,7 +123,21 @@ impl Session {
             next_sub: 1,
             connack_sent: false,
             goodbye_done: false,
+            deferred: Vec::new(),
+            deferred_at: None,
         }
+    }
+
+    /// Keeps an action for the next call that can push it (see `deferred`).
+    fn defer(&mut self, action: Action, now: Instant) {
+        self.deferred_at.get_or_insert(now);
+        self.deferred.push(action);
+    }
+
+    /// Pushes the deferred actions.
+    fn flush_deferred(&mut self, actions: &mut Vec<Action>) {
+        actions.append(&mut self.deferred);
+        self.deferred_at = None;
     }
 
     fn is_v5(&self) -> bool {
@@ -145,9 +185,13 @@ impl Session {
             // [MQTT-3.1.0-2] A second CONNECT is a protocol violation.
             Inbound::Connect(_) => self.fail(Violation::Protocol("second CONNECT on one connection"), out, actions),
             Inbound::Publish(p) => self.on_publish(*p, out, actions),
-            // A PUBACK for an id not in flight is ignored (a late duplicate).
+            // A PUBACK ends the QoS 1 flow whatever its MQTT 5 reason code (§4.3.2), so a
+            // durable delivery leaves its queue. An id not in flight is ignored (a late
+            // duplicate, or an id from before a reconnect whose entry was redelivered).
             Inbound::PubAck(id) => {
-                self.inflight.release(id);
+                if let Some(Some(at)) = self.inflight.release(id) {
+                    actions.push(Action::Ack(at));
+                }
             }
             // Diglot sends no QoS 2 yet, so a PUBREC names no PUBLISH of ours: MQTT 5 answers
             // "Packet Identifier not found" (§3.6.2.1); 3.1.1 answers PUBREL as always (§4.3.3).
@@ -190,7 +234,14 @@ impl Session {
 
 impl Adapter for Session {
     fn on_input(&mut self, input: &mut BytesMut, now: Instant, out: &mut Output, actions: &mut Vec<Action>) -> bool {
+        self.flush_deferred(actions);
         if self.phase == Phase::Closed || input.is_empty() {
+            return false;
+        }
+        // A client may send packets right after CONNECT (§3.1.4); they wait in `input` until
+        // the session is open. The driver answers OpenSession before it decodes the next
+        // frame, so this is only a guard.
+        if self.phase == Phase::Opening {
             return false;
         }
         self.timers.touch(now);
@@ -226,30 +277,39 @@ impl Adapter for Session {
         out: &mut Output,
         actions: &mut Vec<Action>,
     ) {
+        self.flush_deferred(actions);
         self.publish_done(token, result, out, actions);
+    }
+
+    fn on_session_opened(&mut self, present: bool, out: &mut Output, actions: &mut Vec<Action>) {
+        self.session_opened(present, out, actions);
     }
 
     fn can_deliver(&self) -> bool {
         self.phase == Phase::Connected && self.inflight.has_room()
     }
 
-    fn on_delivery(&mut self, delivery: Delivery, _now: Instant, out: &mut Output) {
-        self.deliver(delivery, out);
+    fn on_delivery(&mut self, delivery: Delivery, now: Instant, out: &mut Output) {
+        self.deliver(delivery, now, out);
     }
 
     fn next_timer(&self) -> Option<Instant> {
         match self.phase {
             Phase::Closed => None,
-            _ => self.timers.deadline(),
+            _ => match (self.deferred_at, self.timers.deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
         }
     }
 
     fn on_timer(&mut self, now: Instant, out: &mut Output, actions: &mut Vec<Action>) {
+        self.flush_deferred(actions);
         if self.phase == Phase::Closed || !self.timers.expired(now) {
             return;
         }
         let reason = match self.phase {
-            Phase::AwaitConnect => CloseReason::HandshakeTimeout,
+            Phase::AwaitConnect | Phase::Opening => CloseReason::HandshakeTimeout,
             _ => CloseReason::KeepAliveTimeout,
         };
         let code = reason::server_disconnect_code(&reason);
@@ -273,6 +333,9 @@ impl Adapter for Session {
     }
 
     fn on_closed(&mut self, reason: &CloseReason, actions: &mut Vec<Action>) {
+        // Only a refused delivery can be deferred; if it is lost here, its entry returns to
+        // the queue with the rest of the connection's unacknowledged ones.
+        self.flush_deferred(actions);
         // [MQTT-3.1.2-8] The will is published when the connection closes without a normal
         // DISCONNECT. The MQTT 5 Will Delay Interval is not honoured yet: the will goes out at
         // once, which the spec allows when the session ends at the same time (§3.1.3.2.2).

@@ -1,14 +1,24 @@
-//! CONNECT: protocol detection, validation, the will, and CONNACK.
+//! CONNECT: protocol detection, validation, the session handshake, the will, and CONNACK.
 //!
 //! The first packet decides the protocol level and so the codec. A refused CONNECT gets the
 //! CONNACK code that `reason.rs` picks (or none, where MQTT 3.x requires a plain close) and
-//! ends the connection. An accepted one claims its client id broker-wide and starts the
-//! keep-alive timer.
+//! ends the connection. An accepted one pushes, in this order, `Action::ClaimClientId` and
+//! `Action::OpenSession`, and waits: the CONNACK is written by
+//! [`Adapter::on_session_opened`](diglot_core::Adapter::on_session_opened), with Session
+//! Present as the driver reports it (and always 0 with a clean start [MQTT-3.2.2-1],
+//! [MQTT-3.2.2-2]). A persistent session then pushes `Action::Consume` of its session queue
+//! as [`SESSION_SUB`], and so does a resumed one (Session Present 1) that is not persistent:
+//! its stored bindings feed the queue for as long as the connection lasts. The CONNECT
+//! deadline runs until the CONNACK is written; the keep-alive starts then, and so does the
+//! will.
+//!
+//! Session kinds: MQTT 3.x Clean Session 1 is clean and not persistent, 0 is persistent and
+//! resumes what is stored. MQTT 5 Clean Start decides `clean` and Session Expiry Interval > 0
+//! decides `persistent`; the expiry's length is not enforced by this crate (nor is a change
+//! of it in DISCONNECT).
 //!
 //! Not here yet: authentication (user name and password are accepted and ignored until the
-//! auth issue), persistent sessions (Session Present is always 0; a Clean Session 0 client
-//! works, but its session is not kept after the connection ends until the durable store
-//! arrives), retained wills, the Will Delay Interval, and MQTT 5 enhanced authentication.
+//! auth issue), retained wills, the Will Delay Interval, and MQTT 5 enhanced authentication.
 
 use std::hash::BuildHasher;
 use std::num::NonZeroU16;
@@ -16,7 +26,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use bytestring::ByteString;
-use diglot_core::{Action, CloseReason, Message, Output, Qos, Topic};
+use diglot_core::{session_queue, Action, CloseReason, Limits, Message, Output, Qos, SubId, Topic};
 use rmqtt_codec::error::DecodeError;
 use rmqtt_codec::v5;
 
@@ -25,7 +35,12 @@ use crate::codec::{self, ConnectReq, Detect, Inbound, Version, Wire};
 use crate::props;
 use crate::reason::{Refusal, Violation};
 
+/// The [`SubId`] of a persistent session's consumer of its session queue: durable deliveries
+/// carry it. It is never given to a subscription's filter.
+pub const SESSION_SUB: SubId = SubId::MAX;
+
 /// What an accepted CONNECT settles.
+#[derive(Debug)]
 struct Accepted {
     client_id: String,
     /// Whether the server chose the id (sent back as MQTT 5 Assigned Client Identifier).
@@ -35,6 +50,19 @@ struct Accepted {
     /// The MQTT 5 Server Keep Alive to announce, when the client's value was capped.
     server_keep_alive: Option<u16>,
     will: Option<Message>,
+}
+
+/// An accepted CONNECT whose session is being opened.
+#[derive(Debug)]
+pub(super) struct Opening {
+    accepted: Accepted,
+    /// Stored session state is discarded first: Session Present is 0.
+    clean: bool,
+    /// The session outlives the connection: it lives in (and consumes) its queue.
+    persistent: bool,
+    /// The outbound window, min(`limits.max_inflight`, Receive Maximum): the consumer's
+    /// prefetch.
+    window: u16,
 }
 
 impl Session {
@@ -79,40 +107,77 @@ impl Session {
         }
     }
 
-    /// A decoded CONNECT.
+    /// A decoded CONNECT: validate it, then ask the driver to open its session.
     fn on_connect(&mut self, c: ConnectReq, now: Instant, out: &mut Output, actions: &mut Vec<Action>) {
         let Some(version) = self.wire.as_ref().map(Wire::version) else { return };
-        let mut accepted = match self.accept(&c, version, now) {
+        let accepted = match self.accept(&c, version, now) {
             Ok(a) => a,
             Err(r) => return self.refuse(r, out, actions),
         };
-        self.timers.start(accepted.keep_alive, now);
-        self.will = accepted.will.take();
         self.session_expiry_secs = c.session_expiry_secs;
         // [MQTT-3.3.4-9] Never more unacknowledged QoS > 0 PUBLISHes than the client's
         // Receive Maximum (65,535 when absent).
         let receive_max = c.receive_max.map_or(u16::MAX, NonZeroU16::get);
-        self.inflight.set_window(self.limits.max_inflight.min(receive_max));
+        let window = self.limits.max_inflight.min(receive_max).max(1);
+        self.inflight.set_window(window);
         self.client_max_packet = c.max_packet_size;
         self.client_id = Some(accepted.client_id.clone());
+        let clean = c.clean_start;
+        let persistent = if version.is_v5() { c.session_expiry_secs > 0 } else { !c.clean_start };
         actions.push(Action::ClaimClientId(accepted.client_id.clone()));
-        if version.is_v5() {
-            let ack = self.connack_v5(&accepted);
-            if let Some(wire) = self.wire.as_mut() {
-                wire.connack_v5(ack, out);
-            }
-        } else if let Some(wire) = self.wire.as_mut() {
-            wire.connack_v3(0x00, out);
-        }
-        self.connack_sent = true;
-        self.phase = Phase::Connected;
+        actions.push(Action::OpenSession { client_id: accepted.client_id.clone(), clean, persistent });
         tracing::debug!(
             conn = self.info.id,
             client_id = %accepted.client_id,
             protocol = version.label(),
             keep_alive = accepted.keep_alive,
-            "MQTT CONNECT accepted"
+            clean,
+            persistent,
+            "MQTT CONNECT accepted; opening the session"
         );
+        self.opening = Some(Box::new(Opening { accepted, clean, persistent, window }));
+        self.phase = Phase::Opening;
+    }
+
+    /// The driver opened the session: write the CONNACK, start the keep-alive, arm the will,
+    /// and consume the session queue of a persistent or resumed session.
+    pub(super) fn session_opened(&mut self, present: bool, out: &mut Output, actions: &mut Vec<Action>) {
+        // After a close (the CONNECT timer, a takeover), or a second call: nothing to answer.
+        if self.phase != Phase::Opening {
+            return;
+        }
+        let Some(opening) = self.opening.take() else { return };
+        let Opening { mut accepted, clean, persistent, window } = *opening;
+        // [MQTT-3.2.2-1] [MQTT-3.2.2-2] Session Present is 0 after a clean start.
+        let present = present && !clean;
+        let Some(wire) = self.wire.as_mut() else { return };
+        if wire.version().is_v5() {
+            let ack = connack_v5(&self.limits, &accepted, present);
+            wire.connack_v5(ack, out);
+        } else {
+            wire.connack_v3(0x00, present, out);
+        }
+        self.connack_sent = true;
+        self.phase = Phase::Connected;
+        self.timers.start(accepted.keep_alive);
+        self.will = accepted.will.take();
+        // A persistent session lives in its queue. So does a resumed one that ends with this
+        // connection (MQTT 5 Clean Start 0, Session Expiry 0): its stored bindings feed the
+        // queue, which must be consumed now; the driver deletes the queue when the
+        // connection ends.
+        self.uses_queue = persistent || present;
+        if self.uses_queue {
+            // Deliveries from the queue share the connection's window, so the queue never
+            // hands over more than the client accepts [MQTT-3.3.4-9]. Entries are deleted
+            // only on PUBACK.
+            actions.push(Action::Consume {
+                queue: session_queue(&accepted.client_id),
+                sub: SESSION_SUB,
+                prefetch: window,
+                auto_ack: false,
+            });
+        }
+        tracing::debug!(conn = self.info.id, client_id = %accepted.client_id, present, "MQTT CONNACK sent");
     }
 
     /// Refuses the CONNECT: CONNACK with the refusal's code where the version has one, then close.
@@ -125,7 +190,7 @@ impl Session {
                     v5::ConnectAckReason::try_from(code).unwrap_or(v5::ConnectAckReason::UnspecifiedError);
                 wire.connack_v5(v5::ConnectAck { reason_code, ..v5::ConnectAck::default() }, out);
             }
-            Some(code) => wire.connack_v3(code, out),
+            Some(code) => wire.connack_v3(code, false, out),
             None => {}
         }
         self.shut(r.close_reason(version), None, out, actions);
@@ -203,27 +268,26 @@ impl Session {
             (requested, None)
         }
     }
+}
 
-    /// The MQTT 5 CONNACK announcing what this server supports (§3.2.2.3).
-    fn connack_v5(&self, a: &Accepted) -> v5::ConnectAck {
-        let receive_max = NonZeroU16::new(self.limits.max_inflight).unwrap_or(NonZeroU16::MIN);
-        let max_packet_size = u32::try_from(self.limits.max_frame_bytes).unwrap_or(u32::MAX);
-        v5::ConnectAck {
-            // Sessions are not persisted yet, so there is never one to resume.
-            session_present: false,
-            reason_code: v5::ConnectAckReason::Success,
-            receive_max,
-            // Maximum QoS is not sent: every inbound QoS (0, 1 and 2) is supported.
-            max_qos: v5::QoS::ExactlyOnce,
-            max_packet_size: (max_packet_size > 0).then_some(max_packet_size),
-            assigned_client_id: a.assigned.then(|| ByteString::from(a.client_id.as_str())),
-            topic_alias_max: 0,
-            retain_available: false,
-            wildcard_subscription_available: true,
-            subscription_identifiers_available: false,
-            shared_subscription_available: false,
-            server_keepalive_sec: a.server_keep_alive,
-            ..v5::ConnectAck::default()
-        }
+/// The MQTT 5 CONNACK announcing what this server supports (§3.2.2.3).
+fn connack_v5(limits: &Limits, a: &Accepted, session_present: bool) -> v5::ConnectAck {
+    let receive_max = NonZeroU16::new(limits.max_inflight).unwrap_or(NonZeroU16::MIN);
+    let max_packet_size = u32::try_from(limits.max_frame_bytes).unwrap_or(u32::MAX);
+    v5::ConnectAck {
+        session_present,
+        reason_code: v5::ConnectAckReason::Success,
+        receive_max,
+        // Maximum QoS is not sent: every inbound QoS (0, 1 and 2) is supported.
+        max_qos: v5::QoS::ExactlyOnce,
+        max_packet_size: (max_packet_size > 0).then_some(max_packet_size),
+        assigned_client_id: a.assigned.then(|| ByteString::from(a.client_id.as_str())),
+        topic_alias_max: 0,
+        retain_available: false,
+        wildcard_subscription_available: true,
+        subscription_identifiers_available: false,
+        shared_subscription_available: false,
+        server_keepalive_sec: a.server_keep_alive,
+        ..v5::ConnectAck::default()
     }
 }

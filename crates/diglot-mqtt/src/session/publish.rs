@@ -3,14 +3,27 @@
 //! Inbound: QoS 0 is routed; QoS 1 is routed and PUBACKed once the driver reports it done;
 //! QoS 2 is routed once per packet id and PUBRECed, the id is kept until PUBREL, and a
 //! re-sent PUBLISH with that id is answered PUBREC without routing it again (method B of
-//! §4.3.3). Outbound: QoS 0 goes out as is; QoS ≥ 1 goes out as QoS 1 inside the inflight
-//! window until its PUBACK.
+//! §4.3.3). A refused publish gets its reason code in MQTT 5 (0x97 for a full durable queue,
+//! 0x80 for a store failure) and closes an MQTT 3.x connection, which has no other way to say
+//! no [MQTT-3.3.5-2]. Any valid topic name may be published to, `$`-topics included: MQTT
+//! only warns clients off `$SYS`, and `$queue/<name>` is how a client publishes straight into
+//! a named durable queue (the router does that; nothing here special-cases it).
+//!
+//! Outbound: QoS 0 goes out as is; QoS ≥ 1 goes out as QoS 1 inside the inflight window until
+//! its PUBACK. A durable delivery (from a queue, `Delivery::durable` set) always goes out at
+//! QoS ≥ 1, because only a PUBACK can remove it from its queue: a session queue holds QoS ≥ 1
+//! messages only, but one that arrives marked QoS 0 is sent as QoS 1 rather than left
+//! unacknowledged. Its packet id is derived from its queue position when free
+//! ([`crate::inflight::durable_id`]), so a redelivery after a reconnect reuses the id
+//! [MQTT-4.4.0-1]; a redelivery has DUP=1 [MQTT-3.3.1-1] and, in MQTT 5, the user property
+//! `redelivery-count`. Its PUBACK pushes `Action::Ack`.
 //!
 //! Not here yet: outbound QoS 2, retained messages (MQTT 5 clients are told Retain
-//! Available 0), Message Expiry (accepted and ignored), topic aliases (Topic Alias Maximum
-//! 0), and redelivery of unacknowledged messages after a reconnect (the durable store).
+//! Available 0), Message Expiry (accepted and ignored), and topic aliases (Topic Alias
+//! Maximum 0).
 
 use std::num::NonZeroU16;
+use std::time::Instant;
 
 use bytestring::ByteString;
 use diglot_core::{Action, Delivery, Message, Output, PublishError, Qos, Topic};
@@ -18,8 +31,12 @@ use rmqtt_codec::types::{Publish, QoS as WireQos};
 
 use super::subscribe::MAX_GRANTED_QOS;
 use super::{Phase, Session};
+use crate::inflight::durable_id;
 use crate::props;
 use crate::reason::{self, code, Violation};
+
+/// The MQTT 5 user property that counts earlier delivery attempts of a redelivered message.
+pub(crate) const REDELIVERY_COUNT: &str = "redelivery-count";
 
 /// The token for the driver's `on_publish_done`: the QoS above the 16-bit packet id.
 fn token(qos: Qos, id: NonZeroU16) -> u64 {
@@ -138,7 +155,7 @@ impl Session {
                 self.ack(qos, id, reason::publish_error_code(&e), out);
             }
             // [MQTT-3.3.5-2] 3.x cannot refuse a publish; it closes the connection.
-            Err(e) => self.fail(Violation::PublishRefused(e.to_string()), out, actions),
+            Err(e) => self.fail(reason::publish_error_violation(e), out, actions),
         }
     }
 
@@ -163,44 +180,71 @@ impl Session {
     }
 
     /// Encodes one delivery as a PUBLISH.
-    pub(super) fn deliver(&mut self, d: Delivery, out: &mut Output) {
+    pub(super) fn deliver(&mut self, d: Delivery, now: Instant, out: &mut Output) {
         if self.phase != Phase::Connected {
+            // `can_deliver` is false: a driver bug. A durable entry goes back to its queue.
             tracing::debug!(conn = self.info.id, "delivery to a session that is not connected dropped");
+            self.give_back(&d, now);
             return;
         }
         // Outbound QoS 2 is not implemented: subscriptions are granted at most
-        // MAX_GRANTED_QOS, and anything above goes out at that QoS.
-        let qos = d.qos.min(MAX_GRANTED_QOS);
+        // MAX_GRANTED_QOS, and anything above goes out at that QoS. A durable delivery is
+        // acknowledged by PUBACK alone, so it never goes out at QoS 0.
+        let mut qos = d.qos.min(MAX_GRANTED_QOS);
+        if d.durable.is_some() {
+            qos = qos.max(Qos::AtLeastOnce);
+        }
         let packet_id = match qos {
             Qos::AtMostOnce => None,
-            _ => match self.inflight.allocate() {
+            _ => match self.inflight.allocate(d.durable.map(|r| durable_id(r.seq)), d.durable) {
                 Some(id) => Some(id),
                 None => {
                     // The driver checks `can_deliver` first; this is a driver bug, not a client's.
                     tracing::warn!(conn = self.info.id, "delivery beyond the inflight window dropped");
+                    self.give_back(&d, now);
                     return;
                 }
             },
         };
         let v5 = self.is_v5();
+        let properties = v5.then(|| {
+            let mut p = props::to_publish(d.msg.props.as_deref());
+            if d.is_redelivery() {
+                p.user_properties.push((REDELIVERY_COUNT.into(), d.redeliveries.to_string().into()));
+            }
+            p
+        });
         let publish = Publish {
-            dup: false,
+            // [MQTT-3.3.1-1] DUP=1 on a re-delivery attempt; never on QoS 0 [MQTT-3.3.1-2].
+            dup: packet_id.is_some() && d.is_redelivery(),
             // Retained messages arrive in a later issue; nothing is delivered as retained.
             retain: false,
             qos: if packet_id.is_some() { WireQos::AtLeastOnce } else { WireQos::AtMostOnce },
             topic: ByteString::from(d.msg.topic.as_str()),
             packet_id,
             payload: d.msg.payload.clone(),
-            properties: v5.then(|| props::to_publish(d.msg.props.as_deref())),
+            properties,
         };
         let client_max = self.client_max_packet;
         let Some(wire) = self.wire.as_mut() else { return };
         if !wire.publish(publish, client_max, out) {
             // [MQTT-3.1.2-25] Too large for the client: discarded as if it had been sent.
+            // A durable entry cannot wait for a PUBACK that will never come: it goes to the
+            // dead-letter queue rather than block the window or vanish silently.
             if let Some(id) = packet_id {
                 self.inflight.release(id);
             }
+            if let Some(at) = d.durable {
+                self.defer(Action::Nack { at, requeue: false }, now);
+            }
             tracing::debug!(conn = self.info.id, "PUBLISH larger than the client's Maximum Packet Size discarded");
+        }
+    }
+
+    /// Returns a durable delivery that was not sent to its queue, for redelivery.
+    fn give_back(&mut self, d: &Delivery, now: Instant) {
+        if let (Some(at), false) = (d.durable, self.phase == Phase::Closed) {
+            self.defer(Action::Nack { at, requeue: true }, now);
         }
     }
 }

@@ -1,22 +1,30 @@
 //! SUBSCRIBE and UNSUBSCRIBE (§3.8–§3.11).
 //!
 //! Each filter is checked on its own: a bad one gets a failure code in the SUBACK and the
-//! others are still granted, as if each were its own SUBSCRIBE [MQTT-3.8.4-4]. Each distinct filter keeps one [`SubId`] for the
-//! life of the connection, so a repeated SUBSCRIBE replaces the subscription in the router
-//! rather than adding a second one [MQTT-3.8.4-3]. Subscribe actions are pushed before the
-//! SUBACK is written: the driver carries out the actions, then flushes, so a message
-//! published right after the SUBACK already matches.
+//! others are still granted, as if each were its own SUBSCRIBE [MQTT-3.8.4-4]. Each distinct
+//! filter keeps one [`SubId`] for the life of the connection, so a repeated SUBSCRIBE
+//! replaces the subscription in the router rather than adding a second one [MQTT-3.8.4-3].
+//! Subscribe actions are pushed before the SUBACK is written: the driver carries out the
+//! actions, then flushes, so a message published right after the SUBACK already matches.
+//!
+//! In a session that lives in its durable queue (a persistent one, or a resumed one) a
+//! filter is not a subscription of the connection but a binding of the session queue
+//! (`Action::Bind`/`Action::Unbind`), kept by the store across reconnects and restarts; what
+//! matches arrives through the queue's consumer ([`super::SESSION_SUB`]). Bindings made by
+//! earlier connections are unknown here, so an UNSUBSCRIBE there always unbinds and always
+//! succeeds.
 //!
 //! Not here yet: shared subscriptions (`$share/…` is refused), Subscription Identifiers
-//! (announced unavailable), retained-message handling options, and outbound QoS 2 (granted
-//! QoS is capped at [`MAX_GRANTED_QOS`]).
+//! (announced unavailable), retained-message handling options, MQTT 5 No Local in
+//! persistent sessions (`Action::Bind` does not carry it, so it is not honoured there), and
+//! outbound QoS 2 (granted QoS is capped at [`MAX_GRANTED_QOS`]).
 
 use std::num::{NonZeroU16, NonZeroU32};
 
 use bytestring::ByteString;
-use diglot_core::{Action, Filter, Output, Qos, SubId};
+use diglot_core::{session_queue, Action, Filter, Output, Qos, SubId};
 
-use super::Session;
+use super::{Session, SESSION_SUB};
 use crate::codec::SubReq;
 use crate::reason::{code, SubFailure};
 
@@ -69,8 +77,20 @@ impl Session {
             Some(&sub) => sub,
             None => self.new_sub_id(&filter)?,
         };
-        actions.push(Action::Subscribe { filter, sub, qos: granted, no_local: req.no_local, merge: true });
+        match self.session_queue() {
+            Some(queue) => actions.push(Action::Bind { queue, filter, qos: granted }),
+            None => actions.push(Action::Subscribe { filter, sub, qos: granted, no_local: req.no_local, merge: true }),
+        }
         Ok(granted)
+    }
+
+    /// The session queue that the filters are bound to, in a session that lives in it
+    /// (persistent, or resumed).
+    fn session_queue(&self) -> Option<String> {
+        match (self.uses_queue, self.client_id.as_deref()) {
+            (true, Some(id)) => Some(session_queue(id)),
+            _ => None,
+        }
     }
 
     /// A fresh id for a new filter, within `limits.max_subscriptions`.
@@ -79,6 +99,9 @@ impl Session {
             return Err(SubFailure::Quota);
         }
         let sub = self.next_sub;
+        if sub == SESSION_SUB {
+            return Err(SubFailure::Quota);
+        }
         self.next_sub = self.next_sub.checked_add(1).ok_or(SubFailure::Quota)?;
         self.subs.insert(filter.clone(), sub);
         Ok(sub)
@@ -97,13 +120,23 @@ impl Session {
             .iter()
             .map(|f| match Filter::new(f) {
                 Err(_) => code::TOPIC_FILTER_INVALID,
-                Ok(filter) => match self.subs.remove(&filter) {
-                    Some(sub) => {
-                        actions.push(Action::Unsubscribe { filter, sub });
-                        code::SUCCESS
+                Ok(filter) => {
+                    let known = self.subs.remove(&filter);
+                    match (self.session_queue(), known) {
+                        // The bindings live with the session queue, not the connection: one
+                        // made by an earlier connection (or before a restart) is unknown
+                        // here but may exist, so unbind anyway and report success.
+                        (Some(queue), _) => {
+                            actions.push(Action::Unbind { queue, filter });
+                            code::SUCCESS
+                        }
+                        (None, Some(sub)) => {
+                            actions.push(Action::Unsubscribe { filter, sub });
+                            code::SUCCESS
+                        }
+                        (None, None) => code::NO_SUBSCRIPTION_EXISTED,
                     }
-                    None => code::NO_SUBSCRIPTION_EXISTED,
-                },
+                }
             })
             .collect();
         if let Some(wire) = self.wire.as_mut() {

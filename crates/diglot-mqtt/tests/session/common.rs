@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use diglot_core::{Action, Adapter, CloseReason, ConnInfo, Delivery, Limits, Message, Output, Qos, Topic, Transport};
+use diglot_core::{
+    Action, Adapter, CloseReason, ConnInfo, Delivery, DurableRef, Limits, Message, Output, Qos, Topic, Transport,
+};
 use diglot_mqtt::{Config, Session};
 use rmqtt_codec::{v3, v5};
 use tokio_util::codec::{Decoder, Encoder};
@@ -16,6 +18,9 @@ pub struct Client {
     pub session: Session,
     pub now: Instant,
     pub start: Instant,
+    /// Like the driver: answer each `OpenSession` at once with this Session Present, before
+    /// the next frame is decoded. `None` leaves the answer to the test (`opened`).
+    pub open: Option<bool>,
     inbuf: BytesMut,
     out: Output,
 }
@@ -37,6 +42,7 @@ impl Client {
             session: Session::new(info, limits, config, now),
             now,
             start: now,
+            open: Some(false),
             inbuf: BytesMut::new(),
             out: Output::new(),
         }
@@ -47,10 +53,27 @@ impl Client {
         self.inbuf.extend_from_slice(bytes);
         let mut actions = Vec::new();
         let mut guard = 0;
-        while self.session.on_input(&mut self.inbuf, self.now, &mut self.out, &mut actions) {
+        loop {
+            let from = actions.len();
+            let progressed = self.session.on_input(&mut self.inbuf, self.now, &mut self.out, &mut actions);
+            if let Some(present) = self.open {
+                if actions[from..].iter().any(|a| matches!(a, Action::OpenSession { .. })) {
+                    self.session.on_session_opened(present, &mut self.out, &mut actions);
+                }
+            }
+            if !progressed {
+                break;
+            }
             guard += 1;
             assert!(guard < 100_000, "on_input keeps returning true");
         }
+        actions
+    }
+
+    /// The driver opened the session.
+    pub fn opened(&mut self, present: bool) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.session.on_session_opened(present, &mut self.out, &mut actions);
         actions
     }
 
@@ -97,7 +120,19 @@ impl Client {
     }
 
     pub fn deliver(&mut self, msg: Message, qos: Qos) {
-        let d = Delivery { msg: std::sync::Arc::new(msg), sub: 1, qos };
+        let d = Delivery::new(std::sync::Arc::new(msg), 1, qos);
+        self.session.on_delivery(d, self.now, &mut self.out);
+    }
+
+    /// A delivery from the session queue: entry `seq` of queue 9.
+    pub fn deliver_durable(&mut self, msg: Message, qos: Qos, seq: u64, redeliveries: u32) {
+        let d = Delivery {
+            msg: std::sync::Arc::new(msg),
+            sub: diglot_mqtt::SESSION_SUB,
+            qos,
+            durable: Some(DurableRef { queue: 9, seq }),
+            redeliveries,
+        };
         self.session.on_delivery(d, self.now, &mut self.out);
     }
 
@@ -127,7 +162,7 @@ impl Client {
 
     pub fn connect3(&mut self, connect: v3::Connect) {
         let a = self.send3(v3::Packet::Connect(Box::new(connect)));
-        assert!(matches!(&a[..], [Action::ClaimClientId(_)]), "{a:?}");
+        assert!(matches!(&a[..], [Action::ClaimClientId(_), Action::OpenSession { .. }]), "{a:?}");
         assert!(
             matches!(&self.recv3()[..], [v3::Packet::ConnectAck(ack)] if ack.return_code == v3::ConnectAckReason::ConnectionAccepted)
         );
@@ -135,7 +170,7 @@ impl Client {
 
     pub fn connect5(&mut self, connect: v5::Connect) {
         let a = self.send5(v5::Packet::Connect(Box::new(connect)));
-        assert!(matches!(&a[..], [Action::ClaimClientId(_)]), "{a:?}");
+        assert!(matches!(&a[..], [Action::ClaimClientId(_), Action::OpenSession { .. }]), "{a:?}");
         assert!(
             matches!(&self.recv5()[..], [v5::Packet::ConnectAck(ack)] if ack.reason_code == v5::ConnectAckReason::Success)
         );
@@ -190,6 +225,40 @@ pub fn publish(topic: &str, payload: &'static [u8], qos: u8, id: Option<u16>) ->
         payload: Bytes::from_static(payload),
         properties: None,
     }
+}
+
+/// Connects a persistent MQTT 3.1.1 session (Clean Session 0) as `id`, with a stored session
+/// present, and checks the actions; drains the CONNACK.
+pub fn persistent3(id: &str, limits: Limits) -> Client {
+    let mut c = Client::with(limits, diglot_mqtt::Config::default());
+    c.open = Some(true);
+    let a = c.send3(v3::Packet::Connect(Box::new(v3::Connect { clean_session: false, ..connect3(id) })));
+    assert!(
+        matches!(
+            &a[..],
+            [Action::ClaimClientId(_), Action::OpenSession { persistent: true, .. }, Action::Consume { .. }]
+        ),
+        "{a:?}"
+    );
+    assert!(matches!(&c.recv3()[..], [v3::Packet::ConnectAck(ack)] if ack.session_present));
+    c
+}
+
+/// Connects a persistent MQTT 5 session (Clean Start 0, Session Expiry 3600) as `id`.
+pub fn persistent5(id: &str, limits: Limits) -> Client {
+    let mut c = Client::with(limits, diglot_mqtt::Config::default());
+    c.open = Some(true);
+    let connect = v5::Connect { clean_start: false, session_expiry_interval_secs: 3600, ..connect5(id) };
+    let a = c.send5(v5::Packet::Connect(Box::new(connect)));
+    assert!(
+        matches!(
+            &a[..],
+            [Action::ClaimClientId(_), Action::OpenSession { persistent: true, .. }, Action::Consume { .. }]
+        ),
+        "{a:?}"
+    );
+    assert!(matches!(&c.recv5()[..], [v5::Packet::ConnectAck(ack)] if ack.session_present));
+    c
 }
 
 /// The close reason, if the actions end with a close.

@@ -23,7 +23,10 @@ fn accepts_mqtt_3_1_1() {
     assert_eq!(c.session.protocol(), "mqtt");
     assert!(!c.session.can_deliver());
     let a = c.send3(v3::Packet::Connect(Box::new(connect3("dev-1"))));
-    assert!(matches!(&a[..], [Action::ClaimClientId(id)] if id == "dev-1"));
+    assert!(
+        matches!(&a[..], [Action::ClaimClientId(id), Action::OpenSession { client_id, clean: true, persistent: false }] if id == "dev-1" && client_id == "dev-1"),
+        "{a:?}"
+    );
     let acks = c.recv3();
     assert_eq!(
         acks,
@@ -41,7 +44,7 @@ fn accepts_mqtt_3_1_1() {
 fn accepts_mqtt_3_1() {
     let mut c = Client::new();
     let a = c.raw(&connect31("old"));
-    assert!(matches!(&a[..], [Action::ClaimClientId(id)] if id == "old"), "{a:?}");
+    assert!(matches!(&a[..], [Action::ClaimClientId(id), Action::OpenSession { .. }] if id == "old"), "{a:?}");
     assert!(
         matches!(&c.recv3()[..], [v3::Packet::ConnectAck(ack)] if ack.return_code == v3::ConnectAckReason::ConnectionAccepted)
     );
@@ -52,7 +55,10 @@ fn accepts_mqtt_3_1() {
 fn accepts_mqtt_5_and_announces_capabilities() {
     let mut c = Client::new();
     let a = c.send5(v5::Packet::Connect(Box::new(connect5("five"))));
-    assert!(matches!(&a[..], [Action::ClaimClientId(id)] if id == "five"));
+    assert!(
+        matches!(&a[..], [Action::ClaimClientId(id), Action::OpenSession { clean: true, persistent: false, .. }] if id == "five"),
+        "{a:?}"
+    );
     let [v5::Packet::ConnectAck(ack)] = &c.recv5()[..] else { panic!("no CONNACK") };
     let limits = Limits::default();
     assert_eq!(ack.reason_code, v5::ConnectAckReason::Success);
@@ -119,7 +125,8 @@ fn empty_client_id_without_clean_session_is_rejected() {
 fn empty_client_id_with_clean_session_is_assigned() {
     let mut c = Client::new();
     let a = c.send5(v5::Packet::Connect(Box::new(connect5(""))));
-    let [Action::ClaimClientId(id)] = &a[..] else { panic!("{a:?}") };
+    let [Action::ClaimClientId(id), Action::OpenSession { client_id, .. }] = &a[..] else { panic!("{a:?}") };
+    assert_eq!(id, client_id);
     assert!(id.starts_with(&format!("diglot-{CONN_ID}-")), "{id}");
     let [v5::Packet::ConnectAck(ack)] = &c.recv5()[..] else { panic!("no CONNACK") };
     assert_eq!(ack.assigned_client_id.as_deref(), Some(id.as_str()));
@@ -127,7 +134,7 @@ fn empty_client_id_with_clean_session_is_assigned() {
 
     let mut c = Client::new();
     let a = c.send3(v3::Packet::Connect(Box::new(connect3(""))));
-    assert!(matches!(&a[..], [Action::ClaimClientId(id)] if id.starts_with("diglot-")));
+    assert!(matches!(&a[..], [Action::ClaimClientId(id), Action::OpenSession { .. }] if id.starts_with("diglot-")));
     // MQTT 3.1 requires an id of 1 to 23 characters.
     let mut c = Client::new();
     c.raw(&connect31(""));

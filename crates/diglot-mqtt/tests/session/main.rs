@@ -3,6 +3,7 @@
 
 mod common;
 mod connect;
+mod durable;
 mod fuzz;
 mod publish;
 mod subscribe;
