@@ -12,19 +12,32 @@
 //! - SUBSCRIBE takes a topic filter, so the MQTT wildcards work: `+` fills one whole level and
 //!   `#` is the whole last level. Valid: `/topic/a/+/c`, `/topic/#`, `/topic/a/#`.
 //!   Invalid: `/topic/a#`, `/topic/a/#/b`, `/topic/a+`.
-//! - `/queue/<name>` (a durable queue with competing consumers) and `/temp-queue/<name>`
-//!   (request/response) are recognised and parsed, but they need the durable store, which
-//!   comes later; until then the session answers them with an ERROR that says so.
+//! - `/queue/<name>` is the named durable queue [`diglot_core::named_queue`]`(name)` with
+//!   competing consumers. Its canonical topic is [`queue_topic`]`(name)` = `$queue/<name>`
+//!   (MQTT publishes into it there): a SEND publishes to that topic, and a SUBSCRIBE consumes the
+//!   queue, which is bound to that topic. The name is anything non-empty that makes
+//!   `$queue/<name>` a valid topic name: no NUL, no `+` or `#`; `/` and `.` are fine
+//!   (`/queue/a/b`, `/queue/dlq.jobs`).
+//! - `/topic/$queue/<name>` is the same destination as `/queue/<name>`, for SEND and for
+//!   SUBSCRIBE alike: `$queue/<name>` is the queue's canonical topic, so a STOMP client that
+//!   spells it as a topic reaches the queue, as an MQTT client does. A plain topic
+//!   subscription can therefore never watch a queue's traffic past its consumers, and
+//!   `/topic/$queue/+` or `/topic/$queue/#` is an invalid queue name, not a wildcard. (The
+//!   router's rule that wildcards at the first level do not match `$` topics keeps
+//!   `/topic/#` away from queues too.) `/topic/$queue` alone is an ordinary topic.
+//! - `/temp-queue/<name>` (request/response) is recognised and parsed but not served yet: the
+//!   session answers it with an ERROR that says so.
 //! - Anything else (`/exchange/x`, `/amq/queue/x`, `topic/a`, `/topic`, `/a`) is an unknown
 //!   destination.
 //!
-//! The reverse, [`to_stomp`], turns a canonical topic into `/topic/<t>` for MESSAGE's
-//! `destination` header. [`reply_to_canonical`] and [`reply_to_stomp`] map `reply-to` ⇔ MQTT
-//! response topic.
+//! The reverse, [`to_stomp`], turns a canonical topic into MESSAGE's `destination` header:
+//! `$queue/<name>` becomes `/queue/<name>`, anything else `/topic/<t>`.
+//! [`reply_to_canonical`] and [`reply_to_stomp`] map `reply-to` ⇔ MQTT response topic the same
+//! way (`/queue/q` ⇔ `$queue/q`); `/temp-queue/` names pass through verbatim.
 //!
 //! Not here (yet): the RabbitMQ-style `stomp.topic_separator = "."` option.
 
-use diglot_core::{Filter, Topic, TopicError};
+use diglot_core::{queue_topic, Filter, Topic, TopicError};
 
 /// The prefix of topic destinations.
 pub const TOPIC_PREFIX: &str = "/topic/";
@@ -32,13 +45,16 @@ pub const TOPIC_PREFIX: &str = "/topic/";
 pub const QUEUE_PREFIX: &str = "/queue/";
 /// The prefix of temporary queue destinations.
 pub const TEMP_QUEUE_PREFIX: &str = "/temp-queue/";
+/// The prefix of the canonical topics that publish into named queues
+/// ([`diglot_core::queue_topic`]).
+pub const QUEUE_TOPIC_PREFIX: &str = "$queue/";
 
 /// A parsed STOMP destination, borrowing its name from the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Destination<'a> {
     /// `/topic/<name>`: the canonical topic text (not yet validated).
     Topic(&'a str),
-    /// `/queue/<name>`.
+    /// `/queue/<name>` or `/topic/$queue/<name>`: the queue's name (not yet validated).
     Queue(&'a str),
     /// `/temp-queue/<name>`.
     TempQueue(&'a str),
@@ -48,12 +64,13 @@ pub enum Destination<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DestinationError {
     /// The prefix is not one this broker serves.
-    #[error("unknown destination {0:?}: use /topic/<name>")]
+    #[error("unknown destination {0:?}: use /topic/<name> or /queue/<name>")]
     Unknown(String),
     /// Nothing follows the prefix.
     #[error("destination {0:?} has no name")]
     Empty(String),
-    /// The topic is not a valid topic name (SEND) or topic filter (SUBSCRIBE).
+    /// The topic is not a valid topic name (SEND) or topic filter (SUBSCRIBE), or the queue
+    /// name does not make a valid topic name.
     #[error("invalid topic in {dest:?}: {err}")]
     Topic {
         /// The destination as given.
@@ -61,16 +78,33 @@ pub enum DestinationError {
         /// What is wrong with the topic.
         err: TopicError,
     },
-    /// A `/queue/` or `/temp-queue/` destination: queues need the durable store.
-    #[error("{0:?}: queues arrive with the durable store and are not supported yet; use /topic/<name>")]
-    QueueUnsupported(String),
+    /// A `/temp-queue/` destination: not served yet.
+    #[error("{0:?}: temporary queues are not supported yet; use /queue/<name> or a /topic/ reply-to")]
+    TempQueueUnsupported(String),
+}
+
+/// What a SUBSCRIBE attaches to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscribeTo<'a> {
+    /// A topic filter (pub/sub).
+    Topic(Filter),
+    /// The named queue `name`, whose canonical topic is `filter` (`$queue/<name>`).
+    Queue {
+        /// The queue's name, as in `/queue/<name>`.
+        name: &'a str,
+        /// [`queue_topic`]`(name)` as a filter, for the queue's binding.
+        filter: Filter,
+    },
 }
 
 impl<'a> Destination<'a> {
     /// Recognises the prefix of `dest` and splits off the name.
     pub fn parse(dest: &'a str) -> Result<Destination<'a>, DestinationError> {
         let (kind, name): (fn(&'a str) -> Destination<'a>, &str) = if let Some(n) = dest.strip_prefix(TOPIC_PREFIX) {
-            (Destination::Topic, n)
+            match n.strip_prefix(QUEUE_TOPIC_PREFIX) {
+                Some(q) => (Destination::Queue, q),
+                None => (Destination::Topic, n),
+            }
         } else if let Some(n) = dest.strip_prefix(QUEUE_PREFIX) {
             (Destination::Queue, n)
         } else if let Some(n) = dest.strip_prefix(TEMP_QUEUE_PREFIX) {
@@ -85,46 +119,80 @@ impl<'a> Destination<'a> {
     }
 }
 
-/// The topic a SEND to `dest` publishes to.
+fn topic_err(dest: &str) -> impl FnOnce(TopicError) -> DestinationError + '_ {
+    move |err| DestinationError::Topic { dest: dest.to_owned(), err }
+}
+
+/// The topic a SEND to `dest` publishes to: the topic itself, or `$queue/<name>` for a queue
+/// (see [`queue_name`]).
 pub fn send_topic(dest: &str) -> Result<Topic, DestinationError> {
     match Destination::parse(dest)? {
-        Destination::Topic(t) => Topic::new(t).map_err(|err| DestinationError::Topic { dest: dest.to_owned(), err }),
-        Destination::Queue(_) | Destination::TempQueue(_) => Err(DestinationError::QueueUnsupported(dest.to_owned())),
+        Destination::Topic(t) => Topic::new(t).map_err(topic_err(dest)),
+        Destination::Queue(name) => Topic::new(&queue_topic(name)).map_err(topic_err(dest)),
+        Destination::TempQueue(_) => Err(DestinationError::TempQueueUnsupported(dest.to_owned())),
     }
 }
 
-/// The filter a SUBSCRIBE to `dest` subscribes to.
-pub fn subscribe_filter(dest: &str) -> Result<Filter, DestinationError> {
+/// What a SUBSCRIBE to `dest` attaches to.
+pub fn subscribe_target(dest: &str) -> Result<SubscribeTo<'_>, DestinationError> {
     match Destination::parse(dest)? {
-        Destination::Topic(t) => Filter::new(t).map_err(|err| DestinationError::Topic { dest: dest.to_owned(), err }),
-        Destination::Queue(_) | Destination::TempQueue(_) => Err(DestinationError::QueueUnsupported(dest.to_owned())),
+        Destination::Topic(t) => Filter::new(t).map(SubscribeTo::Topic).map_err(topic_err(dest)),
+        Destination::Queue(name) => {
+            // A valid topic name (no wildcards) is a valid filter that matches only itself.
+            let topic = queue_topic(name);
+            Topic::new(&topic).map_err(topic_err(dest))?;
+            let filter = Filter::new(&topic).map_err(topic_err(dest))?;
+            Ok(SubscribeTo::Queue { name, filter })
+        }
+        Destination::TempQueue(_) => Err(DestinationError::TempQueueUnsupported(dest.to_owned())),
     }
 }
 
-/// The STOMP destination of a canonical topic: `a/b` → `/topic/a/b`.
+/// The filter a SUBSCRIBE to `dest` subscribes to: the topic filter, or `$queue/<name>` for a
+/// queue.
+pub fn subscribe_filter(dest: &str) -> Result<Filter, DestinationError> {
+    Ok(match subscribe_target(dest)? {
+        SubscribeTo::Topic(f) | SubscribeTo::Queue { filter: f, .. } => f,
+    })
+}
+
+/// The queue name of a canonical topic that publishes into a named queue: `$queue/jobs` →
+/// `jobs`. `None` for any other topic (including `$queue/` with an empty name).
+pub fn queue_name(topic: &str) -> Option<&str> {
+    topic.strip_prefix(QUEUE_TOPIC_PREFIX).filter(|n| !n.is_empty())
+}
+
+/// The STOMP destination of a canonical topic: `a/b` → `/topic/a/b`, `$queue/q` → `/queue/q`.
 pub fn to_stomp(topic: &str) -> String {
-    let mut s = String::with_capacity(TOPIC_PREFIX.len() + topic.len());
-    s.push_str(TOPIC_PREFIX);
-    s.push_str(topic);
+    let (prefix, rest) = match queue_name(topic) {
+        Some(name) => (QUEUE_PREFIX, name),
+        None => (TOPIC_PREFIX, topic),
+    };
+    let mut s = String::with_capacity(prefix.len() + rest.len());
+    s.push_str(prefix);
+    s.push_str(rest);
     s
 }
 
-/// A SEND's `reply-to` as an MQTT response topic: `/topic/<t>` becomes `<t>`; any other value
-/// (a `/queue/` or `/temp-queue/` name, or something this broker does not know) is kept
-/// verbatim, so it still reaches a STOMP replier unchanged.
+/// A SEND's `reply-to` as an MQTT response topic: `/topic/<t>` becomes `<t>` and `/queue/<q>`
+/// becomes `$queue/<q>` (so an MQTT replier publishes into the queue); any other value (a
+/// `/temp-queue/` name, or something this broker does not know) is kept verbatim, so it
+/// still reaches a STOMP replier unchanged.
 pub fn reply_to_canonical(reply_to: &str) -> String {
-    match reply_to.strip_prefix(TOPIC_PREFIX) {
-        Some(t) if !t.is_empty() => t.to_owned(),
+    match Destination::parse(reply_to) {
+        Ok(Destination::Topic(t)) => t.to_owned(),
+        Ok(Destination::Queue(q)) => queue_topic(q),
         _ => reply_to.to_owned(),
     }
 }
 
 /// An MQTT response topic as a MESSAGE's `reply-to`: the reverse of [`reply_to_canonical`].
-/// A value that starts with `/queue/` or `/temp-queue/` was kept verbatim and is returned as
-/// is; everything else is a canonical topic and gains `/topic/`. (An MQTT response topic that
-/// itself starts with `/queue/` is therefore shown as a queue: the one ambiguous corner.)
+/// A value that starts with `/temp-queue/` was kept verbatim and is returned as is;
+/// everything else is a canonical topic and goes through [`to_stomp`]. (An MQTT response
+/// topic that itself starts with `/temp-queue/` is therefore shown as a temporary queue: the
+/// one ambiguous corner.)
 pub fn reply_to_stomp(response_topic: &str) -> String {
-    if response_topic.starts_with(QUEUE_PREFIX) || response_topic.starts_with(TEMP_QUEUE_PREFIX) {
+    if response_topic.starts_with(TEMP_QUEUE_PREFIX) {
         response_topic.to_owned()
     } else {
         to_stomp(response_topic)
@@ -181,12 +249,61 @@ mod tests {
     }
 
     #[test]
-    fn queues_are_recognised_but_not_served_yet() {
+    fn queues_map_to_their_canonical_topic() {
+        assert_eq!(QUEUE_TOPIC_PREFIX, queue_topic(""));
         assert_eq!(Destination::parse("/queue/jobs"), Ok(Destination::Queue("jobs")));
+        assert_eq!(Destination::parse("/topic/$queue/jobs"), Ok(Destination::Queue("jobs")));
+        assert_eq!(Destination::parse("/topic/$queue"), Ok(Destination::Topic("$queue")));
+        for (dest, name) in [("/queue/jobs", "jobs"), ("/queue/a/b", "a/b"), ("/queue/dlq.x y", "dlq.x y")] {
+            let topic = send_topic(dest).unwrap();
+            assert_eq!(topic.as_str(), queue_topic(name));
+            assert_eq!(queue_name(topic.as_str()), Some(name));
+            assert_eq!(to_stomp(topic.as_str()), dest);
+            match subscribe_target(dest).unwrap() {
+                SubscribeTo::Queue { name: n, filter } => {
+                    assert_eq!(n, name);
+                    assert_eq!(filter.as_str(), queue_topic(name));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // `/topic/$queue/<name>` is the same queue, in both directions.
+        assert_eq!(send_topic("/topic/$queue/jobs").unwrap().as_str(), "$queue/jobs");
+        assert_eq!(
+            subscribe_target("/topic/$queue/jobs").unwrap(),
+            SubscribeTo::Queue { name: "jobs", filter: Filter::new("$queue/jobs").unwrap() }
+        );
+        // The only topic with the prefix that is not a queue: the empty name.
+        assert_eq!(queue_name("$queue/"), None);
+        assert_eq!(queue_name("queue/x"), None);
+        assert_eq!(to_stomp("$queue"), "/topic/$queue");
+    }
+
+    #[test]
+    fn queue_names_are_checked() {
+        for dest in ["/queue/", "/topic/$queue/"] {
+            assert_eq!(send_topic(dest), Err(DestinationError::Empty(dest.into())));
+            assert_eq!(subscribe_target(dest), Err(DestinationError::Empty(dest.into())));
+        }
+        for dest in ["/queue/a/+", "/queue/#", "/topic/$queue/+", "/topic/$queue/#", "/queue/a+b"] {
+            assert!(
+                matches!(send_topic(dest), Err(DestinationError::Topic { err: TopicError::WildcardInName, .. })),
+                "{dest}"
+            );
+            assert!(
+                matches!(subscribe_target(dest), Err(DestinationError::Topic { err: TopicError::WildcardInName, .. })),
+                "{dest}"
+            );
+        }
+        assert!(matches!(send_topic("/queue/a\0b"), Err(DestinationError::Topic { err: TopicError::Nul, .. })));
+        assert!(matches!(subscribe_target("/queue/\0"), Err(DestinationError::Topic { err: TopicError::Nul, .. })));
+    }
+
+    #[test]
+    fn temp_queues_are_recognised_but_not_served_yet() {
         assert_eq!(Destination::parse("/temp-queue/r1"), Ok(Destination::TempQueue("r1")));
-        assert_eq!(send_topic("/queue/jobs"), Err(DestinationError::QueueUnsupported("/queue/jobs".into())));
-        assert!(subscribe_filter("/temp-queue/r1").unwrap_err().to_string().contains("durable store"));
-        assert_eq!(Destination::parse("/queue/"), Err(DestinationError::Empty("/queue/".into())));
+        assert_eq!(send_topic("/temp-queue/r1"), Err(DestinationError::TempQueueUnsupported("/temp-queue/r1".into())));
+        assert!(subscribe_target("/temp-queue/r1").unwrap_err().to_string().contains("not supported yet"));
     }
 
     #[test]
@@ -198,7 +315,7 @@ mod tests {
 
     #[test]
     fn reply_to_round_trips() {
-        for (stomp, canonical) in [("/topic/a/b", "a/b"), ("/temp-queue/r", "/temp-queue/r"), ("/queue/q", "/queue/q")]
+        for (stomp, canonical) in [("/topic/a/b", "a/b"), ("/temp-queue/r", "/temp-queue/r"), ("/queue/q", "$queue/q")]
         {
             assert_eq!(reply_to_canonical(stomp), canonical);
             assert_eq!(reply_to_stomp(canonical), stomp);
@@ -207,5 +324,9 @@ mod tests {
         assert_eq!(reply_to_canonical("/exchange/x"), "/exchange/x");
         // An MQTT response topic gains /topic/.
         assert_eq!(reply_to_stomp("resp/1"), "/topic/resp/1");
+        // An MQTT response topic that looks like a STOMP queue is a topic like any other.
+        assert_eq!(reply_to_stomp("/queue/q"), "/topic//queue/q");
+        assert_eq!(reply_to_canonical("/topic//queue/q"), "/queue/q");
+        assert_eq!(reply_to_canonical("/topic/$queue/q"), "$queue/q");
     }
 }

@@ -4,13 +4,15 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use diglot_core::{Action, CloseReason, Message, Output, Props, Qos, Topic};
+use diglot_core::{
+    durable_subscription_queue, named_queue, Action, CloseReason, Filter, Message, Output, Props, Qos, Topic,
+};
 
 use super::fault::Fault;
-use super::subs::{AckMode, AddError, Target};
+use super::subs::{AckMode, AddError, Source, Target, Verdict};
 use super::tx::{TxError, TxOp};
 use super::{Reply, Session};
-use crate::destination;
+use crate::destination::{self, SubscribeTo};
 use crate::frame::{Command, Frame};
 use crate::version::Version;
 
@@ -21,8 +23,22 @@ fn require<'f>(frame: &'f Frame, header: &str) -> Result<&'f str, Fault> {
     frame.header(header).ok_or_else(|| Fault::missing(frame.command, header))
 }
 
+/// Whether a SUBSCRIBE or UNSUBSCRIBE asks for a durable subscription: `durable:true`, or
+/// `persistent:true` as RabbitMQ also accepts.
+fn wants_durable(frame: &Frame) -> bool {
+    frame.header("durable") == Some("true") || frame.header("persistent") == Some("true")
+}
+
+/// What a SUBSCRIBE sets up once it is validated.
+enum Plan {
+    /// A plain router subscription.
+    Topic(Filter),
+    /// Bind the durable queue `queue` to `filter` and consume it.
+    Consume { queue: String, durable: bool, filter: Filter, prefetch: u16 },
+}
+
 impl Session {
-    /// SEND: publish to a `/topic/` destination, now or at COMMIT.
+    /// SEND: publish to a `/topic/` or `/queue/` destination, now or at COMMIT.
     pub(super) fn on_send(
         &mut self,
         frame: Frame,
@@ -43,27 +59,33 @@ impl Session {
             self.txs.push(&tx, TxOp::Publish(msg), cost)?;
             return Ok(Reply::Receipt);
         }
-        match receipt {
-            Some(receipt) => {
-                let token = self.receipts.open(receipt, 1).pop();
-                actions.push(Action::Publish { msg, token });
-                Ok(Reply::Done)
-            }
-            None => {
-                actions.push(Action::Publish { msg, token: None });
-                Ok(Reply::Receipt)
-            }
-        }
+        let token = match receipt {
+            Some(receipt) => self.receipts.open(receipt, 1).pop(),
+            None => self.bare_token(&msg),
+        };
+        actions.push(Action::Publish { msg, token });
+        Ok(if receipt.is_some() { Reply::Done } else { Reply::Receipt })
+    }
+
+    /// A token for a publish without a receipt, if the store may refuse it (QoS ≥ 1: a
+    /// persistent SEND or one to a queue), so that a full queue or a store failure still
+    /// reaches the client as an ERROR (`Adapter::on_publish_done`). Its success writes
+    /// nothing.
+    fn bare_token(&mut self, msg: &Message) -> Option<u64> {
+        (msg.qos != Qos::AtMostOnce).then(|| self.receipts.bare())
     }
 
     /// Builds the router message for a SEND, taking its body without copying.
     ///
-    /// `persistent:true` makes it QoS 1 (ARCHITECTURE.md "Protocol mapping"). `content-type`,
-    /// `reply-to` and `correlation-id` become the matching MQTT 5 properties; every other
-    /// header except [`SEND_CONTROL_HEADERS`] becomes a user property, in order, first
-    /// occurrence only (STOMP 1.2 "Repeated Header Entries").
+    /// `persistent:true` makes it QoS 1 (ARCHITECTURE.md "Protocol mapping"); a SEND to a
+    /// queue is always QoS 1, as a queue is durable, so a RECEIPT for it means the store has
+    /// it. `content-type`, `reply-to` and `correlation-id` become the matching MQTT 5
+    /// properties; every other header except [`SEND_CONTROL_HEADERS`] becomes a user
+    /// property, in order, first occurrence only (STOMP 1.2 "Repeated Header Entries").
     fn message_from(&self, topic: Topic, frame: Frame, now: Instant) -> Message {
-        let qos = if frame.header("persistent") == Some("true") { Qos::AtLeastOnce } else { Qos::AtMostOnce };
+        let persistent =
+            frame.header("persistent") == Some("true") || destination::queue_name(topic.as_str()).is_some();
+        let qos = if persistent { Qos::AtLeastOnce } else { Qos::AtMostOnce };
         let mut props = Props::default();
         for (name, value) in frame.headers {
             match name.as_str() {
@@ -92,22 +114,51 @@ impl Session {
         msg
     }
 
-    /// SUBSCRIBE. Every STOMP subscription is registered at QoS 1, so that a persistent
-    /// message keeps its QoS (the router delivers the lower of the two) and is not dropped
-    /// silently at a full outbox; a non-persistent one stays QoS 0. Subscriptions are not
-    /// merged: overlapping subscriptions each get their own MESSAGE, as STOMP expects.
+    /// SUBSCRIBE.
+    ///
+    /// To a topic: a router subscription at QoS 1, so that a persistent message keeps its QoS
+    /// (the router delivers the lower of the two) and is not dropped silently at a full
+    /// outbox; a non-persistent one stays QoS 0. Subscriptions are not merged: overlapping
+    /// subscriptions each get their own MESSAGE, as STOMP expects.
+    ///
+    /// To `/queue/<name>`: [`Action::Bind`] of the named queue to `$queue/<name>` (idempotent)
+    /// then [`Action::Consume`] of it. With `durable:true` (or `persistent:true`) on a topic:
+    /// the same two actions for the client's durable subscription queue, which needs an `id`
+    /// header and a CONNECT `client-id`. Either takes a `prefetch-count` (1 to
+    /// `Limits::max_inflight`, default `max_inflight`) for the consumer's window.
     pub(super) fn on_subscribe(&mut self, frame: &Frame, actions: &mut Vec<Action>) -> Result<Reply, Fault> {
         let dest = require(frame, "destination")?;
-        let filter = destination::subscribe_filter(dest)?;
+        let target = destination::subscribe_target(dest)?;
         let id = match frame.header("id") {
             Some(id) => id,
             // STOMP 1.0 made `id` optional: the destination then names the subscription.
-            None if self.version == Some(Version::V1_0) => dest,
+            None if self.version == Some(Version::V1_0) && !wants_durable(frame) => dest,
             None => return Err(Fault::missing(Command::Subscribe, "id")),
         };
         let ack = AckMode::parse(frame.header("ack"))
             .ok_or_else(|| Fault::protocol("invalid ack mode", "ack must be auto, client or client-individual."))?;
-        let sub = self.subs.add(id, filter.clone(), ack).map_err(|e| match e {
+        let plan = match target {
+            SubscribeTo::Queue { name, filter } => {
+                Plan::Consume { queue: named_queue(name), durable: false, filter, prefetch: self.prefetch(frame)? }
+            }
+            SubscribeTo::Topic(filter) if wants_durable(frame) => {
+                let client_id = self.client_id.as_deref().ok_or_else(|| {
+                    Fault::protocol(
+                        "missing client-id",
+                        "A durable subscription needs a client-id header on CONNECT to name it.",
+                    )
+                })?;
+                let queue = durable_subscription_queue(client_id, id);
+                Plan::Consume { queue, durable: true, filter, prefetch: self.prefetch(frame)? }
+            }
+            SubscribeTo::Topic(filter) => Plan::Topic(filter),
+        };
+        let source = match &plan {
+            Plan::Topic(filter) => Source::Topic(filter.clone()),
+            Plan::Consume { queue, durable: true, .. } => Source::Durable(queue.clone()),
+            Plan::Consume { queue, durable: false, .. } => Source::Queue(queue.clone()),
+        };
+        let sub = self.subs.add(id, source, ack).map_err(|e| match e {
             AddError::Duplicate => {
                 Fault::protocol("duplicate subscription id", format!("Subscription id {id:?} is already in use."))
             }
@@ -116,43 +167,109 @@ impl Session {
                 format!("A connection may hold at most {} subscriptions.", self.limits.max_subscriptions),
             ),
         })?;
-        actions.push(Action::Subscribe { filter, sub, qos: Qos::AtLeastOnce, no_local: false, merge: false });
+        match plan {
+            Plan::Topic(filter) => {
+                actions.push(Action::Subscribe { filter, sub, qos: Qos::AtLeastOnce, no_local: false, merge: false });
+            }
+            Plan::Consume { queue, filter, prefetch, .. } => {
+                actions.push(Action::Bind { queue: queue.clone(), filter, qos: Qos::AtLeastOnce });
+                actions.push(Action::Consume { queue, sub, prefetch, auto_ack: ack == AckMode::Auto });
+            }
+        }
         Ok(Reply::Receipt)
     }
 
+    /// The `prefetch-count` of a SUBSCRIBE to a durable queue: 1 to `Limits::max_inflight`,
+    /// or `max_inflight` without the header.
+    fn prefetch(&self, frame: &Frame) -> Result<u16, Fault> {
+        let max = self.limits.max_inflight.max(1);
+        let Some(value) = frame.header("prefetch-count") else { return Ok(max) };
+        value
+            .parse::<u16>()
+            .ok()
+            .filter(|n| (1..=max).contains(n) && value.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| {
+                Fault::protocol("invalid prefetch-count", format!("prefetch-count must be a number from 1 to {max}."))
+            })
+    }
+
     /// UNSUBSCRIBE by `id` (STOMP 1.0 also by `destination`). Unacked messages of the
-    /// subscription are forgotten.
+    /// subscription are forgotten here; a queue consumer's go back to its queue
+    /// ([`Action::Unconsume`]), and the queue stays. With `durable:true` (or
+    /// `persistent:true`), a durable topic subscription's queue is deleted too
+    /// ([`Action::DeleteQueue`]); that also works for an `id` not subscribed on this
+    /// connection (a durable subscription left by an earlier one), given a CONNECT
+    /// `client-id`.
     pub(super) fn on_unsubscribe(&mut self, frame: &Frame, actions: &mut Vec<Action>) -> Result<Reply, Fault> {
         let id = match (frame.header("id"), self.version) {
             (Some(id), _) => id,
             (None, Some(Version::V1_0)) => require(frame, "destination")?,
             (None, _) => return Err(Fault::missing(Command::Unsubscribe, "id")),
         };
-        let (sub, filter) = self.subs.remove(id).ok_or_else(|| {
-            Fault::protocol("unknown subscription", format!("There is no subscription with id {id:?}."))
-        })?;
-        actions.push(Action::Unsubscribe { filter, sub });
+        let delete = wants_durable(frame);
+        match self.subs.remove(id) {
+            Some((sub, Source::Topic(filter))) => actions.push(Action::Unsubscribe { filter, sub }),
+            Some((sub, Source::Queue(queue))) => actions.push(Action::Unconsume { queue, sub }),
+            Some((sub, Source::Durable(queue))) => {
+                actions.push(Action::Unconsume { queue: queue.clone(), sub });
+                if delete {
+                    actions.push(Action::DeleteQueue(queue));
+                }
+            }
+            None => match (self.client_id.as_deref(), frame.header("id")) {
+                (Some(client_id), Some(id)) if delete => {
+                    actions.push(Action::DeleteQueue(durable_subscription_queue(client_id, id)));
+                }
+                _ => {
+                    return Err(Fault::protocol(
+                        "unknown subscription",
+                        format!("There is no subscription with id {id:?}."),
+                    ))
+                }
+            },
+        }
         Ok(Reply::Receipt)
     }
 
-    /// ACK or NACK, now or at COMMIT.
-    ///
-    /// NACK drops the message for now: redelivery and dead-lettering come with the durable
-    /// store. Like ACK, it is cumulative on a `client` subscription.
-    pub(super) fn on_ack(&mut self, frame: &Frame, nack: bool) -> Result<Reply, Fault> {
+    /// ACK or NACK, now or at COMMIT. Like ACK, NACK is cumulative on a `client`
+    /// subscription. Each settled delivery from a durable queue becomes an [`Action::Ack`],
+    /// or an [`Action::Nack`] whose `requeue` is the NACK's `requeue` header (default `true`;
+    /// `requeue:false` dead-letters). Other deliveries are only forgotten: a NACKed topic
+    /// message is dropped.
+    pub(super) fn on_ack(&mut self, frame: &Frame, nack: bool, actions: &mut Vec<Action>) -> Result<Reply, Fault> {
         if nack && self.version == Some(Version::V1_0) {
             return Err(Fault::protocol("unexpected frame", "NACK is not part of STOMP 1.0."));
         }
+        let verdict = if nack {
+            let requeue = match frame.header("requeue") {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(_) => return Err(Fault::protocol("invalid requeue header", "requeue must be true or false.")),
+            };
+            Verdict::Nack { requeue }
+        } else {
+            Verdict::Ack
+        };
         let targets = self.ack_targets(frame)?;
         match frame.header("transaction") {
-            Some(tx) => self.txs.push(tx, TxOp::Settle(targets), 64)?,
-            None => {
-                for t in targets {
-                    self.subs.settle(t);
-                }
-            }
+            Some(tx) => self.txs.push(tx, TxOp::Settle(targets, verdict), 64)?,
+            None => self.settle(targets, verdict, actions),
         }
         Ok(Reply::Receipt)
+    }
+
+    /// Settles `targets` and pushes the store's ACK or NACK for each durable delivery among
+    /// them, oldest first. A target that an earlier (cumulative) ACK already settled, or whose
+    /// subscription is gone, settles nothing.
+    fn settle(&mut self, targets: Vec<Target>, verdict: Verdict, actions: &mut Vec<Action>) {
+        for t in targets {
+            for at in self.subs.settle(t).into_iter().flatten() {
+                actions.push(match verdict {
+                    Verdict::Ack => Action::Ack(at),
+                    Verdict::Nack { requeue } => Action::Nack { at, requeue },
+                });
+            }
+        }
     }
 
     /// The deliveries an ACK or NACK refers to. STOMP 1.2: `id` is the MESSAGE's `ack` header.
@@ -183,8 +300,9 @@ impl Session {
         Ok(Reply::Receipt)
     }
 
-    /// COMMIT: carry out the transaction's SENDs, ACKs and NACKs in order. A receipt waits
-    /// until every SEND of the transaction has been routed.
+    /// COMMIT: carry out the transaction's SENDs, ACKs and NACKs, in order: each SEND's
+    /// [`Action::Publish`] and each durable delivery's [`Action::Ack`] / [`Action::Nack`]
+    /// are pushed now. A receipt waits until every SEND of the transaction has been routed.
     pub(super) fn on_commit(
         &mut self,
         frame: &Frame,
@@ -192,24 +310,22 @@ impl Session {
         actions: &mut Vec<Action>,
     ) -> Result<Reply, Fault> {
         let ops = self.txs.commit(require(frame, "transaction")?)?;
-        let mut messages = Vec::new();
-        for op in ops {
-            match op {
-                TxOp::Publish(msg) => messages.push(msg),
-                // A target that an ACK outside the transaction already settled is skipped.
-                TxOp::Settle(targets) => targets.into_iter().for_each(|t| {
-                    self.subs.settle(t);
-                }),
-            }
-        }
+        let sends = ops.iter().filter(|op| matches!(op, TxOp::Publish(_))).count();
         let mut tokens = match receipt {
-            Some(receipt) if !messages.is_empty() => self.receipts.open(receipt, messages.len()),
+            Some(receipt) if sends > 0 => self.receipts.open(receipt, sends),
             _ => Vec::new(),
         }
         .into_iter();
         let reply = if tokens.len() > 0 { Reply::Done } else { Reply::Receipt };
-        for msg in messages {
-            actions.push(Action::Publish { msg, token: tokens.next() });
+        for op in ops {
+            match op {
+                TxOp::Publish(msg) => {
+                    let token = if receipt.is_some() { tokens.next() } else { self.bare_token(&msg) };
+                    actions.push(Action::Publish { msg, token });
+                }
+                // A target that an ACK outside the transaction already settled is skipped.
+                TxOp::Settle(targets, verdict) => self.settle(targets, verdict, actions),
+            }
         }
         Ok(reply)
     }

@@ -3,7 +3,7 @@
 //! its body, and the connection's [`CloseReason`] (STOMP 1.2 "ERROR": the server closes the
 //! connection right after sending it).
 
-use diglot_core::CloseReason;
+use diglot_core::{CloseReason, PublishError};
 
 use super::tx::TxError;
 use crate::codec::CodecError;
@@ -122,10 +122,25 @@ impl From<DestinationError> for Fault {
     fn from(e: DestinationError) -> Fault {
         let message = match e {
             DestinationError::Unknown(_) => "unknown destination",
-            DestinationError::QueueUnsupported(_) => "queues not supported yet",
+            DestinationError::TempQueueUnsupported(_) => "temp-queues not supported yet",
             DestinationError::Empty(_) | DestinationError::Topic { .. } => "invalid destination",
         };
         Fault::protocol(message, e.to_string())
+    }
+}
+
+impl From<PublishError> for Fault {
+    /// A publish the driver could not carry out: refused (a protocol error), a durable queue
+    /// full under the `reject` overflow policy (a limit), or a store failure (the broker's
+    /// fault, closed like an I/O error). The body is the driver's text: the refusal's reason,
+    /// or `queue full: <detail>` / `store error: <detail>`.
+    fn from(e: PublishError) -> Fault {
+        let detail = e.to_string();
+        match e {
+            PublishError::Refused(why) => Fault::protocol("publish refused", why),
+            PublishError::QueueFull(_) => Fault::limit("queue full", detail),
+            PublishError::Store(_) => Fault::new("store error", detail.clone(), CloseReason::Io(detail)),
+        }
     }
 }
 

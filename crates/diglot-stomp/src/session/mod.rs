@@ -2,18 +2,39 @@
 //! [`diglot_core::Adapter`].
 //!
 //! The session decodes frames with the [`Decoder`], negotiates the version and heart-beats at
-//! CONNECT, turns SEND / SUBSCRIBE / UNSUBSCRIBE / ACK / NACK into router [`Action`]s, keeps
-//! receipts, the prefetch window of unacked messages and in-memory transactions, and encodes
-//! deliveries as MESSAGE frames. Every error is an ERROR frame followed by
-//! [`Action::Close`] (STOMP 1.2 "ERROR"); no input can make it panic.
+//! CONNECT, turns SEND / SUBSCRIBE / UNSUBSCRIBE / ACK / NACK into router and store
+//! [`Action`]s, keeps receipts, the prefetch window of unacked messages and in-memory
+//! transactions, and encodes deliveries as MESSAGE frames. Every error is an ERROR frame
+//! followed by [`Action::Close`] (STOMP 1.2 "ERROR"); no input can make it panic.
 //!
 //! Output: exactly one STOMP frame (or one heart-beat EOL) per [`Output::end_frame`], and text
 //! is preferred, so a WebSocket driver sends one text message per frame as STOMP over
 //! WebSocket clients expect.
 //!
-//! Not here yet: `/queue/` and `/temp-queue/` destinations, durable subscriptions, redelivery
-//! and dead-lettering (they need the durable store), and authentication (`login` and
-//! `passcode` are accepted and ignored until auth arrives).
+//! # Actions, frame by frame
+//!
+//! | Frame | Actions |
+//! |---|---|
+//! | CONNECT with `client-id` | `ClaimClientId` |
+//! | SEND `/topic/<t>` | `Publish` (QoS 1 with `persistent:true`, else 0) |
+//! | SEND `/queue/<q>` | `Publish` to `$queue/<q>`, always QoS 1 |
+//! | SUBSCRIBE `/topic/<f>` | `Subscribe` |
+//! | SUBSCRIBE `/queue/<q>` | `Bind { queue/<q>, $queue/<q>, QoS 1 }`, `Consume` |
+//! | SUBSCRIBE `/topic/<f>` `durable:true` | `Bind { $durable/<client-id>/<id>, <f>, QoS 1 }`, `Consume` |
+//! | UNSUBSCRIBE (topic / queue / durable) | `Unsubscribe` / `Unconsume` / `Unconsume` |
+//! | UNSUBSCRIBE `durable:true` of a durable subscription | `Unconsume`, `DeleteQueue` |
+//! | ACK / NACK of durable deliveries | one `Ack` / `Nack { requeue }` per delivery, oldest first |
+//! | COMMIT | the transaction's `Publish`, `Ack` and `Nack` actions, in frame order |
+//! | ERROR, DISCONNECT | `Close` |
+//!
+//! `Consume` carries the subscription's `prefetch-count` (default `Limits::max_inflight`) and
+//! `auto_ack` for `ack:auto`. A `Publish` carries a token when the SEND (or COMMIT) asked for
+//! a receipt, and also for every QoS 1 SEND without one, so that a failed publish
+//! ([`PublishError`]) always reaches the client: ERROR `publish refused`, `queue full` or
+//! `store error` (with `receipt-id` if there was a receipt), then `Close`.
+//!
+//! Not here yet: `/temp-queue/` destinations (refused with an ERROR), and authentication
+//! (`login` and `passcode` are accepted and ignored until auth arrives).
 
 mod commands;
 mod connect;
@@ -173,8 +194,8 @@ impl Session {
             Command::Send => self.on_send(frame, receipt, now, actions),
             Command::Subscribe => self.on_subscribe(&frame, actions),
             Command::Unsubscribe => self.on_unsubscribe(&frame, actions),
-            Command::Ack => self.on_ack(&frame, false),
-            Command::Nack => self.on_ack(&frame, true),
+            Command::Ack => self.on_ack(&frame, false, actions),
+            Command::Nack => self.on_ack(&frame, true, actions),
             Command::Begin => self.on_begin(&frame),
             Command::Commit => self.on_commit(&frame, receipt, actions),
             Command::Abort => self.on_abort(&frame),
@@ -273,7 +294,7 @@ impl Adapter for Session {
             }
             Err(e) => {
                 let receipt = self.receipts.failed(token);
-                self.fail(Fault::protocol("publish refused", e.to_string()), receipt.as_deref(), out, actions);
+                self.fail(Fault::from(e), receipt.as_deref(), out, actions);
             }
         }
     }

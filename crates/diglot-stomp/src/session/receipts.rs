@@ -1,6 +1,7 @@
 //! RECEIPTs that wait for publishes: a SEND with `receipt`, or a COMMIT with `receipt` that
 //! replays several SENDs, is answered only once the driver reports every one of its publishes
-//! routed (and, for persistent messages, stored) through `Adapter::on_publish_done`.
+//! routed (and, for persistent messages, stored) through `Adapter::on_publish_done`. A QoS ≥ 1
+//! publish without a receipt gets a bare token, so that its failure is still reported.
 
 use std::collections::HashMap;
 
@@ -44,6 +45,15 @@ impl Receipts {
             .collect()
     }
 
+    /// A token that belongs to no receipt: the driver reports the publish, but its success
+    /// owes the client nothing ([`Receipts::succeeded`] says `Pending`, [`Receipts::failed`]
+    /// `None`).
+    pub(crate) fn bare(&mut self) -> u64 {
+        let token = self.next_token;
+        self.next_token += 1;
+        token
+    }
+
     /// The publish with `token` succeeded.
     pub(crate) fn succeeded(&mut self, token: u64) -> Done {
         let Some(group) = self.tokens.remove(&token) else { return Done::Pending };
@@ -81,5 +91,10 @@ mod tests {
         assert_eq!(r.failed(t[0]), Some("c2".into()));
         assert_eq!(r.succeeded(t[1]), Done::Pending);
         assert_eq!(r.failed(t[2]), None);
+        let b = r.bare();
+        assert!(!t.contains(&b));
+        assert_eq!(r.succeeded(b), Done::Pending);
+        let b = r.bare();
+        assert_eq!(r.failed(b), None);
     }
 }

@@ -9,12 +9,18 @@
 //! message and every earlier one on the subscription); with `client-individual` it
 //! acknowledges that message only. NACK has the same reach.
 //!
-//! Unacked messages live in memory only: they are forgotten when the subscription or the
-//! connection ends. Redelivery comes with the durable store.
+//! A subscription's messages come from a [`Source`]: the router (a plain `/topic/`
+//! subscription) or a durable queue (a `/queue/` subscription or a durable topic
+//! subscription). A delivery from a durable queue carries a [`DurableRef`], kept with its
+//! unacked entry, so that settling it tells the session which store entries to ACK or NACK.
+//!
+//! The unacked bookkeeping itself lives in memory: it is forgotten when the subscription or
+//! the connection ends. For a durable queue that is safe, because the store still holds every
+//! unacknowledged entry and the driver redelivers it when the consumer detaches.
 
 use std::collections::{HashMap, VecDeque};
 
-use diglot_core::{Filter, SubId};
+use diglot_core::{DurableRef, Filter, SubId};
 
 /// A subscription's `ack` mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +45,17 @@ impl AckMode {
     }
 }
 
+/// Where a subscription's messages come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The router, through a plain subscription on this filter.
+    Topic(Filter),
+    /// The named durable queue (`/queue/<name>`), shared with other consumers.
+    Queue(String),
+    /// The durable queue of a durable topic subscription, owned by this client.
+    Durable(String),
+}
+
 /// One delivered, unacknowledged message.
 #[derive(Debug, Clone, Copy)]
 struct Unacked {
@@ -46,6 +63,8 @@ struct Unacked {
     ack: u64,
     /// The broker's message id (the `message-id` header).
     msg: u64,
+    /// Where the store keeps it, for a delivery from a durable queue.
+    durable: Option<DurableRef>,
 }
 
 /// One STOMP subscription.
@@ -53,8 +72,8 @@ struct Unacked {
 pub(crate) struct Sub {
     /// The client's id for it.
     pub(crate) id: String,
-    /// The canonical filter.
-    pub(crate) filter: Filter,
+    /// Where its messages come from.
+    pub(crate) source: Source,
     /// The ack mode.
     pub(crate) ack: AckMode,
     /// Delivered and unacknowledged messages, oldest first (ack ids increase).
@@ -66,6 +85,19 @@ pub(crate) struct Sub {
 pub(crate) struct Target {
     sub: SubId,
     ack: u64,
+}
+
+/// What an ACK or NACK says about the messages it settles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// ACK: done with them.
+    Ack,
+    /// NACK: refused; durable ones go back to their queue (`requeue`) or to the dead-letter
+    /// queue.
+    Nack {
+        /// Redeliver rather than dead-letter.
+        requeue: bool,
+    },
 }
 
 /// Why a subscription could not be added.
@@ -103,7 +135,7 @@ impl Subscriptions {
     }
 
     /// Adds a subscription and returns the router id allocated for it.
-    pub(crate) fn add(&mut self, id: &str, filter: Filter, ack: AckMode) -> Result<SubId, AddError> {
+    pub(crate) fn add(&mut self, id: &str, source: Source, ack: AckMode) -> Result<SubId, AddError> {
         if self.by_id.contains_key(id) {
             return Err(AddError::Duplicate);
         }
@@ -117,18 +149,18 @@ impl Subscriptions {
         let sub = self.next_sub;
         self.next_sub = self.next_sub.wrapping_add(1);
         self.by_id.insert(id.to_owned(), sub);
-        self.subs.insert(sub, Sub { id: id.to_owned(), filter, ack, unacked: VecDeque::new() });
+        self.subs.insert(sub, Sub { id: id.to_owned(), source, ack, unacked: VecDeque::new() });
         Ok(sub)
     }
 
     /// Removes the subscription with the client's `id`, forgetting its unacked messages.
-    pub(crate) fn remove(&mut self, id: &str) -> Option<(SubId, Filter)> {
+    pub(crate) fn remove(&mut self, id: &str) -> Option<(SubId, Source)> {
         let sub = self.by_id.remove(id)?;
         let s = self.subs.remove(&sub)?;
         for u in &s.unacked {
             self.by_ack.remove(&u.ack);
         }
-        Some((sub, s.filter))
+        Some((sub, s.source))
     }
 
     /// The subscription with router id `sub`.
@@ -141,16 +173,16 @@ impl Subscriptions {
         self.by_ack.len()
     }
 
-    /// Records a delivery of message `msg` on `sub`. Returns the ack id if the subscription
-    /// needs an acknowledgement.
-    pub(crate) fn track(&mut self, sub: SubId, msg: u64) -> Option<u64> {
+    /// Records a delivery of message `msg` on `sub`, from the store entry `durable` if it came
+    /// from a durable queue. Returns the ack id if the subscription needs an acknowledgement.
+    pub(crate) fn track(&mut self, sub: SubId, msg: u64, durable: Option<DurableRef>) -> Option<u64> {
         let s = self.subs.get_mut(&sub)?;
         if s.ack == AckMode::Auto {
             return None;
         }
         let ack = self.next_ack;
         self.next_ack += 1;
-        s.unacked.push_back(Unacked { ack, msg });
+        s.unacked.push_back(Unacked { ack, msg, durable });
         self.by_ack.insert(ack, sub);
         Some(ack)
     }
@@ -181,12 +213,13 @@ impl Subscriptions {
         found
     }
 
-    /// Acknowledges (or drops, for NACK) the target: with `client` mode everything up to and
-    /// including it, with `client-individual` just it. Returns how many messages were settled
-    /// (0 if an earlier cumulative ACK already covered it).
-    pub(crate) fn settle(&mut self, t: Target) -> usize {
-        let Some(s) = self.subs.get_mut(&t.sub) else { return 0 };
-        let Ok(pos) = s.unacked.binary_search_by_key(&t.ack, |u| u.ack) else { return 0 };
+    /// Settles (ACKs or NACKs) the target: with `client` mode everything up to and including
+    /// it, with `client-individual` just it. Returns one entry per settled message, oldest
+    /// first, with its store entry if it came from a durable queue (empty if the subscription
+    /// is gone or an earlier cumulative ACK already covered the target).
+    pub(crate) fn settle(&mut self, t: Target) -> Vec<Option<DurableRef>> {
+        let Some(s) = self.subs.get_mut(&t.sub) else { return Vec::new() };
+        let Ok(pos) = s.unacked.binary_search_by_key(&t.ack, |u| u.ack) else { return Vec::new() };
         let settled: Vec<Unacked> = match s.ack {
             AckMode::Client => s.unacked.drain(..=pos).collect(),
             AckMode::ClientIndividual | AckMode::Auto => s.unacked.remove(pos).into_iter().collect(),
@@ -194,7 +227,7 @@ impl Subscriptions {
         for u in &settled {
             self.by_ack.remove(&u.ack);
         }
-        settled.len()
+        settled.into_iter().map(|u| u.durable).collect()
     }
 }
 
@@ -202,8 +235,12 @@ impl Subscriptions {
 mod tests {
     use super::*;
 
-    fn f(s: &str) -> Filter {
-        Filter::new(s).unwrap()
+    fn f(s: &str) -> Source {
+        Source::Topic(Filter::new(s).unwrap())
+    }
+
+    fn r(seq: u64) -> Option<DurableRef> {
+        Some(DurableRef { queue: 9, seq })
     }
 
     #[test]
@@ -211,13 +248,13 @@ mod tests {
         let mut s = Subscriptions::new(10);
         let a = s.add("a", f("x"), AckMode::Client).unwrap();
         let b = s.add("b", f("x"), AckMode::ClientIndividual).unwrap();
-        let a_acks: Vec<u64> = (1..=3).map(|m| s.track(a, m).unwrap()).collect();
-        let b_acks: Vec<u64> = (1..=3).map(|m| s.track(b, m).unwrap()).collect();
+        let a_acks: Vec<u64> = (1..=3).map(|m| s.track(a, m, None).unwrap()).collect();
+        let b_acks: Vec<u64> = (1..=3).map(|m| s.track(b, m, None).unwrap()).collect();
         assert_eq!(s.unacked(), 6);
-        assert_eq!(s.settle(s.by_ack(a_acks[1]).unwrap()), 2);
+        assert_eq!(s.settle(s.by_ack(a_acks[1]).unwrap()).len(), 2);
         assert_eq!(s.unacked(), 4);
         assert!(s.by_ack(a_acks[0]).is_none());
-        assert_eq!(s.settle(s.by_ack(b_acks[1]).unwrap()), 1);
+        assert_eq!(s.settle(s.by_ack(b_acks[1]).unwrap()).len(), 1);
         assert!(s.by_ack(b_acks[0]).is_some());
         assert_eq!(s.by_message(Some("b"), 3).len(), 1);
         assert_eq!(s.by_message(None, 3).len(), 2);
@@ -228,7 +265,7 @@ mod tests {
     fn auto_is_not_tracked_and_limits_hold() {
         let mut s = Subscriptions::new(2);
         let a = s.add("a", f("x"), AckMode::Auto).unwrap();
-        assert_eq!(s.track(a, 1), None);
+        assert_eq!(s.track(a, 1, r(1)), None);
         assert_eq!(s.add("a", f("y"), AckMode::Auto), Err(AddError::Duplicate));
         s.add("b", f("y"), AckMode::Client).unwrap();
         assert_eq!(s.add("c", f("y"), AckMode::Auto), Err(AddError::TooMany));
@@ -241,8 +278,22 @@ mod tests {
     fn removing_forgets_unacked() {
         let mut s = Subscriptions::new(2);
         let a = s.add("a", f("x"), AckMode::Client).unwrap();
-        s.track(a, 1);
-        s.remove("a");
+        s.track(a, 1, None);
+        assert_eq!(s.remove("a"), Some((a, f("x"))));
         assert_eq!(s.unacked(), 0);
+    }
+
+    #[test]
+    fn settling_returns_store_entries_oldest_first() {
+        let mut s = Subscriptions::new(3);
+        let q = s.add("q", Source::Queue("queue/j".into()), AckMode::Client).unwrap();
+        let acks: Vec<u64> = (1..=3).map(|m| s.track(q, m, r(10 + m)).unwrap()).collect();
+        assert_eq!(s.settle(s.by_ack(acks[1]).unwrap()), vec![r(11), r(12)]);
+        assert_eq!(s.settle(Target { sub: q, ack: acks[0] }), vec![]);
+        let i = s.add("i", Source::Durable("$durable/c/i".into()), AckMode::ClientIndividual).unwrap();
+        let mixed = [s.track(i, 1, None).unwrap(), s.track(i, 2, r(5)).unwrap()];
+        assert_eq!(s.settle(s.by_ack(mixed[1]).unwrap()), vec![r(5)]);
+        assert_eq!(s.settle(s.by_ack(mixed[0]).unwrap()), vec![None]);
+        assert_eq!(s.get(i).unwrap().source, Source::Durable("$durable/c/i".into()));
     }
 }

@@ -1,7 +1,9 @@
 //! STOMP transactions (BEGIN / COMMIT / ABORT), held in memory.
 //!
 //! A SEND, ACK or NACK that names a `transaction` is buffered here instead of taking effect;
-//! COMMIT hands the buffered operations back, in order, for the session to carry out, and
+//! COMMIT hands the buffered operations back, in order, for the session to carry out (so the
+//! [`diglot_core::Action::Ack`] / [`diglot_core::Action::Nack`] of a transactional ACK or NACK
+//! of a durable delivery is pushed only at COMMIT, in order with the SENDs), and
 //! ABORT discards them (STOMP 1.2 "BEGIN", "COMMIT", "ABORT"). A disconnect aborts every open
 //! transaction.
 //!
@@ -13,7 +15,7 @@ use std::collections::HashMap;
 
 use diglot_core::Message;
 
-use super::subs::Target;
+use super::subs::{Target, Verdict};
 
 /// Most open transactions per connection.
 pub(crate) const MAX_OPEN: usize = 64;
@@ -27,8 +29,8 @@ pub(crate) const BYTES_PER_FRAME_LIMIT: usize = 16;
 pub(crate) enum TxOp {
     /// A SEND, already validated and turned into a message.
     Publish(Message),
-    /// An ACK (or NACK) of these deliveries.
-    Settle(Vec<Target>),
+    /// An ACK or NACK of these deliveries.
+    Settle(Vec<Target>, Verdict),
 }
 
 /// Why a transaction operation was refused.
@@ -128,15 +130,15 @@ mod tests {
     #[test]
     fn lifecycle_and_bounds() {
         let mut t = Transactions::new(100);
-        assert_eq!(t.push("x", TxOp::Settle(vec![]), 1), Err(TxError::Unknown));
+        assert_eq!(t.push("x", TxOp::Settle(vec![], Verdict::Ack), 1), Err(TxError::Unknown));
         t.begin("x").unwrap();
         assert_eq!(t.begin("x"), Err(TxError::Duplicate));
-        t.push("x", TxOp::Settle(vec![]), 1000).unwrap();
-        assert_eq!(t.push("x", TxOp::Settle(vec![]), 601), Err(TxError::TooLarge));
+        t.push("x", TxOp::Settle(vec![], Verdict::Ack), 1000).unwrap();
+        assert_eq!(t.push("x", TxOp::Settle(vec![], Verdict::Ack), 601), Err(TxError::TooLarge));
         assert_eq!(t.commit("x").unwrap().len(), 1);
         assert_eq!(t.commit("x").unwrap_err(), TxError::Unknown);
         t.begin("y").unwrap();
-        t.push("y", TxOp::Settle(vec![]), 1600).unwrap();
+        t.push("y", TxOp::Settle(vec![], Verdict::Ack), 1600).unwrap();
         t.abort("y").unwrap();
         assert!(!t.is_open("y"));
         for i in 0..MAX_OPEN {

@@ -18,7 +18,7 @@ fn delivery_formatting_1_2_escapes() {
     }));
     h.deliver(sub, m.clone());
     let chunk = {
-        let d = Delivery { sub, qos: m.qos, msg: Arc::new(m) };
+        let d = Delivery::new(Arc::new(m.clone()), sub, m.qos);
         let now = h.t0;
         h.s.on_delivery(d, now, &mut h.out);
         h.chunks().pop().unwrap()
@@ -37,7 +37,7 @@ fn delivery_formatting_1_0_is_not_escaped() {
     let sub = h.subscribe("s", "/topic/a", "client");
     let mut m = message(5, "a", b"x");
     m.props = Some(Box::new(Props { user: vec![("k".into(), "a\\b:c".into())], ..Props::default() }));
-    let d = Delivery { sub, qos: m.qos, msg: Arc::new(m) };
+    let d = Delivery::new(Arc::new(m.clone()), sub, m.qos);
     let now = h.t0;
     h.s.on_delivery(d, now, &mut h.out);
     let chunk = h.chunks().pop().unwrap();
@@ -123,7 +123,7 @@ fn deliveries_for_removed_subscriptions_are_dropped() {
     h.connect("1.2");
     let sub = h.subscribe("s", "/topic/a", "client");
     h.feed(b"UNSUBSCRIBE\nid:s\n\n\0");
-    let d = Delivery { sub, qos: Qos::AtMostOnce, msg: Arc::new(message(1, "a", b"")) };
+    let d = Delivery::new(Arc::new(message(1, "a", b"")), sub, Qos::AtMostOnce);
     let now = h.t0;
     h.s.on_delivery(d, now, &mut h.out);
     assert!(h.frames().is_empty());

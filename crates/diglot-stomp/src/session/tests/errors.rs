@@ -46,9 +46,12 @@ fn random_input_never_panics() {
         x ^= x << 17;
         x
     };
-    let pieces: [&[u8]; 12] = [
-        b"CONNECT\naccept-version:1.0,1.1,1.2\nheart-beat:1,1\n\n\0",
+    let pieces: [&[u8]; 15] = [
+        b"CONNECT\naccept-version:1.0,1.1,1.2\nheart-beat:1,1\nclient-id:c\n\n\0",
         b"SUBSCRIBE\nid:1\ndestination:/topic/#\nack:client\n\n\0",
+        b"SUBSCRIBE\nid:2\ndestination:/queue/q\nack:client-individual\nprefetch-count:2\n\n\0",
+        b"SUBSCRIBE\nid:0\ndestination:/topic/d\nack:client\ndurable:true\n\n\0",
+        b"NACK\nid:2\nrequeue:false\ntransaction:t\n\n\0",
         b"SEND\ndestination:/topic/a\nreceipt:1\ntransaction:t\n\nx\0",
         b"ACK\nid:1\n\n\0",
         b"NACK\nmessage-id:1\nsubscription:1\n\n\0",
@@ -63,17 +66,18 @@ fn random_input_never_panics() {
     for _ in 0..500 {
         let mut h = H::new();
         for _ in 0..(next() % 12) {
-            let mut piece = pieces[(next() % 12) as usize].to_vec();
+            let mut piece = pieces[(next() % 15) as usize].to_vec();
             if next() % 3 == 0 && !piece.is_empty() {
                 let at = (next() as usize) % piece.len();
                 piece[at] = next() as u8;
             }
             h.feed(&piece);
-            let d = Delivery {
-                sub: (next() % 3) as SubId,
-                qos: Qos::AtLeastOnce,
-                msg: Arc::new(message(next() % 4, "a", b"p")),
-            };
+            let mut d =
+                Delivery::new(Arc::new(message(next() % 4, "a", b"p")), (next() % 3) as SubId, Qos::AtLeastOnce);
+            if next() % 2 == 0 {
+                d.durable = Some(DurableRef { queue: 1, seq: next() % 8 });
+                d.redeliveries = (next() % 3) as u32;
+            }
             let now = h.t0;
             h.s.on_delivery(d, now, &mut h.out);
             h.s.on_publish_done(next() % 4, Ok(()), &mut h.out, &mut h.actions);

@@ -67,8 +67,12 @@ x-a:1\nx-a:2\nx\\cb:v\\nw\ncontent-type:ignored\ncontent-length:2\n\nhi\0",
 #[test]
 fn destination_errors() {
     let cases = [
-        ("SEND\ndestination:/queue/jobs\nreceipt:q\n\n\0", "queues not supported yet"),
-        ("SUBSCRIBE\nid:1\ndestination:/temp-queue/r\n\n\0", "queues not supported yet"),
+        ("SEND\ndestination:/temp-queue/r\nreceipt:q\n\n\0", "temp-queues not supported yet"),
+        ("SUBSCRIBE\nid:1\ndestination:/temp-queue/r\n\n\0", "temp-queues not supported yet"),
+        ("SEND\ndestination:/queue/\n\n\0", "invalid destination"),
+        ("SEND\ndestination:/queue/a/+\n\n\0", "invalid destination"),
+        ("SUBSCRIBE\nid:1\ndestination:/queue/#\n\n\0", "invalid destination"),
+        ("SUBSCRIBE\nid:1\ndestination:/topic/$queue/+\n\n\0", "invalid destination"),
         ("SEND\ndestination:/exchange/x\n\n\0", "unknown destination"),
         ("SEND\ndestination:/topic/a/#\n\n\0", "invalid destination"),
         ("SUBSCRIBE\nid:1\ndestination:/topic/a#\n\n\0", "invalid destination"),
@@ -85,8 +89,8 @@ fn destination_errors() {
         if frame.contains("receipt:q") {
             assert_eq!(f.header("receipt-id"), Some("q"));
         }
-        if message == "queues not supported yet" {
-            assert!(String::from_utf8_lossy(&f.body).contains("durable store"));
+        if message == "temp-queues not supported yet" {
+            assert!(String::from_utf8_lossy(&f.body).contains("not supported yet"));
         }
     }
 }

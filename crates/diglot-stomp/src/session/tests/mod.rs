@@ -3,6 +3,7 @@
 
 mod connect;
 mod delivery;
+mod durable;
 mod errors;
 mod messaging;
 mod timers;
@@ -14,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use diglot_core::{
-    Action, Adapter, CloseReason, ConnInfo, Delivery, Filter, Limits, Message, Output, Props, PublishError, Qos, SubId,
-    Topic, Transport,
+    Action, Adapter, CloseReason, ConnInfo, Delivery, DurableRef, Filter, Limits, Message, Output, Props, PublishError,
+    Qos, SubId, Topic, Transport,
 };
 
 use super::{Config, Session};
@@ -145,7 +146,21 @@ impl H {
     }
 
     fn deliver(&mut self, sub: SubId, msg: Message) -> Frame {
-        let d = Delivery { sub, qos: msg.qos, msg: Arc::new(msg) };
+        let qos = msg.qos;
+        self.deliver_with(Delivery::new(Arc::new(msg), sub, qos))
+    }
+
+    /// Delivers `msg` as the store entry `seq` of queue 1, delivered `redeliveries` times
+    /// before.
+    fn deliver_durable(&mut self, sub: SubId, msg: Message, seq: u64, redeliveries: u32) -> Frame {
+        let qos = msg.qos;
+        let mut d = Delivery::new(Arc::new(msg), sub, qos);
+        d.durable = Some(durable_ref(seq));
+        d.redeliveries = redeliveries;
+        self.deliver_with(d)
+    }
+
+    fn deliver_with(&mut self, d: Delivery) -> Frame {
         let now = self.t0;
         self.s.on_delivery(d, now, &mut self.out);
         self.one()
@@ -156,6 +171,10 @@ fn message(id: u64, topic: &str, body: &'static [u8]) -> Message {
     let mut m = Message::new(Topic::new(topic).unwrap(), Bytes::from_static(body), Qos::AtMostOnce, false);
     m.id = id;
     m
+}
+
+fn durable_ref(seq: u64) -> DurableRef {
+    DurableRef { queue: 1, seq }
 }
 
 fn publish(a: Action) -> (Message, Option<u64>) {
