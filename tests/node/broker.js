@@ -71,7 +71,9 @@ export async function startBroker() {
 
   const env = { ...process.env, NO_COLOR: '1' };
   delete env.RUST_LOG;
+  // The daemon's data directory (the store's default `data`) lands in the temp dir too.
   const child = spawn(DIGLOT_BIN, ['--config', config], {
+    cwd: dir,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -110,6 +110,7 @@ def start_broker():
     try:
         proc = subprocess.Popen(
             [DIGLOT_BIN, "--config", config],
+            cwd=tmpdir,  # the store's default data directory lands in the temp dir too
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -16,14 +16,19 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use diglot_core::{
-    Action, Adapter, CloseReason, ConnInfo, Delivery, Filter, Outbox, Output, SubId, Subscriber, Transport,
+    session_queue, Action, Adapter, CloseReason, ConnInfo, Delivery, Filter, Outbox, Output, PublishError, SubId,
+    Subscriber, Target, Transport,
 };
 use tokio::sync::Notify;
 use tokio::time::{sleep_until, timeout};
 
+use crate::durable::{ConsumerSpec, Queue};
 use crate::link::{Link, Read};
 use crate::negotiate::Proto;
 use crate::server::Shared;
+
+/// Topics under this prefix publish straight into the named queue (`$queue/<name>`).
+const QUEUE_TOPIC_PREFIX: &str = "$queue/";
 
 /// Most deliveries encoded per wake-up before the driver writes and looks at its socket again.
 const DELIVERY_BATCH: usize = 256;
@@ -44,6 +49,11 @@ struct Conn {
     outbox: Arc<Outbox>,
     kick: Arc<Notify>,
     subs: HashMap<SubId, Filter>,
+    /// Durable queues this connection consumes: sub → (queue, ack on hand-over).
+    consumers: HashMap<SubId, (Arc<Queue>, bool)>,
+    /// A stored session this connection resumed without keeping it (MQTT 5 clean start 0
+    /// with session expiry 0): deleted when the connection ends.
+    ephemeral_session: Option<String>,
     client_id: Option<String>,
     peer: SocketAddr,
     transport: Transport,
@@ -73,6 +83,8 @@ pub(crate) async fn run(
         outbox: Arc::new(Outbox::new(limits.outbox_max_messages, limits.outbox_max_bytes)),
         kick: Arc::new(Notify::new()),
         subs: HashMap::new(),
+        consumers: HashMap::new(),
+        ephemeral_session: None,
         client_id: None,
         peer,
         transport,
@@ -109,7 +121,7 @@ pub(crate) async fn run(
             }
             Event::Read(Ok(Read::Data(n))) => {
                 conn.bytes_in += n as u64;
-                on_input(&shared, &mut conn, adapter.as_mut(), &mut input, now, &mut out, &mut actions)
+                on_input(&shared, &mut conn, adapter.as_mut(), &mut input, now, &mut out, &mut actions).await
             }
             Event::Read(Ok(Read::Closed)) => Some(CloseReason::PeerClosed),
             Event::Read(Ok(Read::Violation(why))) => {
@@ -118,10 +130,10 @@ pub(crate) async fn run(
                 Some(reason)
             }
             Event::Read(Err(e)) => Some(CloseReason::Io(e.to_string())),
-            Event::Deliver => deliver(&mut conn, adapter.as_mut(), now, &mut out),
+            Event::Deliver => deliver(&shared, &mut conn, adapter.as_mut(), now, &mut out).await,
             Event::Timer => {
                 adapter.on_timer(now, &mut out, &mut actions);
-                execute(&shared, &mut conn, adapter.as_mut(), &mut actions, &mut out)
+                execute(&shared, &mut conn, adapter.as_mut(), &mut actions, &mut out).await
             }
         };
         let limit = if closed.is_some() { GOODBYE_TIMEOUT.min(shared.write_timeout) } else { shared.write_timeout };
@@ -141,7 +153,7 @@ pub(crate) async fn run(
         }
     };
     let _ = timeout(GOODBYE_TIMEOUT, link.close(&reason)).await;
-    finish(&shared, conn, adapter, reason, started);
+    finish(&shared, conn, adapter, reason, started).await;
 }
 
 async fn sleep_or_never(deadline: Option<Instant>) {
@@ -152,7 +164,7 @@ async fn sleep_or_never(deadline: Option<Instant>) {
 }
 
 /// Feeds the adapter frame by frame, carrying out each frame's actions before the next.
-fn on_input(
+async fn on_input(
     shared: &Shared,
     conn: &mut Conn,
     adapter: &mut dyn Adapter,
@@ -164,7 +176,7 @@ fn on_input(
     let mut closed;
     loop {
         let progressed = adapter.on_input(input, now, out, actions);
-        closed = execute(shared, conn, adapter, actions, out);
+        closed = execute(shared, conn, adapter, actions, out).await;
         if closed.is_some() || !progressed {
             break;
         }
@@ -177,7 +189,13 @@ fn on_input(
 }
 
 /// Moves deliveries from the outbox into the adapter while it has room.
-fn deliver(conn: &mut Conn, adapter: &mut dyn Adapter, now: Instant, out: &mut Output) -> Option<CloseReason> {
+async fn deliver(
+    shared: &Shared,
+    conn: &mut Conn,
+    adapter: &mut dyn Adapter,
+    now: Instant,
+    out: &mut Output,
+) -> Option<CloseReason> {
     let mut batch: Vec<Delivery> = Vec::with_capacity(1);
     for _ in 0..DELIVERY_BATCH {
         if !adapter.can_deliver() {
@@ -187,13 +205,21 @@ fn deliver(conn: &mut Conn, adapter: &mut dyn Adapter, now: Instant, out: &mut O
             return Some(CloseReason::SlowConsumer);
         }
         let Some(d) = batch.pop() else { break };
+        let auto_ack = match d.durable {
+            Some(at) => conn.consumers.get(&d.sub).is_some_and(|(_, auto)| *auto).then_some(at),
+            None => None,
+        };
         adapter.on_delivery(d, now, out);
+        // An `ack:auto` consumer's entry is done once it is handed to the client.
+        if let Some(at) = auto_ack {
+            shared.durable.ack(conn.id, at).await;
+        }
     }
     None
 }
 
 /// Carries out the adapter's actions in order. Returns the close reason if one was asked for.
-fn execute(
+async fn execute(
     shared: &Shared,
     conn: &mut Conn,
     adapter: &mut dyn Adapter,
@@ -201,41 +227,15 @@ fn execute(
     out: &mut Output,
 ) -> Option<CloseReason> {
     let mut closed = None;
-    // on_publish_done may push more actions; carry those out too, in order.
+    // on_publish_done and on_session_opened may push more actions; carry those out too, in order.
     while !actions.is_empty() && closed.is_none() {
         let batch: Vec<Action> = std::mem::take(actions);
         for action in batch {
             if closed.is_some() {
                 break;
             }
-            match action {
-                Action::Publish { msg, token } => {
-                    shared.router.publish(msg);
-                    if let Some(token) = token {
-                        adapter.on_publish_done(token, Ok(()), out, actions);
-                    }
-                }
-                Action::Subscribe { filter, sub, qos, no_local, merge } => {
-                    let s = Subscriber { conn: conn.id, sub, qos, outbox: conn.outbox.clone(), no_local, merge };
-                    shared.router.subscribe(&filter, s);
-                    if let Some(old) = conn.subs.insert(sub, filter.clone()) {
-                        if old != filter {
-                            shared.router.unsubscribe(&old, conn.id, sub);
-                        }
-                    }
-                }
-                Action::Unsubscribe { filter, sub } => {
-                    shared.router.unsubscribe(&filter, conn.id, sub);
-                    conn.subs.remove(&sub);
-                }
-                Action::ClaimClientId(client_id) => {
-                    shared.registry.claim(&client_id, conn.id, &conn.kick);
-                    conn.client_id = Some(client_id);
-                }
-                Action::Close(reason) => closed = Some(reason),
-                other => {
-                    closed = Some(CloseReason::ProtocolError(format!("durable queues are not wired yet: {other:?}")))
-                }
+            if let Err(reason) = execute_one(shared, conn, adapter, action, actions, out).await {
+                closed = Some(reason);
             }
         }
     }
@@ -243,12 +243,125 @@ fn execute(
     closed
 }
 
+/// Carries out one action; `Err` is the reason to close the connection.
+async fn execute_one(
+    shared: &Shared,
+    conn: &mut Conn,
+    adapter: &mut dyn Adapter,
+    action: Action,
+    actions: &mut Vec<Action>,
+    out: &mut Output,
+) -> Result<(), CloseReason> {
+    let store_failed = |e: diglot_store::StoreError| {
+        tracing::error!(conn = conn.id, error = %e, "store operation failed");
+        CloseReason::Io(format!("store: {e}"))
+    };
+    match action {
+        Action::Publish { msg, token } => {
+            let result = publish(shared, msg).await;
+            match token {
+                Some(token) => adapter.on_publish_done(token, result, out, actions),
+                None => {
+                    if let Err(e) = result {
+                        tracing::warn!(conn = conn.id, error = %e, "unacknowledged publish was not stored");
+                    }
+                }
+            }
+        }
+        Action::Subscribe { filter, sub, qos, no_local, merge } => {
+            let target = Target::Conn(conn.outbox.clone());
+            shared.router.subscribe(&filter, Subscriber { conn: conn.id, sub, qos, target, no_local, merge });
+            if let Some(old) = conn.subs.insert(sub, filter.clone()) {
+                if old != filter {
+                    shared.router.unsubscribe(&old, conn.id, sub);
+                }
+            }
+        }
+        Action::Unsubscribe { filter, sub } => {
+            shared.router.unsubscribe(&filter, conn.id, sub);
+            conn.subs.remove(&sub);
+        }
+        Action::ClaimClientId(client_id) => {
+            shared.registry.claim(&client_id, conn.id, &conn.kick);
+            conn.client_id = Some(client_id);
+        }
+        Action::OpenSession { client_id, clean, persistent } => {
+            let name = session_queue(&client_id);
+            let existed = shared.durable.get(&name).is_some();
+            if clean && existed {
+                shared.durable.delete(&shared.router, &name).await.map_err(store_failed)?;
+            }
+            let present = existed && !clean;
+            if persistent {
+                shared.durable.ensure(&name).await.map_err(store_failed)?;
+            } else if present {
+                conn.ephemeral_session = Some(name);
+            }
+            adapter.on_session_opened(present, out, actions);
+        }
+        Action::Consume { queue, sub, prefetch, auto_ack } => {
+            let q = shared.durable.ensure(&queue).await.map_err(store_failed)?;
+            if let Some((old, _)) = conn.consumers.insert(sub, (q.clone(), auto_ack)) {
+                shared.durable.detach(&old, conn.id, Some(sub)).await;
+            }
+            let spec = ConsumerSpec { conn: conn.id, sub, outbox: conn.outbox.clone(), prefetch };
+            shared.durable.consume(&q, spec).await;
+        }
+        Action::Unconsume { sub, .. } => {
+            if let Some((q, _)) = conn.consumers.remove(&sub) {
+                shared.durable.detach(&q, conn.id, Some(sub)).await;
+            }
+        }
+        Action::Bind { queue, filter, qos } => {
+            let q = shared.durable.ensure(&queue).await.map_err(store_failed)?;
+            let exclusive = queue.starts_with("$durable/");
+            shared.durable.bind(&shared.router, &q, filter, qos, exclusive).await.map_err(store_failed)?;
+        }
+        Action::Unbind { queue, filter } => {
+            if let Some(q) = shared.durable.get(&queue) {
+                shared.durable.unbind(&shared.router, &q, &filter).await.map_err(store_failed)?;
+            }
+        }
+        Action::DeleteQueue(name) => {
+            conn.consumers.retain(|_, (q, _)| q.name() != name);
+            shared.durable.delete(&shared.router, &name).await.map_err(store_failed)?;
+        }
+        Action::Ack(at) => shared.durable.ack(conn.id, at).await,
+        Action::Nack { at, requeue } => shared.durable.nack(conn.id, at, requeue).await,
+        Action::Close(reason) => return Err(reason),
+    }
+    Ok(())
+}
+
+/// Routes a message; if it matched durable queues, stores it there first.
+async fn publish(shared: &Shared, msg: diglot_core::Message) -> Result<(), PublishError> {
+    // Sending to a named queue creates it, as a STOMP SEND to `/queue/<name>` does elsewhere,
+    // so that messages wait for the first consumer instead of vanishing.
+    if let Some(name) = msg.topic.as_str().strip_prefix(QUEUE_TOPIC_PREFIX) {
+        shared.durable.ensure_named(&shared.router, name).await.map_err(|e| PublishError::Store(e.to_string()))?;
+    }
+    let (msg, report) = shared.router.publish(msg);
+    if report.queues.is_empty() {
+        return Ok(());
+    }
+    shared.durable.publish(&msg, &report.queues).await
+}
+
 /// Releases everything the connection held, publishes what must be published at close (an
 /// MQTT will), and logs the close once.
-fn finish(shared: &Shared, mut conn: Conn, mut adapter: Box<dyn Adapter>, reason: CloseReason, started: Instant) {
+async fn finish(shared: &Shared, mut conn: Conn, mut adapter: Box<dyn Adapter>, reason: CloseReason, started: Instant) {
     conn.outbox.close();
     for (sub, filter) in conn.subs.drain() {
         shared.router.unsubscribe(&filter, conn.id, sub);
+    }
+    // Unacknowledged durable deliveries go back to their queues, to be redelivered in order.
+    for (sub, (q, _)) in conn.consumers.drain() {
+        shared.durable.detach(&q, conn.id, Some(sub)).await;
+    }
+    if let Some(name) = conn.ephemeral_session.take() {
+        if let Err(e) = shared.durable.delete(&shared.router, &name).await {
+            tracing::error!(conn = conn.id, error = %e, "cannot delete an ended session");
+        }
     }
     if let Some(client_id) = &conn.client_id {
         shared.registry.release(client_id, conn.id);
@@ -257,7 +370,9 @@ fn finish(shared: &Shared, mut conn: Conn, mut adapter: Box<dyn Adapter>, reason
     adapter.on_closed(&reason, &mut actions);
     for action in actions {
         if let Action::Publish { msg, .. } = action {
-            shared.router.publish(msg);
+            if let Err(e) = publish(shared, msg).await {
+                tracing::warn!(conn = conn.id, error = %e, "will message was not stored");
+            }
         }
     }
     shared.connections.fetch_sub(1, Ordering::Relaxed);

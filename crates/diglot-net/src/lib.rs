@@ -4,6 +4,7 @@
 //! It ties the sans-IO protocol adapters to sockets; it holds no protocol logic of its own.
 
 mod driver;
+mod durable;
 mod echo;
 mod http;
 mod link;

@@ -18,6 +18,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use crate::driver;
+use crate::durable::Durable;
 use crate::http;
 use crate::link::Link;
 use crate::negotiate::Proto;
@@ -88,11 +89,21 @@ pub struct Spec {
     pub mqtt: diglot_mqtt::Config,
     /// STOMP adapter settings.
     pub stomp: diglot_stomp::Config,
+    /// The durable store.
+    pub store: diglot_store::StoreConfig,
 }
 
 /// Why the network side could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The store could not be opened (or is corrupt, or of a newer format).
+    #[error("cannot open the store at {path}: {source}")]
+    Store {
+        /// The data directory.
+        path: String,
+        /// Why.
+        source: diglot_store::StoreError,
+    },
     /// A listener could not bind.
     #[error("cannot listen on {addr} ({name}): {source}")]
     Bind {
@@ -108,6 +119,7 @@ pub enum StartError {
 /// State shared by every connection task.
 pub(crate) struct Shared {
     pub(crate) router: Router,
+    pub(crate) durable: Durable,
     pub(crate) registry: Registry,
     pub(crate) limits: Limits,
     pub(crate) mqtt: diglot_mqtt::Config,
@@ -158,9 +170,11 @@ impl Server {
             bound.push(Bound { name: l.name.clone(), kind: l.kind.label(), addr });
             listeners.push((listener, l.kind.clone()));
         }
+        let (router, durable) = open_store(&spec.store).await?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         let shared = Arc::new(Shared {
-            router: Router::new(),
+            router,
+            durable,
             registry: Registry::default(),
             limits: spec.limits.clone(),
             mqtt: spec.mqtt.clone(),
@@ -210,6 +224,7 @@ impl Server {
         if !done {
             tracing::warn!(open = self.connections(), "shutdown grace elapsed with connections still open");
         }
+        self.shared.durable.close().await;
         done
     }
 }
@@ -271,6 +286,22 @@ impl Acceptor {
             });
         }
     }
+}
+
+/// Opens (or creates) the store and restores its queues and bindings, off the reactor.
+async fn open_store(config: &diglot_store::StoreConfig) -> Result<(Router, Durable), StartError> {
+    let path = config.path.display().to_string();
+    let config = config.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        let (store, _recovery) = diglot_store::Store::open(&config)?;
+        let router = Router::new();
+        let durable = Durable::restore(store, &router)?;
+        Ok((router, durable))
+    })
+    .await
+    .map_err(|e| diglot_store::StoreError::Failed(e.to_string()))
+    .and_then(|r| r);
+    opened.map_err(|source| StartError::Store { path, source })
 }
 
 /// Turns away a connection over the limit: HTTP 503 on a WebSocket port, a plain close otherwise.

@@ -28,6 +28,8 @@ pub struct Config {
     pub mqtt: MqttConfig,
     /// STOMP settings.
     pub stomp: StompConfig,
+    /// The durable store: where, which engine, the durability policy, queue limits.
+    pub store: diglot_store::StoreConfig,
 }
 
 /// `[log]`
@@ -292,6 +294,15 @@ impl Config {
         if l.max_frame_bytes > 268_435_455 {
             return Err("limits.max_frame_bytes must be at most 268435455 (MQTT's largest packet)".into());
         }
+        if self.store.path.as_os_str().is_empty() {
+            return Err("store.path must name a directory".into());
+        }
+        if self.store.group_commit_ms > 1000 {
+            return Err("store.group_commit_ms must be at most 1000".into());
+        }
+        if self.store.queue_defaults.max_messages == 0 || self.store.queue_defaults.max_bytes == 0 {
+            return Err("store.queue_defaults.max_messages and max_bytes must be greater than 0".into());
+        }
         if !(self.stomp.heartbeat_grace >= 1.0 && self.stomp.heartbeat_grace <= 100.0) {
             return Err("stomp.heartbeat_grace must be between 1.0 and 100.0".into());
         }
@@ -375,6 +386,7 @@ impl Config {
                 connect_timeout: Duration::from_secs(self.mqtt.connect_timeout_secs.max(1)),
                 max_keep_alive_secs: self.mqtt.max_keep_alive_secs,
             },
+            store: self.store.clone(),
             stomp: diglot_stomp::Config {
                 connect_timeout: Duration::from_secs(self.stomp.connect_timeout_secs.max(1)),
                 heartbeat_send_ms: self.stomp.heartbeat_send_ms,
@@ -385,9 +397,14 @@ impl Config {
         }
     }
 
-    /// A configuration for tests and embedding: every listener on 127.0.0.1 port 0.
+    /// A configuration for tests and embedding: every listener on 127.0.0.1 port 0, and the
+    /// store in a new directory under the system temp directory (the caller removes it).
     pub fn ephemeral() -> Config {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         let mut c = Config::default();
+        c.store.path = std::env::temp_dir().join(format!("diglot-{}-{n}-{nanos}", std::process::id()));
         c.listeners.ws.addr = addr("127.0.0.1:0");
         c.listeners.mqtt.addr = addr("127.0.0.1:0");
         c.listeners.stomp.addr = addr("127.0.0.1:0");

@@ -17,14 +17,55 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// Generous bound for "eventually": tests never assert on timing, only that a thing happens.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// A broker on port 0 whose temporary data directory is removed when it is dropped.
+pub struct TestBroker {
+    broker: Option<Broker>,
+    pub config: Config,
+    keep_data: bool,
+}
+
+impl std::ops::Deref for TestBroker {
+    type Target = Broker;
+    fn deref(&self) -> &Broker {
+        self.broker.as_ref().expect("running")
+    }
+}
+
+impl TestBroker {
+    /// Stops the broker (clients get their goodbye) and removes its data directory.
+    pub async fn shutdown(mut self) {
+        if let Some(b) = self.broker.take() {
+            b.shutdown().await;
+        }
+    }
+
+    /// Stops the broker but keeps its data directory, for a restart with [`restart`].
+    pub async fn stop_keeping_data(mut self) -> Config {
+        self.keep_data = true;
+        if let Some(b) = self.broker.take() {
+            b.shutdown().await;
+        }
+        self.config.clone()
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if !self.keep_data {
+            let _ = std::fs::remove_dir_all(&self.config.store.path);
+        }
+    }
+}
+
 /// Starts a broker with every listener on 127.0.0.1 port 0.
-pub async fn broker() -> Broker {
+pub async fn broker() -> TestBroker {
     broker_with(Config::ephemeral()).await
 }
 
 /// Starts a broker with a tweaked ephemeral config.
-pub async fn broker_with(config: Config) -> Broker {
-    Broker::start(&config).await.expect("broker starts")
+pub async fn broker_with(config: Config) -> TestBroker {
+    let broker = Broker::start(&config).await.expect("broker starts");
+    TestBroker { broker: Some(broker), config, keep_data: false }
 }
 
 /// A client byte stream: raw TCP or a WebSocket (text or binary messages).
@@ -275,4 +316,81 @@ pub fn mqtt_packets(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
         bytes = &bytes[i + len..];
     }
     packets
+}
+
+/// The real `diglot` binary running on port 0 with its config and data under `dir`.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub ws: SocketAddr,
+    pub mqtt: SocketAddr,
+    pub stomp: SocketAddr,
+}
+
+impl Daemon {
+    /// Starts the daemon (config `dir/broker.toml` plus `extra` TOML, store in `dir/data`) and
+    /// reads its listener addresses from its log; its output keeps being drained.
+    pub fn start_with(dir: &std::path::Path, extra: &str) -> Daemon {
+        use std::io::{BufRead, BufReader};
+        let config = dir.join("broker.toml");
+        let store = dir.join("data");
+        std::fs::write(
+            &config,
+            format!(
+                "[listeners.ws]\naddr = \"127.0.0.1:0\"\n[listeners.mqtt]\naddr = \"127.0.0.1:0\"\n\
+                 [listeners.stomp]\naddr = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\n\
+                 [store]\npath = {:?}\n{extra}",
+                store.display().to_string()
+            ),
+        )
+        .unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_diglot"))
+            .args(["--config", config.to_str().unwrap()])
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut ws, mut mqtt, mut stomp) = (None, None, None);
+        while ws.is_none() || mqtt.is_none() || stomp.is_none() {
+            let line = lines.next().expect("daemon logs its listeners").unwrap();
+            if !line.contains("listening") {
+                continue;
+            }
+            let addr: SocketAddr = line.rsplit("addr=").next().unwrap().trim().parse().unwrap();
+            if line.contains("listeners.ws") {
+                ws = Some(addr);
+            } else if line.contains("listeners.mqtt") {
+                mqtt = Some(addr);
+            } else if line.contains("listeners.stomp") {
+                stomp = Some(addr);
+            }
+        }
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        Daemon { child, ws: ws.unwrap(), mqtt: mqtt.unwrap(), stomp: stomp.unwrap() }
+    }
+
+    /// [`Daemon::start_with`] with nothing extra.
+    pub fn start(dir: &std::path::Path) -> Daemon {
+        Daemon::start_with(dir, "")
+    }
+}
+
+/// Sends a signal (`-TERM`, `-INT`, `-KILL`) to a child process.
+pub fn signal(child: &std::process::Child, sig: &str) {
+    let status = std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+/// Waits for a child to exit (failing the test after a generous bound).
+pub fn wait_exit(mut child: std::process::Child) -> std::process::ExitStatus {
+    for _ in 0..400 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("diglot did not exit after the signal");
 }

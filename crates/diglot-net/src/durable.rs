@@ -1,0 +1,625 @@
+//! Durable queues at run time: the bridge between the router, the store and consumers.
+//!
+//! A durable queue (an MQTT persistent session, a STOMP `/queue/<name>`, a STOMP durable topic
+//! subscription, a dead-letter queue) lives in the store; this module keeps, per queue, a
+//! bounded window of its entries in memory and hands them to consumers:
+//!
+//! - **Publish**: the router reports which queues a message matched. A message that is QoS ≥ 1
+//!   for a queue is appended to the store (once, whatever the number of queues) and the
+//!   publisher's acknowledgement waits for that write under the durability policy. A QoS 0
+//!   message is only offered to a consumer that is online, and never stored.
+//! - **Dispatch**: entries go to consumers in seq order, round-robin over the consumers that
+//!   have room in their prefetch window. Every delivery is recorded in the store, so that the
+//!   delivery count (and the `redelivered` flag) survive a restart.
+//! - **Acknowledge**: an ack deletes the entry. A consumer that leaves returns its
+//!   unacknowledged entries, which are redelivered first (lowest seq first) to the next
+//!   consumer. A message delivered more than `max_redeliveries` times goes to `$dlq/<queue>`.
+//! - **Bindings**: a queue subscribes to topic filters through the router; the bindings are
+//!   kept in the store (under `\0bind/<queue>` in the sessions partition, a key no client id
+//!   can take since client ids cannot hold NUL) and restored at start.
+//!
+//! Locks are never held across an `.await`: each operation changes the queue's state under
+//! its mutex and returns the store work to do, which runs afterwards.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use diglot_core::{
+    named_queue, queue_topic, ConnId, Delivery, DurableRef, Filter, Message, Outbox, PublishError, Qos, Router, SubId,
+    Subscriber,
+};
+use diglot_store::{AppendError, QueueId, Seq, Store, StoreError, StoredMessage};
+use parking_lot::Mutex;
+
+/// Most entries of one queue held in memory; the rest stay in the store until needed.
+const WINDOW: usize = 1024;
+
+/// The sessions-partition key prefix for a queue's bindings.
+const BINDINGS_KEY: &str = "\0bind/";
+
+/// One consumer of a queue: a subscription of a connection.
+struct Consumer {
+    conn: ConnId,
+    sub: SubId,
+    outbox: Arc<Outbox>,
+    prefetch: usize,
+    inflight: usize,
+}
+
+/// An entry in memory, waiting for a consumer.
+struct Ready {
+    msg: Arc<Message>,
+    /// Deliveries recorded so far.
+    deliveries: u32,
+}
+
+/// An entry handed to a consumer and not yet acknowledged.
+struct Inflight {
+    conn: ConnId,
+    sub: SubId,
+    msg: Arc<Message>,
+    deliveries: u32,
+}
+
+#[derive(Default)]
+struct State {
+    consumers: Vec<Consumer>,
+    next: usize,
+    ready: BTreeMap<u64, Ready>,
+    inflight: HashMap<u64, Inflight>,
+    /// The lowest seq that may be in the store but is not in memory; `None` when memory holds
+    /// every entry of the queue.
+    unloaded_from: Option<u64>,
+    loading: bool,
+    bindings: Vec<(Filter, Qos)>,
+}
+
+/// Store work that an operation on a queue's state asks for, carried out without the lock.
+#[derive(Default)]
+struct Work {
+    /// Deliveries to record (seq).
+    record: Vec<u64>,
+    /// Entries to dead-letter.
+    dead: Vec<(u64, Arc<Message>)>,
+    /// The in-memory window ran low and the store has more.
+    load: bool,
+}
+
+impl Work {
+    fn is_empty(&self) -> bool {
+        self.record.is_empty() && self.dead.is_empty() && !self.load
+    }
+}
+
+/// A durable queue's run-time state.
+pub(crate) struct Queue {
+    id: QueueId,
+    name: String,
+    state: Mutex<State>,
+}
+
+impl Queue {
+    fn new(id: QueueId, name: String, in_store: bool) -> Queue {
+        let state = State { unloaded_from: in_store.then_some(0), ..State::default() };
+        Queue { id, name, state: Mutex::new(state) }
+    }
+
+    /// The queue's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn dispatch(&self, st: &mut State, max_redeliveries: u32) -> Work {
+        let mut work = Work::default();
+        // A dead-letter queue keeps its messages whatever their delivery count.
+        let max_redeliveries = if self.name.starts_with("$dlq/") { u32::MAX } else { max_redeliveries };
+        while let Some((&seq, ready)) = st.ready.first_key_value() {
+            if ready.deliveries > max_redeliveries {
+                if let Some(r) = st.ready.remove(&seq) {
+                    work.dead.push((seq, r.msg));
+                }
+                continue;
+            }
+            let n = st.consumers.len();
+            let Some(idx) = (0..n).map(|i| (st.next + i) % n).find(|&i| {
+                let c = &st.consumers[i];
+                c.inflight < c.prefetch && c.outbox.has_room()
+            }) else {
+                break;
+            };
+            let Some(Ready { msg, deliveries }) = st.ready.remove(&seq) else { break };
+            let c = &mut st.consumers[idx];
+            let delivery = Delivery {
+                msg: msg.clone(),
+                sub: c.sub,
+                qos: msg.qos.max(Qos::AtLeastOnce),
+                durable: Some(DurableRef { queue: self.id.0, seq }),
+                redeliveries: deliveries,
+            };
+            if c.outbox.try_push(delivery) != diglot_core::PushOutcome::Queued {
+                st.ready.insert(seq, Ready { msg, deliveries });
+                break;
+            }
+            c.inflight += 1;
+            let (conn, sub) = (c.conn, c.sub);
+            st.next = idx + 1;
+            st.inflight.insert(seq, Inflight { conn, sub, msg, deliveries: deliveries + 1 });
+            work.record.push(seq);
+        }
+        if st.ready.len() < WINDOW / 2 && st.unloaded_from.is_some() && !st.loading && !st.consumers.is_empty() {
+            work.load = true;
+        }
+        work
+    }
+
+    /// Takes a freshly appended entry into memory, unless the window is full.
+    fn on_appended(&self, st: &mut State, seq: u64, msg: Arc<Message>) {
+        if st.unloaded_from.is_none() && st.ready.len() < WINDOW {
+            st.ready.insert(seq, Ready { msg, deliveries: 0 });
+        } else {
+            st.unloaded_from = Some(st.unloaded_from.map_or(seq, |u| u.min(seq)));
+        }
+    }
+
+    /// Returns a consumer's unacknowledged entries to the front of the queue.
+    fn detach(&self, st: &mut State, conn: ConnId, sub: Option<SubId>) {
+        st.consumers.retain(|c| !(c.conn == conn && sub.is_none_or(|s| s == c.sub)));
+        let returned: Vec<u64> = st
+            .inflight
+            .iter()
+            .filter(|(_, i)| i.conn == conn && sub.is_none_or(|s| s == i.sub))
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in returned {
+            if let Some(i) = st.inflight.remove(&seq) {
+                st.ready.insert(seq, Ready { msg: i.msg, deliveries: i.deliveries });
+            }
+        }
+    }
+
+    /// Takes an entry out of a consumer's window. Returns it if it was inflight to `conn`.
+    fn settle(&self, st: &mut State, conn: ConnId, seq: u64) -> Option<Inflight> {
+        if st.inflight.get(&seq).is_none_or(|i| i.conn != conn) {
+            return None;
+        }
+        let i = st.inflight.remove(&seq)?;
+        if let Some(c) = st.consumers.iter_mut().find(|c| c.conn == i.conn && c.sub == i.sub) {
+            c.inflight = c.inflight.saturating_sub(1);
+        }
+        Some(i)
+    }
+}
+
+/// What a consumer asks for when it attaches.
+pub(crate) struct ConsumerSpec {
+    pub(crate) conn: ConnId,
+    pub(crate) sub: SubId,
+    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) prefetch: u16,
+}
+
+/// Every durable queue of the broker.
+pub(crate) struct Durable {
+    store: Store,
+    by_name: Mutex<HashMap<String, Arc<Queue>>>,
+    by_id: DashMap<u64, Arc<Queue>>,
+    max_redeliveries: u32,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn store_err(e: StoreError) -> PublishError {
+    PublishError::Store(e.to_string())
+}
+
+impl Durable {
+    /// Takes over an open store: a run-time queue for every stored queue, and every stored
+    /// binding back in the router. Blocking (reads the store); call it at start-up.
+    pub(crate) fn restore(store: Store, router: &Router) -> Result<Durable, StoreError> {
+        let max_redeliveries = store.config().max_redeliveries;
+        let durable = Durable { store, by_name: Mutex::new(HashMap::new()), by_id: DashMap::new(), max_redeliveries };
+        for info in durable.store.queues() {
+            durable.insert(Arc::new(Queue::new(info.id, info.name, info.depth > 0)));
+        }
+        let mut bindings = 0;
+        for (key, value) in durable.store.sessions()? {
+            let Some(name) = key.strip_prefix(BINDINGS_KEY) else { continue };
+            let Some(queue) = durable.get(name) else {
+                tracing::warn!(queue = name, "bindings of a queue that no longer exists; ignored");
+                continue;
+            };
+            let list = decode_bindings(&value)
+                .ok_or_else(|| StoreError::Failed(format!("corrupt bindings record of queue {name}")))?;
+            for (filter, qos) in &list {
+                router.subscribe(filter, Subscriber::queue(queue.id.0, *qos));
+                bindings += 1;
+            }
+            queue.state.lock().bindings = list;
+        }
+        tracing::info!(queues = durable.by_id.len(), bindings, "durable queues restored");
+        Ok(durable)
+    }
+
+    fn insert(&self, q: Arc<Queue>) {
+        self.by_id.insert(q.id.0, q.clone());
+        self.by_name.lock().insert(q.name.clone(), q);
+    }
+
+    /// The queue called `name`, if it exists.
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Queue>> {
+        self.by_name.lock().get(name).cloned()
+    }
+
+    /// The queue called `name`, created if needed.
+    pub(crate) async fn ensure(&self, name: &str) -> Result<Arc<Queue>, StoreError> {
+        if let Some(q) = self.get(name) {
+            return Ok(q);
+        }
+        let store = self.store.clone();
+        let owned = name.to_string();
+        let id = tokio::task::spawn_blocking(move || store.queue(&owned))
+            .await
+            .map_err(|e| StoreError::Failed(e.to_string()))??;
+        let mut by_name = self.by_name.lock();
+        let q = by_name.entry(name.to_string()).or_insert_with(|| Arc::new(Queue::new(id, name.to_string(), false)));
+        self.by_id.insert(id.0, q.clone());
+        Ok(q.clone())
+    }
+
+    /// The named queue `name` (STOMP `/queue/<name>`, MQTT `$queue/<name>`), created and
+    /// bound to its topic if it does not exist yet.
+    pub(crate) async fn ensure_named(&self, router: &Router, name: &str) -> Result<(), StoreError> {
+        let queue = named_queue(name);
+        if self.get(&queue).is_some_and(|q| !q.state.lock().bindings.is_empty()) {
+            return Ok(());
+        }
+        let Ok(filter) = Filter::new(&queue_topic(name)) else { return Ok(()) };
+        let q = self.ensure(&queue).await?;
+        self.bind(router, &q, filter, Qos::AtLeastOnce, false).await
+    }
+
+    /// Binds a queue to a filter (or updates the binding's QoS) and saves the bindings. With
+    /// `exclusive` the filter replaces every other binding of the queue (a STOMP durable
+    /// subscription has exactly one filter; subscribing again with another one moves it).
+    pub(crate) async fn bind(
+        &self,
+        router: &Router,
+        q: &Arc<Queue>,
+        filter: Filter,
+        qos: Qos,
+        exclusive: bool,
+    ) -> Result<(), StoreError> {
+        router.subscribe(&filter, Subscriber::queue(q.id.0, qos));
+        let encoded = {
+            let mut st = q.state.lock();
+            let before = st.bindings.len();
+            if exclusive {
+                st.bindings.retain(|(f, _)| {
+                    if *f != filter {
+                        router.unbind_queue(f, q.id.0);
+                    }
+                    *f == filter
+                });
+            }
+            let removed = st.bindings.len() != before;
+            match st.bindings.iter_mut().find(|(f, _)| *f == filter) {
+                Some(b) if b.1 == qos && !removed => return Ok(()),
+                Some(b) => b.1 = qos,
+                None => st.bindings.push((filter, qos)),
+            }
+            encode_bindings(&st.bindings)
+        };
+        self.store.put_session(&format!("{BINDINGS_KEY}{}", q.name), &encoded).await
+    }
+
+    /// Removes a queue's binding and saves the bindings.
+    pub(crate) async fn unbind(&self, router: &Router, q: &Arc<Queue>, filter: &Filter) -> Result<(), StoreError> {
+        router.unbind_queue(filter, q.id.0);
+        let encoded = {
+            let mut st = q.state.lock();
+            let before = st.bindings.len();
+            st.bindings.retain(|(f, _)| f != filter);
+            if st.bindings.len() == before {
+                return Ok(());
+            }
+            encode_bindings(&st.bindings)
+        };
+        self.store.put_session(&format!("{BINDINGS_KEY}{}", q.name), &encoded).await
+    }
+
+    /// Deletes a queue with its bindings and entries. Returns whether it existed.
+    pub(crate) async fn delete(&self, router: &Router, name: &str) -> Result<bool, StoreError> {
+        let Some(q) = self.by_name.lock().remove(name) else { return Ok(false) };
+        self.by_id.remove(&q.id.0);
+        let bindings = std::mem::take(&mut q.state.lock().bindings);
+        for (filter, _) in &bindings {
+            router.unbind_queue(filter, q.id.0);
+        }
+        self.store.delete_session(&format!("{BINDINGS_KEY}{name}")).await?;
+        self.store.drop_queue(name).await
+    }
+
+    /// Stores a routed message in the durable queues it matched and hands it to their
+    /// consumers. Resolves once the store has it under the durability policy.
+    pub(crate) async fn publish(&self, msg: &Arc<Message>, queues: &[(u64, Qos)]) -> Result<(), PublishError> {
+        let mut persistent = Vec::new();
+        for &(id, qos) in queues {
+            let Some(q) = self.by_id.get(&id).map(|q| q.clone()) else { continue };
+            if msg.qos.min(qos) >= Qos::AtLeastOnce {
+                persistent.push(q);
+            } else {
+                self.offer_transient(&q, msg);
+            }
+        }
+        if persistent.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<QueueId> = persistent.iter().map(|q| q.id).collect();
+        let stored = StoredMessage::from_message(msg, now_ms(), None);
+        let results = self.store.append(&stored, &ids).await.map_err(store_err)?;
+        let mut full = None;
+        for (q, result) in persistent.iter().zip(results) {
+            match result {
+                Ok(seq) => {
+                    let work = {
+                        let mut st = q.state.lock();
+                        q.on_appended(&mut st, seq.0, msg.clone());
+                        q.dispatch(&mut st, self.max_redeliveries)
+                    };
+                    self.run(q, work).await;
+                }
+                Err(AppendError::QueueFull(_)) => {
+                    tracing::warn!(queue = q.name(), "durable queue full; publish refused");
+                    full = Some(q.name().to_string());
+                }
+                Err(AppendError::UnknownQueue(_)) => {}
+            }
+        }
+        match full {
+            Some(name) => Err(PublishError::QueueFull(name)),
+            None => Ok(()),
+        }
+    }
+
+    /// Hands a QoS 0 message to one online consumer of the queue, if one has room; it is not
+    /// stored, as MQTT allows for QoS 0 [MQTT-3.1.2-5 note].
+    fn offer_transient(&self, q: &Queue, msg: &Arc<Message>) {
+        let mut st = q.state.lock();
+        let n = st.consumers.len();
+        if let Some(idx) = (0..n).map(|i| (st.next + i) % n).find(|&i| st.consumers[i].outbox.has_room()) {
+            let c = &st.consumers[idx];
+            let _ = c.outbox.try_push(Delivery::new(msg.clone(), c.sub, Qos::AtMostOnce));
+            st.next = idx + 1;
+        }
+    }
+
+    /// Attaches a consumer and starts dispatching to it.
+    pub(crate) async fn consume(&self, q: &Arc<Queue>, spec: ConsumerSpec) {
+        let work = {
+            let mut st = q.state.lock();
+            st.consumers.retain(|c| !(c.conn == spec.conn && c.sub == spec.sub));
+            st.consumers.push(Consumer {
+                conn: spec.conn,
+                sub: spec.sub,
+                outbox: spec.outbox,
+                prefetch: usize::from(spec.prefetch.max(1)),
+                inflight: 0,
+            });
+            q.dispatch(&mut st, self.max_redeliveries)
+        };
+        self.run(q, work).await;
+    }
+
+    /// Detaches a connection's consumer (`sub`), or all its consumers of this queue (`None`);
+    /// their unacknowledged entries are redelivered to the remaining consumers.
+    pub(crate) async fn detach(&self, q: &Arc<Queue>, conn: ConnId, sub: Option<SubId>) {
+        let work = {
+            let mut st = q.state.lock();
+            q.detach(&mut st, conn, sub);
+            q.dispatch(&mut st, self.max_redeliveries)
+        };
+        self.run(q, work).await;
+    }
+
+    /// The queue of a durable delivery.
+    pub(crate) fn queue_of(&self, at: DurableRef) -> Option<Arc<Queue>> {
+        self.by_id.get(&at.queue).map(|q| q.clone())
+    }
+
+    /// A consumer acknowledged an entry: delete it and dispatch more.
+    pub(crate) async fn ack(&self, conn: ConnId, at: DurableRef) {
+        let Some(q) = self.queue_of(at) else { return };
+        let settled = q.settle(&mut q.state.lock(), conn, at.seq);
+        if settled.is_none() {
+            tracing::debug!(queue = q.name(), seq = at.seq, conn, "ack for an entry not inflight to this connection");
+            return;
+        }
+        match self.store.ack(q.id, Seq(at.seq)).await {
+            Ok(()) | Err(StoreError::NoSuchEntry { .. }) => {}
+            Err(e) => {
+                tracing::error!(queue = q.name(), seq = at.seq, error = %e, "cannot delete an acknowledged entry")
+            }
+        }
+        let work = q.dispatch(&mut q.state.lock(), self.max_redeliveries);
+        self.run(&q, work).await;
+    }
+
+    /// A consumer refused an entry: redeliver it, or dead-letter it.
+    pub(crate) async fn nack(&self, conn: ConnId, at: DurableRef, requeue: bool) {
+        let Some(q) = self.queue_of(at) else { return };
+        let work = {
+            let mut st = q.state.lock();
+            let Some(i) = q.settle(&mut st, conn, at.seq) else { return };
+            if requeue {
+                st.ready.insert(at.seq, Ready { msg: i.msg, deliveries: i.deliveries });
+                q.dispatch(&mut st, self.max_redeliveries)
+            } else {
+                let mut work = q.dispatch(&mut st, self.max_redeliveries);
+                work.dead.push((at.seq, i.msg));
+                work
+            }
+        };
+        self.run(&q, work).await;
+    }
+
+    /// Carries out the store work an operation asked for, until there is none left.
+    async fn run(&self, q: &Arc<Queue>, mut work: Work) {
+        loop {
+            if work.is_empty() {
+                return;
+            }
+            if !work.record.is_empty() {
+                // Recorded in order by the store's writer; nobody waits for it, so a slow disk
+                // does not hold up delivery. A crash before it lands under-counts by one.
+                let store = self.store.clone();
+                let (id, seqs) = (q.id, std::mem::take(&mut work.record));
+                tokio::spawn(async move {
+                    for seq in seqs {
+                        match store.record_delivery(id, Seq(seq)).await {
+                            Ok(_) | Err(StoreError::NoSuchEntry { .. }) => {}
+                            Err(e) => tracing::warn!(queue = %id, seq, error = %e, "cannot record a delivery"),
+                        }
+                    }
+                });
+            }
+            for (seq, msg) in std::mem::take(&mut work.dead) {
+                self.dead_letter(q, seq, msg).await;
+            }
+            if std::mem::take(&mut work.load) {
+                work = self.load(q).await;
+            }
+        }
+    }
+
+    async fn dead_letter(&self, q: &Arc<Queue>, seq: u64, msg: Arc<Message>) {
+        match self.store.dead_letter(q.id, Seq(seq)).await {
+            Ok((dlq_id, dlq_seq)) => {
+                let dlq_name = format!("$dlq/{}", q.name());
+                tracing::warn!(queue = q.name(), seq, dead_letter_queue = %dlq_name, "message dead-lettered");
+                let dlq = match self.get(&dlq_name) {
+                    Some(d) => d,
+                    None => {
+                        let d = Arc::new(Queue::new(dlq_id, dlq_name, false));
+                        self.insert(d.clone());
+                        d
+                    }
+                };
+                let work = {
+                    let mut st = dlq.state.lock();
+                    dlq.on_appended(&mut st, dlq_seq.0, msg);
+                    dlq.dispatch(&mut st, self.max_redeliveries)
+                };
+                Box::pin(self.run(&dlq, work)).await;
+            }
+            Err(StoreError::NoSuchEntry { .. }) => {}
+            Err(e) => tracing::error!(queue = q.name(), seq, error = %e, "cannot dead-letter a message"),
+        }
+    }
+
+    /// Reads the next part of the queue from the store into memory.
+    async fn load(&self, q: &Arc<Queue>) -> Work {
+        let after = {
+            let mut st = q.state.lock();
+            let Some(from) = st.unloaded_from else { return Work::default() };
+            if st.loading {
+                return Work::default();
+            }
+            st.loading = true;
+            st.unloaded_from = None;
+            from.checked_sub(1).map(Seq)
+        };
+        let store = self.store.clone();
+        let id = q.id;
+        let read = tokio::task::spawn_blocking(move || store.read(id, after, WINDOW)).await;
+        let mut st = q.state.lock();
+        st.loading = false;
+        let entries = match read {
+            Ok(Ok(entries)) => entries,
+            Ok(Err(e)) => {
+                tracing::error!(queue = q.name(), error = %e, "cannot read a durable queue");
+                st.unloaded_from = Some(after.map_or(0, |s| s.0 + 1));
+                return Work::default();
+            }
+            Err(e) => {
+                tracing::error!(queue = q.name(), error = %e, "durable queue read task failed");
+                st.unloaded_from = Some(after.map_or(0, |s| s.0 + 1));
+                return Work::default();
+            }
+        };
+        let exhausted = entries.len() < WINDOW;
+        let mut last = after.map_or(0, |s| s.0);
+        for e in entries {
+            last = e.seq.0;
+            if st.ready.contains_key(&e.seq.0) || st.inflight.contains_key(&e.seq.0) {
+                continue;
+            }
+            let msg = Arc::new(e.msg.to_message(e.msg_id));
+            st.ready.insert(e.seq.0, Ready { msg, deliveries: e.delivery_count });
+        }
+        if !exhausted {
+            // More remains after `last`; entries appended meanwhile are at or after it too.
+            let next = last + 1;
+            st.unloaded_from = Some(st.unloaded_from.map_or(next, |u| u.min(next)));
+        }
+        q.dispatch(&mut st, self.max_redeliveries)
+    }
+
+    /// Flushes and closes the store.
+    pub(crate) async fn close(&self) {
+        if let Err(e) = self.store.clone().close().await {
+            tracing::error!(error = %e, "closing the store failed");
+        }
+    }
+}
+
+/// Bindings as bytes: one `qos<TAB>length<TAB>filter<LF>` record each. The filter is
+/// length-prefixed because a filter may itself contain a newline or a tab.
+fn encode_bindings(list: &[(Filter, Qos)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (filter, qos) in list {
+        out.extend_from_slice(format!("{}\t{}\t", *qos as u8, filter.as_str().len()).as_bytes());
+        out.extend_from_slice(filter.as_str().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+fn decode_bindings(mut raw: &[u8]) -> Option<Vec<(Filter, Qos)>> {
+    let mut list = Vec::new();
+    while !raw.is_empty() {
+        let tab = raw.iter().position(|&b| b == b'\t')?;
+        let qos = Qos::from_u8(std::str::from_utf8(&raw[..tab]).ok()?.parse().ok()?)?;
+        raw = &raw[tab + 1..];
+        let tab = raw.iter().position(|&b| b == b'\t')?;
+        let len: usize = std::str::from_utf8(&raw[..tab]).ok()?.parse().ok()?;
+        raw = &raw[tab + 1..];
+        let filter = Filter::new(std::str::from_utf8(raw.get(..len)?).ok()?).ok()?;
+        if raw.get(len) != Some(&b'\n') {
+            return None;
+        }
+        raw = &raw[len + 1..];
+        list.push((filter, qos));
+    }
+    Some(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bindings_round_trip_and_refuse_garbage() {
+        let list = vec![
+            (Filter::new("a/+/b").unwrap(), Qos::AtLeastOnce),
+            (Filter::new("line\nbreak/#").unwrap(), Qos::AtMostOnce),
+        ];
+        assert_eq!(decode_bindings(&encode_bindings(&list)).unwrap(), list);
+        assert_eq!(decode_bindings(b"").unwrap(), vec![]);
+        for bad in [&b"1\t9\tshort\n"[..], b"7\t1\ta\n", b"x", b"1\t1\ta", b"1\t1\ta+\n"] {
+            assert!(decode_bindings(bad).is_none(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! Durable delivery end to end: MQTT persistent sessions and STOMP queues keep acknowledged
+//! messages across reconnects, restarts and `kill -9`, and redeliver them in order.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+
+fn session(id: &str, addr: std::net::SocketAddr) -> MqttOptions {
+    let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    o.set_keep_alive(Duration::from_secs(30));
+    o.set_clean_session(false);
+    o
+}
+
+async fn until<T>(ev: &mut EventLoop, mut want: impl FnMut(&Event) -> Option<T>) -> T {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let e = ev.poll().await.expect("event loop");
+            if let Some(t) = want(&e) {
+                return t;
+            }
+        }
+    })
+    .await
+    .expect("expected MQTT event within patience")
+}
+
+/// Creates a persistent session subscribed to `filter`, then leaves.
+async fn park_session(id: &str, addr: std::net::SocketAddr, filter: &str) {
+    let (c, mut ev) = AsyncClient::new(session(id, addr), 10);
+    until(&mut ev, |e| matches!(e, Event::Incoming(Packet::ConnAck(_))).then_some(())).await;
+    c.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+    until(&mut ev, |e| matches!(e, Event::Incoming(Packet::SubAck(_))).then_some(())).await;
+    c.disconnect().await.unwrap();
+    let _ = tokio::time::timeout(PATIENCE, async { while ev.poll().await.is_ok() {} }).await;
+}
+
+/// Publishes `n` QoS 1 messages and waits for every PUBACK.
+async fn publish_acked(addr: std::net::SocketAddr, topic: &str, n: usize) {
+    let mut o = MqttOptions::new("publisher", addr.ip().to_string(), addr.port());
+    o.set_keep_alive(Duration::from_secs(30));
+    let (c, mut ev) = AsyncClient::new(o, n + 10);
+    for i in 0..n {
+        c.publish(topic, QoS::AtLeastOnce, false, format!("m{i}")).await.unwrap();
+    }
+    let mut acks = 0;
+    until(&mut ev, |e| {
+        if matches!(e, Event::Incoming(Packet::PubAck(_))) {
+            acks += 1;
+        }
+        (acks == n).then_some(())
+    })
+    .await;
+    c.disconnect().await.unwrap();
+}
+
+/// Reconnects the session and returns the first `n` messages it receives.
+async fn drain_session(id: &str, addr: std::net::SocketAddr, n: usize) -> (bool, Vec<String>) {
+    let (_c, mut ev) = AsyncClient::new(session(id, addr), 10);
+    let present = until(&mut ev, |e| match e {
+        Event::Incoming(Packet::ConnAck(a)) => Some(a.session_present),
+        _ => None,
+    })
+    .await;
+    let mut got = Vec::new();
+    while got.len() < n {
+        let p = until(&mut ev, |e| match e {
+            Event::Incoming(Packet::Publish(p)) => Some(p.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(p.qos, QoS::AtLeastOnce);
+        got.push(String::from_utf8_lossy(&p.payload).into_owned());
+    }
+    (present, got)
+}
+
+fn expected(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("m{i}")).collect()
+}
+
+#[tokio::test]
+async fn mqtt_persistent_session_keeps_messages_while_away() {
+    let b = broker().await;
+    let addr = b.mqtt_addr().unwrap();
+    park_session("away", addr, "jobs/#").await;
+    publish_acked(addr, "jobs/a", 50).await;
+    let (present, got) = drain_session("away", addr, 50).await;
+    assert!(present, "CONNACK session present");
+    assert_eq!(got, expected(50));
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn mqtt_persistent_session_survives_a_restart() {
+    let b = broker().await;
+    park_session("restart", b.mqtt_addr().unwrap(), "jobs/+").await;
+    publish_acked(b.mqtt_addr().unwrap(), "jobs/b", 30).await;
+    let config = b.stop_keeping_data().await;
+    let b = broker_with(config).await;
+    let (present, got) = drain_session("restart", b.mqtt_addr().unwrap(), 30).await;
+    assert!(present);
+    assert_eq!(got, expected(30));
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn clean_session_discards_the_stored_session() {
+    let b = broker().await;
+    let addr = b.mqtt_addr().unwrap();
+    park_session("cleaned", addr, "jobs/#").await;
+    publish_acked(addr, "jobs/c", 5).await;
+    let mut o = session("cleaned", addr);
+    o.set_clean_session(true);
+    let (_c, mut ev) = AsyncClient::new(o, 10);
+    let present = until(&mut ev, |e| match e {
+        Event::Incoming(Packet::ConnAck(a)) => Some(a.session_present),
+        _ => None,
+    })
+    .await;
+    assert!(!present);
+    drop(ev);
+    // The session and its five messages are gone: a new persistent session starts empty.
+    let (present, _) = {
+        let (_c, mut ev) = AsyncClient::new(session("cleaned", addr), 10);
+        let present = until(&mut ev, |e| match e {
+            Event::Incoming(Packet::ConnAck(a)) => Some(a.session_present),
+            _ => None,
+        })
+        .await;
+        (present, ())
+    };
+    assert!(!present);
+    b.shutdown().await;
+}
+
+/// Unacknowledged messages come back first, in order, with DUP=1, after a reconnect.
+#[tokio::test]
+async fn mqtt_unacked_messages_are_redelivered_in_order_with_dup() {
+    let b = broker().await;
+    let addr = b.mqtt_addr().unwrap();
+    park_session("raw", addr, "raw/#").await;
+    publish_acked(addr, "raw/x", 6).await;
+
+    // A raw client reads the six PUBLISHes, acknowledges only the 2nd and 4th, and leaves.
+    let mut c = tcp_connect(addr).await;
+    c.send(&mqtt_connect_bytes("raw", 30, false)).await.unwrap();
+    let mut buf = Vec::new();
+    let publishes = loop {
+        buf.extend(c.recv().await.expect("data"));
+        let ps: Vec<_> = mqtt_packets(&buf).into_iter().filter(|(k, _)| *k == 3).collect();
+        if ps.len() >= 6 {
+            break ps;
+        }
+    };
+    assert_eq!(mqtt_packets(&buf)[0].1, vec![0x20, 2, 1, 0], "CONNACK with session present");
+    let pid = |p: &[u8]| {
+        let tlen = u16::from_be_bytes([p[2], p[3]]) as usize;
+        [p[4 + tlen], p[5 + tlen]]
+    };
+    for i in [1, 3] {
+        let id = pid(&publishes[i].1);
+        c.send(&[0x40, 2, id[0], id[1]]).await.unwrap();
+    }
+    c.send(&[0xE0, 0]).await.unwrap();
+    c.read_to_close().await;
+
+    let mut c = tcp_connect(addr).await;
+    c.send(&mqtt_connect_bytes("raw", 30, false)).await.unwrap();
+    let mut buf = Vec::new();
+    let again = loop {
+        buf.extend(c.recv().await.expect("data"));
+        let ps: Vec<_> = mqtt_packets(&buf).into_iter().filter(|(k, _)| *k == 3).collect();
+        if ps.len() >= 4 {
+            break ps;
+        }
+    };
+    let payloads: Vec<String> = again
+        .iter()
+        .map(|(_, p)| {
+            let tlen = u16::from_be_bytes([p[2], p[3]]) as usize;
+            String::from_utf8_lossy(&p[6 + tlen..]).into_owned()
+        })
+        .collect();
+    assert_eq!(payloads, vec!["m0", "m2", "m4", "m5"]);
+    for (_, p) in &again {
+        assert_eq!(p[0] & 0x08, 0x08, "DUP set on a redelivery");
+    }
+    // The original packet identifiers are reused [MQTT-4.4.0-1].
+    assert_eq!(pid(&again[0].1), pid(&publishes[0].1));
+    b.shutdown().await;
+}
+
+/// Encodes a QoS 1 PUBLISH with packet id `pid`.
+fn publish_qos1(topic: &str, pid: u16, payload: &[u8]) -> Vec<u8> {
+    let mut var = Vec::new();
+    var.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    var.extend_from_slice(topic.as_bytes());
+    var.extend_from_slice(&pid.to_be_bytes());
+    var.extend_from_slice(payload);
+    let mut p = vec![0x32];
+    let mut len = var.len();
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        p.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+    p.extend(var);
+    p
+}
+
+/// The payload of a PUBLISH packet (QoS ≥ 1), given the whole packet.
+fn publish_payload(packet: &[u8]) -> (bool, [u8; 2], Vec<u8>) {
+    let mut i = 1;
+    while packet[i] & 0x80 != 0 {
+        i += 1;
+    }
+    i += 1;
+    let tlen = u16::from_be_bytes([packet[i], packet[i + 1]]) as usize;
+    let pid = [packet[i + 2 + tlen], packet[i + 3 + tlen]];
+    (packet[0] & 0x08 != 0, pid, packet[i + 4 + tlen..].to_vec())
+}
+
+/// `kill -9` mid-stream loses no acknowledged message: after a restart on the same data
+/// directory every acknowledged message is delivered, in publish order, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_loses_no_acknowledged_message() {
+    const N: usize = 3000;
+    for (round, kill_after) in [40usize, 700, 1900].into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = Daemon::start(dir.path());
+        park_session("victim", daemon.mqtt, "kill/#").await;
+
+        let mut publisher = tokio::net::TcpStream::connect(daemon.mqtt).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        publisher.write_all(&mqtt_connect_bytes("killer", 30, true)).await.unwrap();
+        let (mut rd, mut wr) = publisher.into_split();
+        let writer = tokio::spawn(async move {
+            for i in 0..N {
+                let pid = (i + 1) as u16;
+                if wr.write_all(&publish_qos1("kill/x", pid, i.to_string().as_bytes())).await.is_err() {
+                    break;
+                }
+            }
+        });
+        // Record every PUBACK; kill the broker once `kill_after` have arrived.
+        let mut acked = std::collections::BTreeSet::new();
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut killed = false;
+        loop {
+            let n = match tokio::time::timeout(PATIENCE, rd.read(&mut chunk)).await.expect("publisher reads") {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            let packets = mqtt_packets(&buf);
+            let used: usize = packets.iter().map(|(_, p)| p.len()).sum();
+            for (kind, p) in packets {
+                if kind == 4 {
+                    acked.insert(u16::from_be_bytes([p[2], p[3]]) as usize - 1);
+                }
+            }
+            buf.drain(..used);
+            if !killed && acked.len() >= kill_after {
+                signal(&daemon.child, "-KILL");
+                killed = true;
+            }
+        }
+        assert!(killed, "round {round}: the kill point was reached");
+        writer.abort();
+        let status = wait_exit(daemon.child);
+        assert!(!status.success());
+
+        // Restart on the same data directory and drain the session.
+        let daemon = Daemon::start(dir.path());
+        let mut sub = tcp_connect(daemon.mqtt).await;
+        sub.send(&mqtt_connect_bytes("victim", 30, false)).await.unwrap();
+        let last_acked = *acked.iter().max().unwrap();
+        let mut seen = Vec::new();
+        let mut buf = Vec::new();
+        while seen.last().is_none_or(|&l| l < last_acked) {
+            let Some(data) = sub.recv().await else { panic!("round {round}: closed after {} messages", seen.len()) };
+            buf.extend(data);
+            let packets = mqtt_packets(&buf);
+            let used: usize = packets.iter().map(|(_, p)| p.len()).sum();
+            for (kind, p) in packets {
+                if kind == 3 {
+                    let (_, pid, payload) = publish_payload(&p);
+                    seen.push(String::from_utf8(payload).unwrap().parse::<usize>().unwrap());
+                    sub.send(&[0x40, 2, pid[0], pid[1]]).await.unwrap();
+                }
+            }
+            buf.drain(..used);
+        }
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "round {round}: in publish order, no duplicates: {seen:?}");
+        let seen: std::collections::BTreeSet<usize> = seen.into_iter().collect();
+        let lost: Vec<&usize> = acked.difference(&seen).collect();
+        assert!(lost.is_empty(), "round {round}: acknowledged but lost: {lost:?}");
+        signal(&daemon.child, "-TERM");
+        assert!(wait_exit(daemon.child).success());
+    }
+}
+
+async fn stomp_client(b: &diglot::Broker) -> Stomp {
+    let mut s = Stomp::new(tcp_connect(b.stomp_addr().unwrap()).await);
+    s.connect("1.2").await;
+    s
+}
+
+async fn send_with_receipt(s: &mut Stomp, destination: &str, body: &str) {
+    s.send("SEND", &[("destination", destination), ("receipt", body)], body).await;
+    let r = s.frame().await.expect("RECEIPT");
+    assert_eq!((r.command.as_str(), r.header("receipt-id")), ("RECEIPT", Some(body)), "{r:?}");
+}
+
+#[tokio::test]
+async fn stomp_queue_competing_consumers_round_robin() {
+    let b = broker().await;
+    let mut c1 = stomp_client(&b).await;
+    let mut c2 = stomp_client(&b).await;
+    for c in [&mut c1, &mut c2] {
+        c.send("SUBSCRIBE", &[("id", "q"), ("destination", "/queue/work"), ("receipt", "sub")], "").await;
+        assert_eq!(c.frame().await.unwrap().command, "RECEIPT");
+    }
+    let mut p = stomp_client(&b).await;
+    for i in 0..10 {
+        send_with_receipt(&mut p, "/queue/work", &format!("job{i}")).await;
+    }
+    let mut got = Vec::new();
+    for (c, name) in [(&mut c1, "c1"), (&mut c2, "c2")] {
+        for _ in 0..5 {
+            let m = c.frame().await.unwrap();
+            assert_eq!(m.command, "MESSAGE");
+            assert_eq!(m.header("destination"), Some("/queue/work"));
+            got.push((String::from_utf8(m.body).unwrap(), name));
+        }
+    }
+    got.sort();
+    let bodies: Vec<&str> = got.iter().map(|(b, _)| b.as_str()).collect();
+    let mut want: Vec<String> = (0..10).map(|i| format!("job{i}")).collect();
+    want.sort();
+    assert_eq!(bodies, want, "each message reaches exactly one consumer");
+    b.shutdown().await;
+}
+
+/// A consumer with a window > 1 acks out of order, leaves, and comes back: the rest arrive
+/// first, in order, flagged as redelivered with their count.
+#[tokio::test]
+async fn stomp_unacked_queue_messages_are_redelivered_in_order() {
+    let b = broker().await;
+    let mut p = stomp_client(&b).await;
+    for i in 0..6 {
+        send_with_receipt(&mut p, "/queue/orders", &format!("o{i}")).await;
+    }
+    let mut c = stomp_client(&b).await;
+    c.send("SUBSCRIBE", &[("id", "s"), ("destination", "/queue/orders"), ("ack", "client-individual")], "").await;
+    let mut msgs = Vec::new();
+    for _ in 0..6 {
+        msgs.push(c.frame().await.unwrap());
+    }
+    let bodies: Vec<String> = msgs.iter().map(|m| String::from_utf8(m.body.clone()).unwrap()).collect();
+    assert_eq!(bodies, ["o0", "o1", "o2", "o3", "o4", "o5"]);
+    assert!(msgs.iter().all(|m| m.header("redelivered").is_none()));
+    for i in [4, 1] {
+        c.send("ACK", &[("id", msgs[i].header("ack").unwrap())], "").await;
+    }
+    c.send("DISCONNECT", &[("receipt", "bye")], "").await;
+    assert_eq!(c.frame().await.unwrap().command, "RECEIPT");
+
+    let mut c = stomp_client(&b).await;
+    c.send("SUBSCRIBE", &[("id", "s"), ("destination", "/queue/orders"), ("ack", "client-individual")], "").await;
+    let mut again = Vec::new();
+    for _ in 0..4 {
+        again.push(c.frame().await.unwrap());
+    }
+    let bodies: Vec<String> = again.iter().map(|m| String::from_utf8(m.body.clone()).unwrap()).collect();
+    assert_eq!(bodies, ["o0", "o2", "o3", "o5"]);
+    for m in &again {
+        assert_eq!(m.header("redelivered"), Some("true"), "{m:?}");
+        assert_eq!(m.header("redelivery-count"), Some("1"), "{m:?}");
+    }
+    b.shutdown().await;
+}
+
+/// After `max_redeliveries` a message goes to the dead-letter queue, `/queue/dlq.<name>`.
+#[tokio::test]
+async fn stomp_nacked_messages_reach_the_dead_letter_queue() {
+    let mut config = diglot::Config::ephemeral();
+    config.store.max_redeliveries = 2;
+    let b = broker_with(config).await;
+    let mut p = stomp_client(&b).await;
+    send_with_receipt(&mut p, "/queue/poison", "bad").await;
+    send_with_receipt(&mut p, "/queue/poison", "rejected").await;
+
+    let mut c = stomp_client(&b).await;
+    c.send(
+        "SUBSCRIBE",
+        &[("id", "s"), ("destination", "/queue/poison"), ("ack", "client-individual"), ("prefetch-count", "1")],
+        "",
+    )
+    .await;
+    // "bad" is refused with requeue three times (first delivery + 2 redeliveries).
+    for n in 0..3 {
+        let m = c.frame().await.unwrap();
+        assert_eq!(m.body, b"bad", "delivery {n}");
+        c.send("NACK", &[("id", m.header("ack").unwrap())], "").await;
+    }
+    // Then it is dead-lettered, and "rejected" is refused without requeue: straight to the DLQ.
+    let m = c.frame().await.unwrap();
+    assert_eq!(m.body, b"rejected");
+    c.send("NACK", &[("id", m.header("ack").unwrap()), ("requeue", "false")], "").await;
+
+    let mut d = stomp_client(&b).await;
+    d.send("SUBSCRIBE", &[("id", "d"), ("destination", "/queue/dlq.poison"), ("ack", "client-individual")], "").await;
+    let first = d.frame().await.unwrap();
+    let second = d.frame().await.unwrap();
+    assert_eq!((first.body.as_slice(), second.body.as_slice()), (&b"bad"[..], &b"rejected"[..]));
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn stomp_queue_survives_a_restart_and_mqtt_reaches_it() {
+    let b = broker().await;
+    let mut p = stomp_client(&b).await;
+    send_with_receipt(&mut p, "/queue/mixed", "from-stomp").await;
+    // MQTT publishes into the same queue as $queue/mixed.
+    publish_acked_to(b.mqtt_addr().unwrap(), "$queue/mixed", "from-mqtt").await;
+    drop(p);
+    let config = b.stop_keeping_data().await;
+    let b = broker_with(config).await;
+    let mut c = stomp_client(&b).await;
+    c.send("SUBSCRIBE", &[("id", "s"), ("destination", "/queue/mixed"), ("ack", "client")], "").await;
+    let a = c.frame().await.unwrap();
+    let z = c.frame().await.unwrap();
+    assert_eq!((a.body.as_slice(), z.body.as_slice()), (&b"from-stomp"[..], &b"from-mqtt"[..]));
+    b.shutdown().await;
+}
+
+async fn publish_acked_to(addr: std::net::SocketAddr, topic: &str, body: &str) {
+    let mut o = MqttOptions::new("queue-publisher", addr.ip().to_string(), addr.port());
+    o.set_keep_alive(Duration::from_secs(30));
+    let (c, mut ev) = AsyncClient::new(o, 10);
+    c.publish(topic, QoS::AtLeastOnce, false, body.to_string()).await.unwrap();
+    until(&mut ev, |e| matches!(e, Event::Incoming(Packet::PubAck(_))).then_some(())).await;
+}
