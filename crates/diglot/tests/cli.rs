@@ -61,6 +61,17 @@ fn bad_configs_exit_non_zero_with_one_line() {
 }
 
 #[test]
+fn a_foreign_or_newer_store_is_refused_not_wiped() {
+    let (dir, p) = temp_file("foreign", "[listeners.ws]\naddr = \"127.0.0.1:0\"\n[listeners.mqtt]\naddr = \"127.0.0.1:0\"\n[listeners.stomp]\naddr = \"127.0.0.1:0\"\n");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("precious.txt"), "not a store").unwrap();
+    let e = fails(&["--config", p.to_str().unwrap()]);
+    assert!(e.contains("store") && e.contains(&data.display().to_string()), "{e}");
+    assert_eq!(std::fs::read_to_string(data.join("precious.txt")).unwrap(), "not a store");
+}
+
+#[test]
 fn print_config_is_the_effective_config() {
     let out = diglot().arg("--print-config").current_dir(std::env::temp_dir()).output().unwrap();
     assert!(out.status.success());

@@ -453,3 +453,46 @@ async fn publish_acked_to(addr: std::net::SocketAddr, topic: &str, body: &str) {
     c.publish(topic, QoS::AtLeastOnce, false, body.to_string()).await.unwrap();
     until(&mut ev, |e| matches!(e, Event::Incoming(Packet::PubAck(_))).then_some(())).await;
 }
+
+/// A STOMP durable topic subscription keeps what is published while its client is away.
+#[tokio::test]
+async fn stomp_durable_topic_subscription_keeps_messages_while_away() {
+    let b = broker().await;
+    let mut s = Stomp::new(tcp_connect(b.stomp_addr().unwrap()).await);
+    s.send("CONNECT", &[("accept-version", "1.2"), ("host", "x"), ("client-id", "dash")], "").await;
+    assert_eq!(s.frame().await.unwrap().command, "CONNECTED");
+    s.send("SUBSCRIBE", &[("id", "news"), ("destination", "/topic/news/#"), ("durable", "true"), ("receipt", "r")], "")
+        .await;
+    assert_eq!(s.frame().await.unwrap().command, "RECEIPT");
+    s.send("DISCONNECT", &[("receipt", "bye")], "").await;
+    assert_eq!(s.frame().await.unwrap().command, "RECEIPT");
+
+    // An MQTT publisher while the STOMP client is away.
+    publish_acked_to(b.mqtt_addr().unwrap(), "news/today", "headline").await;
+
+    let mut s = Stomp::new(tcp_connect(b.stomp_addr().unwrap()).await);
+    s.send("CONNECT", &[("accept-version", "1.2"), ("host", "x"), ("client-id", "dash")], "").await;
+    assert_eq!(s.frame().await.unwrap().command, "CONNECTED");
+    s.send("SUBSCRIBE", &[("id", "news"), ("destination", "/topic/news/#"), ("durable", "true")], "").await;
+    let m = s.frame().await.unwrap();
+    assert_eq!(m.command, "MESSAGE");
+    assert_eq!(m.body, b"headline");
+    assert_eq!(m.header("destination"), Some("/topic/news/today"));
+    b.shutdown().await;
+}
+
+/// The same durable behaviour on the sled engine.
+#[tokio::test]
+async fn sled_engine_keeps_a_session_across_a_restart() {
+    let mut config = diglot::Config::ephemeral();
+    config.store.engine = diglot_store::EngineKind::Sled;
+    let b = broker_with(config).await;
+    park_session("sled", b.mqtt_addr().unwrap(), "s/#").await;
+    publish_acked(b.mqtt_addr().unwrap(), "s/x", 10).await;
+    let config = b.stop_keeping_data().await;
+    let b = broker_with(config).await;
+    let (present, got) = drain_session("sled", b.mqtt_addr().unwrap(), 10).await;
+    assert!(present);
+    assert_eq!(got, expected(10));
+    b.shutdown().await;
+}
