@@ -33,6 +33,9 @@ const QUEUE_TOPIC_PREFIX: &str = "$queue/";
 /// Most deliveries encoded per wake-up before the driver writes and looks at its socket again.
 const DELIVERY_BATCH: usize = 256;
 
+/// How long a connection that takes a client id over waits for the old holder to finish.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
+
 /// How long the driver keeps trying to say goodbye to a peer before it drops the socket.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -48,6 +51,8 @@ struct Conn {
     id: u64,
     outbox: Arc<Outbox>,
     kick: Arc<Notify>,
+    /// Set to `true` once the connection has released its subscriptions and consumers.
+    finished: tokio::sync::watch::Sender<bool>,
     subs: HashMap<SubId, Filter>,
     /// Durable queues this connection consumes: sub → (queue, ack on hand-over).
     consumers: HashMap<SubId, (Arc<Queue>, bool)>,
@@ -82,6 +87,7 @@ pub(crate) async fn run(
         id,
         outbox: Arc::new(Outbox::new(limits.outbox_max_messages, limits.outbox_max_bytes)),
         kick: Arc::new(Notify::new()),
+        finished: tokio::sync::watch::channel(false).0,
         subs: HashMap::new(),
         consumers: HashMap::new(),
         ephemeral_session: None,
@@ -282,8 +288,13 @@ async fn execute_one(
             conn.subs.remove(&sub);
         }
         Action::ClaimClientId(client_id) => {
-            shared.registry.claim(&client_id, conn.id, &conn.kick);
+            let displaced = shared.registry.claim(&client_id, conn.id, &conn.kick, &conn.finished.subscribe());
             conn.client_id = Some(client_id);
+            if let Some(mut old) = displaced {
+                // Let the old connection return its unacknowledged messages first, so that the
+                // session's redelivery keeps its order. Bounded: its goodbye is bounded too.
+                let _ = timeout(TAKEOVER_WAIT, old.wait_for(|done| *done)).await;
+            }
         }
         Action::OpenSession { client_id, clean, persistent } => {
             let name = session_queue(&client_id);
@@ -366,6 +377,7 @@ async fn finish(shared: &Shared, mut conn: Conn, mut adapter: Box<dyn Adapter>, 
     if let Some(client_id) = &conn.client_id {
         shared.registry.release(client_id, conn.id);
     }
+    conn.finished.send_replace(true);
     let mut actions = Vec::new();
     adapter.on_closed(&reason, &mut actions);
     for action in actions {

@@ -496,3 +496,37 @@ async fn sled_engine_keeps_a_session_across_a_restart() {
     assert_eq!(got, expected(10));
     b.shutdown().await;
 }
+
+/// A session taken over by a new connection hands its unacknowledged messages to the new one
+/// first, in order.
+#[tokio::test]
+async fn takeover_keeps_redelivery_order() {
+    let b = broker().await;
+    let addr = b.mqtt_addr().unwrap();
+    park_session("twin", addr, "t/#").await;
+    publish_acked(addr, "t/x", 8).await;
+    // The first connection reads everything and acknowledges nothing.
+    let mut first = tcp_connect(addr).await;
+    first.send(&mqtt_connect_bytes("twin", 30, false)).await.unwrap();
+    let mut buf = Vec::new();
+    while mqtt_packets(&buf).iter().filter(|(k, _)| *k == 3).count() < 8 {
+        buf.extend(first.recv().await.unwrap());
+    }
+    // A second connection with the same client id takes over while the first is still open.
+    let mut second = tcp_connect(addr).await;
+    second.send(&mqtt_connect_bytes("twin", 30, false)).await.unwrap();
+    let mut buf = Vec::new();
+    let got = loop {
+        buf.extend(second.recv().await.unwrap());
+        let ps: Vec<_> = mqtt_packets(&buf).into_iter().filter(|(k, _)| *k == 3).collect();
+        if ps.len() >= 8 {
+            break ps;
+        }
+    };
+    let bodies: Vec<String> = got.iter().map(|(_, p)| String::from_utf8(publish_payload(p).2).unwrap()).collect();
+    assert_eq!(bodies, expected(8));
+    assert!(got.iter().all(|(_, p)| publish_payload(p).0), "all flagged DUP");
+    // The first connection was closed by the takeover.
+    first.read_to_close().await;
+    b.shutdown().await;
+}
