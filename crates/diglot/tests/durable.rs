@@ -530,3 +530,69 @@ async fn takeover_keeps_redelivery_order() {
     first.read_to_close().await;
     b.shutdown().await;
 }
+
+/// The same for a STOMP `/queue`: every SEND that got its RECEIPT before `kill -9` is
+/// delivered after the restart, in order, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_loses_no_receipted_stomp_send() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const N: usize = 2000;
+    for (round, kill_after) in [25usize, 600].into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = Daemon::start(dir.path());
+        let stream = tokio::net::TcpStream::connect(daemon.stomp).await.unwrap();
+        let (mut rd, mut wr) = stream.into_split();
+        wr.write_all(b"CONNECT\naccept-version:1.2\nhost:x\n\n\0").await.unwrap();
+        let writer = tokio::spawn(async move {
+            for i in 0..N {
+                let frame =
+                    format!("SEND\ndestination:/queue/k\nreceipt:{i}\ncontent-length:{}\n\n{i}\0", i.to_string().len());
+                if wr.write_all(frame.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut receipted = std::collections::BTreeSet::new();
+        let mut text = String::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut killed = false;
+        loop {
+            let n = match tokio::time::timeout(PATIENCE, rd.read(&mut chunk)).await.expect("reads") {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            text.push_str(&String::from_utf8_lossy(&chunk[..n]));
+            while let Some(end) = text.find('\0') {
+                let frame: String = text.drain(..=end).collect();
+                if let Some(id) = frame.lines().find_map(|l| l.strip_prefix("receipt-id:")) {
+                    receipted.insert(id.parse::<usize>().unwrap());
+                }
+            }
+            if !killed && receipted.len() >= kill_after {
+                signal(&daemon.child, "-KILL");
+                killed = true;
+            }
+        }
+        assert!(killed, "round {round}");
+        writer.abort();
+        assert!(!wait_exit(daemon.child).success());
+
+        let daemon = Daemon::start(dir.path());
+        let mut c = Stomp::new(tcp_connect(daemon.stomp).await);
+        c.connect("1.2").await;
+        c.send("SUBSCRIBE", &[("id", "k"), ("destination", "/queue/k"), ("ack", "auto")], "").await;
+        let last = *receipted.iter().max().unwrap();
+        let mut seen = Vec::new();
+        while seen.last().is_none_or(|&l| l < last) {
+            let m = c.frame().await.expect("MESSAGE");
+            assert_eq!(m.command, "MESSAGE");
+            seen.push(String::from_utf8(m.body).unwrap().parse::<usize>().unwrap());
+        }
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "round {round}: in order, once: {seen:?}");
+        let seen: std::collections::BTreeSet<usize> = seen.into_iter().collect();
+        let lost: Vec<&usize> = receipted.difference(&seen).collect();
+        assert!(lost.is_empty(), "round {round}: receipted but lost: {lost:?}");
+        signal(&daemon.child, "-TERM");
+        assert!(wait_exit(daemon.child).success());
+    }
+}
