@@ -89,6 +89,11 @@ pub enum Action {
         no_local: bool,
         /// Merge overlapping subscriptions into one copy per message (MQTT), or not (STOMP).
         merge: bool,
+        /// Which retained messages to send for this subscription.
+        retained: RetainHandling,
+        /// The share group of an MQTT shared subscription (`$share/<group>/<filter>`): each
+        /// message goes to one member of the group.
+        share: Option<String>,
     },
     /// Remove a subscription of this connection.
     Unsubscribe {
@@ -110,6 +115,18 @@ pub enum Action {
         clean: bool,
         /// Keep the session after the connection (MQTT clean session 0 / session expiry > 0).
         persistent: bool,
+        /// How long a persistent session outlives its connection, in seconds (`None`: until a
+        /// clean start deletes it; MQTT 3.x and MQTT 5 expiry 0xFFFFFFFF).
+        expiry_secs: Option<u32>,
+    },
+    /// Publish the connection's will: now if `delay_secs` is 0, else after the delay unless a
+    /// connection takes the client id over first (MQTT 5 Will Delay Interval), and at the latest
+    /// when the session ends [MQTT-3.1.3-9].
+    Will {
+        /// The will message.
+        msg: Message,
+        /// The Will Delay Interval.
+        delay_secs: u32,
     },
     /// Attach this connection as a consumer of a durable queue (created on first use).
     /// Deliveries from it carry [`Delivery::durable`] and `sub`.
@@ -164,6 +181,17 @@ pub enum Action {
     ClaimClientId(String),
     /// Close the connection after flushing the output.
     Close(CloseReason),
+}
+
+/// Which retained messages a new subscription receives (MQTT 5 Retain Handling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetainHandling {
+    /// Send the retained messages that match, at every SUBSCRIBE (MQTT 3.x; MQTT 5 value 0).
+    Always,
+    /// Send them only if the subscription did not exist yet (MQTT 5 value 1).
+    IfNew,
+    /// Never send them (MQTT 5 value 2; STOMP).
+    Never,
 }
 
 /// The durable queue that holds an MQTT persistent session's messages.

@@ -18,7 +18,7 @@ pub mod trie;
 
 pub use adapter::{
     durable_subscription_queue, named_queue, queue_topic, session_queue, Action, Adapter, ConnInfo, Output,
-    PublishError, Transport,
+    PublishError, RetainHandling, Transport,
 };
 pub use close::CloseReason;
 pub use limits::Limits;

@@ -66,6 +66,9 @@ pub struct Message {
     pub origin: Option<ConnId>,
     /// When the message entered the broker.
     pub received_at: Instant,
+    /// When the message expires (MQTT 5 Message Expiry Interval, STOMP `expires`): it is not
+    /// delivered after that, and MQTT 5 deliveries carry the remaining interval.
+    pub expires_at: Option<Instant>,
     /// Optional cross-protocol properties.
     pub props: Option<Box<Props>>,
 }
@@ -73,7 +76,17 @@ pub struct Message {
 impl Message {
     /// A message with no properties, stamped now. The id is set by the router.
     pub fn new(topic: Topic, payload: Bytes, qos: Qos, retain: bool) -> Message {
-        Message { id: 0, topic, payload, qos, retain, origin: None, received_at: Instant::now(), props: None }
+        Message {
+            id: 0,
+            topic,
+            payload,
+            qos,
+            retain,
+            origin: None,
+            received_at: Instant::now(),
+            expires_at: None,
+            props: None,
+        }
     }
 }
 
@@ -108,12 +121,22 @@ pub struct Delivery {
     /// redelivery is flagged on the wire: MQTT DUP=1, STOMP `redelivered:true`, and both carry
     /// the count (`redelivery-count`).
     pub redeliveries: u32,
+    /// The message is a retained message sent because of a new subscription (MQTT sets the
+    /// RETAIN flag on it [MQTT-3.3.1-8]).
+    pub retained: bool,
 }
 
 impl Delivery {
     /// A first, non-durable delivery.
     pub fn new(msg: Arc<Message>, sub: SubId, qos: Qos) -> Delivery {
-        Delivery { msg, sub, qos, durable: None, redeliveries: 0 }
+        Delivery { msg, sub, qos, durable: None, redeliveries: 0, retained: false }
+    }
+}
+
+impl Message {
+    /// Whether the message has expired at `now`.
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
     }
 }
 

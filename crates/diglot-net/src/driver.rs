@@ -274,7 +274,7 @@ async fn execute_one(
                 }
             }
         }
-        Action::Subscribe { filter, sub, qos, no_local, merge } => {
+        Action::Subscribe { filter, sub, qos, no_local, merge, retained: _, share: _ } => {
             let target = Target::Conn(conn.outbox.clone());
             shared.router.subscribe(&filter, Subscriber { conn: conn.id, sub, qos, target, no_local, merge });
             if let Some(old) = conn.subs.insert(sub, filter.clone()) {
@@ -296,7 +296,7 @@ async fn execute_one(
                 let _ = timeout(TAKEOVER_WAIT, old.wait_for(|done| *done)).await;
             }
         }
-        Action::OpenSession { client_id, clean, persistent } => {
+        Action::OpenSession { client_id, clean, persistent, expiry_secs: _ } => {
             let name = session_queue(&client_id);
             let existed = shared.durable.get(&name).is_some();
             if clean && existed {
@@ -339,6 +339,11 @@ async fn execute_one(
         }
         Action::Ack(at) => shared.durable.ack(conn.id, at).await,
         Action::Nack { at, requeue } => shared.durable.nack(conn.id, at, requeue).await,
+        Action::Will { msg, delay_secs: _ } => {
+            if let Err(e) = publish(shared, msg).await {
+                tracing::warn!(conn = conn.id, error = %e, "will message was not stored");
+            }
+        }
         Action::Close(reason) => return Err(reason),
     }
     Ok(())

@@ -136,6 +136,7 @@ impl Queue {
                 qos: msg.qos.max(Qos::AtLeastOnce),
                 durable: Some(DurableRef { queue: self.id.0, seq }),
                 redeliveries: deliveries,
+                retained: false,
             };
             if c.outbox.try_push(delivery) != diglot_core::PushOutcome::Queued {
                 st.ready.insert(seq, Ready { msg, deliveries });

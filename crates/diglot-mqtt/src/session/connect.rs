@@ -125,7 +125,12 @@ impl Session {
         let clean = c.clean_start;
         let persistent = if version.is_v5() { c.session_expiry_secs > 0 } else { !c.clean_start };
         actions.push(Action::ClaimClientId(accepted.client_id.clone()));
-        actions.push(Action::OpenSession { client_id: accepted.client_id.clone(), clean, persistent });
+        actions.push(Action::OpenSession {
+            client_id: accepted.client_id.clone(),
+            clean,
+            persistent,
+            expiry_secs: None,
+        });
         tracing::debug!(
             conn = self.info.id,
             client_id = %accepted.client_id,

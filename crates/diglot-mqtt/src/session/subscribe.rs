@@ -79,7 +79,15 @@ impl Session {
         };
         match self.session_queue() {
             Some(queue) => actions.push(Action::Bind { queue, filter, qos: granted }),
-            None => actions.push(Action::Subscribe { filter, sub, qos: granted, no_local: req.no_local, merge: true }),
+            None => actions.push(Action::Subscribe {
+                filter,
+                sub,
+                qos: granted,
+                no_local: req.no_local,
+                merge: true,
+                retained: diglot_core::RetainHandling::Always,
+                share: None,
+            }),
         }
         Ok(granted)
     }

@@ -132,6 +132,7 @@ impl Client {
             qos,
             durable: Some(DurableRef { queue: 9, seq }),
             redeliveries,
+            retained: false,
         };
         self.session.on_delivery(d, self.now, &mut self.out);
     }

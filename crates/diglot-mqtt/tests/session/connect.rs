@@ -24,7 +24,7 @@ fn accepts_mqtt_3_1_1() {
     assert!(!c.session.can_deliver());
     let a = c.send3(v3::Packet::Connect(Box::new(connect3("dev-1"))));
     assert!(
-        matches!(&a[..], [Action::ClaimClientId(id), Action::OpenSession { client_id, clean: true, persistent: false }] if id == "dev-1" && client_id == "dev-1"),
+        matches!(&a[..], [Action::ClaimClientId(id), Action::OpenSession { client_id, clean: true, persistent: false, .. }] if id == "dev-1" && client_id == "dev-1"),
         "{a:?}"
     );
     let acks = c.recv3();

@@ -53,7 +53,7 @@ fn v3_persistent_session_waits_for_the_driver() {
     bytes.extend_from_slice(&enc3(v3::Packet::PingRequest));
     let a = c.raw(&bytes);
     assert!(
-        matches!(&a[..], [Action::ClaimClientId(id), Action::OpenSession { client_id, clean: false, persistent: true }] if id == "dev" && client_id == "dev"),
+        matches!(&a[..], [Action::ClaimClientId(id), Action::OpenSession { client_id, clean: false, persistent: true, .. }] if id == "dev" && client_id == "dev"),
         "{a:?}"
     );
     assert!(c.frames().is_empty(), "no CONNACK before the session is open");
@@ -117,7 +117,7 @@ fn v5_clean_start_and_session_expiry() {
         let connect = v5::Connect { clean_start, session_expiry_interval_secs: expiry, ..connect5("five") };
         let a = c.send5(v5::Packet::Connect(Box::new(connect.receive_max(5))));
         assert!(
-            matches!(&a[..], [Action::ClaimClientId(_), Action::OpenSession { client_id, clean, persistent: p }] if client_id == "five" && *clean == clean_start && *p == persistent),
+            matches!(&a[..], [Action::ClaimClientId(_), Action::OpenSession { client_id, clean, persistent: p, .. }] if client_id == "five" && *clean == clean_start && *p == persistent),
             "{a:?}"
         );
         assert!(c.frames().is_empty());

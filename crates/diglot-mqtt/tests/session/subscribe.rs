@@ -9,7 +9,7 @@ use crate::common::*;
 fn subs(a: &[Action]) -> Vec<(String, u32, Qos, bool)> {
     a.iter()
         .map(|a| match a {
-            Action::Subscribe { filter, sub, qos, no_local, merge } => {
+            Action::Subscribe { filter, sub, qos, no_local, merge, .. } => {
                 assert!(merge, "MQTT subscriptions merge");
                 (filter.as_str().to_string(), *sub, *qos, *no_local)
             }

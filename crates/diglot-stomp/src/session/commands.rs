@@ -169,7 +169,16 @@ impl Session {
         })?;
         match plan {
             Plan::Topic(filter) => {
-                actions.push(Action::Subscribe { filter, sub, qos: Qos::AtLeastOnce, no_local: false, merge: false });
+                actions.push(Action::Subscribe {
+                    filter,
+                    sub,
+                    qos: Qos::AtLeastOnce,
+                    no_local: false,
+                    merge: false,
+                    // Retained messages are MQTT's; a STOMP subscription starts with what comes next.
+                    retained: diglot_core::RetainHandling::Never,
+                    share: None,
+                });
             }
             Plan::Consume { queue, filter, prefetch, .. } => {
                 actions.push(Action::Bind { queue: queue.clone(), filter, qos: Qos::AtLeastOnce });
