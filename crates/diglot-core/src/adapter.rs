@@ -157,6 +157,17 @@ pub enum Action {
         /// The highest QoS the queue keeps messages with.
         qos: Qos,
     },
+    /// Send this connection the retained messages that `filter` matches, as deliveries for
+    /// `sub` with RETAIN set (after a [`Action::Bind`] of an MQTT persistent session, whose
+    /// subscriptions are bindings rather than [`Action::Subscribe`]s).
+    SendRetained {
+        /// The filter just subscribed to.
+        filter: Filter,
+        /// The adapter's id for the deliveries.
+        sub: SubId,
+        /// The highest QoS to deliver them with.
+        qos: Qos,
+    },
     /// Undo a [`Action::Bind`].
     Unbind {
         /// The queue's name.

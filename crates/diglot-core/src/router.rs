@@ -8,13 +8,16 @@
 //! The router does not know protocols, sockets or the store.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::message::{Delivery, Message, Qos, QueueId};
 use crate::outbox::{Outbox, PushOutcome};
+use crate::retained::Retained;
 use crate::topic::{Filter, Topic};
 use crate::trie::Trie;
 
@@ -47,16 +50,29 @@ pub struct Subscriber {
     pub target: Target,
     /// MQTT 5 No Local: skip messages this connection published itself.
     pub no_local: bool,
+    /// The share group of an MQTT shared subscription: each message goes to one member.
+    pub share: Option<Arc<ShareGroup>>,
     /// MQTT semantics for overlapping subscriptions: one copy per connection, with the highest
     /// QoS of all its matching subscriptions [MQTT-3.3.5-1]. STOMP subscriptions are not
     /// merged: each gets its own MESSAGE.
     pub merge: bool,
 }
 
+/// The members of one shared subscription (`$share/<group>/<filter>`) take turns.
+#[derive(Debug, Default)]
+pub struct ShareGroup {
+    next: AtomicUsize,
+}
+
 impl Subscriber {
+    /// A connection's subscription with the given options and no share group.
+    pub fn conn(conn: ConnId, sub: SubId, qos: Qos, outbox: Arc<Outbox>, no_local: bool, merge: bool) -> Subscriber {
+        Subscriber { conn, sub, qos, target: Target::Conn(outbox), share: None, no_local, merge }
+    }
+
     /// A durable queue's binding to a filter.
     pub fn queue(queue: QueueId, qos: Qos) -> Subscriber {
-        Subscriber { conn: 0, sub: 0, qos, target: Target::Queue(queue), no_local: false, merge: true }
+        Subscriber { conn: 0, sub: 0, qos, target: Target::Queue(queue), share: None, no_local: false, merge: true }
     }
 
     /// What identifies the subscription on its filter: (connection, sub id) or the queue.
@@ -97,6 +113,8 @@ pub struct RouterStats {
 /// The topic router shared by every connection.
 pub struct Router {
     trie: RwLock<Trie<Subscriber>>,
+    shares: Mutex<HashMap<(String, Filter), Weak<ShareGroup>>>,
+    retained: Retained,
     next_conn: AtomicU64,
     next_msg: AtomicU64,
     stats: RouterStats,
@@ -110,12 +128,16 @@ thread_local! {
     /// Reused buffer for subscriptions that need merging per connection, so that a publish
     /// does not allocate.
     static MERGE: RefCell<Vec<MergeEntry>> = const { RefCell::new(Vec::new()) };
+    /// Reused buffer for members of shared subscriptions, keyed by their group.
+    static SHARED: RefCell<Vec<(usize, Subscriber)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Default for Router {
     fn default() -> Self {
         Router {
             trie: RwLock::new(Trie::new()),
+            shares: Mutex::new(HashMap::new()),
+            retained: Retained::new(),
             next_conn: AtomicU64::new(1),
             next_msg: AtomicU64::new(1),
             stats: RouterStats::default(),
@@ -134,6 +156,11 @@ impl Router {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// The retained messages.
+    pub fn retained(&self) -> &Retained {
+        &self.retained
+    }
+
     /// Broker-wide counters.
     pub fn stats(&self) -> &RouterStats {
         &self.stats
@@ -144,13 +171,28 @@ impl Router {
         self.trie.read().len()
     }
 
+    /// The share group `$share/<group>/<filter>`, shared by every member that subscribes to it.
+    pub fn share_group(&self, group: &str, filter: &Filter) -> Arc<ShareGroup> {
+        let mut shares = self.shares.lock();
+        let key = (group.to_string(), filter.clone());
+        if let Some(g) = shares.get(&key).and_then(Weak::upgrade) {
+            return g;
+        }
+        shares.retain(|_, w| w.strong_count() > 0);
+        let g = Arc::new(ShareGroup::default());
+        shares.insert(key, Arc::downgrade(&g));
+        g
+    }
+
     /// Adds a subscription. A subscription with the same connection and [`SubId`] on the same
     /// filter is replaced, as MQTT requires for a repeated SUBSCRIBE [MQTT-3.8.4-3].
-    pub fn subscribe(&self, filter: &Filter, s: Subscriber) {
+    /// Returns whether it replaced an existing one (for MQTT 5 Retain Handling 1).
+    pub fn subscribe(&self, filter: &Filter, s: Subscriber) -> bool {
         let mut trie = self.trie.write();
         let key = s.key();
-        trie.remove(filter, |e| e.key() == key);
+        let replaced = trie.remove(filter, |e| e.key() == key) > 0;
         trie.insert(filter, s);
+        replaced
     }
 
     /// Removes a connection's subscription. Returns whether one existed.
@@ -175,41 +217,52 @@ impl Router {
         self.stats.published.fetch_add(1, Ordering::Relaxed);
         let msg = Arc::new(msg);
         let mut report = PublishReport::default();
+        if msg.is_expired(Instant::now()) {
+            return (msg, report);
+        }
         MERGE.with(|merge| {
-            let mut merge = merge.borrow_mut();
-            merge.clear();
-            {
-                let trie = self.trie.read();
-                trie.for_each_match(&msg.topic, |s| {
-                    if s.no_local && msg.origin == Some(s.conn) {
-                        return;
-                    }
-                    match &s.target {
-                        Target::Conn(outbox) if !s.merge => {
-                            let qos = msg.qos.min(s.qos);
-                            push(&mut report, outbox, Delivery::new(msg.clone(), s.sub, qos));
+            SHARED.with(|shared| {
+                let (mut merge, mut shared) = (merge.borrow_mut(), shared.borrow_mut());
+                merge.clear();
+                shared.clear();
+                {
+                    let trie = self.trie.read();
+                    trie.for_each_match(&msg.topic, |s| {
+                        if s.no_local && msg.origin == Some(s.conn) {
+                            return;
                         }
-                        target => {
-                            let key = s.key();
-                            merge.push(((key.0, key.1), s.qos, s.sub, target.clone()));
+                        if let Some(group) = &s.share {
+                            shared.push((Arc::as_ptr(group) as usize, s.clone()));
+                            return;
                         }
-                    }
-                });
-            }
-            if merge.len() > 1 {
-                // Highest QoS first within each connection or queue, then keep the first of each.
-                merge.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-                merge.dedup_by_key(|e| e.0);
-            }
-            for (_, qos, sub, target) in merge.drain(..) {
-                match target {
-                    Target::Conn(outbox) => {
-                        let qos = msg.qos.min(qos);
-                        push(&mut report, &outbox, Delivery::new(msg.clone(), sub, qos));
-                    }
-                    Target::Queue(q) => report.queues.push((q, qos)),
+                        match &s.target {
+                            Target::Conn(outbox) if !s.merge => {
+                                let qos = msg.qos.min(s.qos);
+                                push(&mut report, outbox, Delivery::new(msg.clone(), s.sub, qos));
+                            }
+                            target => {
+                                let key = s.key();
+                                merge.push(((key.0, key.1), s.qos, s.sub, target.clone()));
+                            }
+                        }
+                    });
                 }
-            }
+                if merge.len() > 1 {
+                    // Highest QoS first within each connection or queue, then keep the first of each.
+                    merge.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+                    merge.dedup_by_key(|e| e.0);
+                }
+                for (_, qos, sub, target) in merge.drain(..) {
+                    match target {
+                        Target::Conn(outbox) => {
+                            let qos = msg.qos.min(qos);
+                            push(&mut report, &outbox, Delivery::new(msg.clone(), sub, qos));
+                        }
+                        Target::Queue(q) => report.queues.push((q, qos)),
+                    }
+                }
+                deliver_shared(&mut report, &msg, &mut shared);
+            })
         });
         self.stats.delivered.fetch_add(report.delivered as u64, Ordering::Relaxed);
         self.stats.dropped.fetch_add(report.dropped as u64, Ordering::Relaxed);
@@ -222,6 +275,38 @@ impl Router {
         self.trie.read().for_each_match(topic, |_| any = true);
         any
     }
+}
+
+/// Gives each matched share group's message to one member: the next in turn that has room,
+/// or the next in turn if none has.
+fn deliver_shared(report: &mut PublishReport, msg: &Arc<Message>, shared: &mut Vec<(usize, Subscriber)>) {
+    if shared.is_empty() {
+        return;
+    }
+    shared.sort_by_key(|(g, s)| (*g, s.conn, s.sub));
+    let mut start = 0;
+    while start < shared.len() {
+        let group = shared[start].0;
+        let end = start + shared[start..].iter().take_while(|(g, _)| *g == group).count();
+        let members = &shared[start..end];
+        let Some(g) = &members[0].1.share else { break };
+        let first = g.next.fetch_add(1, Ordering::Relaxed) % members.len();
+        let has_room = |s: &Subscriber| match &s.target {
+            Target::Conn(o) => o.has_room(),
+            Target::Queue(_) => true,
+        };
+        let pick = (0..members.len()).map(|i| (first + i) % members.len()).find(|&i| has_room(&members[i].1));
+        let chosen = &members[pick.unwrap_or(first)].1;
+        match &chosen.target {
+            Target::Conn(outbox) => {
+                let qos = msg.qos.min(chosen.qos);
+                push(report, outbox, Delivery::new(msg.clone(), chosen.sub, qos));
+            }
+            Target::Queue(q) => report.queues.push((*q, chosen.qos)),
+        }
+        start = end;
+    }
+    shared.clear();
 }
 
 fn push(report: &mut PublishReport, outbox: &Outbox, d: Delivery) {
@@ -240,10 +325,7 @@ mod tests {
 
     fn sub(r: &Router, f: &str, conn: ConnId, id: SubId, qos: Qos, merge: bool) -> Arc<Outbox> {
         let outbox = Arc::new(Outbox::new(100, 1 << 20));
-        r.subscribe(
-            &Filter::new(f).unwrap(),
-            Subscriber { conn, sub: id, qos, target: Target::Conn(outbox.clone()), no_local: false, merge },
-        );
+        r.subscribe(&Filter::new(f).unwrap(), Subscriber::conn(conn, id, qos, outbox.clone(), false, merge));
         outbox
     }
 
@@ -255,17 +337,7 @@ mod tests {
     fn merges_overlapping_mqtt_subscriptions() {
         let r = Router::new();
         let o = sub(&r, "a/+", 1, 1, Qos::AtMostOnce, true);
-        r.subscribe(
-            &Filter::new("a/#").unwrap(),
-            Subscriber {
-                conn: 1,
-                sub: 2,
-                qos: Qos::AtLeastOnce,
-                target: Target::Conn(o.clone()),
-                no_local: false,
-                merge: true,
-            },
-        );
+        r.subscribe(&Filter::new("a/#").unwrap(), Subscriber::conn(1, 2, Qos::AtLeastOnce, o.clone(), false, true));
         let (_, rep) = r.publish(msg("a/b", Qos::AtLeastOnce));
         assert_eq!(rep.delivered, 1);
         let mut v = Vec::new();
@@ -279,17 +351,7 @@ mod tests {
     fn stomp_subscriptions_each_get_a_copy() {
         let r = Router::new();
         let o = sub(&r, "a/+", 1, 1, Qos::AtLeastOnce, false);
-        r.subscribe(
-            &Filter::new("a/#").unwrap(),
-            Subscriber {
-                conn: 1,
-                sub: 2,
-                qos: Qos::AtLeastOnce,
-                target: Target::Conn(o.clone()),
-                no_local: false,
-                merge: false,
-            },
-        );
+        r.subscribe(&Filter::new("a/#").unwrap(), Subscriber::conn(1, 2, Qos::AtLeastOnce, o.clone(), false, false));
         assert_eq!(r.publish(msg("a/b", Qos::AtMostOnce)).1.delivered, 2);
     }
 
@@ -319,6 +381,42 @@ mod tests {
         assert!(r.unbind_queue(&Filter::new("a/#").unwrap(), 9));
         assert!(!r.unbind_queue(&Filter::new("a/#").unwrap(), 9));
         assert_eq!(r.publish(msg("a/b", Qos::AtLeastOnce)).1.queues.len(), 2);
+    }
+
+    #[test]
+    fn a_share_group_gives_each_message_to_one_member_in_turn() {
+        let r = Router::new();
+        let f = Filter::new("jobs/+").unwrap();
+        let g = r.share_group("workers", &f);
+        let outboxes: Vec<Arc<Outbox>> = (0..3).map(|_| Arc::new(Outbox::new(100, 1 << 20))).collect();
+        for (i, o) in outboxes.iter().enumerate() {
+            let mut s = Subscriber::conn(i as u64 + 1, 1, Qos::AtLeastOnce, o.clone(), false, true);
+            s.share = Some(g.clone());
+            r.subscribe(&f, s);
+        }
+        // Another group on the same filter gets its own copy of each message.
+        let other = Arc::new(Outbox::new(100, 1 << 20));
+        let mut s = Subscriber::conn(9, 1, Qos::AtLeastOnce, other.clone(), false, true);
+        s.share = Some(r.share_group("audit", &f));
+        r.subscribe(&f, s);
+        for _ in 0..9 {
+            assert_eq!(r.publish(msg("jobs/a", Qos::AtLeastOnce)).1.delivered, 2);
+        }
+        for o in &outboxes {
+            assert_eq!(o.len(), 3, "round robin");
+        }
+        assert_eq!(other.len(), 9);
+        assert!(Arc::ptr_eq(&g, &r.share_group("workers", &f)));
+    }
+
+    #[test]
+    fn expired_messages_are_not_routed() {
+        let r = Router::new();
+        let o = sub(&r, "x", 1, 1, Qos::AtMostOnce, true);
+        let mut m = msg("x", Qos::AtMostOnce);
+        m.expires_at = Some(Instant::now());
+        assert_eq!(r.publish(m).1.delivered, 0);
+        assert!(o.is_empty());
     }
 
     #[test]

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use diglot_core::{
-    session_queue, Action, Adapter, CloseReason, ConnInfo, Delivery, Filter, Outbox, Output, PublishError, SubId,
-    Subscriber, Target, Transport,
+    session_queue, Action, Adapter, CloseReason, ConnInfo, Delivery, Filter, Outbox, Output, PublishError,
+    RetainHandling, SubId, Subscriber, Transport,
 };
 use tokio::sync::Notify;
 use tokio::time::{sleep_until, timeout};
@@ -59,6 +59,9 @@ struct Conn {
     /// A stored session this connection resumed without keeping it (MQTT 5 clean start 0
     /// with session expiry 0): deleted when the connection ends.
     ephemeral_session: Option<String>,
+    /// The persistent session this connection holds, and how long it outlives it (`None`:
+    /// until a clean start).
+    session: Option<(String, Option<u32>)>,
     client_id: Option<String>,
     peer: SocketAddr,
     transport: Transport,
@@ -91,6 +94,7 @@ pub(crate) async fn run(
         subs: HashMap::new(),
         consumers: HashMap::new(),
         ephemeral_session: None,
+        session: None,
         client_id: None,
         peer,
         transport,
@@ -127,6 +131,7 @@ pub(crate) async fn run(
             }
             Event::Read(Ok(Read::Data(n))) => {
                 conn.bytes_in += n as u64;
+                shared.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 on_input(&shared, &mut conn, adapter.as_mut(), &mut input, now, &mut out, &mut actions).await
             }
             Event::Read(Ok(Read::Closed)) => Some(CloseReason::PeerClosed),
@@ -148,6 +153,7 @@ pub(crate) async fn run(
             Ok(Ok(())) => {
                 if len > 0 {
                     conn.bytes_out += len;
+                    shared.bytes_out.fetch_add(len, Ordering::Relaxed);
                     adapter.on_sent(Instant::now());
                 }
             }
@@ -274,15 +280,26 @@ async fn execute_one(
                 }
             }
         }
-        Action::Subscribe { filter, sub, qos, no_local, merge, retained: _, share: _ } => {
-            let target = Target::Conn(conn.outbox.clone());
-            shared.router.subscribe(&filter, Subscriber { conn: conn.id, sub, qos, target, no_local, merge });
+        Action::Subscribe { filter, sub, qos, no_local, merge, retained, share } => {
+            let mut s = Subscriber::conn(conn.id, sub, qos, conn.outbox.clone(), no_local, merge);
+            s.share = share.as_deref().map(|group| shared.router.share_group(group, &filter));
+            let existed = shared.router.subscribe(&filter, s);
             if let Some(old) = conn.subs.insert(sub, filter.clone()) {
                 if old != filter {
                     shared.router.unsubscribe(&old, conn.id, sub);
                 }
             }
+            // Retained messages are not sent to a shared subscription [MQTT-3.8.4-?; MQTT 5 §4.8.2].
+            let send = match retained {
+                RetainHandling::Always => true,
+                RetainHandling::IfNew => !existed,
+                RetainHandling::Never => false,
+            };
+            if send && share.is_none() {
+                send_retained(shared, conn, &filter, sub, qos);
+            }
         }
+        Action::SendRetained { filter, sub, qos } => send_retained(shared, conn, &filter, sub, qos),
         Action::Unsubscribe { filter, sub } => {
             shared.router.unsubscribe(&filter, conn.id, sub);
             conn.subs.remove(&sub);
@@ -296,7 +313,7 @@ async fn execute_one(
                 let _ = timeout(TAKEOVER_WAIT, old.wait_for(|done| *done)).await;
             }
         }
-        Action::OpenSession { client_id, clean, persistent, expiry_secs: _ } => {
+        Action::OpenSession { client_id, clean, persistent, expiry_secs } => {
             let name = session_queue(&client_id);
             let existed = shared.durable.get(&name).is_some();
             if clean && existed {
@@ -305,6 +322,9 @@ async fn execute_one(
             let present = existed && !clean;
             if persistent {
                 shared.durable.ensure(&name).await.map_err(store_failed)?;
+                // In use now: it does not expire while connected.
+                shared.durable.set_session_deadline(&name, None).await.map_err(store_failed)?;
+                conn.session = Some((name, expiry_secs));
             } else if present {
                 conn.ephemeral_session = Some(name);
             }
@@ -339,7 +359,8 @@ async fn execute_one(
         }
         Action::Ack(at) => shared.durable.ack(conn.id, at).await,
         Action::Nack { at, requeue } => shared.durable.nack(conn.id, at, requeue).await,
-        Action::Will { msg, delay_secs: _ } => {
+        Action::Will { msg, .. } => {
+            // A will outside `on_closed` (an adapter that ends the session itself): publish now.
             if let Err(e) = publish(shared, msg).await {
                 tracing::warn!(conn = conn.id, error = %e, "will message was not stored");
             }
@@ -357,15 +378,42 @@ async fn publish(shared: &Shared, msg: diglot_core::Message) -> Result<(), Publi
         shared.durable.ensure_named(&shared.router, name).await.map_err(|e| PublishError::Store(e.to_string()))?;
     }
     let (msg, report) = shared.router.publish(msg);
+    if msg.retain {
+        let change = shared.router.retained().update(&msg);
+        let saved = shared.durable.save_retained(&msg, change).await;
+        if let Err(e) = saved {
+            tracing::error!(topic = %msg.topic, error = %e, "cannot store a retained message");
+            return Err(PublishError::Store(e.to_string()));
+        }
+    }
     if report.queues.is_empty() {
         return Ok(());
     }
     shared.durable.publish(&msg, &report.queues).await
 }
 
+/// Queues the retained messages that `filter` matches for a new subscription.
+fn send_retained(shared: &Shared, conn: &Conn, filter: &Filter, sub: SubId, qos: diglot_core::Qos) {
+    for msg in shared.router.retained().matching(filter) {
+        let qos = msg.qos.min(qos);
+        let mut d = Delivery::new(msg, sub, qos);
+        d.retained = true;
+        if conn.outbox.try_push(d) != diglot_core::PushOutcome::Queued {
+            tracing::warn!(conn = conn.id, %filter, "outbox full while sending retained messages");
+            break;
+        }
+    }
+}
+
 /// Releases everything the connection held, publishes what must be published at close (an
 /// MQTT will), and logs the close once.
-async fn finish(shared: &Shared, mut conn: Conn, mut adapter: Box<dyn Adapter>, reason: CloseReason, started: Instant) {
+async fn finish(
+    shared: &Arc<Shared>,
+    mut conn: Conn,
+    mut adapter: Box<dyn Adapter>,
+    reason: CloseReason,
+    started: Instant,
+) {
     conn.outbox.close();
     for (sub, filter) in conn.subs.drain() {
         shared.router.unsubscribe(&filter, conn.id, sub);
@@ -385,12 +433,38 @@ async fn finish(shared: &Shared, mut conn: Conn, mut adapter: Box<dyn Adapter>, 
     conn.finished.send_replace(true);
     let mut actions = Vec::new();
     adapter.on_closed(&reason, &mut actions);
+    // How long the session outlives the connection: a will waits at most that long
+    // [MQTT-3.1.3-9], and the session is deleted after it unless the client comes back.
+    let taken_over = conn.client_id.as_deref().is_some_and(|id| shared.registry.held_by_other(id, conn.id));
+    let session_left = match &conn.session {
+        Some((_, expiry)) => expiry.map_or(u32::MAX, |e| e),
+        None => 0,
+    };
     for action in actions {
-        if let Action::Publish { msg, .. } = action {
-            if let Err(e) = publish(shared, msg).await {
-                tracing::warn!(conn = conn.id, error = %e, "will message was not stored");
+        match action {
+            Action::Publish { msg, .. } | Action::Will { msg, delay_secs: 0 } => {
+                if let Err(e) = publish(shared, msg).await {
+                    tracing::warn!(conn = conn.id, error = %e, "will message was not stored");
+                }
             }
+            Action::Will { msg, delay_secs } => {
+                let delay = delay_secs.min(session_left);
+                match conn.client_id.as_deref() {
+                    // The client is back already: a delayed will is not sent.
+                    Some(_) if taken_over => {}
+                    Some(id) if delay > 0 => schedule_will(shared, id, msg, delay),
+                    _ => {
+                        if let Err(e) = publish(shared, msg).await {
+                            tracing::warn!(conn = conn.id, error = %e, "will message was not stored");
+                        }
+                    }
+                }
+            }
+            _ => {}
         }
+    }
+    if let (Some((queue, Some(secs))), Some(id), false) = (&conn.session, &conn.client_id, taken_over) {
+        schedule_session_expiry(shared, id, queue, *secs).await;
     }
     shared.connections.fetch_sub(1, Ordering::Relaxed);
     let client_id = adapter.client_id().unwrap_or("-");
@@ -413,4 +487,55 @@ async fn finish(shared: &Shared, mut conn: Conn, mut adapter: Box<dyn Adapter>, 
         }
         _ => log_close!(info),
     }
+}
+
+/// Publishes a will after `delay_secs` unless the client id is claimed again first.
+fn schedule_will(shared: &Arc<Shared>, client_id: &str, msg: diglot_core::Message, delay_secs: u32) {
+    let back = shared.registry.on_return(client_id);
+    let shared = shared.clone();
+    let mut shutdown = shared.shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = back.cancelled() => return,
+            _ = shutdown.wait_for(|down| *down) => {}
+            _ = tokio::time::sleep(Duration::from_secs(u64::from(delay_secs))) => {}
+        }
+        if let Err(e) = publish(&shared, msg).await {
+            tracing::warn!(error = %e, "delayed will message was not stored");
+        }
+    });
+}
+
+/// Deletes a persistent session `secs` after its connection ended, unless the client comes
+/// back first. The deadline is kept in the store, so a restart keeps it.
+async fn schedule_session_expiry(shared: &Arc<Shared>, client_id: &str, queue: &str, secs: u32) {
+    let deadline = crate::durable::now_ms() + u64::from(secs) * 1000;
+    if let Err(e) = shared.durable.set_session_deadline(queue, Some(deadline)).await {
+        tracing::error!(queue, error = %e, "cannot record a session's expiry");
+    }
+    expire_session_at(shared.clone(), shared.registry.on_return(client_id), queue.to_string(), deadline);
+}
+
+/// Deletes session queue `queue` at `deadline_ms` unless `back` is cancelled first.
+pub(crate) fn expire_session_at(
+    shared: Arc<Shared>,
+    back: tokio_util::sync::CancellationToken,
+    queue: String,
+    deadline_ms: u64,
+) {
+    tokio::spawn(async move {
+        let wait = Duration::from_millis(deadline_ms.saturating_sub(crate::durable::now_ms()));
+        tokio::select! {
+            _ = back.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        if shared.durable.has_consumers(&queue) {
+            return;
+        }
+        match shared.durable.delete(&shared.router, &queue).await {
+            Ok(true) => tracing::info!(queue, "session expired"),
+            Ok(false) => {}
+            Err(e) => tracing::error!(queue, error = %e, "cannot delete an expired session"),
+        }
+    });
 }

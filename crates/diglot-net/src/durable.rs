@@ -26,8 +26,8 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use diglot_core::{
-    named_queue, queue_topic, ConnId, Delivery, DurableRef, Filter, Message, Outbox, PublishError, Qos, Router, SubId,
-    Subscriber,
+    named_queue, queue_topic, ConnId, Delivery, DurableRef, Filter, Message, Outbox, PublishError, Qos, RetainChange,
+    Router, SubId, Subscriber,
 };
 use diglot_store::{AppendError, QueueId, Seq, Store, StoreError, StoredMessage};
 use parking_lot::Mutex;
@@ -37,6 +37,9 @@ const WINDOW: usize = 1024;
 
 /// The sessions-partition key prefix for a queue's bindings.
 const BINDINGS_KEY: &str = "\0bind/";
+
+/// The sessions-partition key prefix for when a session queue ends if nobody resumes it.
+const EXPIRY_KEY: &str = "\0expiry/";
 
 /// One consumer of a queue: a subscription of a connection.
 struct Consumer {
@@ -82,13 +85,15 @@ struct Work {
     record: Vec<u64>,
     /// Entries to dead-letter.
     dead: Vec<(u64, Arc<Message>)>,
+    /// Entries whose message expired before delivery: deleted.
+    expired: Vec<u64>,
     /// The in-memory window ran low and the store has more.
     load: bool,
 }
 
 impl Work {
     fn is_empty(&self) -> bool {
-        self.record.is_empty() && self.dead.is_empty() && !self.load
+        self.record.is_empty() && self.dead.is_empty() && self.expired.is_empty() && !self.load
     }
 }
 
@@ -114,7 +119,13 @@ impl Queue {
         let mut work = Work::default();
         // A dead-letter queue keeps its messages whatever their delivery count.
         let max_redeliveries = if self.name.starts_with("$dlq/") { u32::MAX } else { max_redeliveries };
+        let now = std::time::Instant::now();
         while let Some((&seq, ready)) = st.ready.first_key_value() {
+            if ready.msg.is_expired(now) {
+                st.ready.remove(&seq);
+                work.expired.push(seq);
+                continue;
+            }
             if ready.deliveries > max_redeliveries {
                 if let Some(r) = st.ready.remove(&seq) {
                     work.dead.push((seq, r.msg));
@@ -208,8 +219,24 @@ pub(crate) struct Durable {
     max_redeliveries: u32,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The storable form of a message, with its expiry as wall-clock time.
+pub(crate) fn to_stored(msg: &Message) -> StoredMessage {
+    let now = std::time::Instant::now();
+    let expires_ms = msg.expires_at.map(|at| now_ms() + at.saturating_duration_since(now).as_millis() as u64);
+    StoredMessage::from_message(msg, now_ms(), expires_ms)
+}
+
+/// A stored message back as a broker message with id `id`.
+pub(crate) fn from_stored(stored: &StoredMessage, id: u64) -> Message {
+    let mut msg = stored.to_message(id);
+    msg.expires_at = stored
+        .expires_ms
+        .map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms.saturating_sub(now_ms())));
+    msg
 }
 
 fn store_err(e: StoreError) -> PublishError {
@@ -240,7 +267,19 @@ impl Durable {
             }
             queue.state.lock().bindings = list;
         }
-        tracing::info!(queues = durable.by_id.len(), bindings, "durable queues restored");
+        for (topic, stored) in durable.store.retained()? {
+            let msg = from_stored(&stored, router.next_msg_id());
+            if msg.topic.as_str() != topic {
+                return Err(StoreError::Failed(format!("retained record {topic:?} holds topic {}", msg.topic)));
+            }
+            router.retained().restore(Arc::new(msg));
+        }
+        tracing::info!(
+            queues = durable.by_id.len(),
+            bindings,
+            retained = router.retained().len(),
+            "durable queues and retained messages restored"
+        );
         Ok(durable)
     }
 
@@ -340,6 +379,7 @@ impl Durable {
             router.unbind_queue(filter, q.id.0);
         }
         self.store.delete_session(&format!("{BINDINGS_KEY}{name}")).await?;
+        self.store.delete_session(&format!("{EXPIRY_KEY}{name}")).await?;
         self.store.drop_queue(name).await
     }
 
@@ -359,7 +399,7 @@ impl Durable {
             return Ok(());
         }
         let ids: Vec<QueueId> = persistent.iter().map(|q| q.id).collect();
-        let stored = StoredMessage::from_message(msg, now_ms(), None);
+        let stored = to_stored(msg);
         let results = self.store.append(&stored, &ids).await.map_err(store_err)?;
         let mut full = None;
         for (q, result) in persistent.iter().zip(results) {
@@ -383,6 +423,46 @@ impl Durable {
             Some(name) => Err(PublishError::QueueFull(name)),
             None => Ok(()),
         }
+    }
+
+    /// Saves a change of a topic's retained message. `$SYS` topics are not saved.
+    pub(crate) async fn save_retained(&self, msg: &Message, change: RetainChange) -> Result<(), StoreError> {
+        if msg.topic.is_dollar() && msg.topic.as_str().starts_with("$SYS/") {
+            return Ok(());
+        }
+        match change {
+            RetainChange::Stored => self.store.put_retained(msg.topic.as_str(), &to_stored(msg)).await,
+            RetainChange::Cleared => self.store.delete_retained(msg.topic.as_str()).await,
+            RetainChange::Unchanged => Ok(()),
+        }
+    }
+
+    /// Records when a session ends if nobody resumes it (`None`: it is in use).
+    pub(crate) async fn set_session_deadline(&self, queue: &str, deadline_ms: Option<u64>) -> Result<(), StoreError> {
+        let key = format!("{EXPIRY_KEY}{queue}");
+        match deadline_ms {
+            Some(ms) => self.store.put_session(&key, &ms.to_be_bytes()).await,
+            None => self.store.delete_session(&key).await,
+        }
+    }
+
+    /// Every session deadline recorded in the store: (session queue, unix ms).
+    pub(crate) fn session_deadlines(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for (key, value) in self.store.sessions()? {
+            let Some(queue) = key.strip_prefix(EXPIRY_KEY) else { continue };
+            let bytes: [u8; 8] = value
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Failed(format!("corrupt session deadline of {queue}")))?;
+            out.push((queue.to_string(), u64::from_be_bytes(bytes)));
+        }
+        Ok(out)
+    }
+
+    /// Whether a queue has a consumer attached.
+    pub(crate) fn has_consumers(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|q| !q.state.lock().consumers.is_empty())
     }
 
     /// Hands a QoS 0 message to one online consumer of the queue, if one has room; it is not
@@ -486,6 +566,13 @@ impl Durable {
                     }
                 });
             }
+            for seq in std::mem::take(&mut work.expired) {
+                tracing::debug!(queue = q.name(), seq, "message expired before delivery");
+                match self.store.ack(q.id, Seq(seq)).await {
+                    Ok(()) | Err(StoreError::NoSuchEntry { .. }) => {}
+                    Err(e) => tracing::warn!(queue = q.name(), seq, error = %e, "cannot delete an expired entry"),
+                }
+            }
             for (seq, msg) in std::mem::take(&mut work.dead) {
                 self.dead_letter(q, seq, msg).await;
             }
@@ -557,7 +644,7 @@ impl Durable {
             if st.ready.contains_key(&e.seq.0) || st.inflight.contains_key(&e.seq.0) {
                 continue;
             }
-            let msg = Arc::new(e.msg.to_message(e.msg_id));
+            let msg = Arc::new(from_stored(&e.msg, e.msg_id));
             st.ready.insert(e.seq.0, Ready { msg, deliveries: e.delivery_count });
         }
         if !exhausted {

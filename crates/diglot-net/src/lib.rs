@@ -11,6 +11,7 @@ mod link;
 pub mod negotiate;
 mod registry;
 mod server;
+mod sys;
 
 pub use negotiate::Proto;
 pub use server::{Bound, ListenerKind, ListenerSpec, Server, Spec, StartError, WsPaths, WsRoutes};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use diglot_core::ConnId;
 use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
 
 /// A handle that wakes a connection's driver to close it.
 pub type Kick = Arc<Notify>;
@@ -17,6 +18,9 @@ pub type Finished = watch::Receiver<bool>;
 #[derive(Default)]
 pub struct Registry {
     holders: DashMap<String, (ConnId, Kick, Finished)>,
+    /// Delayed work of client ids that left (a delayed will, a session expiry), cancelled
+    /// when the client id is claimed again.
+    returns: DashMap<String, CancellationToken>,
 }
 
 impl Registry {
@@ -25,12 +29,25 @@ impl Registry {
     /// the old one to hand its session back (unacknowledged messages return to the queue)
     /// before it takes the session over, and redelivery keeps its order.
     pub fn claim(&self, client_id: &str, conn: ConnId, kick: &Kick, finished: &Finished) -> Option<Finished> {
+        if let Some((_, back)) = self.returns.remove(client_id) {
+            back.cancel();
+        }
         let old = self.holders.insert(client_id.to_string(), (conn, kick.clone(), finished.clone()))?;
         if old.0 == conn {
             return None;
         }
         old.1.notify_one();
         Some(old.2)
+    }
+
+    /// A token cancelled when `client_id` is claimed again.
+    pub fn on_return(&self, client_id: &str) -> CancellationToken {
+        self.returns.entry(client_id.to_string()).or_default().clone()
+    }
+
+    /// Whether a connection other than `conn` holds `client_id` now.
+    pub fn held_by_other(&self, client_id: &str, conn: ConnId) -> bool {
+        self.holders.get(client_id).is_some_and(|h| h.0 != conn)
     }
 
     /// Forgets `client_id` if `conn` still holds it.

@@ -91,6 +91,8 @@ pub struct Spec {
     pub stomp: diglot_stomp::Config,
     /// The durable store.
     pub store: diglot_store::StoreConfig,
+    /// How often broker statistics are published on `$SYS/broker/...` (zero: never).
+    pub sys_interval: Duration,
 }
 
 /// Why the network side could not start.
@@ -129,6 +131,9 @@ pub(crate) struct Shared {
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) connections: AtomicUsize,
     pub(crate) rejected_handshakes: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) started: std::time::Instant,
 }
 
 /// A bound listener.
@@ -184,7 +189,24 @@ impl Server {
             shutdown,
             connections: AtomicUsize::new(0),
             rejected_handshakes: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            started: std::time::Instant::now(),
         });
+        // Sessions that were waiting to expire when the broker stopped keep their deadlines.
+        match shared.durable.session_deadlines() {
+            Ok(deadlines) => {
+                for (queue, deadline) in deadlines {
+                    let client_id = queue.strip_prefix("$session/").unwrap_or(&queue).to_string();
+                    let back = shared.registry.on_return(&client_id);
+                    driver::expire_session_at(shared.clone(), back, queue, deadline);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read session deadlines"),
+        }
+        if !spec.sys_interval.is_zero() {
+            tokio::spawn(crate::sys::run(shared.clone(), spec.sys_interval));
+        }
         let permits = Arc::new(Semaphore::new(spec.max_connections.max(1)));
         let tracker = TaskTracker::new();
         for ((listener, kind), b) in listeners.into_iter().zip(&bound) {

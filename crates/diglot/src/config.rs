@@ -59,11 +59,19 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// Worker threads (0: one per CPU core).
     pub worker_threads: usize,
+    /// Seconds between `$SYS/broker/...` statistics updates (0: none).
+    pub sys_interval_secs: u64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { handshake_timeout_secs: 10, write_timeout_secs: 30, shutdown_grace_secs: 4, worker_threads: 0 }
+        ServerConfig {
+            handshake_timeout_secs: 10,
+            write_timeout_secs: 30,
+            shutdown_grace_secs: 4,
+            worker_threads: 0,
+            sys_interval_secs: 10,
+        }
     }
 }
 
@@ -387,6 +395,7 @@ impl Config {
                 max_keep_alive_secs: self.mqtt.max_keep_alive_secs,
             },
             store: self.store.clone(),
+            sys_interval: Duration::from_secs(self.server.sys_interval_secs),
             stomp: diglot_stomp::Config {
                 connect_timeout: Duration::from_secs(self.stomp.connect_timeout_secs.max(1)),
                 heartbeat_send_ms: self.stomp.heartbeat_send_ms,

@@ -1,0 +1,50 @@
+//! `$SYS/broker/...`: broker statistics published as retained QoS 0 messages, in Mosquitto's
+//! naming where it has one, so existing dashboards work.
+//!
+//! First-level wildcards do not match `$SYS` topics [MQTT-4.7.2-1]: subscribe to `$SYS/#`.
+//! These messages are never written to the store.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use diglot_core::{Message, Qos, Topic};
+
+use crate::server::Shared;
+
+/// Publishes the statistics every `interval` until shutdown.
+pub(crate) async fn run(shared: Arc<Shared>, interval: Duration) {
+    let mut shutdown = shared.shutdown.clone();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    publish("$SYS/broker/version", format!("diglot {}", env!("CARGO_PKG_VERSION")), &shared);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|down| *down) => return,
+            _ = tick.tick() => {}
+        }
+        let stats = shared.router.stats();
+        let values = [
+            ("$SYS/broker/uptime", format!("{} seconds", shared.started.elapsed().as_secs())),
+            ("$SYS/broker/clients/connected", shared.connections.load(Ordering::Relaxed).to_string()),
+            ("$SYS/broker/messages/received", stats.published.load(Ordering::Relaxed).to_string()),
+            ("$SYS/broker/messages/sent", stats.delivered.load(Ordering::Relaxed).to_string()),
+            ("$SYS/broker/messages/dropped", stats.dropped.load(Ordering::Relaxed).to_string()),
+            ("$SYS/broker/bytes/received", shared.bytes_in.load(Ordering::Relaxed).to_string()),
+            ("$SYS/broker/bytes/sent", shared.bytes_out.load(Ordering::Relaxed).to_string()),
+            ("$SYS/broker/subscriptions/count", shared.router.subscription_count().to_string()),
+            ("$SYS/broker/retained messages/count", shared.router.retained().len().to_string()),
+        ];
+        for (topic, value) in values {
+            publish(topic, value, &shared);
+        }
+    }
+}
+
+fn publish(topic: &str, value: String, shared: &Shared) {
+    let Ok(topic) = Topic::new(topic) else { return };
+    let msg = Message::new(topic, Bytes::from(value), Qos::AtMostOnce, true);
+    let (msg, _) = shared.router.publish(msg);
+    shared.router.retained().update(&msg);
+}
