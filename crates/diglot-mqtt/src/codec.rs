@@ -137,6 +137,12 @@ pub(crate) struct ConnectReq {
     pub auth_method: bool,
     /// MQTT 5 Session Expiry Interval.
     pub session_expiry_secs: u32,
+    /// MQTT 5 Topic Alias Maximum: how many aliases the server may use towards the client.
+    pub topic_alias_max: u16,
+    /// MQTT 5 Request Problem Information (default 1; always 1 in 3.x).
+    pub request_problem_info: bool,
+    /// MQTT 5 Request Response Information (default 0).
+    pub request_response_info: bool,
 }
 
 impl ConnectReq {
@@ -165,6 +171,9 @@ impl ConnectReq {
             max_packet_size: None,
             auth_method: false,
             session_expiry_secs: 0,
+            topic_alias_max: 0,
+            request_problem_info: true,
+            request_response_info: false,
         }
     }
 
@@ -180,6 +189,9 @@ impl ConnectReq {
             max_packet_size: c.max_packet_size,
             auth_method: c.auth_method.is_some(),
             session_expiry_secs: c.session_expiry_interval_secs,
+            topic_alias_max: c.topic_alias_max,
+            request_problem_info: c.request_problem_info,
+            request_response_info: c.request_response_info,
         }
     }
 }
@@ -193,6 +205,10 @@ pub(crate) struct SubReq {
     pub qos: u8,
     /// MQTT 5 No Local.
     pub no_local: bool,
+    /// MQTT 5 Retain As Published.
+    pub retain_as_published: bool,
+    /// MQTT 5 Retain Handling (0, 1 or 2; 0 in 3.x).
+    pub retain_handling: u8,
 }
 
 /// A packet from the client, of either version, in one shape.
@@ -204,12 +220,12 @@ pub(crate) enum Inbound {
     Publish(Box<Publish>),
     /// PUBACK.
     PubAck(NonZeroU16),
-    /// PUBREC.
-    PubRec(NonZeroU16),
+    /// PUBREC, with its MQTT 5 reason code (0 in 3.x).
+    PubRec(NonZeroU16, u8),
     /// PUBREL.
     PubRel(NonZeroU16),
-    /// PUBCOMP (Diglot sends no QoS 2, so there is nothing to complete).
-    PubComp,
+    /// PUBCOMP.
+    PubComp(NonZeroU16),
     /// SUBSCRIBE.
     Subscribe {
         /// Packet Identifier.
@@ -246,15 +262,21 @@ fn from_v3(p: v3::Packet) -> Inbound {
         P::Connect(c) => Inbound::Connect(Box::new(ConnectReq::from_v3(*c))),
         P::Publish(p) => Inbound::Publish(p),
         P::PublishAck { packet_id } => Inbound::PubAck(packet_id),
-        P::PublishReceived { packet_id } => Inbound::PubRec(packet_id),
+        P::PublishReceived { packet_id } => Inbound::PubRec(packet_id, 0),
         P::PublishRelease { packet_id } => Inbound::PubRel(packet_id),
-        P::PublishComplete { .. } => Inbound::PubComp,
+        P::PublishComplete { packet_id } => Inbound::PubComp(packet_id),
         P::Subscribe { packet_id, topic_filters } => Inbound::Subscribe {
             packet_id,
             sub_id: None,
             filters: topic_filters
                 .into_iter()
-                .map(|(filter, qos)| SubReq { filter, qos: qos.value(), no_local: false })
+                .map(|(filter, qos)| SubReq {
+                    filter,
+                    qos: qos.value(),
+                    no_local: false,
+                    retain_as_published: false,
+                    retain_handling: 0,
+                })
                 .collect(),
         },
         P::Unsubscribe { packet_id, topic_filters } => Inbound::Unsubscribe { packet_id, filters: topic_filters },
@@ -273,16 +295,22 @@ fn from_v5(p: v5::Packet) -> Inbound {
         P::Connect(c) => Inbound::Connect(Box::new(ConnectReq::from_v5(*c))),
         P::Publish(p) => Inbound::Publish(p),
         P::PublishAck(a) => Inbound::PubAck(a.packet_id),
-        P::PublishReceived(a) => Inbound::PubRec(a.packet_id),
+        P::PublishReceived(a) => Inbound::PubRec(a.packet_id, a.reason_code.into()),
         P::PublishRelease(a) => Inbound::PubRel(a.packet_id),
-        P::PublishComplete(_) => Inbound::PubComp,
+        P::PublishComplete(a) => Inbound::PubComp(a.packet_id),
         P::Subscribe(s) => Inbound::Subscribe {
             packet_id: s.packet_id,
             sub_id: s.id,
             filters: s
                 .topic_filters
                 .into_iter()
-                .map(|(filter, o)| SubReq { filter, qos: o.qos.value(), no_local: o.no_local })
+                .map(|(filter, o)| SubReq {
+                    filter,
+                    qos: o.qos.value(),
+                    no_local: o.no_local,
+                    retain_as_published: o.retain_as_published,
+                    retain_handling: o.retain_handling.into(),
+                })
                 .collect(),
         },
         P::Unsubscribe(u) => Inbound::Unsubscribe { packet_id: u.packet_id, filters: u.topic_filters },
@@ -304,12 +332,31 @@ enum Codec {
     V5(v5::Codec),
 }
 
+/// The longest Reason String Diglot sends (§3.14.2.2.2 "a human readable string designed
+/// for diagnostics"): longer texts are cut at a character boundary.
+const MAX_REASON_BYTES: usize = 120;
+
+/// A Reason String for `text`, at most [`MAX_REASON_BYTES`] long.
+pub(crate) fn reason_string(text: &str) -> ByteString {
+    let mut end = text.len().min(MAX_REASON_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    ByteString::from(&text[..end])
+}
+
 /// The codec of one connection, chosen after detection, with encoders for every packet the
 /// server sends. Each encoder writes one packet and ends one frame of the [`Output`].
+///
+/// Once CONNECT is accepted, [`Wire::set_client_max`] records the client's MQTT 5 Maximum
+/// Packet Size: a PUBLISH larger than that is not written [MQTT-3.1.2-25], and any other
+/// packet that would be too large because of its Reason String goes out without it
+/// [MQTT-3.1.2-26] (§3.1.2.11.4).
 #[derive(Debug)]
 pub(crate) struct Wire {
     version: Version,
     codec: Codec,
+    client_max: Option<NonZeroU32>,
 }
 
 impl Wire {
@@ -320,12 +367,17 @@ impl Wire {
             Version::V5 => Codec::V5(v5::Codec::new(0, 0)),
             Version::V31 | Version::V311 => Codec::V3(v3::Codec::new(0)),
         };
-        Wire { version, codec }
+        Wire { version, codec, client_max: None }
     }
 
     /// The protocol level.
     pub(crate) fn version(&self) -> Version {
         self.version
+    }
+
+    /// The client's MQTT 5 Maximum Packet Size.
+    pub(crate) fn set_client_max(&mut self, max: Option<NonZeroU32>) {
+        self.client_max = max;
     }
 
     /// Decodes one complete packet, as found by [`frame`].
@@ -348,10 +400,21 @@ impl Wire {
         finish(start, c.encode(p, out.buf()), out)
     }
 
+    /// Writes an MQTT 5 packet other than PUBLISH; if it exceeds the client's Maximum Packet
+    /// Size, it is written again without its Reason String.
     fn put_v5(&mut self, p: v5::Packet, out: &mut Output) -> bool {
+        let client_max = self.client_max;
         let Codec::V5(c) = &mut self.codec else { return false };
         let start = out.len();
-        finish(start, c.encode(p, out.buf()), out)
+        let fallback = strip_reason(&p);
+        let r = c.encode(p, out.buf());
+        if let (Ok(()), Some(max), Some(plain)) = (&r, client_max, fallback) {
+            if out.buf().len() - start > max.get() as usize {
+                out.buf().truncate(start);
+                return finish(start, c.encode(plain, out.buf()), out);
+            }
+        }
+        finish(start, r, out)
     }
 
     /// CONNACK for MQTT 3.x.
@@ -369,7 +432,8 @@ impl Wire {
 
     /// PUBLISH. Returns whether it was written: an MQTT 5 packet larger than the client's
     /// Maximum Packet Size is discarded [MQTT-3.1.2-25].
-    pub(crate) fn publish(&mut self, p: Publish, client_max: Option<NonZeroU32>, out: &mut Output) -> bool {
+    pub(crate) fn publish(&mut self, p: Publish, out: &mut Output) -> bool {
+        let client_max = self.client_max;
         let Codec::V5(c) = &mut self.codec else {
             return self.put_v3(v3::Packet::Publish(Box::new(p)), out);
         };
@@ -383,18 +447,18 @@ impl Wire {
         }
     }
 
-    /// PUBACK (`code` is the MQTT 5 reason code; 3.x has none).
-    pub(crate) fn puback(&mut self, packet_id: NonZeroU16, code: u8, out: &mut Output) {
+    /// PUBACK (`code` and `reason` are MQTT 5's; 3.x has neither).
+    pub(crate) fn puback(&mut self, packet_id: NonZeroU16, code: u8, reason: Option<&str>, out: &mut Output) {
         match self.version {
-            Version::V5 => self.put_v5(v5::Packet::PublishAck(ack(packet_id, code)), out),
+            Version::V5 => self.put_v5(v5::Packet::PublishAck(ack(packet_id, code, reason)), out),
             _ => self.put_v3(v3::Packet::PublishAck { packet_id }, out),
         };
     }
 
     /// PUBREC.
-    pub(crate) fn pubrec(&mut self, packet_id: NonZeroU16, code: u8, out: &mut Output) {
+    pub(crate) fn pubrec(&mut self, packet_id: NonZeroU16, code: u8, reason: Option<&str>, out: &mut Output) {
         match self.version {
-            Version::V5 => self.put_v5(v5::Packet::PublishReceived(ack(packet_id, code)), out),
+            Version::V5 => self.put_v5(v5::Packet::PublishReceived(ack(packet_id, code, reason)), out),
             _ => self.put_v3(v3::Packet::PublishReceived { packet_id }, out),
         };
     }
@@ -416,14 +480,15 @@ impl Wire {
     }
 
     /// SUBACK with one code per filter: a granted QoS (0..=2) or a failure code (≥ 0x80).
-    pub(crate) fn suback(&mut self, packet_id: NonZeroU16, codes: &[u8], out: &mut Output) {
+    pub(crate) fn suback(&mut self, packet_id: NonZeroU16, codes: &[u8], reason: Option<&str>, out: &mut Output) {
         match self.version {
             Version::V5 => {
                 let status = codes
                     .iter()
                     .map(|&c| v5::SubscribeAckReason::try_from(c).unwrap_or(v5::SubscribeAckReason::UnspecifiedError))
                     .collect();
-                let ack = v5::SubscribeAck { packet_id, properties: Vec::new(), reason_string: None, status };
+                let reason_string = reason.map(reason_string);
+                let ack = v5::SubscribeAck { packet_id, properties: Vec::new(), reason_string, status };
                 self.put_v5(v5::Packet::SubscribeAck(ack), out)
             }
             _ => {
@@ -464,12 +529,84 @@ impl Wire {
         };
     }
 
-    /// An MQTT 5 DISCONNECT from the server (3.x has none; nothing is written there).
-    pub(crate) fn disconnect(&mut self, code: u8, out: &mut Output) {
+    /// An MQTT 5 DISCONNECT from the server (3.x has none; nothing is written there), with
+    /// an optional Reason String.
+    pub(crate) fn disconnect(&mut self, code: u8, reason: Option<&str>, out: &mut Output) {
         let reason_code =
             v5::DisconnectReasonCode::try_from(code).unwrap_or(v5::DisconnectReasonCode::UnspecifiedError);
-        self.put_v5(v5::Packet::Disconnect(v5::Disconnect::new(reason_code)), out);
+        let d = v5::Disconnect { reason_string: reason.map(reason_string), ..v5::Disconnect::new(reason_code) };
+        self.put_v5(v5::Packet::Disconnect(d), out);
     }
+}
+
+/// The packet without its Reason String, if it has one.
+fn strip_reason(p: &v5::Packet) -> Option<v5::Packet> {
+    let mut p = p.clone();
+    let had = match &mut p {
+        v5::Packet::ConnectAck(a) => a.reason_string.take().is_some(),
+        v5::Packet::PublishAck(a) | v5::Packet::PublishReceived(a) => a.reason_string.take().is_some(),
+        v5::Packet::SubscribeAck(a) => a.reason_string.take().is_some(),
+        v5::Packet::UnsubscribeAck(a) => a.reason_string.take().is_some(),
+        v5::Packet::Disconnect(d) => d.reason_string.take().is_some(),
+        _ => false,
+    };
+    had.then_some(p)
+}
+
+/// Whether an MQTT 5 PUBLISH packet (fixed header included) that the codec refused carries a
+/// Topic Alias of 0, which is "Topic Alias invalid" rather than a malformed packet
+/// [MQTT-3.3.2-8] (§3.3.2.3.4).
+pub(crate) fn publish_has_alias_zero(packet: &[u8]) -> bool {
+    fn scan(packet: &[u8]) -> Option<bool> {
+        let (&first, rest) = packet.split_first()?;
+        if first >> 4 != 3 {
+            return None;
+        }
+        let (_, n) = varint(rest)?;
+        let mut b = rest.get(n..)?;
+        let topic_len = usize::from(u16::from_be_bytes([*b.first()?, *b.get(1)?]));
+        b = b.get(2 + topic_len..)?;
+        if (first >> 1) & 0b11 != 0 {
+            b = b.get(2..)?;
+        }
+        let (len, n) = varint(b)?;
+        let mut props = b.get(n..n + len)?;
+        while let Some((&id, rest)) = props.split_first() {
+            let skip = match id {
+                0x01 => 1,
+                0x02 => 4,
+                0x23 => {
+                    if rest.get(..2)? == [0, 0] {
+                        return Some(true);
+                    }
+                    2
+                }
+                0x03 | 0x08 | 0x09 => 2 + usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?])),
+                0x0B => varint(rest)?.1,
+                0x26 => {
+                    let k = 2 + usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
+                    let v = rest.get(k..)?;
+                    k + 2 + usize::from(u16::from_be_bytes([*v.first()?, *v.get(1)?]))
+                }
+                _ => return None,
+            };
+            props = rest.get(skip..)?;
+        }
+        Some(false)
+    }
+    scan(packet).unwrap_or(false)
+}
+
+/// A Variable Byte Integer and the number of bytes it took.
+fn varint(b: &[u8]) -> Option<(usize, usize)> {
+    let mut v = 0usize;
+    for (i, &byte) in b.iter().take(4).enumerate() {
+        v |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
 }
 
 /// CONNACK with return code 0x01 (unacceptable protocol version) in the 3.1.1 format, for a
@@ -479,12 +616,12 @@ pub(crate) fn connack_unsupported_level(out: &mut Output) {
     wire.connack_v3(0x01, false, out);
 }
 
-fn ack(packet_id: NonZeroU16, code: u8) -> v5::PublishAck {
+fn ack(packet_id: NonZeroU16, code: u8, reason: Option<&str>) -> v5::PublishAck {
     v5::PublishAck {
         packet_id,
         reason_code: v5::PublishAckReason::try_from(code).unwrap_or(v5::PublishAckReason::UnspecifiedError),
         properties: Vec::new(),
-        reason_string: None,
+        reason_string: reason.map(reason_string),
     }
 }
 
@@ -549,5 +686,37 @@ mod tests {
         assert_eq!(c(b"MQTX", 4), Detect::BadName);
         assert_eq!(c(b"", 4), Detect::BadName);
         assert_eq!(detect(&[0x10]), Detect::BadName);
+    }
+
+    #[test]
+    fn finds_a_zero_topic_alias() {
+        let enc = |qos: u8, props: &[u8]| {
+            let mut body = vec![0, 1, b't'];
+            if qos > 0 {
+                body.extend_from_slice(&[0, 1]);
+            }
+            body.push(props.len() as u8);
+            body.extend_from_slice(props);
+            body.extend_from_slice(b"payload");
+            let mut v = vec![0x30 | qos << 1, body.len() as u8];
+            v.extend(body);
+            v
+        };
+        assert!(publish_has_alias_zero(&enc(0, &[0x23, 0, 0])));
+        assert!(publish_has_alias_zero(&enc(1, &[0x01, 1, 0x02, 0, 0, 0, 9, 0x03, 0, 1, b'x', 0x23, 0, 0])));
+        assert!(publish_has_alias_zero(&enc(0, &[0x26, 0, 1, b'k', 0, 1, b'v', 0x0B, 0x81, 0x01, 0x23, 0, 0])));
+        assert!(!publish_has_alias_zero(&enc(0, &[0x23, 0, 1])));
+        assert!(!publish_has_alias_zero(&enc(0, &[0x23, 0])));
+        assert!(!publish_has_alias_zero(&enc(0, &[0x7f, 0, 0])));
+        assert!(!publish_has_alias_zero(&[0x82, 0x03, 0x23, 0, 0]));
+        assert!(!publish_has_alias_zero(&[]));
+    }
+
+    #[test]
+    fn reason_strings_are_cut_at_a_char_boundary() {
+        assert_eq!(&reason_string("short")[..], "short");
+        let long = "é".repeat(100);
+        let r = reason_string(&long);
+        assert!(r.len() <= MAX_REASON_BYTES && r.len() >= MAX_REASON_BYTES - 1);
     }
 }

@@ -16,10 +16,14 @@ pub struct Config {
     /// Keep Alive [MQTT-3.2.2-21]. MQTT 3.x has no way to announce a cap, so the client's own
     /// value is used there.
     pub max_keep_alive_secs: u16,
+    /// The MQTT 5 Topic Alias Maximum announced in CONNACK: how many topic aliases a client
+    /// may set up towards the broker (§3.2.2.3.8); 0 refuses aliases. It also caps how many
+    /// aliases the broker uses towards a client. Default 16.
+    pub topic_alias_max: u16,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { connect_timeout: Duration::from_secs(10), max_keep_alive_secs: 0 }
+        Config { connect_timeout: Duration::from_secs(10), max_keep_alive_secs: 0, topic_alias_max: 16 }
     }
 }

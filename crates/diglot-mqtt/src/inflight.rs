@@ -1,5 +1,5 @@
-//! The outbound QoS 1 window: packet identifiers of PUBLISHes sent and not yet acknowledged,
-//! each with the durable-queue entry it carries, if any.
+//! The outbound QoS 1 and QoS 2 window: packet identifiers of PUBLISHes sent and not yet
+//! acknowledged, each with the stage of its flow and the durable-queue entry it carries.
 //!
 //! Identifiers are taken from 1..=65535 in turn, skipping those still in use
 //! [MQTT-2.3.1-4]; the window is the smaller of `limits.max_inflight` and the client's MQTT 5
@@ -24,10 +24,41 @@ pub(crate) fn durable_id(seq: Seq) -> NonZeroU16 {
     NonZeroU16::new(u16::try_from(id).unwrap_or(1)).unwrap_or(NonZeroU16::MIN)
 }
 
-/// Packet identifiers of unacknowledged outbound PUBLISHes.
+/// Where an outbound QoS > 0 PUBLISH is in its flow (§4.3.2, §4.3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// QoS 1, waiting for PUBACK.
+    Qos1,
+    /// QoS 2, waiting for PUBREC.
+    Qos2Sent,
+    /// QoS 2, PUBREL sent, waiting for PUBCOMP.
+    Qos2Released,
+}
+
+/// What a PUBREC did to the flow it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecOutcome {
+    /// No QoS 2 PUBLISH of ours has that id.
+    Unknown,
+    /// The PUBREC refused the message (MQTT 5 reason ≥ 0x80): the flow ended and the id is
+    /// free; the durable entry it carried, if any, is handed back.
+    Refused(Option<DurableRef>),
+    /// Send PUBREL (again, for a repeated PUBREC) and wait for PUBCOMP.
+    Release,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    durable: Option<DurableRef>,
+    stage: Stage,
+}
+
+/// Packet identifiers of unacknowledged outbound PUBLISHes, QoS 1 and QoS 2 alike: both
+/// count against the client's Receive Maximum until their flow ends (PUBACK; PUBCOMP, or a
+/// PUBREC with an error code) [MQTT-4.9.0-2].
 #[derive(Debug)]
 pub(crate) struct Inflight {
-    ids: HashMap<u16, Option<DurableRef>>,
+    ids: HashMap<u16, Slot>,
     next: u16,
     window: usize,
 }
@@ -48,19 +79,22 @@ impl Inflight {
         self.ids.len() < self.window
     }
 
-    /// Takes `preferred` if it is free, else the next free packet identifier; `None` if the
-    /// window is full. `durable` is handed back by [`Inflight::release`].
+    /// Takes `preferred` if it is free, else the next free packet identifier, for a PUBLISH
+    /// at QoS 2 (`qos2`) or QoS 1; `None` if the window is full. `durable` is handed back
+    /// when the flow ends.
     pub(crate) fn allocate(
         &mut self,
         preferred: Option<NonZeroU16>,
         durable: Option<DurableRef>,
+        qos2: bool,
     ) -> Option<NonZeroU16> {
         if !self.has_room() {
             return None;
         }
+        let slot = Slot { durable, stage: if qos2 { Stage::Qos2Sent } else { Stage::Qos1 } };
         if let Some(id) = preferred {
             if let Entry::Vacant(e) = self.ids.entry(id.get()) {
-                e.insert(durable);
+                e.insert(slot);
                 return Some(id);
             }
         }
@@ -70,7 +104,7 @@ impl Inflight {
             self.next = self.next.checked_add(1).unwrap_or(1);
             if let Some(nz) = NonZeroU16::new(id) {
                 if let Entry::Vacant(e) = self.ids.entry(id) {
-                    e.insert(durable);
+                    e.insert(slot);
                     return Some(nz);
                 }
             }
@@ -78,9 +112,42 @@ impl Inflight {
         None
     }
 
-    /// Frees `id` on PUBACK: `None` if it was not in use, else the durable entry it carried.
+    /// PUBACK: frees a QoS 1 `id` and returns the durable entry it carried; `None` if no QoS 1
+    /// PUBLISH has that id.
+    pub(crate) fn puback(&mut self, id: NonZeroU16) -> Option<Option<DurableRef>> {
+        self.take_if(id, Stage::Qos1)
+    }
+
+    /// PUBREC with reason `code` (0 in 3.x).
+    pub(crate) fn pubrec(&mut self, id: NonZeroU16, code: u8) -> RecOutcome {
+        let Some(slot) = self.ids.get_mut(&id.get()) else { return RecOutcome::Unknown };
+        match slot.stage {
+            Stage::Qos1 => RecOutcome::Unknown,
+            // §4.3.3: a PUBREC with a reason code of 0x80 or greater ends the flow.
+            Stage::Qos2Sent if code >= 0x80 => RecOutcome::Refused(self.ids.remove(&id.get()).and_then(|s| s.durable)),
+            Stage::Qos2Sent | Stage::Qos2Released => {
+                slot.stage = Stage::Qos2Released;
+                RecOutcome::Release
+            }
+        }
+    }
+
+    /// PUBCOMP: frees a QoS 2 `id` whose PUBREL was sent and returns the durable entry it
+    /// carried; `None` if no such flow has that id.
+    pub(crate) fn pubcomp(&mut self, id: NonZeroU16) -> Option<Option<DurableRef>> {
+        self.take_if(id, Stage::Qos2Released)
+    }
+
+    /// Frees `id` whatever its stage (a PUBLISH that was not written after all).
     pub(crate) fn release(&mut self, id: NonZeroU16) -> Option<Option<DurableRef>> {
-        self.ids.remove(&id.get())
+        self.ids.remove(&id.get()).map(|s| s.durable)
+    }
+
+    fn take_if(&mut self, id: NonZeroU16, stage: Stage) -> Option<Option<DurableRef>> {
+        match self.ids.entry(id.get()) {
+            Entry::Occupied(e) if e.get().stage == stage => Some(e.remove().durable),
+            _ => None,
+        }
     }
 }
 
@@ -91,20 +158,20 @@ mod tests {
     #[test]
     fn allocates_skipping_ids_in_use_and_wraps() {
         let mut f = Inflight::new(3);
-        let a = f.allocate(None, None).unwrap();
-        let b = f.allocate(None, None).unwrap();
-        let c = f.allocate(None, None).unwrap();
+        let a = f.allocate(None, None, false).unwrap();
+        let b = f.allocate(None, None, false).unwrap();
+        let c = f.allocate(None, None, false).unwrap();
         assert_eq!((a.get(), b.get(), c.get()), (1, 2, 3));
-        assert!(f.allocate(None, None).is_none());
+        assert!(f.allocate(None, None, false).is_none());
         assert_eq!(f.release(b), Some(None));
         assert_eq!(f.release(b), None);
-        assert_eq!(f.allocate(None, None).unwrap().get(), 4);
+        assert_eq!(f.allocate(None, None, false).unwrap().get(), 4);
         f.set_window(65535);
         f.next = 65535;
-        assert_eq!(f.allocate(None, None).unwrap().get(), 65535);
+        assert_eq!(f.allocate(None, None, false).unwrap().get(), 65535);
         // 1 and 3 are still in use, so the lap continues at 2.
-        assert_eq!(f.allocate(None, None).unwrap().get(), 2);
-        assert_eq!(f.allocate(None, None).unwrap().get(), 5);
+        assert_eq!(f.allocate(None, None, false).unwrap().get(), 2);
+        assert_eq!(f.allocate(None, None, false).unwrap().get(), 5);
         assert_eq!(f.ids.len(), 6);
     }
 
@@ -118,13 +185,41 @@ mod tests {
 
         let mut f = Inflight::new(10);
         let r = DurableRef { queue: 4, seq: 70_000 };
-        let id = f.allocate(Some(durable_id(r.seq)), Some(r)).unwrap();
+        let id = f.allocate(Some(durable_id(r.seq)), Some(r), false).unwrap();
         assert_eq!(id.get(), 4465);
         // Taken: the next free id instead.
         let r2 = DurableRef { queue: 4, seq: 70_000 + 65_535 };
-        let id2 = f.allocate(Some(durable_id(r2.seq)), Some(r2)).unwrap();
+        let id2 = f.allocate(Some(durable_id(r2.seq)), Some(r2), false).unwrap();
         assert_eq!(id2.get(), 1);
-        assert_eq!(f.release(id), Some(Some(r)));
+        assert_eq!(f.puback(id), Some(Some(r)));
         assert_eq!(f.release(id2), Some(Some(r2)));
+    }
+
+    #[test]
+    fn qos2_flow_stages() {
+        let mut f = Inflight::new(3);
+        let r = DurableRef { queue: 1, seq: 7 };
+        let q2 = f.allocate(Some(durable_id(7)), Some(r), true).unwrap();
+        let q1 = f.allocate(None, None, false).unwrap();
+        // A PUBACK or PUBCOMP does not end a flow waiting for PUBREC, nor PUBREC a QoS 1 one.
+        assert_eq!(f.puback(q2), None);
+        assert_eq!(f.pubcomp(q2), None);
+        assert_eq!(f.pubrec(q1, 0), RecOutcome::Unknown);
+        assert_eq!(f.pubrec(pid(99), 0), RecOutcome::Unknown);
+        assert_eq!(f.pubrec(q2, 0), RecOutcome::Release);
+        // A repeated PUBREC is answered with PUBREL again; the id stays in flight.
+        assert_eq!(f.pubrec(q2, 0), RecOutcome::Release);
+        assert_eq!(f.ids.len(), 2);
+        assert_eq!(f.pubcomp(q2), Some(Some(r)));
+        assert_eq!(f.pubcomp(q2), None);
+        // A refusing PUBREC ends the flow.
+        let q3 = f.allocate(None, None, true).unwrap();
+        assert_eq!(f.pubrec(q3, 0x80), RecOutcome::Refused(None));
+        assert_eq!(f.puback(q1), Some(None));
+        assert!(f.ids.is_empty());
+    }
+
+    fn pid(n: u16) -> NonZeroU16 {
+        NonZeroU16::new(n).unwrap()
     }
 }

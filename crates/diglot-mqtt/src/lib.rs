@@ -11,19 +11,33 @@
 //! module per packet family.
 //!
 //! Sessions: after a valid CONNECT the session pushes `Action::ClaimClientId` and
-//! `Action::OpenSession`, and writes the CONNACK (with Session Present) only when the driver
-//! calls `Adapter::on_session_opened`. A persistent session (Clean Session 0, or MQTT 5
-//! Session Expiry Interval > 0), and a resumed one (Session Present 1), binds its filters to
-//! its durable queue (`diglot_core::session_queue`), consumes that queue as [`SESSION_SUB`],
-//! and acknowledges each durable delivery with `Action::Ack` when the client's PUBACK
-//! arrives. A durable delivery always goes out at QoS ≥ 1. Redeliveries go out with DUP=1, the packet id derived from their queue position, and (MQTT 5) the user
-//! property `redelivery-count`. A publish refused because a durable queue is full gets
-//! PUBACK/PUBREC 0x97 in MQTT 5 and closes an MQTT 3.x connection.
+//! `Action::OpenSession` (with the MQTT 5 Session Expiry Interval as `expiry_secs`), and
+//! writes the CONNACK (with Session Present) only when the driver calls
+//! `Adapter::on_session_opened`. A persistent session (Clean Session 0, or MQTT 5 Session
+//! Expiry Interval > 0), and a resumed one (Session Present 1), binds its filters to its
+//! durable queue (`diglot_core::session_queue`), consumes that queue as [`SESSION_SUB`], and
+//! acknowledges each durable delivery with `Action::Ack` when its QoS flow ends (PUBACK,
+//! PUBCOMP). Redeliveries go out with DUP=1, the packet id derived from their queue
+//! position, and (MQTT 5) the user property `redelivery-count`. A publish refused because a
+//! durable queue is full gets PUBACK/PUBREC 0x97 in MQTT 5 and closes an MQTT 3.x
+//! connection.
 //!
-//! Not implemented yet: retained messages, outbound QoS 2, shared subscriptions,
-//! Subscription Identifiers, topic aliases, the Will Delay Interval, the length of the
-//! Session Expiry Interval (the driver and store own session lifetime), No Local in
-//! persistent sessions, and enhanced authentication.
+//! Implemented: QoS 0, 1 and 2 both ways with the Receive Maximum both ways; retained
+//! messages (RETAIN in, RETAIN out for retained deliveries and Retain As Published, Retain
+//! Handling); shared subscriptions `$share/<group>/<filter>`; named-queue consumers
+//! `$queue/<name>`; MQTT 5 message expiry, topic aliases in both directions, Subscription
+//! Identifiers, No Local, Maximum Packet Size both ways, Server Keep Alive, Assigned Client
+//! Identifier, Request/Response Information, Request Problem Information and Reason
+//! Strings, the Will Delay Interval and will properties (`Action::Will`), and the Session
+//! Expiry Interval (`OpenSession::expiry_secs`; set to 0 on DISCONNECT, it deletes the
+//! session queue).
+//!
+//! Not implemented: MQTT 5 enhanced authentication (CONNECT with an Authentication Method
+//! gets CONNACK 0x8C, an AUTH packet is a protocol error), a non-zero change of the Session
+//! Expiry Interval on DISCONNECT (ignored: the core has no action for it), No Local in
+//! persistent sessions (`Action::Bind` does not carry it), and persisting the PUBREL state
+//! of outbound QoS 2 (a durable QoS 2 delivery stays in its queue until PUBCOMP, and is
+//! redelivered as a PUBLISH instead).
 //!
 //! This crate opens no sockets, runs no tasks and touches no store.
 

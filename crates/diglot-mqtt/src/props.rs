@@ -2,9 +2,9 @@
 //!
 //! The properties that cross protocols (content type, response topic, correlation data,
 //! payload format indicator, user properties) map one to one (architecture: "Protocol
-//! mapping"). Message Expiry Interval is not carried yet: it is accepted and ignored until
-//! the store can expire messages. Topic Alias and Subscription Identifier are per-connection
-//! and never reach [`Props`].
+//! mapping"). Message Expiry Interval becomes `Message::expires_at` and back (the session
+//! does that, as it needs the time); Topic Alias and Subscription Identifier are
+//! per-connection and never reach [`Props`].
 //!
 //! This module does not validate topic names; the session does that first.
 

@@ -52,12 +52,6 @@ pub(crate) mod code {
     pub const QUOTA_EXCEEDED: u8 = 0x97;
     /// Payload format invalid.
     pub const PAYLOAD_FORMAT_INVALID: u8 = 0x99;
-    /// Retain not supported.
-    pub const RETAIN_NOT_SUPPORTED: u8 = 0x9A;
-    /// Shared Subscriptions not supported.
-    pub const SHARED_NOT_SUPPORTED: u8 = 0x9E;
-    /// Subscription Identifiers not supported.
-    pub const SUB_IDS_NOT_SUPPORTED: u8 = 0xA1;
 }
 
 /// A client error that ends the connection. In MQTT 5 it is announced with a DISCONNECT
@@ -85,15 +79,13 @@ pub(crate) enum Violation {
     /// A PUBLISH topic that is not a valid topic name.
     #[error("invalid topic name: {0}")]
     TopicName(TopicError),
-    /// A PUBLISH with a Topic Alias; Topic Alias Maximum was announced as 0 [MQTT-3.3.2-8].
-    #[error("topic alias used although Topic Alias Maximum is 0")]
+    /// A PUBLISH with a Topic Alias of 0 or above the Topic Alias Maximum announced in
+    /// CONNACK [MQTT-3.3.2-8] [MQTT-3.3.2-9].
+    #[error("topic alias 0 or above the Topic Alias Maximum")]
     TopicAlias,
     /// More unacknowledged QoS > 0 PUBLISHes than the announced Receive Maximum.
     #[error("receive maximum exceeded")]
     ReceiveMaximum,
-    /// A PUBLISH with RETAIN after Retain Available 0 was announced (§3.2.2.3.5).
-    #[error("retain is not supported")]
-    RetainNotSupported,
     /// A QoS 0 PUBLISH whose payload is not the UTF-8 it claims to be.
     #[error("payload is not valid UTF-8")]
     PayloadFormat,
@@ -130,7 +122,6 @@ impl Violation {
             Violation::TopicName(_) => code::TOPIC_NAME_INVALID,
             Violation::TopicAlias => code::TOPIC_ALIAS_INVALID,
             Violation::ReceiveMaximum => code::RECEIVE_MAXIMUM_EXCEEDED,
-            Violation::RetainNotSupported => code::RETAIN_NOT_SUPPORTED,
             Violation::PayloadFormat => code::PAYLOAD_FORMAT_INVALID,
             Violation::PublishRefused(_) => code::UNSPECIFIED,
             Violation::QueueFull(_) => code::QUOTA_EXCEEDED,
@@ -153,9 +144,6 @@ pub(crate) enum Refusal {
     /// The will topic is not a valid topic name.
     #[error("invalid will topic: {0}")]
     WillTopic(TopicError),
-    /// A will with RETAIN, after Retain Available 0 (§3.2.2.3.5).
-    #[error("will retain is not supported")]
-    WillRetain,
     /// A will whose payload is not the UTF-8 it claims to be (§3.1.3.2.3).
     #[error("will payload is not valid UTF-8")]
     WillPayloadFormat,
@@ -175,7 +163,6 @@ impl Refusal {
             (Refusal::IdentifierRejected, true) => Some(code::CLIENT_ID_NOT_VALID),
             (Refusal::BadAuthMethod, true) => Some(code::BAD_AUTH_METHOD),
             (Refusal::WillTopic(_), true) => Some(code::TOPIC_NAME_INVALID),
-            (Refusal::WillRetain, true) => Some(code::RETAIN_NOT_SUPPORTED),
             (Refusal::WillPayloadFormat, true) => Some(code::PAYLOAD_FORMAT_INVALID),
             (Refusal::Protocol(_), true) => Some(code::PROTOCOL_ERROR),
             (_, false) => None,
@@ -195,14 +182,12 @@ impl Refusal {
 /// Why one filter of a SUBSCRIBE was not granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SubFailure {
-    /// Not a valid topic filter.
+    /// Not a valid topic filter (or `$share/` or `$queue/` subscription).
     InvalidFilter,
-    /// A `$share/` filter; shared subscriptions are not available yet.
-    Shared,
     /// Over `limits.max_subscriptions`.
     Quota,
-    /// The SUBSCRIBE carried a Subscription Identifier, announced as unavailable.
-    SubIds,
+    /// A private destination of another session (STOMP `/temp-queue` replies under `$temp/`).
+    NotAuthorized,
 }
 
 impl SubFailure {
@@ -213,9 +198,17 @@ impl SubFailure {
         }
         match self {
             SubFailure::InvalidFilter => code::TOPIC_FILTER_INVALID,
-            SubFailure::Shared => code::SHARED_NOT_SUPPORTED,
             SubFailure::Quota => code::QUOTA_EXCEEDED,
-            SubFailure::SubIds => code::SUB_IDS_NOT_SUPPORTED,
+            SubFailure::NotAuthorized => 0x87,
+        }
+    }
+
+    /// The MQTT 5 Reason String.
+    pub(crate) fn text(self) -> &'static str {
+        match self {
+            SubFailure::InvalidFilter => "invalid topic filter",
+            SubFailure::Quota => "too many subscriptions",
+            SubFailure::NotAuthorized => "not authorized",
         }
     }
 }
@@ -298,10 +291,8 @@ mod tests {
 
     #[test]
     fn suback_codes() {
-        assert_eq!(SubFailure::Shared.suback_code(Version::V311), 0x80);
+        assert_eq!(SubFailure::Quota.suback_code(Version::V311), 0x80);
         assert_eq!(SubFailure::InvalidFilter.suback_code(Version::V5), 0x8F);
-        assert_eq!(SubFailure::Shared.suback_code(Version::V5), 0x9E);
         assert_eq!(SubFailure::Quota.suback_code(Version::V5), 0x97);
-        assert_eq!(SubFailure::SubIds.suback_code(Version::V5), 0xA1);
     }
 }

@@ -1,34 +1,35 @@
 //! The MQTT session of one connection: the sans-IO [`Adapter`] for MQTT 3.1, 3.1.1 and 5.0.
 //!
 //! [`Session`] frames and decodes inbound packets, keeps the protocol state (the CONNECT
-//! handshake, keep-alive, inbound QoS 2 packet ids, the outbound QoS 1 window, the client's
-//! subscriptions and its will) and turns packets into core [`Action`]s and deliveries into
-//! PUBLISH packets. The packet handlers live in child modules, one per concept:
-//! `connect.rs` (CONNECT, the session handshake, CONNACK, will), `publish.rs` (PUBLISH in and
-//! out, the QoS flows, durable deliveries), `subscribe.rs` (SUBSCRIBE/UNSUBSCRIBE, bindings).
+//! handshake, keep-alive, inbound QoS 2 packet ids, the outbound QoS 1/2 window, topic
+//! aliases both ways, the client's subscriptions with their options, and its will) and turns
+//! packets into core [`Action`]s and deliveries into PUBLISH packets. The packet handlers
+//! live in child modules, one per concept: `connect.rs` (CONNECT, the session handshake,
+//! CONNACK, will), `publish.rs` (PUBLISH in and out, the QoS flows, durable deliveries,
+//! message expiry, topic aliases), `subscribe.rs` (SUBSCRIBE/UNSUBSCRIBE, bindings, shared
+//! subscriptions, `$queue/` consumers).
 //!
 //! Persistent sessions (Clean Session 0, or MQTT 5 Session Expiry Interval > 0) live in a
 //! durable queue, [`diglot_core::session_queue`]`(client_id)`, owned by the driver and the
 //! store: the session binds its filters to that queue and consumes it as [`SESSION_SUB`],
-//! and acknowledges each durable delivery on PUBACK. The adapter itself keeps nothing across
-//! connections.
+//! and acknowledges each durable delivery when its flow ends. The adapter itself keeps
+//! nothing across connections.
 //!
-//! It does no I/O and no routing: the connection driver carries out the actions. Retained
-//! messages, outbound QoS 2, shared subscriptions, topic aliases, the Will Delay Interval,
-//! session expiry timing and enhanced authentication are not implemented yet; each place
-//! that refuses them says so.
+//! It does no I/O and no routing: the connection driver carries out the actions. MQTT 5
+//! enhanced authentication (AUTH) is not implemented: a CONNECT with an Authentication
+//! Method is refused with 0x8C and an AUTH packet is a protocol error.
 
 mod connect;
 mod publish;
 mod subscribe;
 
 use std::collections::{HashMap, HashSet};
-use std::num::NonZeroU32;
+use std::num::NonZeroU16;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use diglot_core::{
-    Action, Adapter, CloseReason, ConnInfo, Delivery, Filter, Limits, Message, Output, PublishError, SubId,
+    session_queue, Action, Adapter, CloseReason, ConnInfo, Delivery, Limits, Output, PublishError, SubId, Topic,
 };
 
 pub use connect::SESSION_SUB;
@@ -68,7 +69,10 @@ pub struct Session {
     timers: KeepAlive,
     /// The will, published when the connection ends without a normal DISCONNECT (set once
     /// the CONNACK is written).
-    will: Option<Message>,
+    will: Option<connect::Will>,
+    /// The client sent DISCONNECT with a reason other than 0x00: the will is still published
+    /// (§3.14.2.1) when the connection ends.
+    will_after_disconnect: bool,
     /// What an accepted CONNECT settled, kept until the session is open and CONNACK written.
     opening: Option<Box<connect::Opening>>,
     /// Whether the session lives in its session queue (it is persistent, or it resumed a
@@ -78,12 +82,26 @@ pub struct Session {
     session_expiry_secs: u32,
     /// Inbound QoS 2 packet ids published and awaiting PUBREL [MQTT-4.3.3-2].
     awaiting_rel: HashSet<u16>,
-    /// Outbound QoS 1 packet ids awaiting PUBACK.
+    /// Outbound QoS 1 and 2 packet ids whose flow has not ended.
     inflight: Inflight,
-    /// The client's MQTT 5 Maximum Packet Size.
-    client_max_packet: Option<NonZeroU32>,
-    /// Each subscribed filter and its id [MQTT-3.8.4-3].
-    subs: HashMap<Filter, SubId>,
+    /// The outbound window, min(`limits.max_inflight`, Receive Maximum): the prefetch of
+    /// every queue this connection consumes.
+    window: u16,
+    /// MQTT 5 Request Problem Information: whether Reason Strings may go on packets other
+    /// than CONNACK and DISCONNECT [MQTT-3.1.2-29]. Always true in 3.x (which has none).
+    problem_info: bool,
+    /// Inbound topic aliases the client set up (MQTT 5), alias → topic.
+    aliases_in: HashMap<u16, Topic>,
+    /// Outbound topic aliases (MQTT 5), topic → alias, assigned first come first served.
+    aliases_out: HashMap<Topic, NonZeroU16>,
+    /// How many outbound aliases may be used: min(client's Topic Alias Maximum,
+    /// `config.topic_alias_max`).
+    aliases_out_max: u16,
+    /// Each subscription, keyed by its canonical text (the filter, `$share/<group>/<filter>`
+    /// or `$queue/<name>`), and its id [MQTT-3.8.4-3].
+    subs: HashMap<String, SubId>,
+    /// The options of each subscription, by id, for its deliveries.
+    sub_opts: HashMap<SubId, subscribe::SubOpts>,
     next_sub: SubId,
     /// Whether a CONNACK accepting the connection was written; no DISCONNECT goes out
     /// before it [MQTT-3.14.0-1].
@@ -104,6 +122,7 @@ impl Session {
     pub fn new(info: ConnInfo, limits: Limits, config: Config, now: Instant) -> Session {
         let timers = KeepAlive::new(now, config.connect_timeout);
         let inflight = Inflight::new(limits.max_inflight);
+        let window = limits_window(&limits);
         Session {
             info,
             limits,
@@ -113,13 +132,19 @@ impl Session {
             client_id: None,
             timers,
             will: None,
+            will_after_disconnect: false,
             opening: None,
             uses_queue: false,
             session_expiry_secs: 0,
             awaiting_rel: HashSet::new(),
             inflight,
-            client_max_packet: None,
+            window,
+            problem_info: true,
+            aliases_in: HashMap::new(),
+            aliases_out: HashMap::new(),
+            aliases_out_max: 0,
             subs: HashMap::new(),
+            sub_opts: HashMap::new(),
             next_sub: 1,
             connack_sent: false,
             goodbye_done: false,
@@ -144,13 +169,19 @@ impl Session {
         self.wire.as_ref().is_some_and(|w| w.version().is_v5())
     }
 
+    /// A Reason String for a packet other than CONNACK and DISCONNECT, if the client did not
+    /// ask to go without [MQTT-3.1.2-29].
+    fn problem<'a>(&self, text: &'a str) -> Option<&'a str> {
+        self.problem_info.then_some(text)
+    }
+
     /// Ends the connection for `reason`, after an MQTT 5 DISCONNECT with `code` if one may
     /// be sent (MQTT 5, CONNACK sent, no goodbye yet).
     fn shut(&mut self, reason: CloseReason, code: Option<u8>, out: &mut Output, actions: &mut Vec<Action>) {
         if !self.goodbye_done && self.connack_sent {
             if let (Some(code), Some(wire)) = (code, self.wire.as_mut()) {
                 if wire.version().is_v5() {
-                    wire.disconnect(code, out);
+                    wire.disconnect(code, Some(&reason.to_string()), out);
                 }
             }
         }
@@ -171,42 +202,42 @@ impl Session {
             self.on_first_packet(packet, now, out, actions);
             return;
         };
+        let v5 = wire.version().is_v5();
+        // A Topic Alias of 0 fails the codec's decoding, but is "Topic Alias invalid"
+        // [MQTT-3.3.2-8], not a malformed packet.
+        let alias_zero = v5 && packet.first().is_some_and(|b| b >> 4 == 3) && codec::publish_has_alias_zero(&packet);
         match wire.decode(packet) {
-            Ok(p) => self.dispatch(p, out, actions),
+            Ok(p) => self.dispatch(p, now, out, actions),
+            Err(_) if alias_zero => self.fail(Violation::TopicAlias, out, actions),
             Err(e) => self.fail(Violation::decode(&e), out, actions),
         }
     }
 
     /// Handles a decoded packet after CONNECT was accepted.
-    fn dispatch(&mut self, p: Inbound, out: &mut Output, actions: &mut Vec<Action>) {
-        let Some(wire) = self.wire.as_mut() else { return };
-        let v5 = wire.version().is_v5();
+    fn dispatch(&mut self, p: Inbound, now: Instant, out: &mut Output, actions: &mut Vec<Action>) {
         match p {
             // [MQTT-3.1.0-2] A second CONNECT is a protocol violation.
             Inbound::Connect(_) => self.fail(Violation::Protocol("second CONNECT on one connection"), out, actions),
-            Inbound::Publish(p) => self.on_publish(*p, out, actions),
-            // A PUBACK ends the QoS 1 flow whatever its MQTT 5 reason code (§4.3.2), so a
-            // durable delivery leaves its queue. An id not in flight is ignored (a late
-            // duplicate, or an id from before a reconnect whose entry was redelivered).
-            Inbound::PubAck(id) => {
-                if let Some(Some(at)) = self.inflight.release(id) {
-                    actions.push(Action::Ack(at));
-                }
-            }
-            // Diglot sends no QoS 2 yet, so a PUBREC names no PUBLISH of ours: MQTT 5 answers
-            // "Packet Identifier not found" (§3.6.2.1); 3.1.1 answers PUBREL as always (§4.3.3).
-            Inbound::PubRec(id) => wire.pubrel(id, if v5 { reason::code::PACKET_ID_NOT_FOUND } else { 0 }, out),
+            Inbound::Publish(p) => self.on_publish(*p, now, out, actions),
+            Inbound::PubAck(id) => self.on_puback(id, actions),
+            Inbound::PubRec(id, code) => self.on_pubrec(id, code, out, actions),
             Inbound::PubRel(id) => self.on_pubrel(id, out),
-            Inbound::PubComp => {}
+            Inbound::PubComp(id) => self.on_pubcomp(id, actions),
             Inbound::Subscribe { packet_id, sub_id, filters } => {
                 self.on_subscribe(packet_id, sub_id, filters, out, actions)
             }
             Inbound::Unsubscribe { packet_id, filters } => self.on_unsubscribe(packet_id, filters, out, actions),
             // [MQTT-3.12.4-1] The Server MUST send a PINGRESP in response to a PINGREQ.
-            Inbound::PingReq => wire.pingresp(out),
+            Inbound::PingReq => {
+                if let Some(wire) = self.wire.as_mut() {
+                    wire.pingresp(out);
+                }
+            }
             Inbound::Disconnect { reason, session_expiry_secs } => {
                 self.on_disconnect(reason, session_expiry_secs, out, actions)
             }
+            // AUTH without an Authentication Method in CONNECT is a protocol error (§4.12);
+            // a CONNECT with one was refused with 0x8C, so every AUTH lands here.
             Inbound::Unexpected(name) => self.fail(Violation::Unexpected(name), out, actions),
         }
     }
@@ -220,16 +251,31 @@ impl Session {
             return;
         }
         // Reason 0x00 discards the will [MQTT-3.14.4-3]; 0x04 "disconnect with will" and
-        // the error codes publish it (§3.14.2.1). Publishing it here, before the close,
-        // leaves `on_closed` nothing to do for a client DISCONNECT.
-        if let Some(will) = self.will.take() {
-            if code != reason::code::SUCCESS {
-                actions.push(Action::Publish { msg: will, token: None });
+        // the error codes keep it (§3.14.2.1): `on_closed` hands it over with its Will Delay
+        // Interval, as for any other close.
+        if code == reason::code::SUCCESS {
+            self.will = None;
+        } else {
+            self.will_after_disconnect = true;
+        }
+        // A persistent session whose client sets the Session Expiry Interval to 0 ends with
+        // this connection (§3.14.2.2.2): its queue is deleted now, and a delayed will goes
+        // out at once, as the session ends [MQTT-3.1.3-9]. Other changes of the interval are
+        // not carried out: the core has no action to change it, so the CONNECT value stays.
+        if session_expiry == Some(0) && self.session_expiry_secs > 0 {
+            self.session_expiry_secs = 0;
+            if let (true, Some(id)) = (self.uses_queue, self.client_id.as_deref()) {
+                actions.push(Action::DeleteQueue(session_queue(id)));
             }
         }
         // The server sends nothing in reply to the client's DISCONNECT (§3.14.4).
         self.shut(CloseReason::ClientDisconnect, None, out, actions);
     }
+}
+
+/// The outbound window before CONNECT settles it.
+fn limits_window(limits: &Limits) -> u16 {
+    limits.max_inflight.max(1)
 }
 
 impl Adapter for Session {
@@ -324,7 +370,7 @@ impl Adapter for Session {
         if !self.goodbye_done && self.connack_sent {
             if let (Some(code), Some(wire)) = (reason::server_disconnect_code(reason), self.wire.as_mut()) {
                 if wire.version().is_v5() {
-                    wire.disconnect(code, out);
+                    wire.disconnect(code, Some(&reason.to_string()), out);
                 }
             }
         }
@@ -337,12 +383,11 @@ impl Adapter for Session {
         // the queue with the rest of the connection's unacknowledged ones.
         self.flush_deferred(actions);
         // [MQTT-3.1.2-8] The will is published when the connection closes without a normal
-        // DISCONNECT. The MQTT 5 Will Delay Interval is not honoured yet: the will goes out at
-        // once, which the spec allows when the session ends at the same time (§3.1.3.2.2).
-        if let Some(mut will) = self.will.take() {
-            if !reason.is_graceful_client_close() {
-                will.received_at = Instant::now();
-                actions.push(Action::Publish { msg: will, token: None });
+        // DISCONNECT, after the Will Delay Interval unless the session ends first
+        // [MQTT-3.1.3-9]: the driver waits, this session only says how long.
+        if let Some(will) = self.will.take() {
+            if self.will_after_disconnect || !reason.is_graceful_client_close() {
+                actions.push(self.will_action(will, Instant::now()));
             }
         }
         self.phase = Phase::Closed;

@@ -13,16 +13,33 @@
 //! will.
 //!
 //! Session kinds: MQTT 3.x Clean Session 1 is clean and not persistent, 0 is persistent and
-//! resumes what is stored. MQTT 5 Clean Start decides `clean` and Session Expiry Interval > 0
-//! decides `persistent`; the expiry's length is not enforced by this crate (nor is a change
-//! of it in DISCONNECT).
+//! resumes what is stored (`expiry_secs: None`, kept until a clean session). MQTT 5 Clean
+//! Start decides `clean` and Session Expiry Interval > 0 decides `persistent`; the interval
+//! goes to the driver as `OpenSession::expiry_secs` (`None` for 0xFFFFFFFF, "never
+//! expires"), which runs the expiry timer once the connection is gone.
 //!
-//! Not here yet: authentication (user name and password are accepted and ignored until the
-//! auth issue), retained wills, the Will Delay Interval, and MQTT 5 enhanced authentication.
+//! The will becomes a message when CONNECT is accepted, with its RETAIN flag, QoS and (MQTT
+//! 5) properties: content type, response topic, correlation data, payload format indicator
+//! and user properties map to `Props`, the Message Expiry Interval to `expires_at` (counted
+//! from when the will is due), and the Will Delay Interval to `Action::Will::delay_secs`,
+//! capped at the Session Expiry Interval because the will goes out when the session ends at
+//! the latest [MQTT-3.1.3-9].
+//!
+//! CONNACK (MQTT 5) announces: Receive Maximum, Maximum Packet Size, Topic Alias Maximum
+//! (`Config::topic_alias_max`), Retain Available, Wildcard, Subscription Identifier and
+//! Shared Subscription Available (all 1, so left out as the defaults), the Assigned Client
+//! Identifier, Server Keep Alive when the keep-alive is capped, and, when the client sets
+//! Request Response Information, Response Information `$response/<client id>/`: a topic
+//! prefix the client may use for response topics (nothing enforces it). Maximum QoS is
+//! left out (2). A refused CONNECT's CONNACK carries a Reason String.
+//!
+//! Not here: authentication (user name and password are accepted and ignored until the
+//! auth issue) and MQTT 5 enhanced authentication (a CONNECT with an Authentication Method
+//! is refused with 0x8C Bad authentication method).
 
 use std::hash::BuildHasher;
-use std::num::NonZeroU16;
-use std::time::Instant;
+use std::num::{NonZeroU16, NonZeroU32};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use bytestring::ByteString;
@@ -31,13 +48,27 @@ use rmqtt_codec::error::DecodeError;
 use rmqtt_codec::v5;
 
 use super::{Phase, Session};
-use crate::codec::{self, ConnectReq, Detect, Inbound, Version, Wire};
+use crate::codec::{self, reason_string, ConnectReq, Detect, Inbound, Version, Wire};
 use crate::props;
 use crate::reason::{Refusal, Violation};
 
 /// The [`SubId`] of a persistent session's consumer of its session queue: durable deliveries
 /// carry it. It is never given to a subscription's filter.
 pub const SESSION_SUB: SubId = SubId::MAX;
+
+/// The prefix of the MQTT 5 Response Information Diglot offers: `$response/<client id>/`.
+pub(crate) const RESPONSE_PREFIX: &str = "$response/";
+
+/// A will, armed once the CONNACK is written.
+#[derive(Debug)]
+pub(crate) struct Will {
+    /// The message, with its properties.
+    msg: Message,
+    /// MQTT 5 Will Delay Interval (0 in 3.x).
+    delay_secs: u32,
+    /// MQTT 5 Message Expiry Interval of the will, counted from when it is published.
+    expiry_secs: Option<NonZeroU32>,
+}
 
 /// What an accepted CONNECT settles.
 #[derive(Debug)]
@@ -49,7 +80,9 @@ struct Accepted {
     keep_alive: u16,
     /// The MQTT 5 Server Keep Alive to announce, when the client's value was capped.
     server_keep_alive: Option<u16>,
-    will: Option<Message>,
+    will: Option<Will>,
+    /// MQTT 5 Request Response Information.
+    response_info: bool,
 }
 
 /// An accepted CONNECT whose session is being opened.
@@ -120,17 +153,23 @@ impl Session {
         let receive_max = c.receive_max.map_or(u16::MAX, NonZeroU16::get);
         let window = self.limits.max_inflight.min(receive_max).max(1);
         self.inflight.set_window(window);
-        self.client_max_packet = c.max_packet_size;
+        self.window = window;
+        if let Some(wire) = self.wire.as_mut() {
+            wire.set_client_max(c.max_packet_size);
+        }
+        self.problem_info = c.request_problem_info;
+        // [MQTT-3.3.2-12] Never more outbound aliases than the client's Topic Alias Maximum.
+        self.aliases_out_max = c.topic_alias_max.min(self.config.topic_alias_max);
         self.client_id = Some(accepted.client_id.clone());
         let clean = c.clean_start;
-        let persistent = if version.is_v5() { c.session_expiry_secs > 0 } else { !c.clean_start };
+        let (persistent, expiry_secs) = if version.is_v5() {
+            let e = c.session_expiry_secs;
+            (e > 0, (e != u32::MAX).then_some(e))
+        } else {
+            (!c.clean_start, if c.clean_start { Some(0) } else { None })
+        };
         actions.push(Action::ClaimClientId(accepted.client_id.clone()));
-        actions.push(Action::OpenSession {
-            client_id: accepted.client_id.clone(),
-            clean,
-            persistent,
-            expiry_secs: None,
-        });
+        actions.push(Action::OpenSession { client_id: accepted.client_id.clone(), clean, persistent, expiry_secs });
         tracing::debug!(
             conn = self.info.id,
             client_id = %accepted.client_id,
@@ -155,9 +194,10 @@ impl Session {
         let Opening { mut accepted, clean, persistent, window } = *opening;
         // [MQTT-3.2.2-1] [MQTT-3.2.2-2] Session Present is 0 after a clean start.
         let present = present && !clean;
+        let topic_alias_max = self.config.topic_alias_max;
         let Some(wire) = self.wire.as_mut() else { return };
         if wire.version().is_v5() {
-            let ack = connack_v5(&self.limits, &accepted, present);
+            let ack = connack_v5(&self.limits, topic_alias_max, &accepted, present);
             wire.connack_v5(ack, out);
         } else {
             wire.connack_v3(0x00, present, out);
@@ -174,7 +214,7 @@ impl Session {
         if self.uses_queue {
             // Deliveries from the queue share the connection's window, so the queue never
             // hands over more than the client accepts [MQTT-3.3.4-9]. Entries are deleted
-            // only on PUBACK.
+            // only when the client acknowledges them (PUBACK, PUBCOMP).
             actions.push(Action::Consume {
                 queue: session_queue(&accepted.client_id),
                 sub: SESSION_SUB,
@@ -193,7 +233,8 @@ impl Session {
             Some(code) if version.is_v5() => {
                 let reason_code =
                     v5::ConnectAckReason::try_from(code).unwrap_or(v5::ConnectAckReason::UnspecifiedError);
-                wire.connack_v5(v5::ConnectAck { reason_code, ..v5::ConnectAck::default() }, out);
+                let reason_string = Some(reason_string(&r.to_string()));
+                wire.connack_v5(v5::ConnectAck { reason_code, reason_string, ..v5::ConnectAck::default() }, out);
             }
             Some(code) => wire.connack_v3(code, false, out),
             None => {}
@@ -216,7 +257,14 @@ impl Session {
             None => None,
         };
         let (keep_alive, server_keep_alive) = self.keep_alive_for(c.keep_alive, version);
-        Ok(Accepted { client_id, assigned, keep_alive, server_keep_alive, will })
+        Ok(Accepted {
+            client_id,
+            assigned,
+            keep_alive,
+            server_keep_alive,
+            will,
+            response_info: c.request_response_info,
+        })
     }
 
     /// The client id: the client's own, or one assigned for an empty id.
@@ -240,27 +288,34 @@ impl Session {
     }
 
     /// The will as a message ready to publish [MQTT-3.1.2-8].
-    fn will_message(&self, w: &v5::LastWill, version: Version) -> Result<Message, Refusal> {
+    fn will_message(&self, w: &v5::LastWill, version: Version) -> Result<Will, Refusal> {
         // The Will Topic must be a valid topic name (§3.1.3.3, §4.7).
         let topic = Topic::new(&w.topic).map_err(Refusal::WillTopic)?;
         let mut props = None;
         if version.is_v5() {
-            // Retain Available is announced as 0 (§3.2.2.3.5): a retained will is refused.
-            if w.retain {
-                return Err(Refusal::WillRetain);
-            }
             if w.is_utf8_payload == Some(true) && std::str::from_utf8(&w.message).is_err() {
                 return Err(Refusal::WillPayloadFormat);
             }
             props = props::from_will(w).map_err(|_| Refusal::Protocol("will response topic is not a topic name"))?;
         }
         let qos = Qos::from_u8(w.qos.value()).unwrap_or(Qos::AtMostOnce);
-        // In 3.x a retained will is routed with its flag but not retained: retained messages
-        // arrive in a later issue.
+        // [MQTT-3.1.2-17] A will with Will Retain 1 is published as a retained message.
         let mut msg = Message::new(topic, w.message.clone(), qos, w.retain);
         msg.origin = Some(self.info.id);
         msg.props = props;
-        Ok(msg)
+        Ok(Will { msg, delay_secs: w.will_delay_interval_sec.unwrap_or(0), expiry_secs: w.message_expiry_interval })
+    }
+
+    /// The action that hands the will to the driver at `now`: its delay is capped at the
+    /// Session Expiry Interval [MQTT-3.1.3-9], and its Message Expiry Interval counts from
+    /// when it is due.
+    pub(super) fn will_action(&self, will: Will, now: Instant) -> Action {
+        let Will { mut msg, delay_secs, expiry_secs } = will;
+        let delay_secs = delay_secs.min(self.session_expiry_secs);
+        msg.received_at = now;
+        msg.expires_at =
+            expiry_secs.map(|e| now + Duration::from_secs(u64::from(delay_secs)) + Duration::from_secs(e.get().into()));
+        Action::Will { msg, delay_secs }
     }
 
     /// The Keep Alive in force and, for MQTT 5 when capped, the Server Keep Alive to announce
@@ -276,7 +331,7 @@ impl Session {
 }
 
 /// The MQTT 5 CONNACK announcing what this server supports (§3.2.2.3).
-fn connack_v5(limits: &Limits, a: &Accepted, session_present: bool) -> v5::ConnectAck {
+fn connack_v5(limits: &Limits, topic_alias_max: u16, a: &Accepted, session_present: bool) -> v5::ConnectAck {
     let receive_max = NonZeroU16::new(limits.max_inflight).unwrap_or(NonZeroU16::MIN);
     let max_packet_size = u32::try_from(limits.max_frame_bytes).unwrap_or(u32::MAX);
     v5::ConnectAck {
@@ -287,12 +342,21 @@ fn connack_v5(limits: &Limits, a: &Accepted, session_present: bool) -> v5::Conne
         max_qos: v5::QoS::ExactlyOnce,
         max_packet_size: (max_packet_size > 0).then_some(max_packet_size),
         assigned_client_id: a.assigned.then(|| ByteString::from(a.client_id.as_str())),
-        topic_alias_max: 0,
-        retain_available: false,
+        topic_alias_max,
+        retain_available: true,
         wildcard_subscription_available: true,
-        subscription_identifiers_available: false,
-        shared_subscription_available: false,
+        subscription_identifiers_available: true,
+        shared_subscription_available: true,
         server_keepalive_sec: a.server_keep_alive,
+        response_info: response_info(a),
         ..v5::ConnectAck::default()
     }
+}
+
+/// The Response Information for a client that asked for it (§3.1.2.11.6): the topic prefix
+/// `$response/<client id>/`, unless the client id holds a wildcard character and so cannot
+/// be part of a topic name (the property is optional, so it is then left out).
+fn response_info(a: &Accepted) -> Option<ByteString> {
+    let usable = a.response_info && !a.client_id.contains(['+', '#']);
+    usable.then(|| ByteString::from(format!("{RESPONSE_PREFIX}{}/", a.client_id)))
 }

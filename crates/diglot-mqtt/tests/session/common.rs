@@ -124,6 +124,11 @@ impl Client {
         self.session.on_delivery(d, self.now, &mut self.out);
     }
 
+    /// Hands the session any delivery.
+    pub fn deliver_with(&mut self, d: Delivery) {
+        self.session.on_delivery(d, self.now, &mut self.out);
+    }
+
     /// A delivery from the session queue: entry `seq` of queue 9.
     pub fn deliver_durable(&mut self, msg: Message, qos: Qos, seq: u64, redeliveries: u32) {
         let d = Delivery {
@@ -267,5 +272,62 @@ pub fn close_of(actions: &[Action]) -> Option<&CloseReason> {
     match actions.last() {
         Some(Action::Close(r)) => Some(r),
         _ => None,
+    }
+}
+
+/// A delivery of `msg` for subscription `sub` at `qos`.
+pub fn delivery(msg: Message, sub: u32, qos: Qos) -> Delivery {
+    Delivery::new(std::sync::Arc::new(msg), sub, qos)
+}
+
+/// A v5 SUBSCRIBE of one filter with these options.
+pub fn subscribe5(id: u16, sub_id: Option<u32>, filter: &str, o: v5::SubscriptionOptions) -> v5::Packet {
+    v5::Packet::Subscribe(v5::Subscribe {
+        packet_id: pid(id),
+        id: sub_id.and_then(std::num::NonZeroU32::new),
+        user_properties: Vec::new(),
+        topic_filters: vec![(filter.into(), o)],
+    })
+}
+
+/// v5 subscription options with this QoS.
+pub fn qos5(qos: u8) -> v5::SubscriptionOptions {
+    v5::SubscriptionOptions { qos: v5::QoS::try_from(qos).unwrap(), ..v5::SubscriptionOptions::default() }
+}
+
+/// The PUBLISH packets among `packets`.
+pub fn publishes5(packets: Vec<v5::Packet>) -> Vec<rmqtt_codec::types::Publish> {
+    packets
+        .into_iter()
+        .map(|p| match p {
+            v5::Packet::Publish(p) => *p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        })
+        .collect()
+}
+
+/// The PUBLISH packets among `packets`.
+pub fn publishes3(packets: Vec<v3::Packet>) -> Vec<rmqtt_codec::types::Publish> {
+    packets
+        .into_iter()
+        .map(|p| match p {
+            v3::Packet::Publish(p) => *p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        })
+        .collect()
+}
+
+/// A v5 acknowledgement packet body.
+pub fn ack5(id: u16, reason_code: v5::PublishAckReason) -> v5::PublishAck {
+    v5::PublishAck { packet_id: pid(id), reason_code, properties: Vec::new(), reason_string: None }
+}
+
+/// A v5 PUBREL/PUBCOMP body.
+pub fn ack2_5(id: u16) -> v5::PublishAck2 {
+    v5::PublishAck2 {
+        packet_id: pid(id),
+        reason_code: v5::PublishAck2Reason::Success,
+        properties: Vec::new(),
+        reason_string: None,
     }
 }

@@ -66,13 +66,15 @@ fn accepts_mqtt_5_and_announces_capabilities() {
     assert_eq!(ack.receive_max.get(), limits.max_inflight);
     assert_eq!(ack.max_qos, v5::QoS::ExactlyOnce, "Maximum QoS is not sent");
     assert_eq!(ack.max_packet_size, Some(limits.max_frame_bytes as u32));
-    assert_eq!(ack.topic_alias_max, 0);
-    assert!(!ack.retain_available);
+    assert_eq!(ack.topic_alias_max, 16);
+    assert!(ack.retain_available);
     assert!(ack.wildcard_subscription_available);
-    assert!(!ack.subscription_identifiers_available);
-    assert!(!ack.shared_subscription_available);
+    assert!(ack.subscription_identifiers_available);
+    assert!(ack.shared_subscription_available);
     assert_eq!(ack.assigned_client_id, None);
     assert_eq!(ack.server_keepalive_sec, None);
+    assert_eq!(ack.response_info, None, "not asked for");
+    assert_eq!(ack.reason_string, None);
     assert_eq!(c.session.protocol(), "mqtt/5.0");
 }
 
@@ -303,7 +305,7 @@ fn will_is_published_on_abnormal_close() {
     let mut c = Client::new();
     c.connect3(will3());
     let a = c.closed(CloseReason::PeerClosed);
-    let [Action::Publish { msg, token: None }] = &a[..] else { panic!("{a:?}") };
+    let [Action::Will { msg, delay_secs: 0 }] = &a[..] else { panic!("{a:?}") };
     assert_eq!(msg.topic.as_str(), "status/dev");
     assert_eq!(&msg.payload[..], b"gone");
     assert_eq!(msg.qos, Qos::AtLeastOnce);
@@ -314,7 +316,7 @@ fn will_is_published_on_abnormal_close() {
     let mut c = Client::new();
     c.connect5(will5(false));
     let a = c.closed(CloseReason::KeepAliveTimeout);
-    let [Action::Publish { msg, .. }] = &a[..] else { panic!("{a:?}") };
+    let [Action::Will { msg, .. }] = &a[..] else { panic!("{a:?}") };
     assert_eq!(msg.props.as_ref().and_then(|p| p.content_type.as_deref()), Some("text/plain"));
 }
 
@@ -339,19 +341,29 @@ fn disconnect_with_will_publishes_it() {
     let mut c = Client::new();
     c.connect5(will5(false));
     let a = c.send5(v5::Packet::Disconnect(v5::Disconnect::new(v5::DisconnectReasonCode::DisconnectWithWillMessage)));
-    assert!(matches!(&a[..], [Action::Publish { .. }, Action::Close(CloseReason::ClientDisconnect)]), "{a:?}");
+    assert!(matches!(&a[..], [Action::Close(CloseReason::ClientDisconnect)]), "{a:?}");
+    // The will is handed over when the connection has ended, with its delay.
+    let a = c.closed(CloseReason::ClientDisconnect);
+    assert!(matches!(&a[..], [Action::Will { msg, delay_secs: 0 }] if msg.topic.as_str() == "status/dev"), "{a:?}");
     assert!(c.closed(CloseReason::ClientDisconnect).is_empty());
     assert!(c.frames().is_empty());
 }
 
 #[test]
 fn will_checks() {
-    // Retain Available is 0 in MQTT 5: a retained will is refused.
+    // A retained will is accepted and published retained [MQTT-3.1.2-17].
     let mut c = Client::new();
-    c.send5(v5::Packet::Connect(Box::new(will5(true))));
-    assert!(
-        matches!(&c.recv5()[..], [v5::Packet::ConnectAck(ack)] if ack.reason_code == v5::ConnectAckReason::RetainNotSupported)
-    );
+    c.connect5(will5(true));
+    let a = c.closed(CloseReason::PeerClosed);
+    assert!(matches!(&a[..], [Action::Will { msg, .. }] if msg.retain), "{a:?}");
+    let mut c = Client::new();
+    let mut w = will3();
+    if let Some(l) = w.last_will.as_mut() {
+        l.retain = true;
+    }
+    c.connect3(w);
+    let a = c.closed(CloseReason::PeerClosed);
+    assert!(matches!(&a[..], [Action::Will { msg, .. }] if msg.retain), "{a:?}");
     // An invalid will topic: CONNACK 0x90 in MQTT 5, a plain close in 3.1.1.
     let mut c = Client::new();
     let mut w = will5(false);
@@ -359,9 +371,10 @@ fn will_checks() {
         l.topic = "a/#".into();
     }
     c.send5(v5::Packet::Connect(Box::new(w)));
-    assert!(
-        matches!(&c.recv5()[..], [v5::Packet::ConnectAck(ack)] if ack.reason_code == v5::ConnectAckReason::TopicNameInvalid)
-    );
+    let got = c.recv5();
+    let [v5::Packet::ConnectAck(ack)] = &got[..] else { panic!("{got:?}") };
+    assert_eq!(ack.reason_code, v5::ConnectAckReason::TopicNameInvalid);
+    assert!(ack.reason_string.as_deref().is_some_and(|r| r.contains("will topic")), "{ack:?}");
     let mut c = Client::new();
     let mut w = will3();
     if let Some(l) = w.last_will.as_mut() {

@@ -133,27 +133,15 @@ fn invalid_topic_name() {
 }
 
 #[test]
-fn mqtt5_refuses_topic_alias_and_retain() {
+fn subscription_identifier_from_a_client_is_a_protocol_error() {
     let mut c = Client::connected5("p");
     let mut p = publish("a", b"x", 0, None);
-    p.properties = Some(PublishProperties { topic_alias: Some(pid(1)), ..PublishProperties::default() });
-    assert!(close_of(&c.send5(v5::Packet::Publish(Box::new(p)))).is_some());
+    p.properties =
+        Some(PublishProperties { subscription_ids: vec![NonZeroU32::new(3).unwrap()], ..PublishProperties::default() });
+    assert!(matches!(close_of(&c.send5(v5::Packet::Publish(Box::new(p)))), Some(CloseReason::ProtocolError(_))));
     assert!(
-        matches!(&c.recv5()[..], [v5::Packet::Disconnect(d)] if d.reason_code == v5::DisconnectReasonCode::TopicAliasInvalid)
+        matches!(&c.recv5()[..], [v5::Packet::Disconnect(d)] if d.reason_code == v5::DisconnectReasonCode::ProtocolError)
     );
-
-    let mut c = Client::connected5("p");
-    let p = rmqtt_codec::types::Publish { retain: true, ..publish("a", b"x", 0, None) };
-    assert!(close_of(&c.send5(v5::Packet::Publish(Box::new(p)))).is_some());
-    assert!(
-        matches!(&c.recv5()[..], [v5::Packet::Disconnect(d)] if d.reason_code == v5::DisconnectReasonCode::RetainNotSupported)
-    );
-
-    // 3.1.1 routes a retained publish (without retaining it yet).
-    let mut c = Client::connected3("p");
-    let p = rmqtt_codec::types::Publish { retain: true, ..publish("a", b"x", 0, None) };
-    let (msg, _) = publish_action(&c.send3(v3::Packet::Publish(Box::new(p))));
-    assert!(msg.retain);
 }
 
 #[test]
@@ -219,7 +207,7 @@ fn outbound_qos1_window_and_puback() {
     assert!(c.session.can_deliver());
     c.deliver(msg("t", b"3", Qos::ExactlyOnce), Qos::ExactlyOnce);
     assert!(
-        matches!(&c.recv3()[..], [v3::Packet::Publish(p)] if p.packet_id == Some(pid(3)) && p.qos == v3::QoS::AtLeastOnce)
+        matches!(&c.recv3()[..], [v3::Packet::Publish(p)] if p.packet_id == Some(pid(3)) && p.qos == v3::QoS::ExactlyOnce)
     );
 }
 

@@ -34,13 +34,26 @@ fn invalid_filter_among_valid_ones() {
             ("$share/g/x".into(), v3::QoS::AtMostOnce),
         ],
     });
-    assert_eq!(subs(&a), [("a/+".into(), 1, Qos::AtLeastOnce, false), ("x".into(), 2, Qos::AtLeastOnce, false)]);
+    assert_eq!(
+        subs(&a),
+        [
+            ("a/+".into(), 1, Qos::AtLeastOnce, false),
+            ("x".into(), 2, Qos::ExactlyOnce, false),
+            ("x".into(), 3, Qos::AtMostOnce, false)
+        ]
+    );
+    assert!(matches!(&a[2], Action::Subscribe { share: Some(g), .. } if g == "g"), "{a:?}");
     use v3::SubscribeReturnCode::*;
     assert_eq!(
         c.recv3(),
         [v3::Packet::SubscribeAck {
             packet_id: pid(10),
-            status: vec![Success(v3::QoS::AtLeastOnce), Failure, Success(v3::QoS::AtLeastOnce), Failure]
+            status: vec![
+                Success(v3::QoS::AtLeastOnce),
+                Failure,
+                Success(v3::QoS::ExactlyOnce),
+                Success(v3::QoS::AtMostOnce)
+            ]
         }]
     );
     // [MQTT-3.8.4-3] The same filter again keeps its id, so the router replaces it.
@@ -59,27 +72,16 @@ fn mqtt5_reason_codes() {
         topic_filters: vec![
             ("a/b".into(), opts(v5::QoS::ExactlyOnce, true)),
             ("a+".into(), opts(v5::QoS::AtMostOnce, false)),
-            ("$share/g/a".into(), opts(v5::QoS::AtMostOnce, false)),
+            ("$share//a".into(), opts(v5::QoS::AtMostOnce, false)),
         ],
     }));
-    assert_eq!(subs(&a), [("a/b".into(), 1, Qos::AtLeastOnce, true)]);
+    assert_eq!(subs(&a), [("a/b".into(), 1, Qos::ExactlyOnce, true)]);
     let got = c.recv5();
     let [v5::Packet::SubscribeAck(ack)] = &got[..] else { panic!("{got:?}") };
     use v5::SubscribeAckReason::*;
     assert_eq!(ack.packet_id, pid(3));
-    assert_eq!(ack.status, [GrantedQos1, TopicFilterInvalid, SharedSubscriptionNotSupported]);
-
-    // Subscription Identifiers were announced as unavailable.
-    let a = c.send5(v5::Packet::Subscribe(v5::Subscribe {
-        packet_id: pid(4),
-        id: std::num::NonZeroU32::new(5),
-        user_properties: Vec::new(),
-        topic_filters: vec![("a".into(), opts(v5::QoS::AtMostOnce, false))],
-    }));
-    assert!(a.is_empty());
-    assert!(
-        matches!(&c.recv5()[..], [v5::Packet::SubscribeAck(a)] if a.status == [SubscriptionIdentifiersNotSupported])
-    );
+    assert_eq!(ack.status, [GrantedQos2, TopicFilterInvalid, TopicFilterInvalid]);
+    assert_eq!(ack.reason_string.as_deref(), Some("invalid topic filter"));
 }
 
 #[test]
@@ -144,4 +146,23 @@ fn unsubscribe() {
     let a = c.send3(v3::Packet::Unsubscribe { packet_id: pid(9), topic_filters: vec!["a".into()] });
     assert_eq!(a.len(), 1);
     assert_eq!(c.recv3(), [v3::Packet::UnsubscribeAck { packet_id: pid(9) }]);
+}
+
+#[test]
+fn another_sessions_temp_replies_cannot_be_subscribed() {
+    let mut c = Client::connected3("snoop");
+    let a = c.send3(v3::Packet::Subscribe {
+        packet_id: pid(3),
+        topic_filters: vec![
+            ("$temp/1-abc/x".into(), v3::QoS::AtLeastOnce),
+            ("$share/g/$temp/#".into(), v3::QoS::AtLeastOnce),
+            ("ok/+".into(), v3::QoS::AtLeastOnce),
+        ],
+    });
+    assert_eq!(subs(&a), [("ok/+".into(), 1, Qos::AtLeastOnce, false)]);
+    use v3::SubscribeReturnCode::*;
+    assert_eq!(
+        c.recv3(),
+        [v3::Packet::SubscribeAck { packet_id: pid(3), status: vec![Failure, Failure, Success(v3::QoS::AtLeastOnce)] }]
+    );
 }
