@@ -25,15 +25,22 @@
 //!   `/topic/$queue/+` or `/topic/$queue/#` is an invalid queue name, not a wildcard. (The
 //!   router's rule that wildcards at the first level do not match `$` topics keeps
 //!   `/topic/#` away from queues too.) `/topic/$queue` alone is an ordinary topic.
-//! - `/temp-queue/<name>` (request/response) is recognised and parsed but not served yet: the
-//!   session answers it with an ERROR that says so.
+//! - `/temp-queue/<name>` (request/response, RabbitMQ's semantics) is private to the session
+//!   that uses it: it is the canonical topic [`temp_topic`]`(session, name)` =
+//!   `$temp/<session>/<name>`, where `<session>` is a broker-wide unique, unguessable token of
+//!   the connection. A SEND whose `reply-to` is `/temp-queue/<name>` has it rewritten to that
+//!   topic ([`reply_to_canonical`]), which any replier can publish to: an MQTT replier uses it
+//!   as its response topic, a STOMP replier sees `reply-to:/topic/$temp/<session>/<name>` and
+//!   SENDs there. Nobody can SUBSCRIBE to `/topic/$temp/...` ([`DestinationError::PrivateTemp`]):
+//!   only the owner receives it, through `/temp-queue/<name>`.
 //! - Anything else (`/exchange/x`, `/amq/queue/x`, `topic/a`, `/topic`, `/a`) is an unknown
 //!   destination.
 //!
 //! The reverse, [`to_stomp`], turns a canonical topic into MESSAGE's `destination` header:
 //! `$queue/<name>` becomes `/queue/<name>`, anything else `/topic/<t>`.
 //! [`reply_to_canonical`] and [`reply_to_stomp`] map `reply-to` ⇔ MQTT response topic the same
-//! way (`/queue/q` ⇔ `$queue/q`); `/temp-queue/` names pass through verbatim.
+//! way (`/queue/q` ⇔ `$queue/q`), and `/temp-queue/<name>` becomes the session's private
+//! `$temp/<session>/<name>` (shown to other STOMP clients as `/topic/$temp/<session>/<name>`).
 //!
 //! Not here (yet): the RabbitMQ-style `stomp.topic_separator = "."` option.
 
@@ -48,6 +55,24 @@ pub const TEMP_QUEUE_PREFIX: &str = "/temp-queue/";
 /// The prefix of the canonical topics that publish into named queues
 /// ([`diglot_core::queue_topic`]).
 pub const QUEUE_TOPIC_PREFIX: &str = "$queue/";
+/// The prefix of the canonical topics behind `/temp-queue/` destinations ([`temp_topic`]).
+pub const TEMP_TOPIC_PREFIX: &str = "$temp/";
+
+/// The canonical topic of the temporary queue `name` of the session whose token is `session`:
+/// `$temp/<session>/<name>`.
+pub fn temp_topic(session: &str, name: &str) -> String {
+    let mut s = String::with_capacity(TEMP_TOPIC_PREFIX.len() + session.len() + 1 + name.len());
+    s.push_str(TEMP_TOPIC_PREFIX);
+    s.push_str(session);
+    s.push('/');
+    s.push_str(name);
+    s
+}
+
+/// Whether a topic or filter lies in the private `$temp/` space.
+pub fn is_temp(topic: &str) -> bool {
+    topic.starts_with(TEMP_TOPIC_PREFIX)
+}
 
 /// A parsed STOMP destination, borrowing its name from the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,9 +103,9 @@ pub enum DestinationError {
         /// What is wrong with the topic.
         err: TopicError,
     },
-    /// A `/temp-queue/` destination: not served yet.
-    #[error("{0:?}: temporary queues are not supported yet; use /queue/<name> or a /topic/ reply-to")]
-    TempQueueUnsupported(String),
+    /// A SUBSCRIBE to another session's temporary queue (`/topic/$temp/...`).
+    #[error("{0:?} is a private temporary destination; subscribe to /temp-queue/<name> for your own")]
+    PrivateTemp(String),
 }
 
 /// What a SUBSCRIBE attaches to.
@@ -93,6 +118,14 @@ pub enum SubscribeTo<'a> {
         /// The queue's name, as in `/queue/<name>`.
         name: &'a str,
         /// [`queue_topic`]`(name)` as a filter, for the queue's binding.
+        filter: Filter,
+    },
+    /// The session's temporary queue `name` (`/temp-queue/<name>`), whose canonical topic is
+    /// `filter` ([`temp_topic`]).
+    Temp {
+        /// The name, as in `/temp-queue/<name>`.
+        name: &'a str,
+        /// [`temp_topic`]`(session, name)` as a filter.
         filter: Filter,
     },
 }
@@ -123,19 +156,21 @@ fn topic_err(dest: &str) -> impl FnOnce(TopicError) -> DestinationError + '_ {
     move |err| DestinationError::Topic { dest: dest.to_owned(), err }
 }
 
-/// The topic a SEND to `dest` publishes to: the topic itself, or `$queue/<name>` for a queue
-/// (see [`queue_name`]).
-pub fn send_topic(dest: &str) -> Result<Topic, DestinationError> {
+/// The topic a SEND to `dest` publishes to: the topic itself, `$queue/<name>` for a queue
+/// (see [`queue_name`]), or `$temp/<session>/<name>` for the sending session's own temporary
+/// queue. A SEND to `/topic/$temp/...` is allowed: that is how a STOMP replier answers.
+pub fn send_topic(dest: &str, session: &str) -> Result<Topic, DestinationError> {
     match Destination::parse(dest)? {
         Destination::Topic(t) => Topic::new(t).map_err(topic_err(dest)),
         Destination::Queue(name) => Topic::new(&queue_topic(name)).map_err(topic_err(dest)),
-        Destination::TempQueue(_) => Err(DestinationError::TempQueueUnsupported(dest.to_owned())),
+        Destination::TempQueue(name) => Topic::new(&temp_topic(session, name)).map_err(topic_err(dest)),
     }
 }
 
-/// What a SUBSCRIBE to `dest` attaches to.
-pub fn subscribe_target(dest: &str) -> Result<SubscribeTo<'_>, DestinationError> {
+/// What a SUBSCRIBE to `dest` by the session with token `session` attaches to.
+pub fn subscribe_target<'a>(dest: &'a str, session: &str) -> Result<SubscribeTo<'a>, DestinationError> {
     match Destination::parse(dest)? {
+        Destination::Topic(t) if is_temp(t) => Err(DestinationError::PrivateTemp(dest.to_owned())),
         Destination::Topic(t) => Filter::new(t).map(SubscribeTo::Topic).map_err(topic_err(dest)),
         Destination::Queue(name) => {
             // A valid topic name (no wildcards) is a valid filter that matches only itself.
@@ -144,15 +179,20 @@ pub fn subscribe_target(dest: &str) -> Result<SubscribeTo<'_>, DestinationError>
             let filter = Filter::new(&topic).map_err(topic_err(dest))?;
             Ok(SubscribeTo::Queue { name, filter })
         }
-        Destination::TempQueue(_) => Err(DestinationError::TempQueueUnsupported(dest.to_owned())),
+        Destination::TempQueue(name) => {
+            let topic = temp_topic(session, name);
+            Topic::new(&topic).map_err(topic_err(dest))?;
+            let filter = Filter::new(&topic).map_err(topic_err(dest))?;
+            Ok(SubscribeTo::Temp { name, filter })
+        }
     }
 }
 
-/// The filter a SUBSCRIBE to `dest` subscribes to: the topic filter, or `$queue/<name>` for a
-/// queue.
-pub fn subscribe_filter(dest: &str) -> Result<Filter, DestinationError> {
-    Ok(match subscribe_target(dest)? {
-        SubscribeTo::Topic(f) | SubscribeTo::Queue { filter: f, .. } => f,
+/// The filter a SUBSCRIBE to `dest` subscribes to: the topic filter, `$queue/<name>` for a
+/// queue, or `$temp/<session>/<name>` for a temporary queue.
+pub fn subscribe_filter(dest: &str, session: &str) -> Result<Filter, DestinationError> {
+    Ok(match subscribe_target(dest, session)? {
+        SubscribeTo::Topic(f) | SubscribeTo::Queue { filter: f, .. } | SubscribeTo::Temp { filter: f, .. } => f,
     })
 }
 
@@ -174,29 +214,27 @@ pub fn to_stomp(topic: &str) -> String {
     s
 }
 
-/// A SEND's `reply-to` as an MQTT response topic: `/topic/<t>` becomes `<t>` and `/queue/<q>`
-/// becomes `$queue/<q>` (so an MQTT replier publishes into the queue); any other value (a
-/// `/temp-queue/` name, or something this broker does not know) is kept verbatim, so it
-/// still reaches a STOMP replier unchanged.
-pub fn reply_to_canonical(reply_to: &str) -> String {
+/// A SEND's `reply-to` as an MQTT response topic: `/topic/<t>` becomes `<t>`, `/queue/<q>`
+/// becomes `$queue/<q>` (so an MQTT replier publishes into the queue), and `/temp-queue/<x>`
+/// becomes the sending session's private `$temp/<session>/<x>` (RabbitMQ rewrites it the same
+/// way, to a `/reply-queue/`). Any other value (something this broker does not know) is kept
+/// verbatim, so it still reaches a STOMP replier unchanged.
+pub fn reply_to_canonical(reply_to: &str, session: &str) -> String {
     match Destination::parse(reply_to) {
         Ok(Destination::Topic(t)) => t.to_owned(),
         Ok(Destination::Queue(q)) => queue_topic(q),
+        Ok(Destination::TempQueue(x)) => temp_topic(session, x),
         _ => reply_to.to_owned(),
     }
 }
 
-/// An MQTT response topic as a MESSAGE's `reply-to`: the reverse of [`reply_to_canonical`].
-/// A value that starts with `/temp-queue/` was kept verbatim and is returned as is;
-/// everything else is a canonical topic and goes through [`to_stomp`]. (An MQTT response
-/// topic that itself starts with `/temp-queue/` is therefore shown as a temporary queue: the
-/// one ambiguous corner.)
+/// An MQTT response topic as a MESSAGE's `reply-to`: the reverse of [`reply_to_canonical`]
+/// through [`to_stomp`]. A temporary queue's `$temp/<session>/<x>` is shown as
+/// `/topic/$temp/<session>/<x>`, which a STOMP replier can SEND to. (A `reply-to` this broker
+/// did not know and kept verbatim, such as `/exchange/x`, comes back as `/topic//exchange/x`:
+/// it is a topic like any other.)
 pub fn reply_to_stomp(response_topic: &str) -> String {
-    if response_topic.starts_with(TEMP_QUEUE_PREFIX) {
-        response_topic.to_owned()
-    } else {
-        to_stomp(response_topic)
-    }
+    to_stomp(response_topic)
 }
 
 #[cfg(test)]
@@ -217,9 +255,9 @@ mod tests {
             ("/topic//", "/"),
         ];
         for (dest, topic) in cases {
-            assert_eq!(send_topic(dest).unwrap().as_str(), topic, "{dest}");
+            assert_eq!(send_topic(dest, "S").unwrap().as_str(), topic, "{dest}");
             assert_eq!(to_stomp(topic), dest);
-            assert_eq!(subscribe_filter(dest).unwrap().as_str(), topic);
+            assert_eq!(subscribe_filter(dest, "S").unwrap().as_str(), topic);
         }
     }
 
@@ -227,22 +265,25 @@ mod tests {
     fn send_refuses_wildcards_and_empty_names() {
         for dest in ["/topic/a/+", "/topic/#", "/topic/a+b"] {
             assert!(
-                matches!(send_topic(dest), Err(DestinationError::Topic { err: TopicError::WildcardInName, .. })),
+                matches!(send_topic(dest, "S"), Err(DestinationError::Topic { err: TopicError::WildcardInName, .. })),
                 "{dest}"
             );
         }
-        assert_eq!(send_topic("/topic/"), Err(DestinationError::Empty("/topic/".into())));
-        assert!(matches!(send_topic("/topic/a\0b"), Err(DestinationError::Topic { err: TopicError::Nul, .. })));
+        assert_eq!(send_topic("/topic/", "S"), Err(DestinationError::Empty("/topic/".into())));
+        assert!(matches!(send_topic("/topic/a\0b", "S"), Err(DestinationError::Topic { err: TopicError::Nul, .. })));
     }
 
     #[test]
     fn subscribe_takes_mqtt_wildcards() {
         for dest in ["/topic/a/+/c", "/topic/#", "/topic/a/#", "/topic/+", "/topic//+"] {
-            assert!(subscribe_filter(dest).is_ok(), "{dest}");
+            assert!(subscribe_filter(dest, "S").is_ok(), "{dest}");
         }
         for dest in ["/topic/a#", "/topic/a/#/b", "/topic/a+", "/topic/+a/b"] {
             assert!(
-                matches!(subscribe_filter(dest), Err(DestinationError::Topic { err: TopicError::BadWildcard, .. })),
+                matches!(
+                    subscribe_filter(dest, "S"),
+                    Err(DestinationError::Topic { err: TopicError::BadWildcard, .. })
+                ),
                 "{dest}"
             );
         }
@@ -255,11 +296,11 @@ mod tests {
         assert_eq!(Destination::parse("/topic/$queue/jobs"), Ok(Destination::Queue("jobs")));
         assert_eq!(Destination::parse("/topic/$queue"), Ok(Destination::Topic("$queue")));
         for (dest, name) in [("/queue/jobs", "jobs"), ("/queue/a/b", "a/b"), ("/queue/dlq.x y", "dlq.x y")] {
-            let topic = send_topic(dest).unwrap();
+            let topic = send_topic(dest, "S").unwrap();
             assert_eq!(topic.as_str(), queue_topic(name));
             assert_eq!(queue_name(topic.as_str()), Some(name));
             assert_eq!(to_stomp(topic.as_str()), dest);
-            match subscribe_target(dest).unwrap() {
+            match subscribe_target(dest, "S").unwrap() {
                 SubscribeTo::Queue { name: n, filter } => {
                     assert_eq!(n, name);
                     assert_eq!(filter.as_str(), queue_topic(name));
@@ -268,9 +309,9 @@ mod tests {
             }
         }
         // `/topic/$queue/<name>` is the same queue, in both directions.
-        assert_eq!(send_topic("/topic/$queue/jobs").unwrap().as_str(), "$queue/jobs");
+        assert_eq!(send_topic("/topic/$queue/jobs", "S").unwrap().as_str(), "$queue/jobs");
         assert_eq!(
-            subscribe_target("/topic/$queue/jobs").unwrap(),
+            subscribe_target("/topic/$queue/jobs", "S").unwrap(),
             SubscribeTo::Queue { name: "jobs", filter: Filter::new("$queue/jobs").unwrap() }
         );
         // The only topic with the prefix that is not a queue: the empty name.
@@ -282,28 +323,53 @@ mod tests {
     #[test]
     fn queue_names_are_checked() {
         for dest in ["/queue/", "/topic/$queue/"] {
-            assert_eq!(send_topic(dest), Err(DestinationError::Empty(dest.into())));
-            assert_eq!(subscribe_target(dest), Err(DestinationError::Empty(dest.into())));
+            assert_eq!(send_topic(dest, "S"), Err(DestinationError::Empty(dest.into())));
+            assert_eq!(subscribe_target(dest, "S"), Err(DestinationError::Empty(dest.into())));
         }
         for dest in ["/queue/a/+", "/queue/#", "/topic/$queue/+", "/topic/$queue/#", "/queue/a+b"] {
             assert!(
-                matches!(send_topic(dest), Err(DestinationError::Topic { err: TopicError::WildcardInName, .. })),
+                matches!(send_topic(dest, "S"), Err(DestinationError::Topic { err: TopicError::WildcardInName, .. })),
                 "{dest}"
             );
             assert!(
-                matches!(subscribe_target(dest), Err(DestinationError::Topic { err: TopicError::WildcardInName, .. })),
+                matches!(
+                    subscribe_target(dest, "S"),
+                    Err(DestinationError::Topic { err: TopicError::WildcardInName, .. })
+                ),
                 "{dest}"
             );
         }
-        assert!(matches!(send_topic("/queue/a\0b"), Err(DestinationError::Topic { err: TopicError::Nul, .. })));
-        assert!(matches!(subscribe_target("/queue/\0"), Err(DestinationError::Topic { err: TopicError::Nul, .. })));
+        assert!(matches!(send_topic("/queue/a\0b", "S"), Err(DestinationError::Topic { err: TopicError::Nul, .. })));
+        assert!(matches!(
+            subscribe_target("/queue/\0", "S"),
+            Err(DestinationError::Topic { err: TopicError::Nul, .. })
+        ));
     }
 
     #[test]
-    fn temp_queues_are_recognised_but_not_served_yet() {
+    fn temp_queues_are_private_to_their_session() {
         assert_eq!(Destination::parse("/temp-queue/r1"), Ok(Destination::TempQueue("r1")));
-        assert_eq!(send_topic("/temp-queue/r1"), Err(DestinationError::TempQueueUnsupported("/temp-queue/r1".into())));
-        assert!(subscribe_target("/temp-queue/r1").unwrap_err().to_string().contains("not supported yet"));
+        assert_eq!(temp_topic("S", "r1"), "$temp/S/r1");
+        assert_eq!(send_topic("/temp-queue/r1", "S").unwrap().as_str(), "$temp/S/r1");
+        assert_eq!(send_topic("/temp-queue/a/b", "S").unwrap().as_str(), "$temp/S/a/b");
+        assert_eq!(
+            subscribe_target("/temp-queue/r1", "S").unwrap(),
+            SubscribeTo::Temp { name: "r1", filter: Filter::new("$temp/S/r1").unwrap() }
+        );
+        // Repliers SEND to someone's temp topic; nobody may subscribe to it as a topic.
+        assert_eq!(send_topic("/topic/$temp/T/r1", "S").unwrap().as_str(), "$temp/T/r1");
+        for dest in ["/topic/$temp/T/r1", "/topic/$temp/#", "/topic/$temp/+/r1"] {
+            assert_eq!(subscribe_target(dest, "S"), Err(DestinationError::PrivateTemp(dest.into())), "{dest}");
+        }
+        assert!(subscribe_target("/topic/$temp", "S").is_ok(), "an ordinary topic");
+        for dest in ["/temp-queue/a/+", "/temp-queue/#", "/temp-queue/a\0"] {
+            assert!(send_topic(dest, "S").is_err() && subscribe_target(dest, "S").is_err(), "{dest}");
+        }
+        assert_eq!(send_topic("/temp-queue/", "S"), Err(DestinationError::Empty("/temp-queue/".into())));
+        // reply-to is rewritten to the private topic and shown to repliers as a topic.
+        assert_eq!(reply_to_canonical("/temp-queue/r1", "S"), "$temp/S/r1");
+        assert_eq!(reply_to_stomp("$temp/S/r1"), "/topic/$temp/S/r1");
+        assert_eq!(reply_to_canonical("/topic/$temp/S/r1", "X"), "$temp/S/r1");
     }
 
     #[test]
@@ -315,18 +381,17 @@ mod tests {
 
     #[test]
     fn reply_to_round_trips() {
-        for (stomp, canonical) in [("/topic/a/b", "a/b"), ("/temp-queue/r", "/temp-queue/r"), ("/queue/q", "$queue/q")]
-        {
-            assert_eq!(reply_to_canonical(stomp), canonical);
+        for (stomp, canonical) in [("/topic/a/b", "a/b"), ("/topic/$temp/S/r", "$temp/S/r"), ("/queue/q", "$queue/q")] {
+            assert_eq!(reply_to_canonical(stomp, "S"), canonical);
             assert_eq!(reply_to_stomp(canonical), stomp);
         }
         // Unknown STOMP names are kept verbatim on the way in.
-        assert_eq!(reply_to_canonical("/exchange/x"), "/exchange/x");
+        assert_eq!(reply_to_canonical("/exchange/x", "S"), "/exchange/x");
         // An MQTT response topic gains /topic/.
         assert_eq!(reply_to_stomp("resp/1"), "/topic/resp/1");
         // An MQTT response topic that looks like a STOMP queue is a topic like any other.
         assert_eq!(reply_to_stomp("/queue/q"), "/topic//queue/q");
-        assert_eq!(reply_to_canonical("/topic//queue/q"), "/queue/q");
-        assert_eq!(reply_to_canonical("/topic/$queue/q"), "$queue/q");
+        assert_eq!(reply_to_canonical("/topic//queue/q", "S"), "/queue/q");
+        assert_eq!(reply_to_canonical("/topic/$queue/q", "S"), "$queue/q");
     }
 }

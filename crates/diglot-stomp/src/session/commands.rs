@@ -8,16 +8,18 @@ use diglot_core::{
     durable_subscription_queue, named_queue, Action, CloseReason, Filter, Message, Output, Props, Qos, Topic,
 };
 
+use super::expiry;
 use super::fault::Fault;
 use super::subs::{AckMode, AddError, Source, Target, Verdict};
 use super::tx::{TxError, TxOp};
 use super::{Reply, Session};
-use crate::destination::{self, SubscribeTo};
+use crate::destination::{self, Destination, SubscribeTo, TEMP_QUEUE_PREFIX};
 use crate::frame::{Command, Frame};
 use crate::version::Version;
 
 /// SEND headers that configure the frame itself and are not passed on as message properties.
-const SEND_CONTROL_HEADERS: [&str; 5] = ["destination", "content-length", "receipt", "transaction", "persistent"];
+const SEND_CONTROL_HEADERS: [&str; 6] =
+    ["destination", "content-length", "receipt", "transaction", "persistent", "expires"];
 
 fn require<'f>(frame: &'f Frame, header: &str) -> Result<&'f str, Fault> {
     frame.header(header).ok_or_else(|| Fault::missing(frame.command, header))
@@ -33,12 +35,16 @@ fn wants_durable(frame: &Frame) -> bool {
 enum Plan {
     /// A plain router subscription.
     Topic(Filter),
+    /// A router subscription to the session's temporary queue `name`.
+    Temp { name: String, filter: Filter },
     /// Bind the durable queue `queue` to `filter` and consume it.
     Consume { queue: String, durable: bool, filter: Filter, prefetch: u16 },
 }
 
 impl Session {
-    /// SEND: publish to a `/topic/` or `/queue/` destination, now or at COMMIT.
+    /// SEND: publish to a `/topic/`, `/queue/` or `/temp-queue/` destination, now or at
+    /// COMMIT. A `/temp-queue/<x>` named as the destination or the `reply-to` is subscribed to
+    /// first, if it is not yet ([`Session::ensure_temp`]).
     pub(super) fn on_send(
         &mut self,
         frame: Frame,
@@ -46,14 +52,30 @@ impl Session {
         now: Instant,
         actions: &mut Vec<Action>,
     ) -> Result<Reply, Fault> {
-        let topic = destination::send_topic(require(&frame, "destination")?)?;
+        let dest = require(&frame, "destination")?;
+        let topic = destination::send_topic(dest, &self.temp_token)?;
         let tx = frame.header("transaction").map(str::to_owned);
         if let Some(tx) = &tx {
             if !self.txs.is_open(tx) {
                 return Err(TxError::Unknown.into());
             }
         }
-        let msg = self.message_from(topic, frame, now);
+        let expires_at = match frame.header("expires") {
+            None => None,
+            Some(v) => expiry::parse(v, now, expiry::unix_ms_now()).map_err(|()| {
+                Fault::protocol("invalid expires header", "expires must be a time in ms since the Unix epoch, or 0.")
+            })?,
+        };
+        if let Some(rt) = frame.header("reply-to") {
+            if let Ok(Destination::TempQueue(_)) = Destination::parse(rt) {
+                self.ensure_temp(rt, actions)?;
+            }
+        }
+        if let Ok(Destination::TempQueue(_)) = Destination::parse(dest) {
+            self.ensure_temp(dest, actions)?;
+        }
+        let mut msg = self.message_from(topic, frame, now);
+        msg.expires_at = expires_at;
         if let Some(tx) = tx {
             let cost = msg.payload.len() + msg.topic.as_str().len() + msg.props.as_ref().map_or(0, |p| props_size(p));
             self.txs.push(&tx, TxOp::Publish(msg), cost)?;
@@ -65,6 +87,35 @@ impl Session {
         };
         actions.push(Action::Publish { msg, token });
         Ok(if receipt.is_some() { Reply::Done } else { Reply::Receipt })
+    }
+
+    /// Subscribes the session to its temporary queue `dest` (`/temp-queue/<x>`) unless some
+    /// subscription already reads it: a router subscription to `$temp/<token>/<x>` whose
+    /// subscription id is `dest` itself, as RabbitMQ does, with `ack:auto`.
+    fn ensure_temp(&mut self, dest: &str, actions: &mut Vec<Action>) -> Result<(), Fault> {
+        let SubscribeTo::Temp { name, filter } = destination::subscribe_target(dest, &self.temp_token)? else {
+            return Ok(());
+        };
+        if self.subs.has_temp(name) {
+            return Ok(());
+        }
+        let source = Source::Temp { name: name.to_owned(), filter: filter.clone() };
+        let sub = self.subs.add(dest, source, AckMode::Auto).map_err(|e| self.add_fault(e, dest))?;
+        actions.push(topic_subscribe(filter, sub));
+        Ok(())
+    }
+
+    /// The ERROR for a subscription that could not be added.
+    fn add_fault(&self, e: AddError, id: &str) -> Fault {
+        match e {
+            AddError::Duplicate => {
+                Fault::protocol("duplicate subscription id", format!("Subscription id {id:?} is already in use."))
+            }
+            AddError::TooMany => Fault::limit(
+                "too many subscriptions",
+                format!("A connection may hold at most {} subscriptions.", self.limits.max_subscriptions),
+            ),
+        }
     }
 
     /// A token for a publish without a receipt, if the store may refuse it (QoS ≥ 1: a
@@ -80,8 +131,9 @@ impl Session {
     /// `persistent:true` makes it QoS 1 (ARCHITECTURE.md "Protocol mapping"); a SEND to a
     /// queue is always QoS 1, as a queue is durable, so a RECEIPT for it means the store has
     /// it. `content-type`, `reply-to` and `correlation-id` become the matching MQTT 5
-    /// properties; every other header except [`SEND_CONTROL_HEADERS`] becomes a user
-    /// property, in order, first occurrence only (STOMP 1.2 "Repeated Header Entries").
+    /// properties (a `/temp-queue/<x>` reply-to becomes the session's `$temp/<token>/<x>`);
+    /// every other header except [`SEND_CONTROL_HEADERS`] becomes a user property, in order,
+    /// first occurrence only (STOMP 1.2 "Repeated Header Entries").
     fn message_from(&self, topic: Topic, frame: Frame, now: Instant) -> Message {
         let persistent =
             frame.header("persistent") == Some("true") || destination::queue_name(topic.as_str()).is_some();
@@ -92,7 +144,7 @@ impl Session {
                 n if SEND_CONTROL_HEADERS.contains(&n) => {}
                 "content-type" if props.content_type.is_none() => props.content_type = Some(value),
                 "reply-to" if props.response_topic.is_none() => {
-                    props.response_topic = Some(destination::reply_to_canonical(&value));
+                    props.response_topic = Some(destination::reply_to_canonical(&value, &self.temp_token));
                 }
                 "correlation-id" if props.correlation_data.is_none() => {
                     props.correlation_data = Some(Bytes::from(value.into_bytes()));
@@ -128,7 +180,7 @@ impl Session {
     /// `Limits::max_inflight`, default `max_inflight`) for the consumer's window.
     pub(super) fn on_subscribe(&mut self, frame: &Frame, actions: &mut Vec<Action>) -> Result<Reply, Fault> {
         let dest = require(frame, "destination")?;
-        let target = destination::subscribe_target(dest)?;
+        let target = destination::subscribe_target(dest, &self.temp_token)?;
         let id = match frame.header("id") {
             Some(id) => id,
             // STOMP 1.0 made `id` optional: the destination then names the subscription.
@@ -152,34 +204,26 @@ impl Session {
                 Plan::Consume { queue, durable: true, filter, prefetch: self.prefetch(frame)? }
             }
             SubscribeTo::Topic(filter) => Plan::Topic(filter),
+            SubscribeTo::Temp { name, filter } => Plan::Temp { name: name.to_owned(), filter },
         };
         let source = match &plan {
             Plan::Topic(filter) => Source::Topic(filter.clone()),
+            Plan::Temp { name, filter } => Source::Temp { name: name.clone(), filter: filter.clone() },
             Plan::Consume { queue, durable: true, .. } => Source::Durable(queue.clone()),
             Plan::Consume { queue, durable: false, .. } => Source::Queue(queue.clone()),
         };
-        let sub = self.subs.add(id, source, ack).map_err(|e| match e {
-            AddError::Duplicate => {
-                Fault::protocol("duplicate subscription id", format!("Subscription id {id:?} is already in use."))
+        // An explicit subscription to a temporary queue replaces the automatic one.
+        if let Plan::Temp { name, .. } = &plan {
+            let auto = format!("{TEMP_QUEUE_PREFIX}{name}");
+            if self.subs.by_id(&auto).is_some_and(|s| matches!(s.source, Source::Temp { .. })) {
+                if let Some((sub, Source::Temp { filter, .. })) = self.subs.remove(&auto) {
+                    actions.push(Action::Unsubscribe { filter, sub });
+                }
             }
-            AddError::TooMany => Fault::limit(
-                "too many subscriptions",
-                format!("A connection may hold at most {} subscriptions.", self.limits.max_subscriptions),
-            ),
-        })?;
+        }
+        let sub = self.subs.add(id, source, ack).map_err(|e| self.add_fault(e, id))?;
         match plan {
-            Plan::Topic(filter) => {
-                actions.push(Action::Subscribe {
-                    filter,
-                    sub,
-                    qos: Qos::AtLeastOnce,
-                    no_local: false,
-                    merge: false,
-                    // Retained messages are MQTT's; a STOMP subscription starts with what comes next.
-                    retained: diglot_core::RetainHandling::Never,
-                    share: None,
-                });
-            }
+            Plan::Topic(filter) | Plan::Temp { filter, .. } => actions.push(topic_subscribe(filter, sub)),
             Plan::Consume { queue, filter, prefetch, .. } => {
                 actions.push(Action::Bind { queue: queue.clone(), filter, qos: Qos::AtLeastOnce });
                 actions.push(Action::Consume { queue, sub, prefetch, auto_ack: ack == AckMode::Auto });
@@ -217,7 +261,9 @@ impl Session {
         };
         let delete = wants_durable(frame);
         match self.subs.remove(id) {
-            Some((sub, Source::Topic(filter))) => actions.push(Action::Unsubscribe { filter, sub }),
+            Some((sub, Source::Topic(filter) | Source::Temp { filter, .. })) => {
+                actions.push(Action::Unsubscribe { filter, sub })
+            }
             Some((sub, Source::Queue(queue))) => actions.push(Action::Unconsume { queue, sub }),
             Some((sub, Source::Durable(queue))) => {
                 actions.push(Action::Unconsume { queue: queue.clone(), sub });
@@ -358,6 +404,21 @@ impl Session {
         }
         self.close(CloseReason::ClientDisconnect, actions);
         Reply::Done
+    }
+}
+
+/// A router subscription for a STOMP topic or temporary queue: QoS 1 so that a persistent
+/// message keeps its QoS, one copy per subscription (not merged), no retained messages
+/// (those are MQTT's; a STOMP subscription starts with what comes next).
+fn topic_subscribe(filter: Filter, sub: diglot_core::SubId) -> Action {
+    Action::Subscribe {
+        filter,
+        sub,
+        qos: Qos::AtLeastOnce,
+        no_local: false,
+        merge: false,
+        retained: diglot_core::RetainHandling::Never,
+        share: None,
     }
 }
 

@@ -122,7 +122,7 @@ impl From<DestinationError> for Fault {
     fn from(e: DestinationError) -> Fault {
         let message = match e {
             DestinationError::Unknown(_) => "unknown destination",
-            DestinationError::TempQueueUnsupported(_) => "temp-queues not supported yet",
+            DestinationError::PrivateTemp(_) => "private destination",
             DestinationError::Empty(_) | DestinationError::Topic { .. } => "invalid destination",
         };
         Fault::protocol(message, e.to_string())

@@ -18,7 +18,9 @@
 //! | CONNECT with `client-id` | `ClaimClientId` |
 //! | SEND `/topic/<t>` | `Publish` (QoS 1 with `persistent:true`, else 0) |
 //! | SEND `/queue/<q>` | `Publish` to `$queue/<q>`, always QoS 1 |
+//! | SEND naming `/temp-queue/<x>` (`reply-to` or `destination`), the first time | `Subscribe` to `$temp/<token>/<x>`, then `Publish` |
 //! | SUBSCRIBE `/topic/<f>` | `Subscribe` |
+//! | SUBSCRIBE `/temp-queue/<x>` | `Unsubscribe` of the automatic one, if any; `Subscribe` |
 //! | SUBSCRIBE `/queue/<q>` | `Bind { queue/<q>, $queue/<q>, QoS 1 }`, `Consume` |
 //! | SUBSCRIBE `/topic/<f>` `durable:true` | `Bind { $durable/<client-id>/<id>, <f>, QoS 1 }`, `Consume` |
 //! | UNSUBSCRIBE (topic / queue / durable) | `Unsubscribe` / `Unconsume` / `Unconsume` |
@@ -33,12 +35,26 @@
 //! ([`PublishError`]) always reaches the client: ERROR `publish refused`, `queue full` or
 //! `store error` (with `receipt-id` if there was a receipt), then `Close`.
 //!
-//! Not here yet: `/temp-queue/` destinations (refused with an ERROR), and authentication
-//! (`login` and `passcode` are accepted and ignored until auth arrives).
+//! `/temp-queue/<x>` (RabbitMQ's semantics): the first SEND that names it (as its `reply-to` or
+//! its `destination`) subscribes the session to its private topic `$temp/<token>/<x>` with the
+//! subscription id `/temp-queue/<x>` (`Subscribe`, pushed before the `Publish`), and the
+//! `reply-to` is rewritten to that topic, so STOMP and MQTT repliers can answer it. Replies
+//! arrive as MESSAGEs with `destination:/temp-queue/<x>` and `subscription:/temp-queue/<x>`
+//! (a client without such a subscription, like stompjs, hands them to its
+//! `onUnhandledMessage`). An explicit SUBSCRIBE to `/temp-queue/<x>` takes the replies under
+//! the client's own id instead.
+//!
+//! `expires` (ms since the Unix epoch, 0 = never) ⇔ `Message::expires_at`. An expired delivery
+//! is not sent; one from a durable queue on a `client`/`client-individual` subscription is
+//! acknowledged (`Ack`) at the next call that takes actions (the session asks for a timer).
+//!
+//! Not here yet: authentication (`login` and `passcode` are accepted and ignored until auth
+//! arrives).
 
 mod commands;
 mod connect;
 mod deliver;
+mod expiry;
 mod fault;
 mod heartbeat;
 mod receipts;
@@ -126,6 +142,14 @@ pub struct Session {
     txs: Transactions,
     receipts: Receipts,
     error_sent: bool,
+    /// The broker-wide unique, unguessable token that names this session's temporary queues
+    /// (`$temp/<token>/<name>`).
+    temp_token: String,
+    /// Actions owed from a call that had no action list ([`Adapter::on_delivery`] of an
+    /// expired durable message: its [`Action::Ack`]), pushed at the next call that has one.
+    pending: Vec<Action>,
+    /// Since when `pending` has been waiting: [`Adapter::next_timer`] asks to be woken then.
+    pending_since: Option<Instant>,
 }
 
 impl Session {
@@ -142,6 +166,9 @@ impl Session {
             txs: Transactions::new(limits.max_frame_bytes),
             receipts: Receipts::default(),
             error_sent: false,
+            temp_token: temp_token(info.id),
+            pending: Vec::new(),
+            pending_since: None,
             info,
             limits,
             config,
@@ -151,6 +178,19 @@ impl Session {
     /// The negotiated version, once CONNECTED was sent.
     pub fn version(&self) -> Option<Version> {
         self.version
+    }
+
+    /// The token that names this session's temporary queues: `/temp-queue/<x>` is the canonical
+    /// topic `$temp/<token>/<x>`.
+    pub fn temp_token(&self) -> &str {
+        &self.temp_token
+    }
+
+    /// Hands over the actions that calls without an action list left owed.
+    fn flush_pending(&mut self, actions: &mut Vec<Action>) {
+        if self.pending_since.take().is_some() {
+            actions.append(&mut self.pending);
+        }
     }
 
     fn on_frame(&mut self, frame: Frame, now: Instant, out: &mut Output, actions: &mut Vec<Action>) {
@@ -254,11 +294,20 @@ impl Session {
     }
 }
 
+/// `<connection id>-<64 random bits in hex>`: unique among the broker's live connections (the
+/// id is), not reused after a restart, and not guessable by other clients.
+fn temp_token(conn: diglot_core::ConnId) -> String {
+    use std::hash::BuildHasher;
+    let nonce = std::collections::hash_map::RandomState::new().hash_one((conn, Instant::now()));
+    format!("{conn}-{nonce:016x}")
+}
+
 impl Adapter for Session {
     fn on_input(&mut self, input: &mut BytesMut, now: Instant, out: &mut Output, actions: &mut Vec<Action>) -> bool {
         if self.phase == Phase::Closing {
             return false;
         }
+        self.flush_pending(actions);
         if !input.is_empty() {
             self.heartbeat.on_recv(now);
         }
@@ -286,6 +335,7 @@ impl Adapter for Session {
         if self.phase == Phase::Closing {
             return;
         }
+        self.flush_pending(actions);
         match result {
             Ok(()) => {
                 if let Done::Receipt(receipt) = self.receipts.succeeded(token) {
@@ -303,19 +353,26 @@ impl Adapter for Session {
         self.phase == Phase::Connected && self.subs.unacked() < usize::from(self.limits.max_inflight.max(1))
     }
 
-    fn on_delivery(&mut self, delivery: Delivery, _now: Instant, out: &mut Output) {
-        self.deliver(&delivery, out);
+    fn on_delivery(&mut self, delivery: Delivery, now: Instant, out: &mut Output) {
+        self.deliver(&delivery, now, out);
     }
 
     fn next_timer(&self) -> Option<Instant> {
-        match self.phase {
+        let due = match self.phase {
             Phase::AwaitingConnect => self.connect_deadline,
             Phase::Connected => self.heartbeat.next_deadline(),
-            Phase::Closing => None,
+            Phase::Closing => return None,
+        };
+        match (due, self.pending_since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
     fn on_timer(&mut self, now: Instant, out: &mut Output, actions: &mut Vec<Action>) {
+        if self.phase != Phase::Closing {
+            self.flush_pending(actions);
+        }
         match self.phase {
             Phase::AwaitingConnect => {
                 if self.connect_deadline.is_some_and(|deadline| now >= deadline) {

@@ -54,6 +54,14 @@ pub(crate) enum Source {
     Queue(String),
     /// The durable queue of a durable topic subscription, owned by this client.
     Durable(String),
+    /// The router, through a subscription on the session's temporary queue `name`
+    /// (`/temp-queue/<name>`, whose canonical topic is `filter`).
+    Temp {
+        /// The name after `/temp-queue/`.
+        name: String,
+        /// `$temp/<session>/<name>`.
+        filter: Filter,
+    },
 }
 
 /// One delivered, unacknowledged message.
@@ -116,6 +124,8 @@ pub(crate) struct Subscriptions {
     subs: HashMap<SubId, Sub>,
     /// Which subscription holds each unacked ack id.
     by_ack: HashMap<u64, SubId>,
+    /// How many subscriptions read each temporary queue (by name).
+    temps: HashMap<String, usize>,
     next_sub: SubId,
     next_ack: u64,
     max: usize,
@@ -128,6 +138,7 @@ impl Subscriptions {
             by_id: HashMap::new(),
             subs: HashMap::new(),
             by_ack: HashMap::new(),
+            temps: HashMap::new(),
             next_sub: 1,
             next_ack: 1,
             max,
@@ -149,6 +160,9 @@ impl Subscriptions {
         let sub = self.next_sub;
         self.next_sub = self.next_sub.wrapping_add(1);
         self.by_id.insert(id.to_owned(), sub);
+        if let Source::Temp { name, .. } = &source {
+            *self.temps.entry(name.clone()).or_default() += 1;
+        }
         self.subs.insert(sub, Sub { id: id.to_owned(), source, ack, unacked: VecDeque::new() });
         Ok(sub)
     }
@@ -160,7 +174,25 @@ impl Subscriptions {
         for u in &s.unacked {
             self.by_ack.remove(&u.ack);
         }
+        if let Source::Temp { name, .. } = &s.source {
+            if let Some(n) = self.temps.get_mut(name) {
+                *n -= 1;
+                if *n == 0 {
+                    self.temps.remove(name);
+                }
+            }
+        }
         Some((sub, s.source))
+    }
+
+    /// Whether some subscription reads the temporary queue `name`.
+    pub(crate) fn has_temp(&self, name: &str) -> bool {
+        self.temps.contains_key(name)
+    }
+
+    /// The subscription with the client's `id`.
+    pub(crate) fn by_id(&self, id: &str) -> Option<&Sub> {
+        self.by_id.get(id).and_then(|sub| self.subs.get(sub))
     }
 
     /// The subscription with router id `sub`.
@@ -295,5 +327,20 @@ mod tests {
         assert_eq!(s.settle(s.by_ack(mixed[1]).unwrap()), vec![r(5)]);
         assert_eq!(s.settle(s.by_ack(mixed[0]).unwrap()), vec![None]);
         assert_eq!(s.get(i).unwrap().source, Source::Durable("$durable/c/i".into()));
+    }
+
+    #[test]
+    fn temporary_queues_are_counted() {
+        let mut s = Subscriptions::new(4);
+        let t = |n: &str| Source::Temp { name: n.into(), filter: Filter::new(&format!("$temp/S/{n}")).unwrap() };
+        assert!(!s.has_temp("r"));
+        s.add("/temp-queue/r", t("r"), AckMode::Auto).unwrap();
+        s.add("mine", t("r"), AckMode::Client).unwrap();
+        assert!(s.has_temp("r") && !s.has_temp("x"));
+        assert_eq!(s.by_id("mine").unwrap().ack, AckMode::Client);
+        s.remove("/temp-queue/r");
+        assert!(s.has_temp("r"));
+        s.remove("mine");
+        assert!(!s.has_temp("r"));
     }
 }

@@ -59,16 +59,20 @@ x-a:1\nx-a:2\nx\\cb:v\\nw\ncontent-type:ignored\ncontent-length:2\n\nhi\0",
     assert_eq!(p.correlation_data.as_deref(), Some(&b"c-9"[..]));
     assert_eq!(p.user, vec![("x-a".to_string(), "1".to_string()), ("x:b".to_string(), "v\nw".to_string())]);
 
-    h.feed(b"SEND\ndestination:/topic/t\nreply-to:/temp-queue/r\n\n\0");
+    h.feed(b"SEND\ndestination:/topic/t\nreply-to:/exchange/x\nexpires:0\n\n\0");
     let (msg, _) = publish(h.actions().remove(0));
-    assert_eq!(msg.props.unwrap().response_topic.as_deref(), Some("/temp-queue/r"));
+    assert_eq!(msg.props.unwrap().response_topic.as_deref(), Some("/exchange/x"));
+    assert_eq!(msg.expires_at, None);
 }
 
 #[test]
 fn destination_errors() {
     let cases = [
-        ("SEND\ndestination:/temp-queue/r\nreceipt:q\n\n\0", "temp-queues not supported yet"),
-        ("SUBSCRIBE\nid:1\ndestination:/temp-queue/r\n\n\0", "temp-queues not supported yet"),
+        ("SUBSCRIBE\nid:1\ndestination:/topic/$temp/1-x/r\nreceipt:q\n\n\0", "private destination"),
+        ("SUBSCRIBE\nid:1\ndestination:/temp-queue/r/#\n\n\0", "invalid destination"),
+        ("SEND\ndestination:/temp-queue/+\n\n\0", "invalid destination"),
+        ("SEND\ndestination:/topic/t\nreply-to:/temp-queue/a/+\n\n\0", "invalid destination"),
+        ("SEND\ndestination:/topic/t\nexpires:tomorrow\n\n\0", "invalid expires header"),
         ("SEND\ndestination:/queue/\n\n\0", "invalid destination"),
         ("SEND\ndestination:/queue/a/+\n\n\0", "invalid destination"),
         ("SUBSCRIBE\nid:1\ndestination:/queue/#\n\n\0", "invalid destination"),
@@ -89,8 +93,8 @@ fn destination_errors() {
         if frame.contains("receipt:q") {
             assert_eq!(f.header("receipt-id"), Some("q"));
         }
-        if message == "temp-queues not supported yet" {
-            assert!(String::from_utf8_lossy(&f.body).contains("not supported yet"));
+        if message == "private destination" {
+            assert!(String::from_utf8_lossy(&f.body).contains("/temp-queue/"));
         }
     }
 }

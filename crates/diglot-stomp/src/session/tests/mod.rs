@@ -6,6 +6,7 @@ mod delivery;
 mod durable;
 mod errors;
 mod messaging;
+mod temp_and_expiry;
 mod timers;
 mod transactions;
 
