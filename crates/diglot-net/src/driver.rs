@@ -9,7 +9,9 @@
 //! the write timeout marks the consumer as slow.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +21,7 @@ use diglot_core::{
     session_queue, Action, Adapter, CloseReason, ConnInfo, Delivery, Filter, Outbox, Output, PublishError,
     RetainHandling, SubId, Subscriber, Transport,
 };
+use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::Notify;
 use tokio::time::{sleep_until, timeout};
 
@@ -42,8 +45,26 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 enum Event {
     Close(CloseReason),
     Read(std::io::Result<Read>),
+    Stored(Stored),
     Deliver,
     Timer,
+}
+
+/// A publish whose store write is under way: it resolves, in publish order, to what the
+/// driver needs to finish it.
+type PendingPublish = Pin<Box<dyn Future<Output = Stored> + Send>>;
+
+/// A publish whose store write is done (or that needed none, or failed early).
+struct Stored {
+    token: Option<u64>,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    /// Already decided.
+    Done(Result<(), PublishError>),
+    /// Written: hand it to the queues' consumers, then acknowledge.
+    Written(Arc<diglot_core::Message>, Vec<Arc<Queue>>, crate::durable::AppendReply),
 }
 
 /// One connection's state that the driver (not the adapter) owns.
@@ -67,6 +88,12 @@ struct Conn {
     transport: Transport,
     bytes_in: u64,
     bytes_out: u64,
+    /// Publishes waiting for the store, in arrival order, so that acknowledgements leave in
+    /// order [MQTT-4.6.0-2] while the next packets are already being read.
+    pending: FuturesOrdered<PendingPublish>,
+    /// Whether this protocol may pipeline publishes (MQTT); STOMP waits for each, so a RECEIPT
+    /// never overtakes an earlier one.
+    pipeline: bool,
 }
 
 /// Runs a connection until it closes.
@@ -100,7 +127,10 @@ pub(crate) async fn run(
         transport,
         bytes_in: 0,
         bytes_out: 0,
+        pending: FuturesOrdered::new(),
+        pipeline: proto == Proto::Mqtt,
     };
+    let max_pending = usize::from(limits.max_inflight.max(1));
     shared.connections.fetch_add(1, Ordering::Relaxed);
     let mut shutdown = shared.shutdown.clone();
     let mut input = BytesMut::new();
@@ -115,9 +145,12 @@ pub(crate) async fn run(
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => Event::Close(CloseReason::ServerShutdown),
+                Some(stored) = conn.pending.next(), if !conn.pending.is_empty() => Event::Stored(stored),
+                // Input that already arrived goes before a takeover: a client that sent its last
+                // acknowledgements and DISCONNECT and then reconnected must have them honoured.
+                r = link.read(&mut input), if conn.pending.len() < max_pending => Event::Read(r),
                 _ = conn.kick.notified() => Event::Close(CloseReason::SessionTakenOver),
                 _ = conn.outbox.slow() => Event::Close(CloseReason::SlowConsumer),
-                r = link.read(&mut input) => Event::Read(r),
                 _ = conn.outbox.ready(), if adapter.can_deliver() => Event::Deliver,
                 _ = sleep_or_never(timer) => Event::Timer,
             }
@@ -133,6 +166,17 @@ pub(crate) async fn run(
                 conn.bytes_in += n as u64;
                 shared.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 on_input(&shared, &mut conn, adapter.as_mut(), &mut input, now, &mut out, &mut actions).await
+            }
+            Event::Stored(Stored { token, outcome }) => {
+                let result = match outcome {
+                    Outcome::Done(result) => result,
+                    Outcome::Written(msg, queues, reply) => shared.durable.complete(&msg, queues, reply).await,
+                };
+                match token {
+                    Some(token) => adapter.on_publish_done(token, result, &mut out, &mut actions),
+                    None => log_unacked_failure(conn.id, result),
+                }
+                execute(&shared, &mut conn, adapter.as_mut(), &mut actions, &mut out).await
             }
             Event::Read(Ok(Read::Closed)) => Some(CloseReason::PeerClosed),
             Event::Read(Ok(Read::Violation(why))) => {
@@ -177,7 +221,7 @@ async fn sleep_or_never(deadline: Option<Instant>) {
 
 /// Feeds the adapter frame by frame, carrying out each frame's actions before the next.
 async fn on_input(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     conn: &mut Conn,
     adapter: &mut dyn Adapter,
     input: &mut BytesMut,
@@ -232,7 +276,7 @@ async fn deliver(
 
 /// Carries out the adapter's actions in order. Returns the close reason if one was asked for.
 async fn execute(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     conn: &mut Conn,
     adapter: &mut dyn Adapter,
     actions: &mut Vec<Action>,
@@ -257,7 +301,7 @@ async fn execute(
 
 /// Carries out one action; `Err` is the reason to close the connection.
 async fn execute_one(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     conn: &mut Conn,
     adapter: &mut dyn Adapter,
     action: Action,
@@ -270,14 +314,29 @@ async fn execute_one(
     };
     match action {
         Action::Publish { msg, token } => {
-            let result = publish(shared, msg).await;
-            match token {
-                Some(token) => adapter.on_publish_done(token, result, out, actions),
-                None => {
-                    if let Err(e) = result {
-                        tracing::warn!(conn = conn.id, error = %e, "unacknowledged publish was not stored");
-                    }
+            let stored = match route(shared, msg).await {
+                Ok(Some((msg, append))) if conn.pipeline => {
+                    conn.pending.push_back(Box::pin(async move {
+                        let reply = append.write.await;
+                        Stored { token, outcome: Outcome::Written(msg, append.queues, reply) }
+                    }));
+                    return Ok(());
                 }
+                Ok(Some((msg, append))) => {
+                    let reply = append.write.await;
+                    shared.durable.complete(&msg, append.queues, reply).await
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if !conn.pending.is_empty() {
+                // Earlier publishes are still being stored: this acknowledgement waits its turn.
+                conn.pending.push_back(Box::pin(std::future::ready(Stored { token, outcome: Outcome::Done(stored) })));
+                return Ok(());
+            }
+            match token {
+                Some(token) => adapter.on_publish_done(token, stored, out, actions),
+                None => log_unacked_failure(conn.id, stored),
             }
         }
         Action::Subscribe { filter, sub, qos, no_local, merge, retained, share } => {
@@ -355,6 +414,9 @@ async fn execute_one(
         }
         Action::DeleteQueue(name) => {
             conn.consumers.retain(|_, (q, _)| q.name() != name);
+            if conn.session.as_ref().is_some_and(|(s, _)| *s == name) {
+                conn.session = None;
+            }
             shared.durable.delete(&shared.router, &name).await.map_err(store_failed)?;
         }
         Action::Ack(at) => shared.durable.ack(conn.id, at).await,
@@ -370,26 +432,44 @@ async fn execute_one(
     Ok(())
 }
 
-/// Routes a message; if it matched durable queues, stores it there first.
-async fn publish(shared: &Shared, msg: diglot_core::Message) -> Result<(), PublishError> {
-    // Sending to a named queue creates it, as a STOMP SEND to `/queue/<name>` does elsewhere,
-    // so that messages wait for the first consumer instead of vanishing.
+fn log_unacked_failure(conn: u64, result: Result<(), PublishError>) {
+    if let Err(e) = result {
+        tracing::warn!(conn, error = %e, "unacknowledged publish was not stored");
+    }
+}
+
+/// Routes a message now and returns, if it matched durable queues, the store write that
+/// must be durable before the message is acknowledged.
+async fn route(
+    shared: &Arc<Shared>,
+    msg: diglot_core::Message,
+) -> Result<Option<(Arc<diglot_core::Message>, crate::durable::Append)>, PublishError> {
     if let Some(name) = msg.topic.as_str().strip_prefix(QUEUE_TOPIC_PREFIX) {
         shared.durable.ensure_named(&shared.router, name).await.map_err(|e| PublishError::Store(e.to_string()))?;
     }
     let (msg, report) = shared.router.publish(msg);
     if msg.retain {
         let change = shared.router.retained().update(&msg);
-        let saved = shared.durable.save_retained(&msg, change).await;
-        if let Err(e) = saved {
+        if let Err(e) = shared.durable.save_retained(&msg, change).await {
             tracing::error!(topic = %msg.topic, error = %e, "cannot store a retained message");
             return Err(PublishError::Store(e.to_string()));
         }
     }
     if report.queues.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
-    shared.durable.publish(&msg, &report.queues).await
+    Ok(shared.durable.submit(&msg, &report.queues).await?.map(|append| (msg, append)))
+}
+
+/// Routes a message and, if it matched durable queues, waits until they have it.
+async fn publish(shared: &Arc<Shared>, msg: diglot_core::Message) -> Result<(), PublishError> {
+    match route(shared, msg).await? {
+        Some((msg, append)) => {
+            let reply = append.write.await;
+            shared.durable.complete(&msg, append.queues, reply).await
+        }
+        None => Ok(()),
+    }
 }
 
 /// Queues the retained messages that `filter` matches for a new subscription.

@@ -203,6 +203,17 @@ impl Queue {
     }
 }
 
+/// The store's reply to an append, once it is durable.
+pub(crate) type AppendReply = Result<Vec<Result<Seq, AppendError>>, StoreError>;
+
+/// A message's store write under way, from [`Durable::submit`].
+pub(crate) struct Append {
+    /// The queues it goes to.
+    pub(crate) queues: Vec<Arc<Queue>>,
+    /// Resolves when the write is durable.
+    pub(crate) write: std::pin::Pin<Box<dyn std::future::Future<Output = AppendReply> + Send>>,
+}
+
 /// What a consumer asks for when it attaches.
 pub(crate) struct ConsumerSpec {
     pub(crate) conn: ConnId,
@@ -383,9 +394,15 @@ impl Durable {
         self.store.drop_queue(name).await
     }
 
-    /// Stores a routed message in the durable queues it matched and hands it to their
-    /// consumers. Resolves once the store has it under the durability policy.
-    pub(crate) async fn publish(&self, msg: &Arc<Message>, queues: &[(u64, Qos)]) -> Result<(), PublishError> {
+    /// Stores a routed message in the durable queues it matched, first half: offers QoS 0 to online consumers and queues
+    /// the store write. Writes submitted one after another keep that order in every queue;
+    /// the caller awaits [`Append::write`] and then calls [`Durable::complete`], in the same
+    /// order, so that a pipelining publisher's messages are dispatched in publish order.
+    pub(crate) async fn submit(
+        &self,
+        msg: &Arc<Message>,
+        queues: &[(u64, Qos)],
+    ) -> Result<Option<Append>, PublishError> {
         let mut persistent = Vec::new();
         for &(id, qos) in queues {
             let Some(q) = self.by_id.get(&id).map(|q| q.clone()) else { continue };
@@ -396,13 +413,24 @@ impl Durable {
             }
         }
         if persistent.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let ids: Vec<QueueId> = persistent.iter().map(|q| q.id).collect();
-        let stored = to_stored(msg);
-        let results = self.store.append(&stored, &ids).await.map_err(store_err)?;
+        let write = self.store.append_submit(&to_stored(msg), &ids).await.map_err(store_err)?;
+        Ok(Some(Append { queues: persistent, write: Box::pin(write) }))
+    }
+
+    /// Second half of storing a routed message: hands the stored message to the queues'
+    /// consumers, or says which queue refused it.
+    pub(crate) async fn complete(
+        &self,
+        msg: &Arc<Message>,
+        queues: Vec<Arc<Queue>>,
+        results: Result<Vec<Result<Seq, AppendError>>, StoreError>,
+    ) -> Result<(), PublishError> {
+        let results = results.map_err(store_err)?;
         let mut full = None;
-        for (q, result) in persistent.iter().zip(results) {
+        for (q, result) in queues.iter().zip(results) {
             match result {
                 Ok(seq) => {
                     let work = {

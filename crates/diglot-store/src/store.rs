@@ -107,12 +107,24 @@ impl Store {
     }
 
     /// Sends a job to the writer and waits for its durable reply.
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, StoreError> {
+    async fn call<T: Send + 'static>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, StoreError> {
+        self.submit(make).await?.await
+    }
+
+    /// Sends a job to the writer; the returned future waits for its durable reply. Jobs are
+    /// applied in the order they were submitted.
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Cmd,
+    ) -> Result<impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static, StoreError>
+    where
+        T: Send + 'static,
+    {
         let permit = self.inner.permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
         let (tx, rx) = oneshot::channel();
         let job = Job { cmd: make(tx), permit: Some(permit) };
         self.inner.tx.send(job).map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        Ok(async move { rx.await.map_err(|_| StoreError::Closed)? })
     }
 
     /// The id of queue `name`, creating the queue if it does not exist. Names are any
@@ -180,6 +192,23 @@ impl Store {
         let expires_ms = msg.expires_ms;
         let queues = queues.to_vec();
         self.call(|reply| Cmd::Append { encoded, expires_ms, queues, reply }).await
+    }
+
+    /// Like [`Store::append`], but returns once the write is queued to the writer: the returned
+    /// future resolves when it is durable. Appends submitted one after another get increasing
+    /// seqs in that order, so a caller can pipeline writes and still keep their order.
+    pub async fn append_submit(
+        &self,
+        msg: &StoredMessage,
+        queues: &[QueueId],
+    ) -> Result<
+        impl std::future::Future<Output = Result<Vec<Result<Seq, AppendError>>, StoreError>> + Send + 'static,
+        StoreError,
+    > {
+        let encoded = msg.encode().map_err(StoreError::Encode)?;
+        let expires_ms = msg.expires_ms;
+        let queues = queues.to_vec();
+        self.submit(move |reply| Cmd::Append { encoded, expires_ms, queues, reply }).await
     }
 
     /// Deletes an acknowledged entry, and its message once no queue holds it.

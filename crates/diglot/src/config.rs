@@ -211,11 +211,15 @@ pub struct MqttConfig {
     /// Highest keep-alive a client may ask for, in seconds (0: no cap). MQTT 5 clients are
     /// told the cap as Server Keep Alive.
     pub max_keep_alive_secs: u16,
+    /// MQTT 5 Topic Alias Maximum: how many topic aliases a client may set up towards the
+    /// broker, and at most how many the broker sets up towards a client (0: none).
+    pub topic_alias_max: u16,
 }
 
 impl Default for MqttConfig {
     fn default() -> Self {
-        MqttConfig { connect_timeout_secs: 10, max_keep_alive_secs: 0 }
+        let d = diglot_mqtt::Config::default();
+        MqttConfig { connect_timeout_secs: 10, max_keep_alive_secs: 0, topic_alias_max: d.topic_alias_max }
     }
 }
 
@@ -393,6 +397,7 @@ impl Config {
             mqtt: diglot_mqtt::Config {
                 connect_timeout: Duration::from_secs(self.mqtt.connect_timeout_secs.max(1)),
                 max_keep_alive_secs: self.mqtt.max_keep_alive_secs,
+                topic_alias_max: self.mqtt.topic_alias_max,
             },
             store: self.store.clone(),
             sys_interval: Duration::from_secs(self.server.sys_interval_secs),

@@ -87,7 +87,7 @@ fn print_config_is_the_effective_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_says_goodbye_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let Daemon { child, ws, stomp: stomp_addr, .. } = Daemon::start(dir.path());
+    let Daemon { child, ws, stomp: stomp_addr, guard: _guard, .. } = Daemon::start(dir.path());
     let mut stomp = Stomp::new(tcp_connect(stomp_addr).await);
     stomp.connect("1.2").await;
     let mut ws_stomp = Stomp::new(ws_connect(ws, "/ws", &["v12.stomp"]).await.ok().unwrap());
@@ -110,7 +110,7 @@ async fn sigterm_says_goodbye_and_exits_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let Daemon { child, ws, .. } = Daemon::start(dir.path());
+    let Daemon { child, ws, guard: _guard, .. } = Daemon::start(dir.path());
     let mut m = ws_connect(ws, "/mqtt", &[]).await.ok().unwrap();
     m.send(&mqtt_connect_bytes("int", 30, true)).await.unwrap();
     assert_eq!(m.recv().await.unwrap(), vec![0x20, 2, 0, 0]);

@@ -278,8 +278,8 @@ async fn kill_dash_nine_loses_no_acknowledged_message() {
         }
         assert!(killed, "round {round}: the kill point was reached");
         writer.abort();
-        let status = wait_exit(daemon.child);
-        assert!(!status.success());
+        let Daemon { child, guard: _guard, .. } = daemon;
+        assert!(!wait_exit(child).success());
 
         // Restart on the same data directory and drain the session.
         let daemon = Daemon::start(dir.path());
@@ -307,7 +307,8 @@ async fn kill_dash_nine_loses_no_acknowledged_message() {
         let lost: Vec<&usize> = acked.difference(&seen).collect();
         assert!(lost.is_empty(), "round {round}: acknowledged but lost: {lost:?}");
         signal(&daemon.child, "-TERM");
-        assert!(wait_exit(daemon.child).success());
+        let Daemon { child, guard: _guard, .. } = daemon;
+        assert!(wait_exit(child).success());
     }
 }
 
@@ -575,7 +576,8 @@ async fn kill_dash_nine_loses_no_receipted_stomp_send() {
         }
         assert!(killed, "round {round}");
         writer.abort();
-        assert!(!wait_exit(daemon.child).success());
+        let Daemon { child, guard: _guard, .. } = daemon;
+        assert!(!wait_exit(child).success());
 
         let daemon = Daemon::start(dir.path());
         let mut c = Stomp::new(tcp_connect(daemon.stomp).await);
@@ -593,6 +595,7 @@ async fn kill_dash_nine_loses_no_receipted_stomp_send() {
         let lost: Vec<&usize> = receipted.difference(&seen).collect();
         assert!(lost.is_empty(), "round {round}: receipted but lost: {lost:?}");
         signal(&daemon.child, "-TERM");
-        assert!(wait_exit(daemon.child).success());
+        let Daemon { child, guard: _guard, .. } = daemon;
+        assert!(wait_exit(child).success());
     }
 }

@@ -324,6 +324,21 @@ pub struct Daemon {
     pub ws: SocketAddr,
     pub mqtt: SocketAddr,
     pub stomp: SocketAddr,
+    /// Kills the daemon if the test ends (or fails) without stopping it.
+    pub guard: KillOnDrop,
+}
+
+/// Sends SIGKILL to a daemon that is still running when the guard drops, so that a failing
+/// test never leaves a broker behind.
+pub struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.0)).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains("diglot") {
+            let _ = std::process::Command::new("kill").args(["-KILL", &self.0.to_string()]).status();
+        }
+    }
 }
 
 impl Daemon {
@@ -348,7 +363,7 @@ impl Daemon {
             .env_remove("RUST_LOG")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -368,7 +383,8 @@ impl Daemon {
             }
         }
         std::thread::spawn(move || for _ in lines.by_ref() {});
-        Daemon { child, ws: ws.unwrap(), mqtt: mqtt.unwrap(), stomp: stomp.unwrap() }
+        let guard = KillOnDrop(child.id());
+        Daemon { child, ws: ws.unwrap(), mqtt: mqtt.unwrap(), stomp: stomp.unwrap(), guard }
     }
 
     /// [`Daemon::start_with`] with nothing extra.
