@@ -61,11 +61,12 @@ function hookProcessExit() {
 
 /**
  * Starts a daemon. Resolves to { ws, mqtt, stomp } ("host:port" strings), plus wsUrl,
- * stop() and log().
+ * stop(), restart() and log(). With `dir`, the daemon runs in that existing directory (and
+ * so finds the store an earlier daemon left under its `data/`) instead of a new temp dir.
  */
-export async function startBroker() {
+export async function startBroker({ dir: reuseDir } = {}) {
   hookProcessExit();
-  const dir = mkdtempSync(join(tmpdir(), 'diglot-node-'));
+  const dir = reuseDir ?? mkdtempSync(join(tmpdir(), 'diglot-node-'));
   const config = join(dir, 'broker.toml');
   writeFileSync(config, CONFIG);
 
@@ -148,11 +149,15 @@ export async function startBroker() {
   broker.stomp = addrs.stomp;
   broker.wsUrl = (path = '/ws') => `ws://${addrs.ws}${path}`;
   broker.stop = () => stop(broker);
+  broker.restart = () => restart(broker, dir);
   return broker;
 }
 
-/** SIGTERM, then wait for the exit (SIGKILL if it does not come). Returns { code, signal }. */
-async function stop(broker) {
+/**
+ * SIGTERM, then wait for the exit (SIGKILL if it does not come). Returns { code, signal }.
+ * The temp dir is removed unless `keepDir`.
+ */
+async function stop(broker, { keepDir = false } = {}) {
   const { child } = broker;
   if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
     child.kill('SIGTERM');
@@ -166,13 +171,34 @@ async function stop(broker) {
   ]);
   clearTimeout(timer);
   running.delete(broker);
-  broker.cleanupDir();
+  if (!keepDir) broker.cleanupDir();
   if (result === null) {
     child.kill('SIGKILL');
     await broker.exited;
     throw new Error(`diglot did not exit after SIGTERM\n--- diglot output ---\n${broker.log()}`);
   }
   return result;
+}
+
+/**
+ * Stops `broker` with SIGTERM (it must exit 0) and starts a new daemon in the same directory,
+ * on the same data directory; its listeners get new ports. Resolves to the new broker.
+ */
+async function restart(broker, dir) {
+  let result;
+  try {
+    result = await stop(broker, { keepDir: true });
+  } catch (e) {
+    broker.cleanupDir();
+    throw e;
+  }
+  if (result.code !== 0) {
+    broker.cleanupDir();
+    throw new Error(
+      `diglot exited with code ${result.code} signal ${result.signal} after SIGTERM\n--- diglot output ---\n${broker.log()}`,
+    );
+  }
+  return startBroker({ dir });
 }
 
 /**

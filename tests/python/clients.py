@@ -120,7 +120,7 @@ class Collector(stomp.ConnectionListener):
 
 
 class Stomp:
-    """A connected stomp.py 1.2 client (raw TCP, or WebSocket with ws_path)."""
+    """A connected stomp.py client (stomp.Connection speaks STOMP 1.1) (raw TCP, or WebSocket with ws_path)."""
 
     def __init__(self, host, port, *, ws_path=None):
         if ws_path is None:

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,8 +73,10 @@ class Broker:
     def log(self):
         return "\n".join(self.lines)
 
-    def stop(self):
-        """SIGTERM, then wait for the exit (SIGKILL past the bound). Returns the exit code."""
+    def stop(self, keep_dir=False):
+        """SIGTERM, then wait for the exit (SIGKILL past the bound). Returns the exit code.
+
+        The temp dir (and the data directory in it) is removed unless `keep_dir`."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -83,7 +86,8 @@ class Broker:
             self.proc.wait()
             raise AssertionError(f"diglot did not exit after SIGTERM\n--- diglot output ---\n{self.log()}")
         finally:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            if not keep_dir:
+                shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
 def _drain(broker, stream, tag):
@@ -100,8 +104,9 @@ def _drain(broker, stream, tag):
     broker.ready.set()  # wake the starter if the daemon died before logging everything
 
 
-def start_broker():
-    tmpdir = tempfile.mkdtemp(prefix="diglot-py-")
+def start_broker(tmpdir=None):
+    """Starts a daemon in a new temp dir, or in `tmpdir` (reusing the store under its `data/`)."""
+    tmpdir = tmpdir or tempfile.mkdtemp(prefix="diglot-py-")
     config = os.path.join(tmpdir, "broker.toml")
     with open(config, "w") as f:
         f.write(CONFIG)
@@ -134,6 +139,31 @@ def start_broker():
             f"--- diglot output ---\n{broker.log()}"
         )
     return broker
+
+
+def restart_broker(broker):
+    """Stops `broker` with SIGTERM (it must exit 0) and starts a new daemon in the same temp dir,
+    so on the same data directory; the listeners get new ports. Returns the new Broker."""
+    try:
+        code = broker.stop(keep_dir=True)
+    except BaseException:
+        shutil.rmtree(broker.tmpdir, ignore_errors=True)
+        raise
+    if code != 0:
+        shutil.rmtree(broker.tmpdir, ignore_errors=True)
+        raise AssertionError(f"diglot exited {code} after SIGTERM\n--- diglot output ---\n{broker.log()}")
+    return start_broker(broker.tmpdir)
+
+
+@pytest.fixture
+def own_broker():
+    """A daemon of the test's own (e.g. to restart it); a holder whose `.b` is the current
+    Broker, so a test that restarts it updates `.b` and the fixture stops the latest one."""
+
+    holder = types.SimpleNamespace(b=start_broker())
+    yield holder
+    code = holder.b.stop()
+    assert code == 0, f"diglot exited {code} after SIGTERM\n--- diglot output ---\n{holder.b.log()}"
 
 
 @pytest.fixture(scope="session")

@@ -148,12 +148,12 @@ test('a header value with a colon is escaped and unescaped (STOMP 1.2 \\c)', asy
   }
 });
 
-test('SUBSCRIBE to a /queue/ destination is refused with an ERROR (durable queues not yet)', async () => {
+test("SUBSCRIBE to another session's private reply destination is refused with an ERROR", async () => {
   const { client } = await stompConnect(broker.wsUrl('/ws'));
   try {
-    const error = await eventually('ERROR for SUBSCRIBE /queue/...', (res) => {
+    const error = await eventually('ERROR for SUBSCRIBE /topic/$temp/...', (res) => {
       client.onStompError = res;
-      client.subscribe(`/queue/${unique('jobs-')}`, () => {});
+      client.subscribe(`/topic/$temp/${unique('someone-')}/replies`, () => {});
     });
     assert.equal(error.command, 'ERROR');
     assert.ok(error.headers.message, 'ERROR has a message header');
