@@ -183,6 +183,10 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Pushes every earlier write as far as `mode` says.
     fn persist(&self, mode: PersistMode) -> Result<(), EngineError>;
+
+    /// Rewrites a partition so that the space of deleted records comes back. Blocking and
+    /// possibly long; the writer runs it on a thread of its own.
+    fn compact(&self, part: Partition) -> Result<(), EngineError>;
 }
 
 /// Opens (or creates) an engine of `kind` in the directory `path`. This does not check that

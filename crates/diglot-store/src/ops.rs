@@ -50,6 +50,14 @@ pub(crate) struct Counters {
     pub expired: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub syncs: AtomicU64,
+    /// Entries deleted since the last compaction started.
+    pub deletes_since_compaction: AtomicU64,
+    /// Whether a compaction is running.
+    pub compacting: std::sync::atomic::AtomicBool,
+    /// Compactions completed.
+    pub compactions: AtomicU64,
+    /// The running compaction's thread, joined before the store closes (it holds the engine).
+    pub compactor: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Counters {

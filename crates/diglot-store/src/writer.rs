@@ -10,8 +10,10 @@
 //! Each job becomes one atomic engine batch as soon as the writer takes it (so later jobs and
 //! readers see it), but its reply waits for the sync that makes it durable under the policy:
 //! - `every`: one sync (`fsync` on fjall) after each job, then its reply.
-//! - `group`: the writer collects jobs for `group_commit_ms` after the first one arrives
-//!   (at most [`MAX_GROUP`]), does one sync, then replies to all of them.
+//! - `group`: the writer takes every job already queued (at most [`MAX_GROUP`], and for at
+//!   most `group_commit_ms` while jobs keep arriving), does one sync, then replies to all of
+//!   them. Jobs that arrive during a sync form the next group, so the batch grows with the
+//!   load and a lone publisher waits for one sync, not for a timer.
 //! - `none`: the writer collects what is already queued, pushes it to the OS (no `fsync`),
 //!   and replies: a reply then says nothing about disks.
 //!
@@ -22,7 +24,7 @@
 //! `fsync` the page cache cannot be trusted); the waiting callers get the error.
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -131,14 +133,8 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, durability: Durability
             let next = match durability {
                 Durability::Every => break,
                 Durability::None => rx.try_recv().map_err(|_| ()),
-                Durability::Group => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        rx.try_recv().map_err(|_: TryRecvError| ())
-                    } else {
-                        rx.recv_timeout(left).map_err(|_: RecvTimeoutError| ())
-                    }
-                }
+                Durability::Group if Instant::now() >= deadline => break,
+                Durability::Group => rx.try_recv().map_err(|_: TryRecvError| ()),
             };
             match next {
                 Ok(job) => apply(&shared, job, &mut group_replies, &mut dirty, &mut close),
@@ -149,6 +145,7 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, durability: Durability
         for reply in group_replies.drain(..) {
             reply(sync_error.as_deref());
         }
+        maybe_compact(&shared);
         if let Some(reply) = close {
             let result = match final_sync(&shared) {
                 None => Ok(()),
@@ -158,6 +155,45 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, durability: Durability
                 let _ = reply.send(result);
             }
             return;
+        }
+    }
+}
+
+/// Entries deleted before the writer asks the engine to compact the queue partitions.
+const COMPACT_AFTER_DELETES: u64 = 50_000;
+
+/// Starts a compaction on a thread of its own once enough entries were deleted, so that the
+/// space of acknowledged messages comes back while the writer keeps writing.
+fn maybe_compact(shared: &Arc<Shared>) {
+    let c = &shared.counters;
+    if c.deletes_since_compaction.load(Ordering::Relaxed) < COMPACT_AFTER_DELETES
+        || c.compacting.swap(true, Ordering::AcqRel)
+    {
+        return;
+    }
+    c.deletes_since_compaction.store(0, Ordering::Relaxed);
+    let shared = shared.clone();
+    let spawned = std::thread::Builder::new().name("diglot-store-compact".into()).spawn(move || {
+        for part in [Partition::Messages, Partition::Refs, Partition::Entries] {
+            if let Err(e) = shared.engine.compact(part) {
+                tracing::warn!(partition = ?part, error = %e, "store compaction failed");
+            }
+        }
+        shared.counters.compactions.fetch_add(1, Ordering::Relaxed);
+        shared.counters.compacting.store(false, Ordering::Release);
+    });
+    match spawned {
+        Ok(handle) => *c.compactor.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle),
+        Err(_) => c.compacting.store(false, Ordering::Release),
+    }
+}
+
+/// Waits for a running compaction, so that closing releases the engine (and its directory lock).
+fn join_compaction(shared: &Shared) {
+    let handle = shared.counters.compactor.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(handle) = handle {
+        if handle.join().is_err() {
+            tracing::error!("store compaction thread panicked");
         }
     }
 }
@@ -182,6 +218,7 @@ fn sync(shared: &Shared, mode: PersistMode) -> Option<String> {
 }
 
 fn final_sync(shared: &Shared) -> Option<String> {
+    join_compaction(shared);
     sync(shared, PersistMode::Sync)
 }
 
@@ -204,6 +241,9 @@ fn apply(
         }
         Cmd::Ack { queue, seq, reply } => {
             let r = shared.run(|sh, st, w| sh.ack(st, w, queue, seq));
+            if r.is_ok() {
+                shared.counters.deletes_since_compaction.fetch_add(1, Ordering::Relaxed);
+            }
             *dirty |= r.is_ok();
             replies.push(pending(reply, r));
         }
