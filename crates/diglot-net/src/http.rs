@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use yawc::{Options, UpgradeFut, WebSocket};
+use yawc::{DeflateOptions, Options, UpgradeFut, WebSocket};
 
 use crate::driver;
 use crate::echo;
@@ -136,7 +136,7 @@ fn respond(
         Some(Err(_)) => return text(StatusCode::BAD_REQUEST, refusal_body()),
         None => None,
     };
-    match WebSocket::upgrade_with_options(&mut *req, ws_options(shared)) {
+    match WebSocket::upgrade_with_options(&mut *req, ws_options(shared, routes)) {
         Ok((resp, fut)) => {
             let (mut parts, _) = resp.into_parts();
             if let Some(v) = echo_value {
@@ -155,14 +155,30 @@ fn respond(
     }
 }
 
-fn ws_options(shared: &Shared) -> Options {
+fn ws_options(shared: &Shared, routes: &WsRoutes) -> Options {
     // A frame may carry a whole protocol frame plus WebSocket overhead; reassembled fragmented
-    // messages are bounded the same way. UTF-8 of text messages is always checked (RFC 6455 §8.1).
+    // messages are bounded the same way, and so is an inflated message (a decompression bomb
+    // is refused at the limit, not allocated). UTF-8 of text messages is always checked
+    // (RFC 6455 §8.1).
     let max = shared.limits.max_frame_bytes + 1024;
-    Options::default()
+    let mut options = Options::default()
         .with_utf8()
         .with_no_delay()
         .with_limits(max, max)
         .with_read_buffer_capacity(4 * 1024)
-        .with_write_buffer_capacity(4 * 1024)
+        .with_write_buffer_capacity(4 * 1024);
+    if let Some(c) = routes.compression {
+        // Offered by the client, agreed here (RFC 7692 §7.1). Without context takeover the
+        // server also asks the client to reset its window after each message, which RFC 7692
+        // §7.1.1.2 allows even if the client did not offer it.
+        options.compression = Some(DeflateOptions {
+            level: yawc::CompressionLevel::new(u32::from(c.level.min(9))),
+            server_no_context_takeover: !c.context_takeover,
+            client_no_context_takeover: !c.context_takeover,
+            compression_threshold: c.threshold,
+            pool: (!c.context_takeover).then(|| shared.deflate_pool.clone()),
+            ..DeflateOptions::default()
+        });
+    }
+    options
 }

@@ -14,4 +14,4 @@ mod server;
 mod sys;
 
 pub use negotiate::Proto;
-pub use server::{Bound, ListenerKind, ListenerSpec, Server, Spec, StartError, WsPaths, WsRoutes};
+pub use server::{Bound, Compression, ListenerKind, ListenerSpec, Server, Spec, StartError, WsPaths, WsRoutes};
