@@ -494,7 +494,9 @@ async fn one_run(path: &Path, spec: &RunSpec) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Stalled(stall));
     }
     r.final_closed = dir_size(path);
-    std::fs::remove_dir_all(path)?;
+    if std::env::var_os("DIGLOT_BENCH_KEEP").is_none() {
+        std::fs::remove_dir_all(path)?;
+    }
     Ok(Outcome::Done(Box::new(r)))
 }
 

@@ -24,7 +24,7 @@
 //! `fsync` the page cache cannot be trusted); the waiting callers get the error.
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -121,9 +121,17 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, durability: Durability
     };
     let mut group_replies: Vec<Pending> = Vec::new();
     loop {
-        let Ok(first) = rx.recv() else {
-            final_sync(&shared);
-            return;
+        let first = match rx.recv_timeout(IDLE_COMPACT_AFTER) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                // Quiet now: give back the space of whatever was deleted since the last compaction.
+                maybe_compact(&shared, 1);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                final_sync(&shared);
+                return;
+            }
         };
         let mut close = None;
         let mut dirty = false;
@@ -145,7 +153,7 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, durability: Durability
         for reply in group_replies.drain(..) {
             reply(sync_error.as_deref());
         }
-        maybe_compact(&shared);
+        maybe_compact(&shared, COMPACT_AFTER_DELETES);
         if let Some(reply) = close {
             let result = match final_sync(&shared) {
                 None => Ok(()),
@@ -162,11 +170,14 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, durability: Durability
 /// Entries deleted before the writer asks the engine to compact the queue partitions.
 const COMPACT_AFTER_DELETES: u64 = 50_000;
 
+/// A writer with nothing to do for this long compacts whatever was deleted meanwhile.
+const IDLE_COMPACT_AFTER: Duration = Duration::from_secs(2);
+
 /// Starts a compaction on a thread of its own once enough entries were deleted, so that the
 /// space of acknowledged messages comes back while the writer keeps writing.
-fn maybe_compact(shared: &Arc<Shared>) {
+fn maybe_compact(shared: &Arc<Shared>, threshold: u64) {
     let c = &shared.counters;
-    if c.deletes_since_compaction.load(Ordering::Relaxed) < COMPACT_AFTER_DELETES
+    if c.deletes_since_compaction.load(Ordering::Relaxed) < threshold.max(1)
         || c.compacting.swap(true, Ordering::AcqRel)
     {
         return;
@@ -174,7 +185,8 @@ fn maybe_compact(shared: &Arc<Shared>) {
     c.deletes_since_compaction.store(0, Ordering::Relaxed);
     let shared = shared.clone();
     let spawned = std::thread::Builder::new().name("diglot-store-compact".into()).spawn(move || {
-        for part in [Partition::Messages, Partition::Refs, Partition::Entries] {
+        // Every partition, so that each flushes its memtable and the journal can be dropped.
+        for part in Partition::ALL {
             if let Err(e) = shared.engine.compact(part) {
                 tracing::warn!(partition = ?part, error = %e, "store compaction failed");
             }

@@ -19,6 +19,9 @@ use ::fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use super::{Batch, Engine, EngineError, Kv, Op, Partition, PersistMode};
 use crate::config::EngineKind;
 
+/// The most journal (write-ahead log) bytes fjall keeps before it flushes memtables.
+const JOURNAL_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
 fn backend(e: ::fjall::Error) -> EngineError {
     EngineError::Backend { engine: "fjall", source: Box::new(e) }
 }
@@ -33,7 +36,13 @@ pub struct FjallEngine {
 impl FjallEngine {
     /// Opens or creates a fjall database in `path`, with a keyspace for every partition.
     pub fn open(path: &Path) -> Result<FjallEngine, EngineError> {
-        let db = Database::builder(path).manual_journal_persist(true).open().map_err(backend)?;
+        // A journal segment can go once every memtable it covers is flushed; fjall keeps up to
+        // 512 MiB of them by default, which a drained queue would otherwise hold on to.
+        let db = Database::builder(path)
+            .manual_journal_persist(true)
+            .max_journaling_size(JOURNAL_MAX_BYTES)
+            .open()
+            .map_err(backend)?;
         let mut parts = Vec::with_capacity(Partition::ALL.len());
         for part in Partition::ALL {
             parts.push(db.keyspace(part.name(), KeyspaceCreateOptions::default).map_err(backend)?);
@@ -96,7 +105,11 @@ impl Engine for FjallEngine {
         // An LSM tree only drops deleted records when it compacts them away, and fjall does not
         // compact by itself once writes stop: a queue that was filled and drained would keep
         // its disk space (measured: 92% of a 1.2 GiB store after a million acks).
-        self.part(part).major_compact().map_err(backend)
+        // Flush the memtable first, so that the journal segments behind it can be dropped and
+        // the compaction sees every tombstone.
+        let keyspace = self.part(part);
+        keyspace.rotate_memtable_and_wait().map_err(backend)?;
+        keyspace.major_compact().map_err(backend)
     }
 
     fn persist(&self, mode: PersistMode) -> Result<(), EngineError> {
