@@ -137,8 +137,9 @@ impl Session {
                 return Ok(None);
             }
             // The QoS 2 ids awaiting PUBREL count against the Receive Maximum we announced
-            // (§3.3.4); 3.x clients are held to the same bound.
-            if self.awaiting_rel.len() >= usize::from(self.limits.max_inflight.max(1)) {
+            // (§3.3.4). MQTT 3.x has no way to tell a client such a bound, so there the set is
+            // bounded only by the 16-bit packet identifier space it is keyed by.
+            if self.is_v5() && self.awaiting_rel.len() >= usize::from(self.limits.max_inflight.max(1)) {
                 return Err(Violation::ReceiveMaximum);
             }
         }
