@@ -177,7 +177,6 @@ fn ws_options(shared: &Shared, routes: &WsRoutes) -> Options {
             client_no_context_takeover: !c.context_takeover,
             compression_threshold: c.threshold,
             pool: (!c.context_takeover).then(|| shared.deflate_pool.clone()),
-            ..DeflateOptions::default()
         });
     }
     options

@@ -6,26 +6,13 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 fn session(id: &str, addr: std::net::SocketAddr) -> MqttOptions {
     let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
     o.set_keep_alive(Duration::from_secs(30));
     o.set_clean_session(false);
     o
-}
-
-async fn until<T>(ev: &mut EventLoop, mut want: impl FnMut(&Event) -> Option<T>) -> T {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let e = ev.poll().await.expect("event loop");
-            if let Some(t) = want(&e) {
-                return t;
-            }
-        }
-    })
-    .await
-    .expect("expected MQTT event within patience")
 }
 
 /// Creates a persistent session subscribed to `filter`, then leaves.

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, Transport};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
 
 fn options(id: &str, b: &diglot::Broker, ws: bool) -> MqttOptions {
     let mut o = if ws {
@@ -19,20 +19,6 @@ fn options(id: &str, b: &diglot::Broker, ws: bool) -> MqttOptions {
     };
     o.set_keep_alive(Duration::from_secs(30));
     o
-}
-
-/// Polls until `want` returns a value, failing on connection errors.
-async fn until<T>(ev: &mut EventLoop, mut want: impl FnMut(&Event) -> Option<T>) -> T {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let e = ev.poll().await.expect("event loop");
-            if let Some(t) = want(&e) {
-                return t;
-            }
-        }
-    })
-    .await
-    .expect("expected MQTT event within patience")
 }
 
 async fn round_trips(ws: bool) {

@@ -410,3 +410,18 @@ pub fn wait_exit(mut child: std::process::Child) -> std::process::ExitStatus {
     let _ = child.kill();
     panic!("diglot did not exit after the signal");
 }
+
+/// Polls a rumqttc (v4) event loop until `want` returns a value, failing on connection errors
+/// or when nothing fitting happens within [`PATIENCE`].
+pub async fn until<T>(ev: &mut rumqttc::EventLoop, mut want: impl FnMut(&rumqttc::Event) -> Option<T>) -> T {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let e = ev.poll().await.expect("event loop");
+            if let Some(t) = want(&e) {
+                return t;
+            }
+        }
+    })
+    .await
+    .expect("expected MQTT event within patience")
+}
