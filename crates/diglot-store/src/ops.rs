@@ -54,6 +54,8 @@ pub(crate) struct Counters {
     pub deletes_since_compaction: AtomicU64,
     /// Whether a compaction is running.
     pub compacting: std::sync::atomic::AtomicBool,
+    /// Whether the next idle moment should compact once more.
+    pub recompact_when_idle: std::sync::atomic::AtomicBool,
     /// Compactions completed.
     pub compactions: AtomicU64,
     /// The running compaction's thread, joined before the store closes (it holds the engine).

@@ -155,6 +155,7 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, durability: Durability
         }
         maybe_compact(&shared, COMPACT_AFTER_DELETES);
         if let Some(reply) = close {
+            compact_before_close(&shared);
             let result = match final_sync(&shared) {
                 None => Ok(()),
                 Some(e) => Err(StoreError::Failed(e)),
@@ -177,11 +178,15 @@ const IDLE_COMPACT_AFTER: Duration = Duration::from_secs(2);
 /// space of acknowledged messages comes back while the writer keeps writing.
 fn maybe_compact(shared: &Arc<Shared>, threshold: u64) {
     let c = &shared.counters;
-    if c.deletes_since_compaction.load(Ordering::Relaxed) < threshold.max(1)
-        || c.compacting.swap(true, Ordering::AcqRel)
-    {
+    let idle = threshold <= 1;
+    // A compaction that ran while deletes were still arriving may have kept tombstones that
+    // were too new to drop; the next quiet moment runs one more pass.
+    let due = c.deletes_since_compaction.load(Ordering::Relaxed) >= threshold.max(1)
+        || (idle && c.recompact_when_idle.load(Ordering::Relaxed));
+    if !due || c.compacting.swap(true, Ordering::AcqRel) {
         return;
     }
+    c.recompact_when_idle.store(!idle, Ordering::Relaxed);
     c.deletes_since_compaction.store(0, Ordering::Relaxed);
     let shared = shared.clone();
     let spawned = std::thread::Builder::new().name("diglot-store-compact".into()).spawn(move || {
@@ -232,6 +237,14 @@ fn sync(shared: &Shared, mode: PersistMode) -> Option<String> {
 fn final_sync(shared: &Shared) -> Option<String> {
     join_compaction(shared);
     sync(shared, PersistMode::Sync)
+}
+
+/// At close: one last compaction pass if deletes happened since the last one, so that a store
+/// closed right after draining a queue does not keep the space until the next quiet moment.
+fn compact_before_close(shared: &Arc<Shared>) {
+    join_compaction(shared);
+    maybe_compact(shared, 1);
+    join_compaction(shared);
 }
 
 /// Runs one job against the engine and queues its reply.

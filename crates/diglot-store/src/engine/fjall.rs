@@ -20,7 +20,7 @@ use super::{Batch, Engine, EngineError, Kv, Op, Partition, PersistMode};
 use crate::config::EngineKind;
 
 /// The most journal (write-ahead log) bytes fjall keeps before it flushes memtables.
-const JOURNAL_MAX_BYTES: u64 = 64 * 1024 * 1024;
+const JOURNAL_MAX_BYTES: u64 = 64 * 1024 * 1024; // fjall's minimum
 
 fn backend(e: ::fjall::Error) -> EngineError {
     EngineError::Backend { engine: "fjall", source: Box::new(e) }
