@@ -171,18 +171,38 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, durability: Durability
 /// Entries deleted before the writer asks the engine to compact the queue partitions.
 const COMPACT_AFTER_DELETES: u64 = 50_000;
 
-/// A writer with nothing to do for this long compacts whatever was deleted meanwhile.
+/// A writer with nothing to do for this long compacts what was deleted meanwhile.
 const IDLE_COMPACT_AFTER: Duration = Duration::from_secs(2);
+
+/// Deletes below this are not worth a compaction at a quiet moment or at close.
+const IDLE_COMPACT_MIN_DELETES: u64 = 1_000;
+
+/// Quiet-moment and closing compactions are skipped above this much live data, so that they
+/// stay short (shutdown must finish within its grace).
+const IDLE_COMPACT_MAX_LIVE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Entries and bytes the queues hold now.
+fn live_size(shared: &Shared) -> (u64, u64) {
+    let st = shared.lock();
+    st.queues.values().fold((0, 0), |(e, b), q| (e + q.depth, b + q.bytes))
+}
 
 /// Starts a compaction on a thread of its own once enough entries were deleted, so that the
 /// space of acknowledged messages comes back while the writer keeps writing.
 fn maybe_compact(shared: &Arc<Shared>, threshold: u64) {
     let c = &shared.counters;
     let idle = threshold <= 1;
-    // A compaction that ran while deletes were still arriving may have kept tombstones that
-    // were too new to drop; the next quiet moment runs one more pass.
-    let due = c.deletes_since_compaction.load(Ordering::Relaxed) >= threshold.max(1)
-        || (idle && c.recompact_when_idle.load(Ordering::Relaxed));
+    let deletes = c.deletes_since_compaction.load(Ordering::Relaxed);
+    let due = if idle {
+        // Quiet moments and closing: worth it only when a good share of the data was deleted
+        // (a major compaction rewrites what is still live) or a busy compaction may have kept
+        // tombstones that were too new to drop; and never for a large live store at close.
+        let (live_entries, live_bytes) = live_size(shared);
+        let worth = deletes >= IDLE_COMPACT_MIN_DELETES && deletes.saturating_mul(4) >= live_entries;
+        (worth || c.recompact_when_idle.load(Ordering::Relaxed)) && live_bytes <= IDLE_COMPACT_MAX_LIVE_BYTES
+    } else {
+        deletes >= threshold
+    };
     if !due || c.compacting.swap(true, Ordering::AcqRel) {
         return;
     }
