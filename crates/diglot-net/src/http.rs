@@ -113,6 +113,13 @@ fn respond(
         None if is_echo => None,
         None => return text(StatusCode::NOT_FOUND, "not found\n"),
     };
+    // A browser names the page that opens the WebSocket in `Origin` (RFC 6455 §4.2.1, §10.2):
+    // refuse pages that are not allowed before anything else happens.
+    let origin = req.headers().get(header::ORIGIN).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    if !routes.origins.allows(origin) {
+        shared.rejected_handshakes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return text(StatusCode::FORBIDDEN, "origin not allowed\n");
+    }
     if req.method() != Method::GET || !is_upgrade(req) {
         let mut resp = text(
             StatusCode::UPGRADE_REQUIRED,

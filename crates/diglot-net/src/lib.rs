@@ -9,6 +9,7 @@ mod echo;
 mod http;
 mod link;
 pub mod negotiate;
+pub mod origin;
 mod registry;
 mod server;
 mod sys;

@@ -37,6 +37,8 @@ pub struct WsRoutes {
     pub echo_path: Option<String>,
     /// permessage-deflate (RFC 7692), when the client offers it; `None` turns it off.
     pub compression: Option<Compression>,
+    /// Which browser origins may open a WebSocket.
+    pub origins: crate::origin::Origins,
 }
 
 /// permessage-deflate settings of a WebSocket listener.
@@ -94,6 +96,8 @@ pub struct Spec {
     pub limits: Limits,
     /// Most connections open at once, over all listeners.
     pub max_connections: usize,
+    /// Most connections open at once from one IP address.
+    pub max_connections_per_ip: usize,
     /// How long a client has for the TCP-to-WebSocket handshake.
     pub handshake_timeout: Duration,
     /// How long one write may stall before the client counts as a slow consumer.
@@ -151,6 +155,9 @@ pub(crate) struct Shared {
     pub(crate) started: std::time::Instant,
     /// Deflate state shared by connections between messages (no-context-takeover mode).
     pub(crate) deflate_pool: yawc::DeflatePool,
+    /// Open connections per source address.
+    pub(crate) per_ip: dashmap::DashMap<std::net::IpAddr, usize>,
+    pub(crate) max_per_ip: usize,
 }
 
 /// A bound listener.
@@ -210,6 +217,8 @@ impl Server {
             bytes_out: AtomicU64::new(0),
             started: std::time::Instant::now(),
             deflate_pool: yawc::DeflatePool::new(64),
+            per_ip: dashmap::DashMap::new(),
+            max_per_ip: spec.max_connections_per_ip.max(1),
         });
         // Sessions that were waiting to expire when the broker stopped keep their deadlines.
         match shared.durable.session_deadlines() {
@@ -307,6 +316,11 @@ impl Acceptor {
                 self.tracker.spawn(refuse(stream, matches!(*self.kind, ListenerKind::Ws(_))));
                 continue;
             };
+            let Some(ip_slot) = IpSlot::take(&self.shared, peer.ip()) else {
+                tracing::warn!(%peer, "per-address connection limit reached; refusing");
+                self.tracker.spawn(refuse(stream, matches!(*self.kind, ListenerKind::Ws(_))));
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let shared = self.shared.clone();
             let kind = self.kind.clone();
@@ -322,6 +336,7 @@ impl Acceptor {
                         driver::run(shared, Link::Tcp(stream), Proto::Stomp, Transport::Tcp, peer, None).await
                     }
                 }
+                drop(ip_slot);
                 drop(permit);
             });
         }
@@ -342,6 +357,32 @@ async fn open_store(config: &diglot_store::StoreConfig) -> Result<(Router, Durab
     .map_err(|e| diglot_store::StoreError::Failed(e.to_string()))
     .and_then(|r| r);
     opened.map_err(|source| StartError::Store { path, source })
+}
+
+/// One connection counted against its source address; released on drop.
+struct IpSlot {
+    shared: Arc<Shared>,
+    ip: std::net::IpAddr,
+}
+
+impl IpSlot {
+    fn take(shared: &Arc<Shared>, ip: std::net::IpAddr) -> Option<IpSlot> {
+        let mut n = shared.per_ip.entry(ip).or_insert(0);
+        if *n >= shared.max_per_ip {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot { shared: shared.clone(), ip })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        self.shared.per_ip.remove_if_mut(&self.ip, |_, n| {
+            *n = n.saturating_sub(1);
+            *n == 0
+        });
+    }
 }
 
 /// Turns away a connection over the limit: HTTP 503 on a WebSocket port, a plain close otherwise.

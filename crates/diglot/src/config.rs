@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use diglot_core::Limits;
+use diglot_net::origin::Origins;
 use diglot_net::{Compression, ListenerKind, ListenerSpec, Proto, Spec, WsRoutes};
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +62,27 @@ pub struct ServerConfig {
     pub worker_threads: usize,
     /// Seconds between `$SYS/broker/...` statistics updates (0: none).
     pub sys_interval_secs: u64,
+    /// Who may connect without credentials: `"loopback"` (only on listeners bound to a loopback
+    /// address), `true` (everywhere; must be written explicitly), or `false` (nobody).
+    pub allow_anonymous: AllowAnonymous,
+}
+
+/// `server.allow_anonymous`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AllowAnonymous {
+    /// `true` or `false`.
+    Flag(bool),
+    /// `"loopback"`.
+    Keyword(LoopbackOnly),
+}
+
+/// The word `"loopback"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoopbackOnly {
+    /// Anonymous clients only on loopback listeners.
+    Loopback,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +93,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 4,
             worker_threads: 0,
             sys_interval_secs: 10,
+            allow_anonymous: AllowAnonymous::Keyword(LoopbackOnly::Loopback),
         }
     }
 }
@@ -125,6 +148,11 @@ pub struct WsListener {
     /// Keep the deflate window between messages: a better ratio, but about 200 KiB more memory
     /// per idle connection. Off: both sides reset after each message.
     pub compression_context_takeover: bool,
+    /// Browser origins that may open a WebSocket: `scheme://host[:port]`, `scheme://host:*`
+    /// (any port), or `"*"` (any origin; only when written explicitly). Others get HTTP 403.
+    pub allowed_origins: Vec<String>,
+    /// Whether a request without an `Origin` header (a non-browser client) is accepted.
+    pub allow_missing_origin: bool,
 }
 
 impl Default for WsListener {
@@ -142,6 +170,17 @@ impl Default for WsListener {
             compression_level: 1,
             compression_threshold_bytes: 128,
             compression_context_takeover: false,
+            allowed_origins: [
+                "http://localhost:*",
+                "http://127.0.0.1:*",
+                "http://[::1]:*",
+                "https://localhost:*",
+                "https://127.0.0.1:*",
+                "https://[::1]:*",
+            ]
+            .map(String::from)
+            .to_vec(),
+            allow_missing_origin: true,
         }
     }
 }
@@ -185,6 +224,8 @@ pub struct LimitsConfig {
     /// Most connections open at once, over all listeners; more are refused (HTTP 503 on the
     /// WebSocket port).
     pub max_connections: usize,
+    /// Most connections open at once from one IP address.
+    pub max_connections_per_ip: usize,
     /// Largest inbound MQTT packet or STOMP frame, in bytes.
     pub max_frame_bytes: usize,
     /// Most headers in one STOMP frame.
@@ -208,6 +249,7 @@ impl Default for LimitsConfig {
         let l = Limits::default();
         LimitsConfig {
             max_connections: 10_000,
+            max_connections_per_ip: 1_000,
             max_frame_bytes: l.max_frame_bytes,
             max_headers: l.max_headers,
             max_header_bytes: l.max_header_bytes,
@@ -307,6 +349,7 @@ impl Config {
         let l = &self.limits;
         let positive = [
             ("limits.max_connections", l.max_connections),
+            ("limits.max_connections_per_ip", l.max_connections_per_ip),
             ("limits.max_frame_bytes", l.max_frame_bytes),
             ("limits.max_headers", l.max_headers),
             ("limits.max_header_bytes", l.max_header_bytes),
@@ -332,6 +375,29 @@ impl Config {
         }
         if self.store.queue_defaults.max_messages == 0 || self.store.queue_defaults.max_bytes == 0 {
             return Err("store.queue_defaults.max_messages and max_bytes must be greater than 0".into());
+        }
+        // Secure by default: no authentication method exists yet (see docs/security.md), so
+        // every client is anonymous, and a listener reachable from other machines needs an
+        // explicit `allow_anonymous = true` (Mosquitto 2.0 made the same choice).
+        let ls = &self.listeners;
+        let public = [
+            (ls.ws.enabled, ls.ws.addr, "listeners.ws"),
+            (ls.mqtt.enabled, ls.mqtt.addr, "listeners.mqtt"),
+            (ls.stomp.enabled, ls.stomp.addr, "listeners.stomp"),
+        ]
+        .into_iter()
+        .find(|(on, addr, _)| *on && !addr.ip().is_loopback());
+        match (self.server.allow_anonymous, public) {
+            (AllowAnonymous::Flag(false), _) => {
+                return Err("server.allow_anonymous = false, but no authentication method is configured, so no client could connect".into())
+            }
+            (AllowAnonymous::Keyword(_), Some((_, addr, key))) => {
+                return Err(format!(
+                    "{key}.addr = {addr} is not a loopback address and no authentication is configured; \
+                     set server.allow_anonymous = true to accept anonymous clients there"
+                ))
+            }
+            _ => {}
         }
         if self.listeners.ws.compression_level > 9 {
             return Err("listeners.ws.compression_level must be between 0 and 9".into());
@@ -384,6 +450,7 @@ impl Config {
                 kind: ListenerKind::Ws(WsRoutes {
                     paths,
                     echo_path,
+                    origins: Origins::new(ls.ws.allowed_origins.iter().cloned(), ls.ws.allow_missing_origin),
                     compression: ls.ws.compression.then_some(Compression {
                         level: ls.ws.compression_level,
                         threshold: ls.ws.compression_threshold_bytes,
@@ -420,6 +487,7 @@ impl Config {
                 max_client_id_bytes: l.max_client_id_bytes,
             },
             max_connections: l.max_connections,
+            max_connections_per_ip: l.max_connections_per_ip,
             handshake_timeout: Duration::from_secs(self.server.handshake_timeout_secs.max(1)),
             write_timeout: Duration::from_secs(self.server.write_timeout_secs.max(1)),
             shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),

@@ -1,0 +1,100 @@
+//! The secure defaults of the WebSocket edge: the Origin allow-list, the per-address
+//! connection limit, and refusing anonymous access on non-loopback listeners.
+
+mod common;
+
+use common::*;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+/// The handshake status for a request with this `Origin` (none if `None`).
+async fn status_with_origin(addr: std::net::SocketAddr, origin: Option<&str>) -> u16 {
+    let mut req = format!("ws://{addr}/mqtt").into_client_request().unwrap();
+    if let Some(o) = origin {
+        req.headers_mut().insert("Origin", HeaderValue::from_str(o).unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((_, resp)) => resp.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("handshake failed: {e}"),
+    }
+}
+
+fn with_default_origins() -> diglot::Config {
+    let mut c = diglot::Config::ephemeral();
+    c.listeners.ws.allowed_origins = diglot::Config::default().listeners.ws.allowed_origins;
+    c
+}
+
+#[tokio::test]
+async fn origin_allow_list() {
+    let b = broker_with(with_default_origins()).await;
+    let addr = b.ws_addr().unwrap();
+    assert_eq!(status_with_origin(addr, Some("http://localhost:3000")).await, 101);
+    assert_eq!(status_with_origin(addr, Some("http://127.0.0.1:8000")).await, 101);
+    assert_eq!(status_with_origin(addr, None).await, 101, "non-browser clients send no Origin");
+    assert_eq!(status_with_origin(addr, Some("https://evil.example")).await, 403);
+    assert_eq!(status_with_origin(addr, Some("http://localhost.evil.example")).await, 403);
+    assert_eq!(status_with_origin(addr, Some("null")).await, 403);
+    b.shutdown().await;
+
+    let mut c = with_default_origins();
+    c.listeners.ws.allowed_origins = vec!["https://app.example.com".into()];
+    c.listeners.ws.allow_missing_origin = false;
+    let b = broker_with(c).await;
+    let addr = b.ws_addr().unwrap();
+    assert_eq!(status_with_origin(addr, Some("https://app.example.com")).await, 101);
+    assert_eq!(status_with_origin(addr, Some("http://localhost:3000")).await, 403);
+    assert_eq!(status_with_origin(addr, None).await, 403);
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn per_address_connection_limit() {
+    let mut c = diglot::Config::ephemeral();
+    c.limits.max_connections_per_ip = 3;
+    let b = broker_with(c).await;
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let mut m = tcp_connect(b.mqtt_addr().unwrap()).await;
+        m.send(&mqtt_connect_bytes(&format!("held{i}"), 30, true)).await.unwrap();
+        assert_eq!(m.recv().await.unwrap(), vec![0x20, 2, 0, 0]);
+        held.push(m);
+    }
+    // The fourth from the same address is turned away: a plain close on TCP, 503 on WebSocket.
+    let mut fourth = tcp_connect(b.mqtt_addr().unwrap()).await;
+    let _ = fourth.send(&mqtt_connect_bytes("fourth", 30, true)).await;
+    assert!(fourth.read_to_close().await.is_empty());
+    let Err(answer) = ws_connect(b.ws_addr().unwrap(), "/mqtt", &[]).await else { panic!("accepted over the limit") };
+    assert_eq!(answer.status, 503);
+    // Closing one frees a slot.
+    drop(held.pop());
+    let mut again = None;
+    for _ in 0..200 {
+        let mut m = tcp_connect(b.mqtt_addr().unwrap()).await;
+        let _ = m.send(&mqtt_connect_bytes("again", 30, true)).await;
+        if let Some(data) = m.recv().await {
+            assert_eq!(data, vec![0x20, 2, 0, 0]);
+            again = Some(m);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(again.is_some(), "a slot frees up once a connection closes");
+    b.shutdown().await;
+}
+
+#[test]
+fn anonymous_access_off_loopback_must_be_explicit() {
+    let e = diglot::Config::parse("[listeners.mqtt]\naddr = \"0.0.0.0:1883\"\n", "b.toml").unwrap_err().to_string();
+    assert!(e.contains("listeners.mqtt") && e.contains("allow_anonymous"), "{e}");
+    let ok = diglot::Config::parse(
+        "[server]\nallow_anonymous = true\n[listeners.mqtt]\naddr = \"0.0.0.0:1883\"\n",
+        "b.toml",
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+    let e = diglot::Config::parse("[server]\nallow_anonymous = false\n", "b.toml").unwrap_err().to_string();
+    assert!(e.contains("allow_anonymous"), "{e}");
+    let e = diglot::Config::parse("[server]\nallow_anonymous = \"sometimes\"\n", "b.toml").unwrap_err().to_string();
+    assert!(e.contains("b.toml:2"), "{e}");
+}
