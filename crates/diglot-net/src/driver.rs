@@ -44,6 +44,7 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
 enum Event {
     Close(CloseReason),
+    LinkTimer,
     Read(std::io::Result<Read>),
     Stored(Stored),
     Deliver,
@@ -139,6 +140,7 @@ pub(crate) async fn run(
 
     let reason = loop {
         let timer = adapter.next_timer();
+        let link_timer = link.next_timer();
         let event = if *shutdown.borrow() {
             Event::Close(CloseReason::ServerShutdown)
         } else {
@@ -153,6 +155,7 @@ pub(crate) async fn run(
                 _ = conn.outbox.slow() => Event::Close(CloseReason::SlowConsumer),
                 _ = conn.outbox.ready(), if adapter.can_deliver() => Event::Deliver,
                 _ = sleep_or_never(timer) => Event::Timer,
+                _ = sleep_or_never(link_timer) => Event::LinkTimer,
             }
         };
         let now = Instant::now();
@@ -167,6 +170,15 @@ pub(crate) async fn run(
                 shared.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 on_input(&shared, &mut conn, adapter.as_mut(), &mut input, now, &mut out, &mut actions).await
             }
+            Event::LinkTimer => match link.on_timer(now).await {
+                Ok(crate::link::LinkTimer::Alive) => None,
+                Ok(crate::link::LinkTimer::Dead) => {
+                    let reason = CloseReason::KeepAliveTimeout;
+                    adapter.on_server_close(&reason, &mut out);
+                    Some(reason)
+                }
+                Err(e) => Some(CloseReason::Io(e.to_string())),
+            },
             Event::Stored(Stored { token, outcome }) => {
                 let result = match outcome {
                     Outcome::Done(result) => result,

@@ -42,6 +42,7 @@ struct Pending {
 pub(crate) async fn serve(shared: Arc<Shared>, routes: Arc<WsRoutes>, stream: TcpStream, peer: SocketAddr) {
     let deadline = Instant::now() + shared.handshake_timeout;
     let slot: Arc<Mutex<Option<Pending>>> = Arc::new(Mutex::new(None));
+    let ping_interval = routes.ping_interval;
     let service = {
         let shared = shared.clone();
         let slot = slot.clone();
@@ -76,7 +77,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, routes: Arc<WsRoutes>, stream: Tc
         echo::run(&shared, ws).await;
         return;
     };
-    let link = Link::Ws { ws: Box::new(ws), binary_only: proto == Proto::Mqtt, scratch: Vec::new() };
+    let ping = ping_interval.map(crate::link::Ping::new);
+    let link = Link::Ws { ws: Box::new(ws), binary_only: proto == Proto::Mqtt, scratch: Vec::new(), ping };
     driver::run(shared, link, proto, Transport::WebSocket, peer, pending.echo).await;
 }
 

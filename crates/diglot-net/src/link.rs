@@ -31,7 +31,44 @@ pub enum Link {
     /// Raw TCP.
     Tcp(TcpStream),
     /// A WebSocket; `binary_only` refuses text messages (MQTT requires binary [MQTT-6.0.0-1]).
-    Ws { ws: Box<WebSocket<HttpStream>>, binary_only: bool, scratch: Vec<Bytes> },
+    Ws { ws: Box<WebSocket<HttpStream>>, binary_only: bool, scratch: Vec<Bytes>, ping: Option<Ping> },
+}
+
+/// Server-side WebSocket pings: after `interval` without any frame from the client, send a
+/// ping; if nothing (a pong or anything else) arrives within another `interval`, the
+/// connection is dead, even when the protocol's own keep-alive is off (a peer vanished behind
+/// a proxy that keeps the TCP connection open).
+pub struct Ping {
+    interval: std::time::Duration,
+    last_seen: std::time::Instant,
+    sent: Option<std::time::Instant>,
+}
+
+impl Ping {
+    /// Pings after `interval` of silence.
+    pub fn new(interval: std::time::Duration) -> Ping {
+        Ping { interval, last_seen: std::time::Instant::now(), sent: None }
+    }
+
+    fn seen(&mut self) {
+        self.last_seen = std::time::Instant::now();
+        self.sent = None;
+    }
+
+    fn deadline(&self) -> std::time::Instant {
+        match self.sent {
+            Some(at) => at + self.interval,
+            None => self.last_seen + self.interval,
+        }
+    }
+}
+
+/// What a link timer found.
+pub enum LinkTimer {
+    /// Nothing to do yet, or a ping went out.
+    Alive,
+    /// The peer did not answer a ping in time.
+    Dead,
 }
 
 /// How much a TCP read asks for at once.
@@ -47,13 +84,16 @@ impl Link {
                 let n = s.read_buf(input).await?;
                 Ok(if n == 0 { Read::Closed } else { Read::Data(n) })
             }
-            Link::Ws { ws, binary_only, .. } => loop {
+            Link::Ws { ws, binary_only, ping, .. } => loop {
                 let frame = match ws.next_frame().await {
                     Ok(f) => f,
                     Err(yawc::WebSocketError::ConnectionClosed) => return Ok(Read::Closed),
                     Err(e) if e.is_protocol_error() => return Ok(Read::Violation(e.to_string())),
                     Err(e) => return Err(io::Error::other(e.to_string())),
                 };
+                if let Some(p) = ping.as_mut() {
+                    p.seen();
+                }
                 match frame.opcode() {
                     OpCode::Binary => {
                         input.extend_from_slice(frame.payload());
@@ -70,6 +110,28 @@ impl Link {
                 }
             },
         }
+    }
+
+    /// When [`Link::on_timer`] wants to run next (server-side WebSocket pings), if ever.
+    pub fn next_timer(&self) -> Option<std::time::Instant> {
+        match self {
+            Link::Ws { ping: Some(p), .. } => Some(p.deadline()),
+            _ => None,
+        }
+    }
+
+    /// Sends a ping after silence, or reports a peer that did not answer the last one.
+    pub async fn on_timer(&mut self, now: std::time::Instant) -> io::Result<LinkTimer> {
+        let Link::Ws { ws, ping: Some(p), .. } = self else { return Ok(LinkTimer::Alive) };
+        if now < p.deadline() {
+            return Ok(LinkTimer::Alive);
+        }
+        if p.sent.is_some() {
+            return Ok(LinkTimer::Dead);
+        }
+        p.sent = Some(now);
+        ws.send(Frame::ping(Bytes::from_static(b"diglot"))).await.map_err(ws_err)?;
+        Ok(LinkTimer::Alive)
     }
 
     /// Writes everything in `out`. Over a WebSocket, a protocol that prefers text (STOMP) gets one

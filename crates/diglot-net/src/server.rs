@@ -39,6 +39,9 @@ pub struct WsRoutes {
     pub compression: Option<Compression>,
     /// Which browser origins may open a WebSocket.
     pub origins: crate::origin::Origins,
+    /// Server-side WebSocket pings after this much silence, with the same deadline for the
+    /// answer; `None` turns them off.
+    pub ping_interval: Option<Duration>,
 }
 
 /// permessage-deflate settings of a WebSocket listener.

@@ -153,6 +153,9 @@ pub struct WsListener {
     pub allowed_origins: Vec<String>,
     /// Whether a request without an `Origin` header (a non-browser client) is accepted.
     pub allow_missing_origin: bool,
+    /// Seconds of silence after which the server pings a WebSocket client, and then waits as
+    /// long for any answer before it closes the connection (0: no server pings).
+    pub ping_interval_secs: u64,
 }
 
 impl Default for WsListener {
@@ -181,6 +184,7 @@ impl Default for WsListener {
             .map(String::from)
             .to_vec(),
             allow_missing_origin: true,
+            ping_interval_secs: 30,
         }
     }
 }
@@ -451,6 +455,8 @@ impl Config {
                     paths,
                     echo_path,
                     origins: Origins::new(ls.ws.allowed_origins.iter().cloned(), ls.ws.allow_missing_origin),
+                    ping_interval: (ls.ws.ping_interval_secs > 0)
+                        .then(|| Duration::from_secs(ls.ws.ping_interval_secs)),
                     compression: ls.ws.compression.then_some(Compression {
                         level: ls.ws.compression_level,
                         threshold: ls.ws.compression_threshold_bytes,

@@ -98,3 +98,42 @@ fn anonymous_access_off_loopback_must_be_explicit() {
     let e = diglot::Config::parse("[server]\nallow_anonymous = \"sometimes\"\n", "b.toml").unwrap_err().to_string();
     assert!(e.contains("b.toml:2"), "{e}");
 }
+
+/// A WebSocket client that stops answering is found by the server's own pings even with the
+/// protocol's keep-alive off; one that answers (any client library does) stays connected.
+#[tokio::test]
+async fn server_pings_find_dead_websocket_peers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = diglot::Config::ephemeral();
+    c.listeners.ws.ping_interval_secs = 2;
+    let b = broker_with(c).await;
+
+    // A silent peer: upgraded, MQTT CONNECT with keep-alive 0, then it never reads or answers.
+    let mut s = tokio::net::TcpStream::connect(b.ws_addr().unwrap()).await.unwrap();
+    s.write_all(
+        b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let connect = mqtt_connect_bytes("silent", 0, true);
+    let mut frame = vec![0x82, 0x80 | connect.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(&connect);
+    s.write_all(&frame).await.unwrap();
+    // Read (and ignore) everything until the server gives up on us and closes.
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(PATIENCE, s.read_to_end(&mut sink)).await;
+    assert!(closed.is_ok(), "the server closed the silent connection");
+
+    // A live client that keeps reading answers the pings and stays.
+    let mut live = ws_connect(b.ws_addr().unwrap(), "/mqtt", &[]).await.ok().unwrap();
+    live.send(&mqtt_connect_bytes("live", 0, true)).await.unwrap();
+    assert_eq!(live.recv().await.unwrap(), vec![0x20, 2, 0, 0]);
+    let Conn::Ws { ws, .. } = &mut live else { unreachable!() };
+    use futures::StreamExt;
+    // tungstenite answers pings while it reads; read through a few ping intervals.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async { while ws.next().await.is_some() {} }).await;
+    live.send(&[0xC0, 0]).await.unwrap();
+    assert_eq!(live.recv().await.unwrap(), vec![0xD0, 0], "still connected: PINGRESP");
+    b.shutdown().await;
+}
