@@ -22,7 +22,7 @@ pub use adapter::{
     PublishError, RetainHandling, Transport,
 };
 pub use close::CloseReason;
-pub use limits::Limits;
+pub use limits::{Bucket, Limits};
 pub use message::{Delivery, DurableRef, Message, Props, Qos, QueueId, Seq};
 pub use outbox::{Outbox, PushOutcome};
 pub use retained::{RetainChange, Retained};

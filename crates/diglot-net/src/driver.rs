@@ -45,6 +45,8 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 enum Event {
     Close(CloseReason),
     LinkTimer,
+    /// A rate-limit pause is over.
+    Resume,
     Read(std::io::Result<Read>),
     Stored(Stored),
     Deliver,
@@ -95,6 +97,18 @@ struct Conn {
     /// Whether this protocol may pipeline publishes (MQTT); STOMP waits for each, so a RECEIPT
     /// never overtakes an earlier one.
     pipeline: bool,
+    /// `limits.max_publish_rate` and `limits.max_bytes_rate`: over them, reading pauses.
+    publish_rate: Option<diglot_core::Bucket>,
+    byte_rate: Option<diglot_core::Bucket>,
+}
+
+impl Conn {
+    /// When reading may resume after the client went over a rate limit (`None`: now).
+    fn paused_until(&self) -> Option<Instant> {
+        let a = self.publish_rate.as_ref().and_then(|b| b.ready_at());
+        let b = self.byte_rate.as_ref().and_then(|b| b.ready_at());
+        a.max(b)
+    }
 }
 
 /// Runs a connection until it closes.
@@ -130,6 +144,9 @@ pub(crate) async fn run(
         bytes_out: 0,
         pending: FuturesOrdered::new(),
         pipeline: proto == Proto::Mqtt,
+        publish_rate: (limits.max_publish_rate > 0)
+            .then(|| diglot_core::Bucket::new(f64::from(limits.max_publish_rate), started)),
+        byte_rate: (limits.max_bytes_rate > 0).then(|| diglot_core::Bucket::new(limits.max_bytes_rate as f64, started)),
     };
     let max_pending = usize::from(limits.max_inflight.max(1));
     shared.connections.fetch_add(1, Ordering::Relaxed);
@@ -141,6 +158,7 @@ pub(crate) async fn run(
     let reason = loop {
         let timer = adapter.next_timer();
         let link_timer = link.next_timer();
+        let paused = conn.paused_until().filter(|&t| t > Instant::now());
         let event = if *shutdown.borrow() {
             Event::Close(CloseReason::ServerShutdown)
         } else {
@@ -150,7 +168,8 @@ pub(crate) async fn run(
                 Some(stored) = conn.pending.next(), if !conn.pending.is_empty() => Event::Stored(stored),
                 // Input that already arrived goes before a takeover: a client that sent its last
                 // acknowledgements and DISCONNECT and then reconnected must have them honoured.
-                r = link.read(&mut input), if conn.pending.len() < max_pending => Event::Read(r),
+                r = link.read(&mut input), if conn.pending.len() < max_pending && paused.is_none() => Event::Read(r),
+                _ = sleep_or_never(paused) => Event::Resume,
                 _ = conn.kick.notified() => Event::Close(CloseReason::SessionTakenOver),
                 _ = conn.outbox.slow() => Event::Close(CloseReason::SlowConsumer),
                 _ = conn.outbox.ready(), if adapter.can_deliver() => Event::Deliver,
@@ -167,7 +186,14 @@ pub(crate) async fn run(
             }
             Event::Read(Ok(Read::Data(n))) => {
                 conn.bytes_in += n as u64;
+                if let Some(b) = conn.byte_rate.as_mut() {
+                    b.take(n as f64, now);
+                }
                 shared.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                on_input(&shared, &mut conn, adapter.as_mut(), &mut input, now, &mut out, &mut actions).await
+            }
+            // The pause is over: go on with what is already buffered.
+            Event::Resume => {
                 on_input(&shared, &mut conn, adapter.as_mut(), &mut input, now, &mut out, &mut actions).await
             }
             Event::LinkTimer => match link.on_timer(now).await {
@@ -245,7 +271,8 @@ async fn on_input(
     loop {
         let progressed = adapter.on_input(input, now, out, actions);
         closed = execute(shared, conn, adapter, actions, out).await;
-        if closed.is_some() || !progressed {
+        // Over a rate limit: leave the rest buffered until the pause is over.
+        if closed.is_some() || !progressed || conn.paused_until().is_some_and(|t| t > Instant::now()) {
             break;
         }
     }
@@ -326,6 +353,12 @@ async fn execute_one(
     };
     match action {
         Action::Publish { msg, token } => {
+            if let Some(b) = conn.publish_rate.as_mut() {
+                b.take(1.0, Instant::now());
+                if b.ready_at().is_some() {
+                    shared.rate_limited.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             let stored = match route(shared, msg).await {
                 Ok(Some((msg, append))) if conn.pipeline => {
                     conn.pending.push_back(Box::pin(async move {

@@ -154,6 +154,8 @@ pub(crate) struct Shared {
     pub(crate) connections: AtomicUsize,
     pub(crate) rejected_handshakes: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
+    /// Publishes that put their connection over `limits.max_publish_rate`.
+    pub(crate) rate_limited: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) started: std::time::Instant,
     /// Deflate state shared by connections between messages (no-context-takeover mode).
@@ -217,6 +219,7 @@ impl Server {
             connections: AtomicUsize::new(0),
             rejected_handshakes: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             started: std::time::Instant::now(),
             deflate_pool: yawc::DeflatePool::new(64),

@@ -35,6 +35,7 @@ pub(crate) async fn run(shared: Arc<Shared>, interval: Duration) {
             ("$SYS/broker/bytes/sent", shared.bytes_out.load(Ordering::Relaxed).to_string()),
             ("$SYS/broker/subscriptions/count", shared.router.subscription_count().to_string()),
             ("$SYS/broker/retained messages/count", shared.router.retained().len().to_string()),
+            ("$SYS/broker/publish/rate limited", shared.rate_limited.load(Ordering::Relaxed).to_string()),
         ];
         for (topic, value) in values {
             publish(topic, value, &shared);

@@ -246,6 +246,11 @@ pub struct LimitsConfig {
     pub max_inflight: u16,
     /// Longest client id, in bytes.
     pub max_client_id_bytes: usize,
+    /// Most publishes per second per connection (0: no limit); over it the broker stops
+    /// reading from that connection until the rate is back.
+    pub max_publish_rate: u32,
+    /// Most bytes per second per connection (0: no limit), enforced the same way.
+    pub max_bytes_rate: u64,
 }
 
 impl Default for LimitsConfig {
@@ -262,6 +267,8 @@ impl Default for LimitsConfig {
             outbox_max_bytes: l.outbox_max_bytes,
             max_inflight: l.max_inflight,
             max_client_id_bytes: l.max_client_id_bytes,
+            max_publish_rate: l.max_publish_rate,
+            max_bytes_rate: l.max_bytes_rate,
         }
     }
 }
@@ -491,6 +498,8 @@ impl Config {
                 outbox_max_bytes: l.outbox_max_bytes,
                 max_inflight: l.max_inflight,
                 max_client_id_bytes: l.max_client_id_bytes,
+                max_publish_rate: l.max_publish_rate,
+                max_bytes_rate: l.max_bytes_rate,
             },
             max_connections: l.max_connections,
             max_connections_per_ip: l.max_connections_per_ip,

@@ -137,3 +137,45 @@ async fn server_pings_find_dead_websocket_peers() {
     assert_eq!(live.recv().await.unwrap(), vec![0xD0, 0], "still connected: PINGRESP");
     b.shutdown().await;
 }
+
+/// A publisher over `limits.max_publish_rate` is slowed down, not cut off: every message
+/// arrives, and the slowdowns are counted (`$SYS/broker/publish/rate limited`).
+#[tokio::test]
+async fn publish_rate_limit_slows_instead_of_dropping() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let mut c = diglot::Config::ephemeral();
+    c.limits.max_publish_rate = 20;
+    c.server.sys_interval_secs = 1;
+    let b = broker_with(c).await;
+    let addr = b.mqtt_addr().unwrap();
+    let (sub, mut sub_ev) = AsyncClient::new(MqttOptions::new("rl-sub", "127.0.0.1", addr.port()), 100);
+    sub.subscribe("rl/#", QoS::AtLeastOnce).await.unwrap();
+    sub.subscribe("$SYS/broker/publish/#", QoS::AtMostOnce).await.unwrap();
+    let mut subacks = 0;
+    until(&mut sub_ev, |e| {
+        subacks += matches!(e, Event::Incoming(Packet::SubAck(_))) as usize;
+        (subacks == 2).then_some(())
+    })
+    .await;
+    let (publ, mut pub_ev) = AsyncClient::new(MqttOptions::new("rl-pub", "127.0.0.1", addr.port()), 100);
+    tokio::spawn(async move {
+        for i in 0..60 {
+            publ.publish("rl/x", QoS::AtLeastOnce, false, i.to_string()).await.unwrap();
+        }
+        while pub_ev.poll().await.is_ok() {}
+    });
+    let (mut got, mut limited) = (Vec::new(), 0u64);
+    until(&mut sub_ev, |e| {
+        if let Event::Incoming(Packet::Publish(p)) = e {
+            if p.topic == "rl/x" {
+                got.push(String::from_utf8_lossy(&p.payload).parse::<u32>().unwrap());
+            } else if p.topic.ends_with("rate limited") {
+                limited = String::from_utf8_lossy(&p.payload).parse().unwrap();
+            }
+        }
+        (got.len() == 60 && limited > 0).then_some(())
+    })
+    .await;
+    assert_eq!(got, (0..60).collect::<Vec<_>>(), "all delivered, in order");
+    b.shutdown().await;
+}
