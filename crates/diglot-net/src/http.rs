@@ -18,7 +18,6 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 use yawc::{DeflateOptions, Options, UpgradeFut, WebSocket};
 
@@ -39,7 +38,10 @@ struct Pending {
 }
 
 /// Serves one TCP connection on a WebSocket listener.
-pub(crate) async fn serve(shared: Arc<Shared>, routes: Arc<WsRoutes>, stream: TcpStream, peer: SocketAddr) {
+pub(crate) async fn serve<S>(shared: Arc<Shared>, routes: Arc<WsRoutes>, stream: S, peer: SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let deadline = Instant::now() + shared.handshake_timeout;
     let slot: Arc<Mutex<Option<Pending>>> = Arc::new(Mutex::new(None));
     let ping_interval = routes.ping_interval;

@@ -13,6 +13,7 @@ pub mod origin;
 mod registry;
 mod server;
 mod sys;
+pub mod tls;
 
 pub use negotiate::Proto;
 pub use server::{Bound, Compression, ListenerKind, ListenerSpec, Server, Spec, StartError, WsPaths, WsRoutes};

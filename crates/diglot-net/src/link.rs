@@ -12,7 +12,6 @@ use bytes::{Bytes, BytesMut};
 use diglot_core::{CloseReason, Output};
 use futures::SinkExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use yawc::close::CloseCode;
 use yawc::{Frame, HttpStream, OpCode, WebSocket};
 
@@ -26,10 +25,15 @@ pub enum Read {
     Violation(String),
 }
 
+/// A byte stream: plain TCP or TLS over TCP.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// A connection's transport.
 pub enum Link {
-    /// Raw TCP.
-    Tcp(TcpStream),
+    /// Raw TCP (or TLS over TCP).
+    Tcp(Box<dyn Io>),
     /// A WebSocket; `binary_only` refuses text messages (MQTT requires binary [MQTT-6.0.0-1]).
     Ws { ws: Box<WebSocket<HttpStream>>, binary_only: bool, scratch: Vec<Bytes>, ping: Option<Ping> },
 }

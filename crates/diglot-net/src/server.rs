@@ -88,6 +88,8 @@ pub struct ListenerSpec {
     pub addr: SocketAddr,
     /// What to serve.
     pub kind: ListenerKind,
+    /// TLS on this listener (`wss`, `mqtts`, `stomps`).
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 /// Everything the network side needs to start.
@@ -120,6 +122,9 @@ pub struct Spec {
 /// Why the network side could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A TLS listener's certificate or key could not be loaded.
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The store could not be opened (or is corrupt, or of a newer format).
     #[error("cannot open the store at {path}: {source}")]
     Store {
@@ -190,7 +195,13 @@ impl Server {
     pub async fn start(spec: Spec) -> Result<Server, StartError> {
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
+        let mut tls_all = Vec::new();
         for l in &spec.listeners {
+            let tls = match &l.tls {
+                Some(settings) => Some(Arc::new(crate::tls::Tls::new(settings.clone())?)),
+                None => None,
+            };
+            tls_all.extend(tls.clone());
             let listener = TcpListener::bind(l.addr).await.map_err(|source| StartError::Bind {
                 name: l.name.clone(),
                 addr: l.addr,
@@ -201,8 +212,14 @@ impl Server {
                 addr: l.addr,
                 source,
             })?;
-            bound.push(Bound { name: l.name.clone(), kind: l.kind.label(), addr });
-            listeners.push((listener, l.kind.clone()));
+            let kind = match (&l.kind, tls.is_some()) {
+                (ListenerKind::Ws(_), true) => "wss",
+                (ListenerKind::Mqtt, true) => "mqtts",
+                (ListenerKind::Stomp, true) => "stomps",
+                (k, false) => k.label(),
+            };
+            bound.push(Bound { name: l.name.clone(), kind, addr });
+            listeners.push((listener, l.kind.clone(), tls));
         }
         let (router, durable) = open_store(&spec.store).await?;
         let (shutdown_tx, shutdown) = watch::channel(false);
@@ -242,13 +259,17 @@ impl Server {
         }
         let permits = Arc::new(Semaphore::new(spec.max_connections.max(1)));
         let tracker = TaskTracker::new();
-        for ((listener, kind), b) in listeners.into_iter().zip(&bound) {
+        if !tls_all.is_empty() {
+            tokio::spawn(reload_on_sighup(tls_all, shared.shutdown.clone()));
+        }
+        for ((listener, kind, tls), b) in listeners.into_iter().zip(&bound) {
             tracing::info!(listener = %b.name, kind = b.kind, addr = %b.addr, "listening");
             let acceptor = Acceptor {
                 shared: shared.clone(),
                 permits: permits.clone(),
                 tracker: tracker.clone(),
                 kind: Arc::new(kind),
+                tls,
             };
             tracker.spawn(acceptor.run(listener));
         }
@@ -289,6 +310,7 @@ struct Acceptor {
     permits: Arc<Semaphore>,
     tracker: TaskTracker,
     kind: Arc<ListenerKind>,
+    tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl Acceptor {
@@ -330,7 +352,26 @@ impl Acceptor {
             let _ = stream.set_nodelay(true);
             let shared = self.shared.clone();
             let kind = self.kind.clone();
+            let tls = self.tls.as_ref().map(|t| t.acceptor());
             self.tracker.spawn(async move {
+                // The TLS handshake runs here, in the connection's task, under the handshake
+                // timeout; never on the accept loop.
+                let stream: Box<dyn crate::link::Io> = match tls {
+                    None => Box::new(stream),
+                    Some(acceptor) => {
+                        match tokio::time::timeout(shared.handshake_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(tls_stream)) => Box::new(tls_stream),
+                            Ok(Err(e)) => {
+                                tracing::info!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::info!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        }
+                    }
+                };
                 match &*kind {
                     ListenerKind::Ws(routes) => {
                         http::serve(shared, Arc::new(routes.clone()), stream, peer).await;
@@ -363,6 +404,35 @@ async fn open_store(config: &diglot_store::StoreConfig) -> Result<(Router, Durab
     .map_err(|e| diglot_store::StoreError::Failed(e.to_string()))
     .and_then(|r| r);
     opened.map_err(|source| StartError::Store { path, source })
+}
+
+/// Reloads every TLS listener's certificate and key on SIGHUP, without dropping connections.
+async fn reload_on_sighup(tls: Vec<Arc<crate::tls::Tls>>, mut shutdown: watch::Receiver<bool>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; TLS certificates will not reload");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|down| *down) => return,
+                got = hup.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    for t in &tls {
+                        t.reload();
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (tls, shutdown.wait_for(|down| *down).await);
+    }
 }
 
 /// One connection counted against its source address; released on drop.

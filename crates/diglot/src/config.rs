@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use diglot_core::Limits;
 use diglot_net::origin::Origins;
+use diglot_net::tls::TlsSettings;
 use diglot_net::{Compression, ListenerKind, ListenerSpec, Proto, Spec, WsRoutes};
 use serde::{Deserialize, Serialize};
 
@@ -108,7 +109,74 @@ pub struct Listeners {
     pub mqtt: MqttListener,
     /// `[listeners.stomp]`: STOMP over raw TCP.
     pub stomp: StompListener,
+    /// `[listeners.wss]`: MQTT and STOMP over WebSocket over TLS (the `[listeners.ws]` paths,
+    /// origins, compression and pings apply).
+    pub wss: WssListener,
+    /// `[listeners.mqtts]`: MQTT over TLS.
+    pub mqtts: MqttsListener,
+    /// `[listeners.stomps]`: STOMP over TLS.
+    pub stomps: StompsListener,
 }
+
+macro_rules! tls_listener {
+    ($name:ident, $section:literal, $addr:literal) => {
+        #[doc = concat!("`[listeners.", $section, "]`: off by default.")]
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct $name {
+            /// Whether to listen at all.
+            pub enabled: bool,
+            /// Address and port.
+            pub addr: SocketAddr,
+            /// PEM certificate chain, leaf first.
+            pub cert_file: String,
+            /// PEM private key.
+            pub key_file: String,
+            /// PEM CA certificates for client certificates (empty: no client certificates).
+            pub client_ca_file: String,
+            /// Refuse clients without a valid certificate (needs `client_ca_file`).
+            pub require_client_cert: bool,
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name {
+                    enabled: false,
+                    addr: addr($addr),
+                    cert_file: String::new(),
+                    key_file: String::new(),
+                    client_ca_file: String::new(),
+                    require_client_cert: false,
+                }
+            }
+        }
+
+        impl $name {
+            fn settings(&self) -> Option<TlsSettings> {
+                self.enabled.then(|| TlsSettings {
+                    name: concat!("listeners.", $section).into(),
+                    cert_file: self.cert_file.clone().into(),
+                    key_file: self.key_file.clone().into(),
+                    client_ca_file: Some(self.client_ca_file.clone()).filter(|f| !f.is_empty()).map(Into::into),
+                    require_client_cert: self.require_client_cert,
+                })
+            }
+
+            fn check(&self) -> Result<(), String> {
+                if self.enabled && (self.cert_file.is_empty() || self.key_file.is_empty()) {
+                    return Err(
+                        concat!("listeners.", $section, " is enabled but cert_file or key_file is empty").into()
+                    );
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+tls_listener!(WssListener, "wss", "127.0.0.1:8443");
+tls_listener!(MqttsListener, "mqtts", "127.0.0.1:8883");
+tls_listener!(StompsListener, "stomps", "127.0.0.1:61614");
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().expect("built-in default address is valid")
@@ -395,6 +463,9 @@ impl Config {
             (ls.ws.enabled, ls.ws.addr, "listeners.ws"),
             (ls.mqtt.enabled, ls.mqtt.addr, "listeners.mqtt"),
             (ls.stomp.enabled, ls.stomp.addr, "listeners.stomp"),
+            (ls.wss.enabled, ls.wss.addr, "listeners.wss"),
+            (ls.mqtts.enabled, ls.mqtts.addr, "listeners.mqtts"),
+            (ls.stomps.enabled, ls.stomps.addr, "listeners.stomps"),
         ]
         .into_iter()
         .find(|(on, addr, _)| *on && !addr.ip().is_loopback());
@@ -410,6 +481,9 @@ impl Config {
             }
             _ => {}
         }
+        self.listeners.wss.check()?;
+        self.listeners.mqtts.check()?;
+        self.listeners.stomps.check()?;
         if self.listeners.ws.compression_level > 9 {
             return Err("listeners.ws.compression_level must be between 0 and 9".into());
         }
@@ -440,7 +514,7 @@ impl Config {
     pub fn spec(&self) -> Spec {
         let mut listeners = Vec::new();
         let ls = &self.listeners;
-        if ls.ws.enabled {
+        let ws_routes = {
             let paths = ls
                 .ws
                 .paths
@@ -455,36 +529,30 @@ impl Config {
                 })
                 .collect();
             let echo_path = Some(ls.ws.echo_path.clone()).filter(|p| !p.is_empty());
-            listeners.push(ListenerSpec {
-                name: "listeners.ws".into(),
-                addr: ls.ws.addr,
-                kind: ListenerKind::Ws(WsRoutes {
-                    paths,
-                    echo_path,
-                    origins: Origins::new(ls.ws.allowed_origins.iter().cloned(), ls.ws.allow_missing_origin),
-                    ping_interval: (ls.ws.ping_interval_secs > 0)
-                        .then(|| Duration::from_secs(ls.ws.ping_interval_secs)),
-                    compression: ls.ws.compression.then_some(Compression {
-                        level: ls.ws.compression_level,
-                        threshold: ls.ws.compression_threshold_bytes,
-                        context_takeover: ls.ws.compression_context_takeover,
-                    }),
+            WsRoutes {
+                paths,
+                echo_path,
+                origins: Origins::new(ls.ws.allowed_origins.iter().cloned(), ls.ws.allow_missing_origin),
+                ping_interval: (ls.ws.ping_interval_secs > 0).then(|| Duration::from_secs(ls.ws.ping_interval_secs)),
+                compression: ls.ws.compression.then_some(Compression {
+                    level: ls.ws.compression_level,
+                    threshold: ls.ws.compression_threshold_bytes,
+                    context_takeover: ls.ws.compression_context_takeover,
                 }),
-            });
-        }
-        if ls.mqtt.enabled {
-            listeners.push(ListenerSpec {
-                name: "listeners.mqtt".into(),
-                addr: ls.mqtt.addr,
-                kind: ListenerKind::Mqtt,
-            });
-        }
-        if ls.stomp.enabled {
-            listeners.push(ListenerSpec {
-                name: "listeners.stomp".into(),
-                addr: ls.stomp.addr,
-                kind: ListenerKind::Stomp,
-            });
+            }
+        };
+        let plain = [
+            (ls.ws.enabled, "listeners.ws", ls.ws.addr, ListenerKind::Ws(ws_routes.clone()), None),
+            (ls.mqtt.enabled, "listeners.mqtt", ls.mqtt.addr, ListenerKind::Mqtt, None),
+            (ls.stomp.enabled, "listeners.stomp", ls.stomp.addr, ListenerKind::Stomp, None),
+            (ls.wss.enabled, "listeners.wss", ls.wss.addr, ListenerKind::Ws(ws_routes), ls.wss.settings()),
+            (ls.mqtts.enabled, "listeners.mqtts", ls.mqtts.addr, ListenerKind::Mqtt, ls.mqtts.settings()),
+            (ls.stomps.enabled, "listeners.stomps", ls.stomps.addr, ListenerKind::Stomp, ls.stomps.settings()),
+        ];
+        for (enabled, name, addr, kind, tls) in plain {
+            if enabled {
+                listeners.push(ListenerSpec { name: name.into(), addr, kind, tls });
+            }
         }
         let l = &self.limits;
         Spec {
@@ -534,6 +602,9 @@ impl Config {
         c.listeners.ws.addr = addr("127.0.0.1:0");
         c.listeners.mqtt.addr = addr("127.0.0.1:0");
         c.listeners.stomp.addr = addr("127.0.0.1:0");
+        c.listeners.wss.addr = addr("127.0.0.1:0");
+        c.listeners.mqtts.addr = addr("127.0.0.1:0");
+        c.listeners.stomps.addr = addr("127.0.0.1:0");
         c
     }
 }

@@ -42,6 +42,12 @@ impl Broker {
         self.server.addr("stomp")
     }
 
+    /// The address of the first listener of `kind`: `ws`, `wss`, `mqtt`, `mqtts`, `stomp`,
+    /// `stomps`.
+    pub fn addr(&self, kind: &str) -> Option<SocketAddr> {
+        self.server.addr(kind)
+    }
+
     /// Open connections.
     pub fn connections(&self) -> usize {
         self.server.connections()

@@ -324,6 +324,8 @@ pub struct Daemon {
     pub ws: SocketAddr,
     pub mqtt: SocketAddr,
     pub stomp: SocketAddr,
+    /// Every listener's address by name (`ws`, `mqtts`, …).
+    pub addrs: std::collections::HashMap<String, SocketAddr>,
     /// Kills the daemon if the test ends (or fails) without stopping it.
     pub guard: KillOnDrop,
 }
@@ -367,24 +369,23 @@ impl Daemon {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut ws, mut mqtt, mut stomp) = (None, None, None);
-        while ws.is_none() || mqtt.is_none() || stomp.is_none() {
+        let mut addrs = std::collections::HashMap::new();
+        loop {
             let line = lines.next().expect("daemon logs its listeners").unwrap();
+            if line.contains("diglot started") {
+                break;
+            }
             if !line.contains("listening") {
                 continue;
             }
             let addr: SocketAddr = line.rsplit("addr=").next().unwrap().trim().parse().unwrap();
-            if line.contains("listeners.ws") {
-                ws = Some(addr);
-            } else if line.contains("listeners.mqtt") {
-                mqtt = Some(addr);
-            } else if line.contains("listeners.stomp") {
-                stomp = Some(addr);
-            }
+            let name = line.split("listener=").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or("");
+            addrs.insert(name.trim_start_matches("listeners.").to_string(), addr);
         }
         std::thread::spawn(move || for _ in lines.by_ref() {});
         let guard = KillOnDrop(child.id());
-        Daemon { child, ws: ws.unwrap(), mqtt: mqtt.unwrap(), stomp: stomp.unwrap(), guard }
+        let get = |k: &str| *addrs.get(k).unwrap_or_else(|| panic!("listener {k} logged"));
+        Daemon { child, ws: get("ws"), mqtt: get("mqtt"), stomp: get("stomp"), addrs: addrs.clone(), guard }
     }
 
     /// [`Daemon::start_with`] with nothing extra.
