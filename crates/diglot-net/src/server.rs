@@ -259,9 +259,8 @@ impl Server {
         }
         let permits = Arc::new(Semaphore::new(spec.max_connections.max(1)));
         let tracker = TaskTracker::new();
-        if !tls_all.is_empty() {
-            tokio::spawn(reload_on_sighup(tls_all, shared.shutdown.clone()));
-        }
+        // Always handle SIGHUP: its default action would end the process.
+        tokio::spawn(reload_on_sighup(tls_all, shared.shutdown.clone()));
         for ((listener, kind, tls), b) in listeners.into_iter().zip(&bound) {
             tracing::info!(listener = %b.name, kind = b.kind, addr = %b.addr, "listening");
             let acceptor = Acceptor {
@@ -422,6 +421,7 @@ async fn reload_on_sighup(tls: Vec<Arc<crate::tls::Tls>>, mut shutdown: watch::R
                     if got.is_none() {
                         return;
                     }
+                    tracing::info!(tls_listeners = tls.len(), "SIGHUP: reloading");
                     for t in &tls {
                         t.reload();
                     }
