@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use diglot::{Broker, Config};
 use tracing_subscriber::EnvFilter;
 
@@ -22,6 +22,28 @@ struct Cli {
     /// overrides RUST_LOG and the config's `log.level`.
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Commands other than running the broker.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Read a password (one line) from standard input and print its argon2id hash, for
+    /// `password_hash` in `[auth] users`.
+    HashPassword,
+}
+
+/// `diglot hash-password`: one line from stdin (without its line ending) to an argon2id PHC
+/// string on stdout.
+fn hash_password() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("cannot read the password from stdin")?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    anyhow::ensure!(!password.is_empty(), "the password is empty");
+    println!("{}", diglot_auth::password::hash(password.as_bytes())?);
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -46,6 +68,9 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::HashPassword) = cli.command {
+        return hash_password();
+    }
     let config = load(&cli)?;
     if cli.print_config {
         print!("{}", config.to_toml());

@@ -118,3 +118,23 @@ async fn sigint_exits_zero() {
     assert_eq!(m.close_code().await, Some(1001));
     assert!(wait_exit(child).success());
 }
+
+#[test]
+fn hash_password_prints_a_verifiable_argon2id_hash() {
+    use std::io::Write;
+    let mut child = diglot()
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"correct horse\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let hash = String::from_utf8(out.stdout).unwrap();
+    let hash = hash.trim();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(diglot_auth::password::verify(b"correct horse", hash));
+    assert!(!diglot_auth::password::verify(b"wrong", hash));
+}
