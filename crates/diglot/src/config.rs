@@ -257,37 +257,28 @@ impl Default for WsListener {
     }
 }
 
-/// `[listeners.mqtt]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MqttListener {
-    /// Whether to listen at all.
-    pub enabled: bool,
-    /// Address and port.
-    pub addr: SocketAddr,
+macro_rules! tcp_listener {
+    ($name:ident, $section:literal, $addr:literal) => {
+        #[doc = concat!("`[listeners.", $section, "]`")]
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct $name {
+            /// Whether to listen at all.
+            pub enabled: bool,
+            /// Address and port.
+            pub addr: SocketAddr,
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name { enabled: true, addr: addr($addr) }
+            }
+        }
+    };
 }
 
-impl Default for MqttListener {
-    fn default() -> Self {
-        MqttListener { enabled: true, addr: addr("127.0.0.1:1883") }
-    }
-}
-
-/// `[listeners.stomp]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StompListener {
-    /// Whether to listen at all.
-    pub enabled: bool,
-    /// Address and port.
-    pub addr: SocketAddr,
-}
-
-impl Default for StompListener {
-    fn default() -> Self {
-        StompListener { enabled: true, addr: addr("127.0.0.1:61613") }
-    }
-}
+tcp_listener!(MqttListener, "mqtt", "127.0.0.1:1883");
+tcp_listener!(StompListener, "stomp", "127.0.0.1:61613");
 
 /// `[limits]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
