@@ -188,6 +188,10 @@ fn ws_options(shared: &Shared, routes: &WsRoutes) -> Options {
             client_no_context_takeover: !c.context_takeover,
             compression_threshold: c.threshold,
             pool: (!c.context_takeover).then(|| shared.deflate_pool.clone()),
+            // Take the window sizes the client offers (`client_max_window_bits`,
+            // `server_max_window_bits`), as RFC 7692 §7.1.2 lets the server accept them.
+            server_max_window_bits: None,
+            client_max_window_bits: None,
         });
     }
     options
