@@ -69,6 +69,10 @@ pub struct Message {
     /// When the message expires (MQTT 5 Message Expiry Interval, STOMP `expires`): it is not
     /// delivered after that, and MQTT 5 deliveries carry the remaining interval.
     pub expires_at: Option<Instant>,
+    /// The same expiry as wall-clock milliseconds since the Unix epoch, when the publisher
+    /// gave it that way (STOMP `expires`), so that it is passed on exactly rather than
+    /// recomputed from `expires_at`.
+    pub expires_unix_ms: Option<u64>,
     /// Optional cross-protocol properties.
     pub props: Option<Box<Props>>,
 }
@@ -85,6 +89,7 @@ impl Message {
             origin: None,
             received_at: Instant::now(),
             expires_at: None,
+            expires_unix_ms: None,
             props: None,
         }
     }

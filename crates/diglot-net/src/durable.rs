@@ -237,13 +237,16 @@ pub(crate) fn now_ms() -> u64 {
 /// The storable form of a message, with its expiry as wall-clock time.
 pub(crate) fn to_stored(msg: &Message) -> StoredMessage {
     let now = std::time::Instant::now();
-    let expires_ms = msg.expires_at.map(|at| now_ms() + at.saturating_duration_since(now).as_millis() as u64);
+    let expires_ms = msg.expires_at.map(|at| {
+        msg.expires_unix_ms.unwrap_or_else(|| now_ms() + at.saturating_duration_since(now).as_millis() as u64)
+    });
     StoredMessage::from_message(msg, now_ms(), expires_ms)
 }
 
 /// A stored message back as a broker message with id `id`.
 pub(crate) fn from_stored(stored: &StoredMessage, id: u64) -> Message {
     let mut msg = stored.to_message(id);
+    msg.expires_unix_ms = stored.expires_ms;
     msg.expires_at = stored
         .expires_ms
         .map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms.saturating_sub(now_ms())));

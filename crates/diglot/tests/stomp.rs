@@ -103,3 +103,21 @@ async fn version_negotiation_over_tcp() {
     assert!(e.header("version").is_some_and(|v| v.contains("1.2")), "{e:?}");
     b.shutdown().await;
 }
+
+/// `expires` passes from a STOMP publisher to a STOMP subscriber unchanged, to the millisecond.
+#[tokio::test]
+async fn expires_is_passed_on_exactly() {
+    let b = broker().await;
+    let mut sub = stomp_over(&b, false).await;
+    sub.connect("1.2").await;
+    sub.send("SUBSCRIBE", &[("id", "e"), ("destination", "/topic/exp"), ("receipt", "r")], "").await;
+    assert_eq!(sub.frame().await.unwrap().command, "RECEIPT");
+    let mut publ = stomp_over(&b, false).await;
+    publ.connect("1.2").await;
+    let later =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64 + 3_600_123;
+    publ.send("SEND", &[("destination", "/topic/exp"), ("expires", &later.to_string())], "soon").await;
+    let m = sub.frame().await.unwrap();
+    assert_eq!(m.header("expires"), Some(later.to_string().as_str()));
+    b.shutdown().await;
+}

@@ -66,6 +66,8 @@ impl Session {
                 Fault::protocol("invalid expires header", "expires must be a time in ms since the Unix epoch, or 0.")
             })?,
         };
+        // Kept as given, so that a STOMP subscriber sees the very same `expires` value.
+        let expires_unix_ms = expires_at.and(frame.header("expires")).and_then(|v| v.trim().parse::<u64>().ok());
         if let Some(rt) = frame.header("reply-to") {
             if let Ok(Destination::TempQueue(_)) = Destination::parse(rt) {
                 self.ensure_temp(rt, actions)?;
@@ -76,6 +78,7 @@ impl Session {
         }
         let mut msg = self.message_from(topic, frame, now);
         msg.expires_at = expires_at;
+        msg.expires_unix_ms = expires_unix_ms;
         if let Some(tx) = tx {
             let cost = msg.payload.len() + msg.topic.as_str().len() + msg.props.as_ref().map_or(0, |p| props_size(p));
             self.txs.push(&tx, TxOp::Publish(msg), cost)?;

@@ -80,7 +80,8 @@ impl Session {
             w.header("persistent", "true");
         }
         if let Some(at) = msg.expires_at {
-            w.header_u64("expires", expiry::header(at, now, expiry::unix_ms_now()));
+            let value = msg.expires_unix_ms.unwrap_or_else(|| expiry::header(at, now, expiry::unix_ms_now()));
+            w.header_u64("expires", value);
         }
         if d.is_redelivery() {
             w.header("redelivered", "true");
