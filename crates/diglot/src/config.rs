@@ -45,7 +45,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info".into() }
+        LogConfig { level: "info,fjall=warn,lsm_tree=warn,sled=warn".into() }
     }
 }
 
