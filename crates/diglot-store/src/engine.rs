@@ -189,6 +189,30 @@ pub trait Engine: Send + Sync + 'static {
     fn compact(&self, part: Partition) -> Result<(), EngineError>;
 }
 
+/// Collects up to `max` pairs from an ordered iterator, stopping at the first key without
+/// `prefix`: the shared tail of both engines' `scan`.
+pub(crate) fn collect_prefixed<K: AsRef<[u8]>, V: AsRef<[u8]>, E>(
+    items: impl Iterator<Item = Result<(K, V), E>>,
+    prefix: &[u8],
+    max: usize,
+) -> Result<Vec<Kv>, E> {
+    let mut out = Vec::new();
+    if max == 0 {
+        return Ok(out);
+    }
+    for item in items {
+        let (k, v) = item?;
+        if !k.as_ref().starts_with(prefix) {
+            break;
+        }
+        out.push((k.as_ref().to_vec(), v.as_ref().to_vec()));
+        if out.len() >= max {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// Opens (or creates) an engine of `kind` in the directory `path`. This does not check that
 /// the directory belongs to that engine; [`Store::open`](crate::Store::open) does.
 pub fn open(kind: EngineKind, path: &Path) -> Result<Box<dyn Engine>, EngineError> {

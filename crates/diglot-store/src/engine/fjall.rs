@@ -84,21 +84,7 @@ impl Engine for FjallEngine {
             Some(s) if s > prefix => s,
             _ => prefix,
         };
-        let mut out = Vec::new();
-        if max == 0 {
-            return Ok(out);
-        }
-        for guard in self.part(part).range(from..) {
-            let (k, v) = guard.into_inner().map_err(backend)?;
-            if !k.starts_with(prefix) {
-                break;
-            }
-            out.push((k.to_vec(), v.to_vec()));
-            if out.len() >= max {
-                break;
-            }
-        }
-        Ok(out)
+        super::collect_prefixed(self.part(part).range(from..).map(|g| g.into_inner().map_err(backend)), prefix, max)
     }
 
     fn compact(&self, part: Partition) -> Result<(), EngineError> {

@@ -143,21 +143,7 @@ impl Engine for SledEngine {
             Some(s) if s > prefix => s,
             _ => prefix,
         };
-        let mut out = Vec::new();
-        if max == 0 {
-            return Ok(out);
-        }
-        for item in self.part(part).range(from..) {
-            let (k, v) = item.map_err(backend)?;
-            if !k.starts_with(prefix) {
-                break;
-            }
-            out.push((k.to_vec(), v.to_vec()));
-            if out.len() >= max {
-                break;
-            }
-        }
-        Ok(out)
+        super::collect_prefixed(self.part(part).range(from..).map(|item| item.map_err(backend)), prefix, max)
     }
 
     fn compact(&self, _part: Partition) -> Result<(), EngineError> {
