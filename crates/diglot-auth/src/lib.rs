@@ -108,6 +108,11 @@ impl Authenticator {
         !self.users.is_empty() || self.jwt.is_some()
     }
 
+    /// Whether JWT validation is configured (`[auth.jwt]`).
+    pub fn has_jwt(&self) -> bool {
+        self.jwt.is_some()
+    }
+
     /// The cookie that may carry a token at the WebSocket handshake (`jwt.cookie_name`).
     pub fn cookie_name(&self) -> Option<&str> {
         self.cookie_name.as_deref()

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::auth::{LoginOutcome, LoginRequest};
 use crate::close::CloseReason;
 use crate::message::{Delivery, DurableRef, Message, Qos};
 use crate::router::{ConnId, SubId};
@@ -187,6 +188,10 @@ pub enum Action {
         /// Redeliver it rather than dead-letter it.
         requeue: bool,
     },
+    /// Verify what the client presented at CONNECT (or, with `reauth`, in an MQTT 5 AUTH
+    /// packet). The driver answers with [`Adapter::on_login`] before the next frame is decoded;
+    /// until then the adapter holds back its CONNECT reply.
+    Login(LoginRequest),
     /// Claim a client id broker-wide; an older connection holding it is closed with
     /// [`CloseReason::SessionTakenOver`].
     ClaimClientId(String),
@@ -316,6 +321,11 @@ pub trait Adapter: Send + 'static {
     fn on_session_opened(&mut self, present: bool, out: &mut Output, actions: &mut Vec<Action>) {
         let _ = (present, out, actions);
     }
+
+    /// The answer to [`Action::Login`]: on a grant, go on with CONNECT (or confirm the
+    /// re-authentication) and check every publish and subscribe against the grant's
+    /// permissions from now on; on a refusal, write the protocol's refusal and close.
+    fn on_login(&mut self, outcome: LoginOutcome, out: &mut Output, actions: &mut Vec<Action>);
 
     /// A publish that asked for an acknowledgement was routed (or refused).
     fn on_publish_done(

@@ -25,6 +25,12 @@ pub enum CloseReason {
     ConnectRefused(String),
     /// The broker is shutting down.
     ServerShutdown,
+    /// The connection's credentials (a JWT) expired and were not renewed (MQTT 5 DISCONNECT
+    /// 0x87, STOMP ERROR).
+    AuthExpired,
+    /// The client did something its ACL forbids where the protocol's only answer is to close
+    /// (a STOMP SEND or SUBSCRIBE), or its re-authentication failed; the text says what.
+    NotAuthorized(String),
     /// A socket error.
     Io(String),
 }
@@ -43,6 +49,8 @@ impl CloseReason {
             CloseReason::SessionTakenOver => "session_taken_over",
             CloseReason::ConnectRefused(_) => "connect_refused",
             CloseReason::ServerShutdown => "server_shutdown",
+            CloseReason::AuthExpired => "auth_expired",
+            CloseReason::NotAuthorized(_) => "not_authorized",
             CloseReason::Io(_) => "io_error",
         }
     }
@@ -60,6 +68,7 @@ impl fmt::Display for CloseReason {
             CloseReason::ProtocolError(s)
             | CloseReason::LimitExceeded(s)
             | CloseReason::ConnectRefused(s)
+            | CloseReason::NotAuthorized(s)
             | CloseReason::Io(s) => write!(f, "{}: {}", self.label(), s),
             _ => f.write_str(self.label()),
         }

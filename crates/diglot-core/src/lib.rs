@@ -8,6 +8,7 @@
 //! This crate deliberately knows no protocol and no socket.
 
 pub mod adapter;
+pub mod auth;
 pub mod close;
 pub mod limits;
 pub mod message;
@@ -21,6 +22,7 @@ pub use adapter::{
     durable_subscription_queue, named_queue, queue_topic, session_queue, Action, Adapter, ConnInfo, Output,
     PublishError, RetainHandling, Transport,
 };
+pub use auth::{AllowAll, Credentials, Grant, LoginOutcome, LoginRefusal, LoginRequest, Permissions, JWT_AUTH_METHOD};
 pub use close::CloseReason;
 pub use limits::{Bucket, Limits};
 pub use message::{Delivery, DurableRef, Message, Props, Qos, QueueId, Seq};

@@ -133,8 +133,10 @@ pub(crate) struct ConnectReq {
     pub receive_max: Option<NonZeroU16>,
     /// MQTT 5 Maximum Packet Size.
     pub max_packet_size: Option<NonZeroU32>,
-    /// MQTT 5 Authentication Method was present.
-    pub auth_method: bool,
+    /// MQTT 5 Authentication Method (enhanced authentication, §4.12).
+    pub auth_method: Option<ByteString>,
+    /// MQTT 5 Authentication Data.
+    pub auth_data: Option<Bytes>,
     /// MQTT 5 Session Expiry Interval.
     pub session_expiry_secs: u32,
     /// MQTT 5 Topic Alias Maximum: how many aliases the server may use towards the client.
@@ -169,7 +171,8 @@ impl ConnectReq {
             will,
             receive_max: None,
             max_packet_size: None,
-            auth_method: false,
+            auth_method: None,
+            auth_data: None,
             session_expiry_secs: 0,
             topic_alias_max: 0,
             request_problem_info: true,
@@ -187,7 +190,8 @@ impl ConnectReq {
             will: c.last_will,
             receive_max: c.receive_max,
             max_packet_size: c.max_packet_size,
-            auth_method: c.auth_method.is_some(),
+            auth_method: c.auth_method,
+            auth_data: c.auth_data,
             session_expiry_secs: c.session_expiry_interval_secs,
             topic_alias_max: c.topic_alias_max,
             request_problem_info: c.request_problem_info,
@@ -251,8 +255,17 @@ pub(crate) enum Inbound {
         /// MQTT 5 Session Expiry Interval, if present.
         session_expiry_secs: Option<u32>,
     },
-    /// A packet only a server may send (CONNACK, SUBACK, UNSUBACK, PINGRESP), or AUTH, which
-    /// Diglot does not support; the name is for the close reason.
+    /// MQTT 5 AUTH (§3.15).
+    Auth {
+        /// Reason code: 0x00 Success, 0x18 Continue authentication, 0x19 Re-authenticate.
+        reason: u8,
+        /// Authentication Method.
+        method: Option<ByteString>,
+        /// Authentication Data.
+        data: Option<Bytes>,
+    },
+    /// A packet only a server may send (CONNACK, SUBACK, UNSUBACK, PINGRESP); the name is for
+    /// the close reason.
     Unexpected(&'static str),
 }
 
@@ -322,7 +335,7 @@ fn from_v5(p: v5::Packet) -> Inbound {
         P::SubscribeAck(_) => Inbound::Unexpected("SUBACK"),
         P::UnsubscribeAck(_) => Inbound::Unexpected("UNSUBACK"),
         P::PingResponse => Inbound::Unexpected("PINGRESP"),
-        P::Auth(_) => Inbound::Unexpected("AUTH"),
+        P::Auth(a) => Inbound::Auth { reason: a.reason_code.into(), method: a.auth_method, data: a.auth_data },
     }
 }
 
@@ -527,6 +540,14 @@ impl Wire {
             Version::V5 => self.put_v5(v5::Packet::PingResponse, out),
             _ => self.put_v3(v3::Packet::PingResponse, out),
         };
+    }
+
+    /// An MQTT 5 AUTH from the server with `code` and Authentication Method `method`
+    /// (3.x has none; nothing is written there).
+    pub(crate) fn auth(&mut self, code: u8, method: &str, out: &mut Output) {
+        let Ok(reason_code) = v5::AuthReasonCode::try_from(code) else { return };
+        let a = v5::Auth { reason_code, auth_method: Some(ByteString::from(method)), ..v5::Auth::default() };
+        self.put_v5(v5::Packet::Auth(a), out);
     }
 
     /// An MQTT 5 DISCONNECT from the server (3.x has none; nothing is written there), with

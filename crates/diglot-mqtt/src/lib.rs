@@ -10,7 +10,16 @@
 //! `keepalive` and `inflight` (timers and the outbound window), and `session` with one child
 //! module per packet family.
 //!
-//! Sessions: after a valid CONNECT the session pushes `Action::ClaimClientId` and
+//! Authentication: after a valid CONNECT the session pushes `Action::Login` with the User
+//! Name and Password, or, for MQTT 5 enhanced authentication with the Authentication Method
+//! `JWT` (the only one supported; others get CONNACK 0x8C), the Authentication Data as a
+//! token. A refused login gets CONNACK 0x04/0x05/0x03 (3.x) or 0x86/0x87/0x88 (5). A client
+//! that connected with `JWT` may re-authenticate with AUTH 0x19 (§4.12.1): AUTH 0x00 on
+//! success, DISCONNECT 0x87 on failure. The grant's `Permissions` are checked for every
+//! PUBLISH (MQTT 5: PUBACK/PUBREC 0x87; 3.x: acknowledged but not routed), every SUBSCRIBE
+//! entry (SUBACK 0x80/0x87) and the will (not published if denied).
+//!
+//! Sessions: once the login is granted the session pushes `Action::ClaimClientId` and
 //! `Action::OpenSession` (with the MQTT 5 Session Expiry Interval as `expiry_secs`), and
 //! writes the CONNACK (with Session Present) only when the driver calls
 //! `Adapter::on_session_opened`. A persistent session (Clean Session 0, or MQTT 5 Session
@@ -32,12 +41,11 @@
 //! Expiry Interval (`OpenSession::expiry_secs`; set to 0 on DISCONNECT, it deletes the
 //! session queue).
 //!
-//! Not implemented: MQTT 5 enhanced authentication (CONNECT with an Authentication Method
-//! gets CONNACK 0x8C, an AUTH packet is a protocol error), a non-zero change of the Session
-//! Expiry Interval on DISCONNECT (ignored: the core has no action for it), No Local in
-//! persistent sessions (`Action::Bind` does not carry it), and persisting the PUBREL state
-//! of outbound QoS 2 (a durable QoS 2 delivery stays in its queue until PUBCOMP, and is
-//! redelivered as a PUBLISH instead).
+//! Not implemented: enhanced authentication methods other than `JWT`, and challenges (AUTH
+//! 0x18 from the server); a non-zero change of the Session Expiry Interval on DISCONNECT
+//! (ignored: the core has no action for it); No Local in persistent sessions (`Action::Bind`
+//! does not carry it); and persisting the PUBREL state of outbound QoS 2 (a durable QoS 2
+//! delivery stays in its queue until PUBCOMP, and is redelivered as a PUBLISH instead).
 //!
 //! This crate opens no sockets, runs no tasks and touches no store.
 

@@ -7,7 +7,7 @@
 //!
 //! This module decides codes; it writes no packets and holds no state.
 
-use diglot_core::{CloseReason, PublishError, TopicError};
+use diglot_core::{CloseReason, LoginRefusal, PublishError, TopicError};
 use rmqtt_codec::error::DecodeError;
 
 use crate::codec::Version;
@@ -18,6 +18,8 @@ pub(crate) mod code {
     pub const SUCCESS: u8 = 0x00;
     /// UNSUBACK: no subscription existed.
     pub const NO_SUBSCRIPTION_EXISTED: u8 = 0x11;
+    /// AUTH: re-authenticate (§4.12.1).
+    pub const REAUTHENTICATE: u8 = 0x19;
     /// Unspecified error.
     pub const UNSPECIFIED: u8 = 0x80;
     /// Malformed Packet.
@@ -28,6 +30,12 @@ pub(crate) mod code {
     pub const UNSUPPORTED_VERSION: u8 = 0x84;
     /// CONNACK: client identifier not valid.
     pub const CLIENT_ID_NOT_VALID: u8 = 0x85;
+    /// CONNACK: bad user name or password.
+    pub const BAD_CREDENTIALS: u8 = 0x86;
+    /// Not authorized (CONNACK, PUBACK, PUBREC, SUBACK, DISCONNECT).
+    pub const NOT_AUTHORIZED: u8 = 0x87;
+    /// CONNACK: server unavailable.
+    pub const SERVER_UNAVAILABLE: u8 = 0x88;
     /// Server shutting down.
     pub const SERVER_SHUTTING_DOWN: u8 = 0x8B;
     /// CONNACK: bad authentication method.
@@ -73,7 +81,7 @@ pub(crate) enum Violation {
     #[error("{0}")]
     Protocol(&'static str),
     /// A packet a client must not send: one only a server sends (CONNACK, SUBACK, UNSUBACK,
-    /// PINGRESP), or AUTH, as enhanced authentication was not negotiated (§4.12).
+    /// PINGRESP).
     #[error("unexpected {0} packet from a client")]
     Unexpected(&'static str),
     /// A PUBLISH topic that is not a valid topic name.
@@ -138,9 +146,12 @@ pub(crate) enum Refusal {
     /// The client identifier is empty where that is not allowed, or too long.
     #[error("client identifier rejected")]
     IdentifierRejected,
-    /// MQTT 5 enhanced authentication, which Diglot does not support [MQTT-4.12.0-1].
+    /// MQTT 5 enhanced authentication with a method other than `JWT` [MQTT-4.12.0-1].
     #[error("unsupported authentication method")]
     BadAuthMethod,
+    /// The driver refused the login.
+    #[error("{}", login_text(.0))]
+    Login(LoginRefusal),
     /// The will topic is not a valid topic name.
     #[error("invalid will topic: {0}")]
     WillTopic(TopicError),
@@ -162,6 +173,13 @@ impl Refusal {
             (Refusal::IdentifierRejected, false) => Some(0x02),
             (Refusal::IdentifierRejected, true) => Some(code::CLIENT_ID_NOT_VALID),
             (Refusal::BadAuthMethod, true) => Some(code::BAD_AUTH_METHOD),
+            // §3.2.2.3 (3.x return codes 3, 4, 5) and §3.2.2.2 (MQTT 5 reason codes).
+            (Refusal::Login(LoginRefusal::Unavailable), false) => Some(0x03),
+            (Refusal::Login(LoginRefusal::BadCredentials), false) => Some(0x04),
+            (Refusal::Login(LoginRefusal::NotAuthorized), false) => Some(0x05),
+            (Refusal::Login(LoginRefusal::BadCredentials), true) => Some(code::BAD_CREDENTIALS),
+            (Refusal::Login(LoginRefusal::NotAuthorized), true) => Some(code::NOT_AUTHORIZED),
+            (Refusal::Login(LoginRefusal::Unavailable), true) => Some(code::SERVER_UNAVAILABLE),
             (Refusal::WillTopic(_), true) => Some(code::TOPIC_NAME_INVALID),
             (Refusal::WillPayloadFormat, true) => Some(code::PAYLOAD_FORMAT_INVALID),
             (Refusal::Protocol(_), true) => Some(code::PROTOCOL_ERROR),
@@ -179,6 +197,15 @@ impl Refusal {
     }
 }
 
+/// The text a refused login is told (and logged) with; it never says whether the user exists.
+fn login_text(r: &LoginRefusal) -> &'static str {
+    match r {
+        LoginRefusal::BadCredentials => "bad user name or password",
+        LoginRefusal::NotAuthorized => "not authorized",
+        LoginRefusal::Unavailable => "authentication unavailable",
+    }
+}
+
 /// Why one filter of a SUBSCRIBE was not granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SubFailure {
@@ -186,7 +213,8 @@ pub(crate) enum SubFailure {
     InvalidFilter,
     /// Over `limits.max_subscriptions`.
     Quota,
-    /// A private destination of another session (STOMP `/temp-queue` replies under `$temp/`).
+    /// The connection's permissions do not allow the filter, or it is a private destination
+    /// of another session (STOMP `/temp-queue` replies under `$temp/`).
     NotAuthorized,
 }
 
@@ -199,7 +227,7 @@ impl SubFailure {
         match self {
             SubFailure::InvalidFilter => code::TOPIC_FILTER_INVALID,
             SubFailure::Quota => code::QUOTA_EXCEEDED,
-            SubFailure::NotAuthorized => 0x87,
+            SubFailure::NotAuthorized => code::NOT_AUTHORIZED,
         }
     }
 
@@ -213,10 +241,15 @@ impl SubFailure {
     }
 }
 
+/// The MQTT 5 PUBACK/PUBREC reason code for a publish the connection's permissions do not
+/// allow (§3.4.2.1, §3.5.2.1). MQTT 3.x has none: the publish is acknowledged and dropped.
+pub(crate) const PUBLISH_DENIED_CODE: u8 = code::NOT_AUTHORIZED;
+
 /// The MQTT 5 PUBACK/PUBREC reason code for a publish the broker did not take.
 pub(crate) fn publish_error_code(e: &PublishError) -> u8 {
     match e {
-        // Core names no finer reason yet; an authorization failure would map to 0x87.
+        // The ACL is checked by the session before routing (`PUBLISH_DENIED_CODE`, 0x87);
+        // what the broker refuses after that has no finer code.
         PublishError::Refused(_) | PublishError::Store(_) => code::UNSPECIFIED,
         PublishError::QueueFull(_) => code::QUOTA_EXCEEDED,
     }
@@ -243,11 +276,20 @@ pub(crate) fn server_disconnect_code(reason: &CloseReason) -> Option<u8> {
         CloseReason::SlowConsumer => Some(code::QUOTA_EXCEEDED),
         CloseReason::LimitExceeded(_) => Some(code::PACKET_TOO_LARGE),
         CloseReason::ProtocolError(_) => Some(code::PROTOCOL_ERROR),
+        CloseReason::AuthExpired | CloseReason::NotAuthorized(_) => Some(code::NOT_AUTHORIZED),
         CloseReason::ClientDisconnect
         | CloseReason::PeerClosed
         | CloseReason::HandshakeTimeout
         | CloseReason::ConnectRefused(_)
         | CloseReason::Io(_) => None,
+    }
+}
+
+/// The Reason String of the MQTT 5 DISCONNECT the server sends when it closes for `reason`.
+pub(crate) fn server_disconnect_text(reason: &CloseReason) -> String {
+    match reason {
+        CloseReason::AuthExpired => "credentials expired".to_string(),
+        _ => reason.to_string(),
     }
 }
 
@@ -276,6 +318,24 @@ mod tests {
         assert_eq!(server_disconnect_code(&CloseReason::ProtocolError(String::new())), Some(0x82));
         assert_eq!(server_disconnect_code(&CloseReason::ConnectRefused(String::new())), None);
         assert_eq!(server_disconnect_code(&CloseReason::ClientDisconnect), None);
+        assert_eq!(server_disconnect_code(&CloseReason::AuthExpired), Some(0x87));
+        assert_eq!(server_disconnect_code(&CloseReason::NotAuthorized(String::new())), Some(0x87));
+        assert_eq!(server_disconnect_text(&CloseReason::AuthExpired), "credentials expired");
+    }
+
+    #[test]
+    fn login_refusal_codes() {
+        let cases = [
+            (LoginRefusal::BadCredentials, 0x04, 0x86),
+            (LoginRefusal::NotAuthorized, 0x05, 0x87),
+            (LoginRefusal::Unavailable, 0x03, 0x88),
+        ];
+        for (r, v3, v5) in cases {
+            assert_eq!(Refusal::Login(r).connack_code(Version::V31), Some(v3));
+            assert_eq!(Refusal::Login(r).connack_code(Version::V311), Some(v3));
+            assert_eq!(Refusal::Login(r).connack_code(Version::V5), Some(v5));
+            assert!(matches!(Refusal::Login(r).close_reason(Version::V311), CloseReason::ConnectRefused(_)));
+        }
     }
 
     #[test]
@@ -294,5 +354,7 @@ mod tests {
         assert_eq!(SubFailure::Quota.suback_code(Version::V311), 0x80);
         assert_eq!(SubFailure::InvalidFilter.suback_code(Version::V5), 0x8F);
         assert_eq!(SubFailure::Quota.suback_code(Version::V5), 0x97);
+        assert_eq!(SubFailure::NotAuthorized.suback_code(Version::V5), 0x87);
+        assert_eq!(SubFailure::NotAuthorized.suback_code(Version::V311), 0x80);
     }
 }

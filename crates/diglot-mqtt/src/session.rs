@@ -5,9 +5,10 @@
 //! aliases both ways, the client's subscriptions with their options, and its will) and turns
 //! packets into core [`Action`]s and deliveries into PUBLISH packets. The packet handlers
 //! live in child modules, one per concept: `connect.rs` (CONNECT, the session handshake,
-//! CONNACK, will), `publish.rs` (PUBLISH in and out, the QoS flows, durable deliveries,
-//! message expiry, topic aliases), `subscribe.rs` (SUBSCRIBE/UNSUBSCRIBE, bindings, shared
-//! subscriptions, `$queue/` consumers).
+//! CONNACK, will), `auth.rs` (the login at CONNECT, MQTT 5 re-authentication, and the
+//! permissions everything is checked against), `publish.rs` (PUBLISH in and out, the QoS
+//! flows, durable deliveries, message expiry, topic aliases), `subscribe.rs`
+//! (SUBSCRIBE/UNSUBSCRIBE, bindings, shared subscriptions, `$queue/` consumers).
 //!
 //! Persistent sessions (Clean Session 0, or MQTT 5 Session Expiry Interval > 0) live in a
 //! durable queue, [`diglot_core::session_queue`]`(client_id)`, owned by the driver and the
@@ -15,21 +16,27 @@
 //! and acknowledges each durable delivery when its flow ends. The adapter itself keeps
 //! nothing across connections.
 //!
-//! It does no I/O and no routing: the connection driver carries out the actions. MQTT 5
-//! enhanced authentication (AUTH) is not implemented: a CONNECT with an Authentication
-//! Method is refused with 0x8C and an AUTH packet is a protocol error.
+//! It does no I/O, no routing and no credential checks: the connection driver carries out
+//! the actions, `Action::Login` included, and answers with `Adapter::on_login`. The grant's
+//! permissions are checked here, for every PUBLISH, every SUBSCRIBE entry and the will.
+//! MQTT 5 enhanced authentication is supported for the method `JWT` only (the token is the
+//! Authentication Data; re-authentication with AUTH 0x19 included); any other method is
+//! refused with 0x8C.
 
+mod auth;
 mod connect;
 mod publish;
 mod subscribe;
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU16;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use diglot_core::{
-    session_queue, Action, Adapter, CloseReason, ConnInfo, Delivery, Limits, Output, PublishError, SubId, Topic,
+    session_queue, Action, Adapter, CloseReason, ConnInfo, Delivery, Limits, LoginOutcome, Output, Permissions,
+    PublishError, SubId, Topic,
 };
 
 pub use connect::SESSION_SUB;
@@ -45,7 +52,10 @@ use crate::reason::{self, Violation};
 enum Phase {
     /// Waiting for the CONNECT packet.
     AwaitConnect,
-    /// CONNECT accepted and `Action::OpenSession` pushed; waiting for
+    /// CONNECT valid and `Action::Login` pushed; waiting for `Adapter::on_login`. No input
+    /// is read meanwhile, and the CONNECT deadline keeps running.
+    Authenticating,
+    /// CONNECT accepted (logged in) and `Action::OpenSession` pushed; waiting for
     /// `Adapter::on_session_opened` to write the CONNACK. No input is read meanwhile.
     Opening,
     /// CONNECT accepted, CONNACK sent.
@@ -75,6 +85,14 @@ pub struct Session {
     will_after_disconnect: bool,
     /// What an accepted CONNECT settled, kept until the session is open and CONNACK written.
     opening: Option<Box<connect::Opening>>,
+    /// What the connection may publish and subscribe to, from the last grant; `None` (no
+    /// grant yet) denies everything.
+    permissions: Option<Arc<dyn Permissions>>,
+    /// CONNECT used the Authentication Method `JWT`: the client may re-authenticate (§4.12.1).
+    jwt_auth: bool,
+    /// A re-authentication was handed to the driver (`Action::Login` with `reauth`) and not
+    /// answered yet; no input is read meanwhile.
+    reauth_pending: bool,
     /// Whether the session lives in its session queue (it is persistent, or it resumed a
     /// stored session): subscriptions are bindings of that queue, and it is consumed.
     uses_queue: bool,
@@ -134,6 +152,9 @@ impl Session {
             will: None,
             will_after_disconnect: false,
             opening: None,
+            permissions: None,
+            jwt_auth: false,
+            reauth_pending: false,
             uses_queue: false,
             session_expiry_secs: 0,
             awaiting_rel: HashSet::new(),
@@ -181,7 +202,7 @@ impl Session {
         if !self.goodbye_done && self.connack_sent {
             if let (Some(code), Some(wire)) = (code, self.wire.as_mut()) {
                 if wire.version().is_v5() {
-                    wire.disconnect(code, Some(&reason.to_string()), out);
+                    wire.disconnect(code, Some(&reason::server_disconnect_text(&reason)), out);
                 }
             }
         }
@@ -236,8 +257,7 @@ impl Session {
             Inbound::Disconnect { reason, session_expiry_secs } => {
                 self.on_disconnect(reason, session_expiry_secs, out, actions)
             }
-            // AUTH without an Authentication Method in CONNECT is a protocol error (§4.12);
-            // a CONNECT with one was refused with 0x8C, so every AUTH lands here.
+            Inbound::Auth { reason, method, data } => self.on_auth(reason, method, data, out, actions),
             Inbound::Unexpected(name) => self.fail(Violation::Unexpected(name), out, actions),
         }
     }
@@ -285,9 +305,10 @@ impl Adapter for Session {
             return false;
         }
         // A client may send packets right after CONNECT (§3.1.4); they wait in `input` until
-        // the session is open. The driver answers OpenSession before it decodes the next
-        // frame, so this is only a guard.
-        if self.phase == Phase::Opening {
+        // the login is answered and the session is open, and so do packets after an AUTH
+        // until its re-authentication is answered. The driver answers Login and OpenSession
+        // before it decodes the next frame, so this is only a guard.
+        if matches!(self.phase, Phase::Authenticating | Phase::Opening) || self.reauth_pending {
             return false;
         }
         self.timers.touch(now);
@@ -331,6 +352,11 @@ impl Adapter for Session {
         self.session_opened(present, out, actions);
     }
 
+    fn on_login(&mut self, outcome: LoginOutcome, out: &mut Output, actions: &mut Vec<Action>) {
+        self.flush_deferred(actions);
+        self.login_done(outcome, out, actions);
+    }
+
     fn can_deliver(&self) -> bool {
         self.phase == Phase::Connected && self.inflight.has_room()
     }
@@ -355,7 +381,7 @@ impl Adapter for Session {
             return;
         }
         let reason = match self.phase {
-            Phase::AwaitConnect | Phase::Opening => CloseReason::HandshakeTimeout,
+            Phase::AwaitConnect | Phase::Authenticating | Phase::Opening => CloseReason::HandshakeTimeout,
             _ => CloseReason::KeepAliveTimeout,
         };
         let code = reason::server_disconnect_code(&reason);
@@ -370,7 +396,7 @@ impl Adapter for Session {
         if !self.goodbye_done && self.connack_sent {
             if let (Some(code), Some(wire)) = (reason::server_disconnect_code(reason), self.wire.as_mut()) {
                 if wire.version().is_v5() {
-                    wire.disconnect(code, Some(&reason.to_string()), out);
+                    wire.disconnect(code, Some(&reason::server_disconnect_text(reason)), out);
                 }
             }
         }
@@ -384,10 +410,20 @@ impl Adapter for Session {
         self.flush_deferred(actions);
         // [MQTT-3.1.2-8] The will is published when the connection closes without a normal
         // DISCONNECT, after the Will Delay Interval unless the session ends first
-        // [MQTT-3.1.3-9]: the driver waits, this session only says how long.
+        // [MQTT-3.1.3-9]: the driver waits, this session only says how long. A will whose
+        // topic the connection may not publish to (by its last grant) is dropped.
         if let Some(will) = self.will.take() {
             if self.will_after_disconnect || !reason.is_graceful_client_close() {
-                actions.push(self.will_action(will, Instant::now()));
+                if self.may_publish(will.topic()) {
+                    actions.push(self.will_action(will, Instant::now()));
+                } else {
+                    tracing::info!(
+                        conn = self.info.id,
+                        client_id = ?self.client_id,
+                        topic = will.topic().as_str(),
+                        "will not published: the connection may not publish to its topic"
+                    );
+                }
             }
         }
         self.phase = Phase::Closed;

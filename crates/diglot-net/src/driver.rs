@@ -25,6 +25,7 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::Notify;
 use tokio::time::{sleep_until, timeout};
 
+use crate::auth::ConnAuth;
 use crate::durable::{ConsumerSpec, Queue};
 use crate::link::{Link, Read};
 use crate::negotiate::Proto;
@@ -100,6 +101,14 @@ struct Conn {
     /// `limits.max_publish_rate` and `limits.max_bytes_rate`: over them, reading pauses.
     publish_rate: Option<diglot_core::Bucket>,
     byte_rate: Option<diglot_core::Bucket>,
+    /// What the transport established: anonymous allowed here, an identity from a handshake
+    /// token or client certificate.
+    auth: ConnAuth,
+    /// Who the connection is once logged in (`None`: anonymous, or not yet).
+    identity: Option<diglot_auth::Identity>,
+    /// When the identity's credentials (a JWT) expire: the connection is closed then, unless
+    /// an MQTT 5 re-authentication moved it.
+    auth_deadline: Option<Instant>,
 }
 
 impl Conn {
@@ -119,6 +128,7 @@ pub(crate) async fn run(
     transport: Transport,
     peer: SocketAddr,
     subprotocol: Option<String>,
+    auth: ConnAuth,
 ) {
     let started = Instant::now();
     let id = shared.router.next_conn_id();
@@ -147,6 +157,9 @@ pub(crate) async fn run(
         publish_rate: (limits.max_publish_rate > 0)
             .then(|| diglot_core::Bucket::new(f64::from(limits.max_publish_rate), started)),
         byte_rate: (limits.max_bytes_rate > 0).then(|| diglot_core::Bucket::new(limits.max_bytes_rate as f64, started)),
+        auth,
+        identity: None,
+        auth_deadline: None,
     };
     let max_pending = usize::from(limits.max_inflight.max(1));
     shared.connections.fetch_add(1, Ordering::Relaxed);
@@ -175,6 +188,7 @@ pub(crate) async fn run(
                 _ = conn.outbox.ready(), if adapter.can_deliver() => Event::Deliver,
                 _ = sleep_or_never(timer) => Event::Timer,
                 _ = sleep_or_never(link_timer) => Event::LinkTimer,
+                _ = sleep_or_never(conn.auth_deadline) => Event::Close(CloseReason::AuthExpired),
             }
         };
         let now = Instant::now();
@@ -471,6 +485,20 @@ async fn execute_one(
             if let Err(e) = publish(shared, msg).await {
                 tracing::warn!(conn = conn.id, error = %e, "will message was not stored");
             }
+        }
+        Action::Login(req) => {
+            let result = shared.auth.login(&req, conn.peer.ip(), &conn.auth, conn.identity.as_ref()).await;
+            if let diglot_core::LoginOutcome::Granted(grant) = &result.outcome {
+                conn.auth_deadline = crate::auth::deadline(result.identity.as_ref());
+                conn.identity = result.identity;
+                tracing::debug!(
+                    conn = conn.id,
+                    username = grant.username.as_deref().unwrap_or("-"),
+                    reauth = req.reauth,
+                    "login granted"
+                );
+            }
+            adapter.on_login(result.outcome, out, actions);
         }
         Action::Close(reason) => return Err(reason),
     }

@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use tokio::time::timeout;
 use yawc::{DeflateOptions, Options, UpgradeFut, WebSocket};
 
+use crate::auth::{ConnAuth, HandshakeRefusal};
 use crate::driver;
 use crate::echo;
 use crate::link::Link;
@@ -35,11 +36,18 @@ struct Pending {
     /// The protocol, or `None` for the echo path.
     proto: Option<Proto>,
     echo: Option<String>,
+    /// The identity a handshake token proved.
+    identity: Option<diglot_auth::Identity>,
 }
 
 /// Serves one TCP connection on a WebSocket listener.
-pub(crate) async fn serve<S>(shared: Arc<Shared>, routes: Arc<WsRoutes>, stream: S, peer: SocketAddr)
-where
+pub(crate) async fn serve<S>(
+    shared: Arc<Shared>,
+    routes: Arc<WsRoutes>,
+    stream: S,
+    peer: SocketAddr,
+    mut conn_auth: ConnAuth,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let deadline = Instant::now() + shared.handshake_timeout;
@@ -49,7 +57,7 @@ where
         let shared = shared.clone();
         let slot = slot.clone();
         hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            let resp = respond(&shared, &routes, &mut req, &slot);
+            let resp = respond(&shared, &routes, &mut req, &slot, peer);
             async move { Ok::<_, Infallible>(resp) }
         })
     };
@@ -81,7 +89,10 @@ where
     };
     let ping = ping_interval.map(crate::link::Ping::new);
     let link = Link::Ws { ws: Box::new(ws), binary_only: proto == Proto::Mqtt, scratch: Vec::new(), ping };
-    driver::run(shared, link, proto, Transport::WebSocket, peer, pending.echo).await;
+    if pending.identity.is_some() {
+        conn_auth.identity = pending.identity;
+    }
+    driver::run(shared, link, proto, Transport::WebSocket, peer, pending.echo, conn_auth).await;
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
@@ -106,6 +117,7 @@ fn respond(
     routes: &WsRoutes,
     req: &mut Request<Incoming>,
     slot: &Mutex<Option<Pending>>,
+    peer: SocketAddr,
 ) -> Response<Body> {
     let path = req.uri().path();
     if path == "/healthz" && (req.method() == Method::GET || req.method() == Method::HEAD) {
@@ -132,6 +144,29 @@ fn respond(
         resp.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         return resp;
     }
+    // A bearer token (header, cookie or `?token=`; browsers cannot set headers on a WebSocket)
+    // is checked before the upgrade, so a bad one never gets a socket.
+    let identity = if is_echo {
+        None
+    } else {
+        let headers = req.headers().iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
+        match shared.auth.handshake(headers, req.uri().query(), peer.ip()) {
+            Ok(identity) => identity,
+            Err(HandshakeRefusal::Unauthorized) => {
+                shared.rejected_handshakes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut resp = text(StatusCode::UNAUTHORIZED, "invalid token\n");
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+                return resp;
+            }
+            Err(HandshakeRefusal::TooManyFailures(secs)) => {
+                shared.rejected_handshakes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut resp = text(StatusCode::TOO_MANY_REQUESTS, "too many failed logins from this address\n");
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                return resp;
+            }
+        }
+    };
     let offered: Vec<&str> =
         req.headers().get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok()).collect();
     let (proto, echo) = match choose(offered, path_default) {
@@ -147,13 +182,22 @@ fn respond(
         Some(Err(_)) => return text(StatusCode::BAD_REQUEST, refusal_body()),
         None => None,
     };
+    if routes.compression.is_some() {
+        // Hand yawc the one permessage-deflate offer to accept (RFC 7692 §5.1), or none.
+        let offers = req.headers().get_all(header::SEC_WEBSOCKET_EXTENSIONS).iter().filter_map(|v| v.to_str().ok());
+        let chosen = crate::extensions::choose_deflate_offer(offers).and_then(|o| HeaderValue::from_str(&o).ok());
+        req.headers_mut().remove(header::SEC_WEBSOCKET_EXTENSIONS);
+        if let Some(offer) = chosen {
+            req.headers_mut().insert(header::SEC_WEBSOCKET_EXTENSIONS, offer);
+        }
+    }
     match WebSocket::upgrade_with_options(&mut *req, ws_options(shared, routes)) {
         Ok((resp, fut)) => {
             let (mut parts, _) = resp.into_parts();
             if let Some(v) = echo_value {
                 parts.headers.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
             }
-            *slot.lock() = Some(Pending { fut, proto, echo });
+            *slot.lock() = Some(Pending { fut, proto, echo, identity });
             Response::from_parts(parts, Full::new(Bytes::new()))
         }
         Err(yawc::WebSocketError::InvalidSecWebsocketVersion) => {

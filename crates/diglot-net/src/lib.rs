@@ -3,9 +3,11 @@
 //!
 //! It ties the sans-IO protocol adapters to sockets; it holds no protocol logic of its own.
 
+mod auth;
 mod driver;
 mod durable;
 mod echo;
+mod extensions;
 mod http;
 mod link;
 pub mod negotiate;

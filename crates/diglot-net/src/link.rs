@@ -196,6 +196,8 @@ fn ws_close_code(reason: &CloseReason) -> (CloseCode, &'static str) {
         CloseReason::HandshakeTimeout => (CloseCode::Policy, "connect timeout"),
         CloseReason::SessionTakenOver => (CloseCode::Policy, "session taken over"),
         CloseReason::ConnectRefused(_) => (CloseCode::Policy, "connect refused"),
+        CloseReason::AuthExpired => (CloseCode::Policy, "credentials expired"),
+        CloseReason::NotAuthorized(_) => (CloseCode::Policy, "not authorized"),
         CloseReason::Io(_) => (CloseCode::Error, "i/o error"),
         CloseReason::ClientDisconnect | CloseReason::PeerClosed => (CloseCode::Normal, ""),
     }

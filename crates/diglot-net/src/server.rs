@@ -90,6 +90,8 @@ pub struct ListenerSpec {
     pub kind: ListenerKind,
     /// TLS on this listener (`wss`, `mqtts`, `stomps`).
     pub tls: Option<crate::tls::TlsSettings>,
+    /// Whether clients without credentials are accepted here (`server.allow_anonymous`).
+    pub allow_anonymous: bool,
 }
 
 /// Everything the network side needs to start.
@@ -117,6 +119,8 @@ pub struct Spec {
     pub store: diglot_store::StoreConfig,
     /// How often broker statistics are published on `$SYS/broker/...` (zero: never).
     pub sys_interval: Duration,
+    /// Users, JWT validation, ACL rules and the failed-login limit.
+    pub auth: diglot_auth::AuthConfig,
 }
 
 /// Why the network side could not start.
@@ -125,6 +129,10 @@ pub enum StartError {
     /// A TLS listener's certificate or key could not be loaded.
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The `[auth]` section is invalid (a bad hash, a JWT key file that cannot be read, a bad
+    /// ACL pattern).
+    #[error("{0}")]
+    Auth(#[from] diglot_auth::AuthError),
     /// The store could not be opened (or is corrupt, or of a newer format).
     #[error("cannot open the store at {path}: {source}")]
     Store {
@@ -168,6 +176,8 @@ pub(crate) struct Shared {
     /// Open connections per source address.
     pub(crate) per_ip: dashmap::DashMap<std::net::IpAddr, usize>,
     pub(crate) max_per_ip: usize,
+    /// Logins and ACLs.
+    pub(crate) auth: Arc<crate::auth::Auth>,
 }
 
 /// A bound listener.
@@ -193,6 +203,7 @@ pub struct Server {
 impl Server {
     /// Binds every listener (all or nothing) and starts serving. Must run inside a tokio runtime.
     pub async fn start(spec: Spec) -> Result<Server, StartError> {
+        let auth = Arc::new(crate::auth::Auth::new(&spec.auth)?);
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
         let mut tls_all = Vec::new();
@@ -219,7 +230,7 @@ impl Server {
                 (k, false) => k.label(),
             };
             bound.push(Bound { name: l.name.clone(), kind, addr });
-            listeners.push((listener, l.kind.clone(), tls));
+            listeners.push((listener, l.kind.clone(), tls, l.allow_anonymous));
         }
         let (router, durable) = open_store(&spec.store).await?;
         let (shutdown_tx, shutdown) = watch::channel(false);
@@ -242,6 +253,7 @@ impl Server {
             deflate_pool: yawc::DeflatePool::new(64),
             per_ip: dashmap::DashMap::new(),
             max_per_ip: spec.max_connections_per_ip.max(1),
+            auth,
         });
         // Sessions that were waiting to expire when the broker stopped keep their deadlines.
         match shared.durable.session_deadlines() {
@@ -261,7 +273,7 @@ impl Server {
         let tracker = TaskTracker::new();
         // Always handle SIGHUP: its default action would end the process.
         tokio::spawn(reload_on_sighup(tls_all, shared.shutdown.clone()));
-        for ((listener, kind, tls), b) in listeners.into_iter().zip(&bound) {
+        for ((listener, kind, tls, allow_anonymous), b) in listeners.into_iter().zip(&bound) {
             tracing::info!(listener = %b.name, kind = b.kind, addr = %b.addr, "listening");
             let acceptor = Acceptor {
                 shared: shared.clone(),
@@ -269,6 +281,7 @@ impl Server {
                 tracker: tracker.clone(),
                 kind: Arc::new(kind),
                 tls,
+                allow_anonymous,
             };
             tracker.spawn(acceptor.run(listener));
         }
@@ -310,6 +323,7 @@ struct Acceptor {
     tracker: TaskTracker,
     kind: Arc<ListenerKind>,
     tls: Option<Arc<crate::tls::Tls>>,
+    allow_anonymous: bool,
 }
 
 impl Acceptor {
@@ -351,15 +365,21 @@ impl Acceptor {
             let _ = stream.set_nodelay(true);
             let shared = self.shared.clone();
             let kind = self.kind.clone();
-            let tls = self.tls.as_ref().map(|t| t.acceptor());
+            let tls = self.tls.as_ref().map(|t| (t.acceptor(), t.cert_cn_as_username()));
+            let mut conn_auth = crate::auth::ConnAuth { anonymous_ok: self.allow_anonymous, identity: None };
             self.tracker.spawn(async move {
                 // The TLS handshake runs here, in the connection's task, under the handshake
                 // timeout; never on the accept loop.
                 let stream: Box<dyn crate::link::Io> = match tls {
                     None => Box::new(stream),
-                    Some(acceptor) => {
+                    Some((acceptor, cn_as_username)) => {
                         match tokio::time::timeout(shared.handshake_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(tls_stream)) => Box::new(tls_stream),
+                            Ok(Ok(tls_stream)) => {
+                                if cn_as_username {
+                                    conn_auth.identity = cert_identity(&tls_stream);
+                                }
+                                Box::new(tls_stream)
+                            }
                             Ok(Err(e)) => {
                                 tracing::info!(%peer, error = %e, "TLS handshake failed");
                                 return;
@@ -373,13 +393,15 @@ impl Acceptor {
                 };
                 match &*kind {
                     ListenerKind::Ws(routes) => {
-                        http::serve(shared, Arc::new(routes.clone()), stream, peer).await;
+                        http::serve(shared, Arc::new(routes.clone()), stream, peer, conn_auth).await;
                     }
                     ListenerKind::Mqtt => {
-                        driver::run(shared, Link::Tcp(stream), Proto::Mqtt, Transport::Tcp, peer, None).await
+                        let link = Link::Tcp(stream);
+                        driver::run(shared, link, Proto::Mqtt, Transport::Tcp, peer, None, conn_auth).await
                     }
                     ListenerKind::Stomp => {
-                        driver::run(shared, Link::Tcp(stream), Proto::Stomp, Transport::Tcp, peer, None).await
+                        let link = Link::Tcp(stream);
+                        driver::run(shared, link, Proto::Stomp, Transport::Tcp, peer, None, conn_auth).await
                     }
                 }
                 drop(ip_slot);
@@ -387,6 +409,13 @@ impl Acceptor {
             });
         }
     }
+}
+
+/// The identity a verified client certificate names: its subject's CN as the username.
+fn cert_identity<S>(tls: &tokio_rustls::server::TlsStream<S>) -> Option<diglot_auth::Identity> {
+    let cert = tls.get_ref().1.peer_certificates()?.first()?;
+    let username = crate::auth::cert_common_name(cert.as_ref())?;
+    Some(diglot_auth::Identity { username, roles: Vec::new(), expires_at: None })
 }
 
 /// Opens (or creates) the store and restores its queues and bindings, off the reactor.

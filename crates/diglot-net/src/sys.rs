@@ -25,6 +25,7 @@ pub(crate) async fn run(shared: Arc<Shared>, interval: Duration) {
             _ = tick.tick() => {}
         }
         let stats = shared.router.stats();
+        let auth = &shared.auth.counters;
         let values = [
             ("$SYS/broker/uptime", format!("{} seconds", shared.started.elapsed().as_secs())),
             ("$SYS/broker/clients/connected", shared.connections.load(Ordering::Relaxed).to_string()),
@@ -36,6 +37,9 @@ pub(crate) async fn run(shared: Arc<Shared>, interval: Duration) {
             ("$SYS/broker/subscriptions/count", shared.router.subscription_count().to_string()),
             ("$SYS/broker/retained messages/count", shared.router.retained().len().to_string()),
             ("$SYS/broker/publish/rate limited", shared.rate_limited.load(Ordering::Relaxed).to_string()),
+            ("$SYS/broker/auth/failures", auth.failures.load(Ordering::Relaxed).to_string()),
+            ("$SYS/broker/acl/publish denied", auth.publish_denied.load(Ordering::Relaxed).to_string()),
+            ("$SYS/broker/acl/subscribe denied", auth.subscribe_denied.load(Ordering::Relaxed).to_string()),
         ];
         for (topic, value) in values {
             publish(topic, value, &shared);

@@ -28,6 +28,9 @@ pub struct TlsSettings {
     pub client_ca_file: Option<PathBuf>,
     /// Refuse clients without a valid certificate (needs `client_ca_file`).
     pub require_client_cert: bool,
+    /// A verified client certificate's subject CN is the connection's username: the client is
+    /// authenticated as that user without a password.
+    pub cert_cn_as_username: bool,
 }
 
 /// Why TLS could not be set up.
@@ -76,6 +79,9 @@ pub fn load(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
         None if settings.require_client_cert => {
             return Err(err(settings, "require_client_cert needs client_ca_file"));
         }
+        None if settings.cert_cn_as_username => {
+            return Err(err(settings, "cert_cn_as_username needs client_ca_file"));
+        }
         None => builder.with_no_client_auth(),
     };
     let mut config = builder
@@ -96,6 +102,11 @@ impl Tls {
     pub(crate) fn new(settings: TlsSettings) -> Result<Tls, TlsError> {
         let config = load(&settings)?;
         Ok(Tls { settings, current: RwLock::new(config) })
+    }
+
+    /// Whether a client certificate's CN is the username.
+    pub(crate) fn cert_cn_as_username(&self) -> bool {
+        self.settings.cert_cn_as_username
     }
 
     /// An acceptor with the current config.

@@ -32,6 +32,8 @@ pub struct Config {
     pub stomp: StompConfig,
     /// The durable store: where, which engine, the durability policy, queue limits.
     pub store: diglot_store::StoreConfig,
+    /// Users, JWT validation, topic ACLs and the failed-login limit.
+    pub auth: diglot_auth::AuthConfig,
 }
 
 /// `[log]`
@@ -136,6 +138,9 @@ macro_rules! tls_listener {
             pub client_ca_file: String,
             /// Refuse clients without a valid certificate (needs `client_ca_file`).
             pub require_client_cert: bool,
+            /// A verified client certificate's subject CN is the username: the client is
+            /// authenticated as that user without a password (needs `client_ca_file`).
+            pub cert_cn_as_username: bool,
         }
 
         impl Default for $name {
@@ -147,6 +152,7 @@ macro_rules! tls_listener {
                     key_file: String::new(),
                     client_ca_file: String::new(),
                     require_client_cert: false,
+                    cert_cn_as_username: false,
                 }
             }
         }
@@ -159,6 +165,7 @@ macro_rules! tls_listener {
                     key_file: self.key_file.clone().into(),
                     client_ca_file: Some(self.client_ca_file.clone()).filter(|f| !f.is_empty()).map(Into::into),
                     require_client_cert: self.require_client_cert,
+                    cert_cn_as_username: self.cert_cn_as_username,
                 })
             }
 
@@ -446,9 +453,15 @@ impl Config {
         if self.store.queue_defaults.max_messages == 0 || self.store.queue_defaults.max_bytes == 0 {
             return Err("store.queue_defaults.max_messages and max_bytes must be greater than 0".into());
         }
-        // Secure by default: no authentication method exists yet (see docs/security.md), so
-        // every client is anonymous, and a listener reachable from other machines needs an
-        // explicit `allow_anonymous = true` (Mosquitto 2.0 made the same choice).
+        // `[auth]` is compiled here so that a bad hash, key file or ACL pattern is a start-up
+        // error that names it.
+        diglot_auth::Authenticator::new(&self.auth).map_err(|e| e.to_string())?;
+        diglot_auth::Acl::from_config(&self.auth).map_err(|e| e.to_string())?;
+        // Secure by default: without an authentication method every client is anonymous, so a
+        // listener reachable from other machines needs an explicit `allow_anonymous = true`
+        // (Mosquitto 2.0 made the same choice). With one, anonymous clients are simply refused
+        // on non-loopback listeners.
+        let methods = self.auth.has_methods();
         let ls = &self.listeners;
         let public = [
             (ls.ws.enabled, ls.ws.addr, "listeners.ws"),
@@ -461,16 +474,25 @@ impl Config {
         .into_iter()
         .find(|(on, addr, _)| *on && !addr.ip().is_loopback());
         match (self.server.allow_anonymous, public) {
-            (AllowAnonymous::Flag(false), _) => {
-                return Err("server.allow_anonymous = false, but no authentication method is configured, so no client could connect".into())
+            (AllowAnonymous::Flag(false), _) if !methods => {
+                return Err("server.allow_anonymous = false, but no authentication method ([auth] users or [auth.jwt]) is configured, so no client could connect".into())
             }
-            (AllowAnonymous::Keyword(_), Some((_, addr, key))) => {
+            (AllowAnonymous::Keyword(_), Some((_, addr, key))) if !methods => {
                 return Err(format!(
                     "{key}.addr = {addr} is not a loopback address and no authentication is configured; \
-                     set server.allow_anonymous = true to accept anonymous clients there"
+                     configure [auth] users or [auth.jwt], or set server.allow_anonymous = true to accept anonymous clients there"
                 ))
             }
             _ => {}
+        }
+        for (cn, ca, key) in [
+            (ls.wss.cert_cn_as_username, &ls.wss.client_ca_file, "listeners.wss"),
+            (ls.mqtts.cert_cn_as_username, &ls.mqtts.client_ca_file, "listeners.mqtts"),
+            (ls.stomps.cert_cn_as_username, &ls.stomps.client_ca_file, "listeners.stomps"),
+        ] {
+            if cn && ca.is_empty() {
+                return Err(format!("{key}.cert_cn_as_username needs {key}.client_ca_file"));
+            }
         }
         self.listeners.wss.check()?;
         self.listeners.mqtts.check()?;
@@ -542,7 +564,11 @@ impl Config {
         ];
         for (enabled, name, addr, kind, tls) in plain {
             if enabled {
-                listeners.push(ListenerSpec { name: name.into(), addr, kind, tls });
+                let allow_anonymous = match self.server.allow_anonymous {
+                    AllowAnonymous::Flag(allow) => allow,
+                    AllowAnonymous::Keyword(LoopbackOnly::Loopback) => addr.ip().is_loopback(),
+                };
+                listeners.push(ListenerSpec { name: name.into(), addr, kind, tls, allow_anonymous });
             }
         }
         let l = &self.limits;
@@ -571,6 +597,7 @@ impl Config {
                 topic_alias_max: self.mqtt.topic_alias_max,
             },
             store: self.store.clone(),
+            auth: self.auth.clone(),
             sys_interval: Duration::from_secs(self.server.sys_interval_secs),
             stomp: diglot_stomp::Config {
                 connect_timeout: Duration::from_secs(self.stomp.connect_timeout_secs.max(1)),

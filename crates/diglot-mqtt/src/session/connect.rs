@@ -2,15 +2,18 @@
 //!
 //! The first packet decides the protocol level and so the codec. A refused CONNECT gets the
 //! CONNACK code that `reason.rs` picks (or none, where MQTT 3.x requires a plain close) and
-//! ends the connection. An accepted one pushes, in this order, `Action::ClaimClientId` and
-//! `Action::OpenSession`, and waits: the CONNACK is written by
+//! ends the connection. A valid one pushes `Action::Login` with the credentials (see
+//! `auth.rs`) and waits for [`Adapter::on_login`](diglot_core::Adapter::on_login); a refused
+//! login is a refused CONNECT (3.x return codes 0x03/0x04/0x05, MQTT 5 0x88/0x86/0x87). A
+//! granted one pushes, in this order, `Action::ClaimClientId` and `Action::OpenSession`, and
+//! waits again: the CONNACK is written by
 //! [`Adapter::on_session_opened`](diglot_core::Adapter::on_session_opened), with Session
 //! Present as the driver reports it (and always 0 with a clean start [MQTT-3.2.2-1],
 //! [MQTT-3.2.2-2]). A persistent session then pushes `Action::Consume` of its session queue
 //! as [`SESSION_SUB`], and so does a resumed one (Session Present 1) that is not persistent:
 //! its stored bindings feed the queue for as long as the connection lasts. The CONNECT
-//! deadline runs until the CONNACK is written; the keep-alive starts then, and so does the
-//! will.
+//! deadline runs, through the login, until the CONNACK is written; the keep-alive starts
+//! then, and so does the will.
 //!
 //! Session kinds: MQTT 3.x Clean Session 1 is clean and not persistent, 0 is persistent and
 //! resumes what is stored (`expiry_secs: None`, kept until a clean session). MQTT 5 Clean
@@ -30,12 +33,15 @@
 //! Shared Subscription Available (all 1, so left out as the defaults), the Assigned Client
 //! Identifier, Server Keep Alive when the keep-alive is capped, and, when the client sets
 //! Request Response Information, Response Information `$response/<client id>/`: a topic
-//! prefix the client may use for response topics (nothing enforces it). Maximum QoS is
-//! left out (2). A refused CONNECT's CONNACK carries a Reason String.
+//! prefix the client may use for response topics (nothing enforces it), and the
+//! Authentication Method `JWT` when the client authenticated with it. Maximum QoS is left
+//! out (2). A refused CONNECT's CONNACK carries a Reason String.
 //!
-//! Not here: authentication (user name and password are accepted and ignored until the
-//! auth issue) and MQTT 5 enhanced authentication (a CONNECT with an Authentication Method
-//! is refused with 0x8C Bad authentication method).
+//! Authentication methods: a CONNECT without one logs in with its User Name and Password
+//! (in 3.x a Password without a User Name is a protocol error [MQTT-3.1.2-22]); one with
+//! the method `JWT` logs in with its Authentication Data as the token; any other method is
+//! refused with 0x8C Bad authentication method [MQTT-4.12.0-1], and Authentication Data
+//! without a method with 0x82 (§3.1.2.11.10). Checking the credentials is the driver's.
 
 use std::hash::BuildHasher;
 use std::num::{NonZeroU16, NonZeroU32};
@@ -43,7 +49,10 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use bytestring::ByteString;
-use diglot_core::{session_queue, Action, CloseReason, Limits, Message, Output, Qos, SubId, Topic};
+use diglot_core::{
+    session_queue, Action, CloseReason, Credentials, Limits, LoginRequest, Message, Output, Qos, SubId, Topic,
+    JWT_AUTH_METHOD,
+};
 use rmqtt_codec::error::DecodeError;
 use rmqtt_codec::v5;
 
@@ -70,6 +79,13 @@ pub(crate) struct Will {
     expiry_secs: Option<NonZeroU32>,
 }
 
+impl Will {
+    /// The will's topic, for the permission check before it is published.
+    pub(crate) fn topic(&self) -> &Topic {
+        &self.msg.topic
+    }
+}
+
 /// What an accepted CONNECT settles.
 #[derive(Debug)]
 struct Accepted {
@@ -83,9 +99,11 @@ struct Accepted {
     will: Option<Will>,
     /// MQTT 5 Request Response Information.
     response_info: bool,
+    /// The client authenticated with the MQTT 5 Authentication Method `JWT`.
+    jwt: bool,
 }
 
-/// An accepted CONNECT whose session is being opened.
+/// A valid CONNECT whose login, then session, is being opened.
 #[derive(Debug)]
 pub(super) struct Opening {
     accepted: Accepted,
@@ -93,6 +111,8 @@ pub(super) struct Opening {
     clean: bool,
     /// The session outlives the connection: it lives in (and consumes) its queue.
     persistent: bool,
+    /// `OpenSession::expiry_secs`.
+    expiry_secs: Option<u32>,
     /// The outbound window, min(`limits.max_inflight`, Receive Maximum): the consumer's
     /// prefetch.
     window: u16,
@@ -140,7 +160,7 @@ impl Session {
         }
     }
 
-    /// A decoded CONNECT: validate it, then ask the driver to open its session.
+    /// A decoded CONNECT: validate it, then ask the driver to log the client in.
     fn on_connect(&mut self, c: ConnectReq, now: Instant, out: &mut Output, actions: &mut Vec<Action>) {
         let Some(version) = self.wire.as_ref().map(Wire::version) else { return };
         let accepted = match self.accept(&c, version, now) {
@@ -168,8 +188,13 @@ impl Session {
         } else {
             (!c.clean_start, if c.clean_start { Some(0) } else { None })
         };
-        actions.push(Action::ClaimClientId(accepted.client_id.clone()));
-        actions.push(Action::OpenSession { client_id: accepted.client_id.clone(), clean, persistent, expiry_secs });
+        let credentials = Credentials {
+            username: c.username.as_ref().map(|u| u.to_string()),
+            password: c.password.clone(),
+            // With the method `JWT`, the Authentication Data is the token (empty if absent).
+            token: accepted.jwt.then(|| c.auth_data.clone().unwrap_or_default()),
+        };
+        actions.push(Action::Login(LoginRequest { client_id: accepted.client_id.clone(), credentials, reauth: false }));
         tracing::debug!(
             conn = self.info.id,
             client_id = %accepted.client_id,
@@ -177,9 +202,26 @@ impl Session {
             keep_alive = accepted.keep_alive,
             clean,
             persistent,
-            "MQTT CONNECT accepted; opening the session"
+            jwt = accepted.jwt,
+            "MQTT CONNECT valid; logging in"
         );
-        self.opening = Some(Box::new(Opening { accepted, clean, persistent, window }));
+        self.opening = Some(Box::new(Opening { accepted, clean, persistent, expiry_secs, window }));
+        self.phase = Phase::Authenticating;
+    }
+
+    /// The login was granted: claim the client id and open the session.
+    pub(super) fn open_session(&mut self, actions: &mut Vec<Action>) {
+        let Some(opening) = self.opening.as_ref() else { return };
+        let Opening { accepted, clean, persistent, expiry_secs, .. } = opening.as_ref();
+        let client_id = accepted.client_id.clone();
+        actions.push(Action::ClaimClientId(client_id.clone()));
+        actions.push(Action::OpenSession {
+            client_id: client_id.clone(),
+            clean: *clean,
+            persistent: *persistent,
+            expiry_secs: *expiry_secs,
+        });
+        tracing::debug!(conn = self.info.id, client_id = %client_id, "MQTT login granted; opening the session");
         self.phase = Phase::Opening;
     }
 
@@ -191,7 +233,7 @@ impl Session {
             return;
         }
         let Some(opening) = self.opening.take() else { return };
-        let Opening { mut accepted, clean, persistent, window } = *opening;
+        let Opening { mut accepted, clean, persistent, window, .. } = *opening;
         // [MQTT-3.2.2-1] [MQTT-3.2.2-2] Session Present is 0 after a clean start.
         let present = present && !clean;
         let topic_alias_max = self.config.topic_alias_max;
@@ -206,6 +248,7 @@ impl Session {
         self.phase = Phase::Connected;
         self.timers.start(accepted.keep_alive);
         self.will = accepted.will.take();
+        self.jwt_auth = accepted.jwt;
         // A persistent session lives in its queue. So does a resumed one that ends with this
         // connection (MQTT 5 Clean Start 0, Session Expiry 0): its stored bindings feed the
         // queue, which must be consumed now; the driver deletes the queue when the
@@ -226,7 +269,7 @@ impl Session {
     }
 
     /// Refuses the CONNECT: CONNACK with the refusal's code where the version has one, then close.
-    fn refuse(&mut self, r: Refusal, out: &mut Output, actions: &mut Vec<Action>) {
+    pub(super) fn refuse(&mut self, r: Refusal, out: &mut Output, actions: &mut Vec<Action>) {
         let Some(wire) = self.wire.as_mut() else { return };
         let version = wire.version();
         match r.connack_code(version) {
@@ -244,9 +287,16 @@ impl Session {
 
     /// Validates the CONNECT and settles the client id, keep-alive and will.
     fn accept(&self, c: &ConnectReq, version: Version, now: Instant) -> Result<Accepted, Refusal> {
-        if c.auth_method {
-            return Err(Refusal::BadAuthMethod);
-        }
+        // §4.12: only the method `JWT` is supported [MQTT-4.12.0-1]; Authentication Data
+        // without a method is a protocol error (§3.1.2.11.10).
+        let jwt = match c.auth_method.as_deref() {
+            Some(JWT_AUTH_METHOD) => true,
+            Some(_) => return Err(Refusal::BadAuthMethod),
+            None if c.auth_data.is_some() => {
+                return Err(Refusal::Protocol("authentication data without an authentication method"))
+            }
+            None => false,
+        };
         // [MQTT-3.1.2-22] In 3.x a password needs a user name (MQTT 5 allows it alone).
         if !version.is_v5() && c.password.is_some() && c.username.is_none() {
             return Err(Refusal::Protocol("password without a user name"));
@@ -264,6 +314,7 @@ impl Session {
             server_keep_alive,
             will,
             response_info: c.request_response_info,
+            jwt,
         })
     }
 
@@ -349,6 +400,8 @@ fn connack_v5(limits: &Limits, topic_alias_max: u16, a: &Accepted, session_prese
         shared_subscription_available: true,
         server_keepalive_sec: a.server_keep_alive,
         response_info: response_info(a),
+        // §3.2.2.3.17 The method the client authenticated with.
+        auth_method: a.jwt.then(|| ByteString::from_static(JWT_AUTH_METHOD)),
         ..v5::ConnectAck::default()
     }
 }

@@ -3,11 +3,15 @@
 //! Inbound: QoS 0 is routed; QoS 1 is routed and PUBACKed once the driver reports it done;
 //! QoS 2 is routed once per packet id and PUBRECed, the id is kept until PUBREL, and a
 //! re-sent PUBLISH with that id is answered PUBREC without routing it again (method B of
-//! §4.3.3). A refused publish gets its reason code in MQTT 5 (0x97 for a full durable queue,
-//! 0x80 for a store failure) and closes an MQTT 3.x connection, which has no other way to say
-//! no [MQTT-3.3.5-2]. Any valid topic name may be published to, `$`-topics included: MQTT
+//! §4.3.3). A publish the broker refuses gets its reason code in MQTT 5 (0x97 for a full
+//! durable queue, 0x80 for a store failure) and closes an MQTT 3.x connection, which has no
+//! other way to say no [MQTT-3.3.5-2]. Before routing, the topic (after alias resolution) is
+//! checked against the connection's permissions (`auth.rs`): a denied publish is not routed,
+//! and gets PUBACK/PUBREC 0x87 in MQTT 5 (the QoS 2 exchange ends there), a normal PUBACK or
+//! PUBREC (then PUBCOMP) in 3.x, whose other choice would be to close [MQTT-3.3.5-2]; QoS 0
+//! is dropped. Otherwise any valid topic name may be published to, `$`-topics included: MQTT
 //! only warns clients off `$SYS`, and `$queue/<name>` is how a client publishes straight into
-//! a named durable queue (the router does that; nothing here special-cases it).
+//! a named durable queue (the router does that; the ACL sees it as that topic).
 //!
 //! RETAIN=1 is routed as `Message::retain`; the driver stores the message as the topic's
 //! retained message, or clears it when the payload is empty (§3.3.1.3). MQTT 5 properties:
@@ -98,6 +102,7 @@ impl Session {
     /// An inbound PUBLISH.
     pub(super) fn on_publish(&mut self, p: Publish, now: Instant, out: &mut Output, actions: &mut Vec<Action>) {
         match self.check_publish(&p, now, out) {
+            Ok(Some(msg)) if !self.may_publish(&msg.topic) => self.deny(&msg, p.packet_id, out),
             Ok(Some(msg)) => self.route(msg, p.packet_id, actions),
             Ok(None) => {}
             Err(v) => self.fail(v, out, actions),
@@ -189,6 +194,31 @@ impl Session {
         let topic = Topic::new(topic).map_err(Violation::TopicName)?;
         self.aliases_in.insert(alias.get(), topic.clone());
         Ok(topic)
+    }
+
+    /// Answers a publish the connection's permissions do not allow, without routing it.
+    fn deny(&mut self, msg: &Message, id: Option<NonZeroU16>, out: &mut Output) {
+        tracing::debug!(
+            conn = self.info.id,
+            client_id = ?self.client_id,
+            topic = msg.topic.as_str(),
+            "PUBLISH not authorized; not routed"
+        );
+        // QoS 0: dropped.
+        let Some(id) = id.filter(|_| msg.qos != Qos::AtMostOnce) else { return };
+        if self.is_v5() {
+            // §3.4.2.1, §3.5.2.1: 0x87 Not authorized. A PUBREC with a failure code ends the
+            // QoS 2 exchange, so the id is not kept.
+            let reason = self.problem("not authorized");
+            self.ack(msg.qos, id, reason::PUBLISH_DENIED_CODE, reason, out);
+        } else {
+            // [MQTT-3.3.5-2] 3.x cannot say no: acknowledge normally, so that the client does
+            // not resend it. A QoS 2 id waits for its PUBREL like any other.
+            if msg.qos == Qos::ExactlyOnce {
+                self.awaiting_rel.insert(id.get());
+            }
+            self.ack(msg.qos, id, code::SUCCESS, None, out);
+        }
     }
 
     /// Hands a checked message to the driver; QoS > 0 owes an acknowledgement once routed.

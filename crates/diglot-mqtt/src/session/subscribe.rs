@@ -1,7 +1,10 @@
 //! SUBSCRIBE and UNSUBSCRIBE (§3.8–§3.11).
 //!
 //! Each filter is checked on its own: a bad one gets a failure code in the SUBACK and the
-//! others are still granted, as if each were its own SUBSCRIBE [MQTT-3.8.4-4]. Each distinct
+//! others are still granted, as if each were its own SUBSCRIBE [MQTT-3.8.4-4]. Each is also
+//! checked against the connection's permissions (`auth.rs`): a shared subscription on its
+//! inner filter, `$queue/<name>` on the filter `$queue/<name>`; a denied one gets 0x80 (3.x)
+//! or 0x87 Not authorized (5), and no subscription, binding or retained messages. Each distinct
 //! subscription keeps one [`SubId`] for the life of the connection, so a repeated SUBSCRIBE
 //! replaces the subscription in the router rather than adding a second one [MQTT-3.8.4-3].
 //! Subscribe actions are pushed before the SUBACK is written: the driver carries out the
@@ -193,6 +196,11 @@ impl Session {
         actions: &mut Vec<Action>,
     ) -> Result<Qos, SubFailure> {
         let target = Target::parse(&req.filter)?;
+        // The ACL, before anything is created: a denied entry leaves no trace.
+        if !self.may_subscribe_to(&target) {
+            tracing::debug!(conn = self.info.id, client_id = ?self.client_id, filter = %req.filter, "SUBSCRIBE entry not authorized");
+            return Err(SubFailure::NotAuthorized);
+        }
         let granted = Qos::from_u8(req.qos).unwrap_or(Qos::AtMostOnce).min(MAX_GRANTED_QOS);
         let key = target.key();
         let existing = self.subs.get(&key).copied();
@@ -262,6 +270,15 @@ impl Session {
         };
         self.sub_opts.insert(sub, opts);
         Ok(granted)
+    }
+
+    /// Whether the connection's permissions allow the subscription: a shared one on its
+    /// inner filter, a `$queue/<name>` consumer on the filter `$queue/<name>`.
+    fn may_subscribe_to(&self, target: &Target) -> bool {
+        match target {
+            Target::Plain(filter) | Target::Shared { filter, .. } => self.may_subscribe(filter),
+            Target::Queue(name) => Filter::new(&queue_topic(name)).is_ok_and(|f| self.may_subscribe(&f)),
+        }
     }
 
     /// The session queue that the filters are bound to, in a session that lives in it

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use diglot_core::{
-    Action, Adapter, CloseReason, ConnInfo, Delivery, DurableRef, Limits, Message, Output, Qos, Topic, Transport,
+    Action, Adapter, CloseReason, ConnInfo, Delivery, DurableRef, Filter, Grant, Limits, LoginOutcome, LoginRequest,
+    Message, Output, Permissions, Qos, Topic, Transport,
 };
 use diglot_mqtt::{Config, Session};
 use rmqtt_codec::{v3, v5};
@@ -21,6 +22,12 @@ pub struct Client {
     /// Like the driver: answer each `OpenSession` at once with this Session Present, before
     /// the next frame is decoded. `None` leaves the answer to the test (`opened`).
     pub open: Option<bool>,
+    /// Like the driver: answer each `Action::Login` at once with this outcome, before the next
+    /// frame is decoded, taking the action out of the returned list (its request goes to
+    /// `logins`). `None` leaves the action in the list and the answer to the test (`login`).
+    pub login: Option<LoginOutcome>,
+    /// The login requests answered through `login`, in order.
+    pub logins: Vec<LoginRequest>,
     inbuf: BytesMut,
     out: Output,
 }
@@ -43,6 +50,8 @@ impl Client {
             now,
             start: now,
             open: Some(false),
+            login: Some(LoginOutcome::Granted(Grant::allow_all())),
+            logins: Vec::new(),
             inbuf: BytesMut::new(),
             out: Output::new(),
         }
@@ -56,6 +65,14 @@ impl Client {
         loop {
             let from = actions.len();
             let progressed = self.session.on_input(&mut self.inbuf, self.now, &mut self.out, &mut actions);
+            if let Some(outcome) = self.login.clone() {
+                if let Some(i) = actions[from..].iter().position(|a| matches!(a, Action::Login(_))) {
+                    if let Action::Login(req) = actions.remove(from + i) {
+                        self.logins.push(req);
+                    }
+                    self.session.on_login(outcome, &mut self.out, &mut actions);
+                }
+            }
             if let Some(present) = self.open {
                 if actions[from..].iter().any(|a| matches!(a, Action::OpenSession { .. })) {
                     self.session.on_session_opened(present, &mut self.out, &mut actions);
@@ -66,6 +83,25 @@ impl Client {
             }
             guard += 1;
             assert!(guard < 100_000, "on_input keeps returning true");
+        }
+        actions
+    }
+
+    /// A client whose logins are granted with `permissions`.
+    pub fn granted(permissions: impl Permissions + 'static) -> Client {
+        let mut c = Client::new();
+        c.login = Some(grant(permissions));
+        c
+    }
+
+    /// The driver answered a login.
+    pub fn answer_login(&mut self, outcome: LoginOutcome) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.session.on_login(outcome, &mut self.out, &mut actions);
+        if let Some(present) = self.open {
+            if actions.iter().any(|a| matches!(a, Action::OpenSession { .. })) {
+                self.session.on_session_opened(present, &mut self.out, &mut actions);
+            }
         }
         actions
     }
@@ -329,5 +365,25 @@ pub fn ack2_5(id: u16) -> v5::PublishAck2 {
         reason_code: v5::PublishAck2Reason::Success,
         properties: Vec::new(),
         reason_string: None,
+    }
+}
+
+/// A grant of `permissions` to the user `user`.
+pub fn grant(permissions: impl Permissions + 'static) -> LoginOutcome {
+    LoginOutcome::Granted(Grant { username: Some("user".into()), permissions: std::sync::Arc::new(permissions) })
+}
+
+/// Test permissions: publish to topics, and subscribe to filters, whose text starts with one of
+/// the prefixes.
+#[derive(Debug, Clone, Copy)]
+pub struct Prefixes(pub &'static [&'static str]);
+
+impl Permissions for Prefixes {
+    fn may_publish(&self, topic: &Topic) -> bool {
+        self.0.iter().any(|p| topic.as_str().starts_with(p))
+    }
+
+    fn may_subscribe(&self, filter: &Filter) -> bool {
+        self.0.iter().any(|p| filter.as_str().starts_with(p))
     }
 }

@@ -1,6 +1,7 @@
 //! Drives the MQTT `Session` as a client would, with packets encoded by rmqtt-codec, and
 //! checks the packets it writes back and the actions it returns.
 
+mod auth;
 mod common;
 mod connect;
 mod durable;

@@ -45,6 +45,10 @@ impl Session {
     /// SEND: publish to a `/topic/`, `/queue/` or `/temp-queue/` destination, now or at
     /// COMMIT. A `/temp-queue/<x>` named as the destination or the `reply-to` is subscribed to
     /// first, if it is not yet ([`Session::ensure_temp`]).
+    ///
+    /// The destination's canonical topic must be one the connection may publish to, checked
+    /// here, at SEND, also for a SEND in a transaction; otherwise ERROR `not authorized` and
+    /// close, before anything is published or subscribed.
     pub(super) fn on_send(
         &mut self,
         frame: Frame,
@@ -54,6 +58,9 @@ impl Session {
     ) -> Result<Reply, Fault> {
         let dest = require(&frame, "destination")?;
         let topic = destination::send_topic(dest, &self.temp_token)?;
+        if !self.may_publish(&topic) {
+            return Err(Fault::not_authorized(format!("This connection may not send to {dest:?}.")));
+        }
         let tx = frame.header("transaction").map(str::to_owned);
         if let Some(tx) = &tx {
             if !self.txs.is_open(tx) {
@@ -181,9 +188,20 @@ impl Session {
     /// the same two actions for the client's durable subscription queue, which needs an `id`
     /// header and a CONNECT `client-id`. Either takes a `prefetch-count` (1 to
     /// `Limits::max_inflight`, default `max_inflight`) for the consumer's window.
+    ///
+    /// The connection must be allowed to subscribe to the topic filter (durable or not), or
+    /// to `$queue/<name>` for a queue; its own `/temp-queue/` is always allowed. Otherwise
+    /// ERROR `not authorized` and close, and nothing is subscribed.
     pub(super) fn on_subscribe(&mut self, frame: &Frame, actions: &mut Vec<Action>) -> Result<Reply, Fault> {
         let dest = require(frame, "destination")?;
         let target = destination::subscribe_target(dest, &self.temp_token)?;
+        let allowed = match &target {
+            SubscribeTo::Topic(filter) | SubscribeTo::Queue { filter, .. } => self.may_subscribe(filter),
+            SubscribeTo::Temp { .. } => true,
+        };
+        if !allowed {
+            return Err(Fault::not_authorized(format!("This connection may not subscribe to {dest:?}.")));
+        }
         let id = match frame.header("id") {
             Some(id) => id,
             // STOMP 1.0 made `id` optional: the destination then names the subscription.

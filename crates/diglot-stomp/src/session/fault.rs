@@ -3,7 +3,7 @@
 //! its body, and the connection's [`CloseReason`] (STOMP 1.2 "ERROR": the server closes the
 //! connection right after sending it).
 
-use diglot_core::{CloseReason, PublishError};
+use diglot_core::{CloseReason, LoginRefusal, PublishError};
 
 use super::tx::TxError;
 use crate::codec::CodecError;
@@ -49,6 +49,32 @@ impl Fault {
         let detail = detail.into();
         let close = CloseReason::ConnectRefused(format!("{message}: {detail}"));
         Fault::new(message, detail, close)
+    }
+
+    /// The login was refused (STOMP has no refusal codes, so the `message` header names the
+    /// kind). The text never says whether the login exists.
+    pub(crate) fn login_refused(refusal: LoginRefusal) -> Fault {
+        match refusal {
+            LoginRefusal::BadCredentials => {
+                Fault::refused("bad credentials", "The login and passcode were not accepted.")
+            }
+            LoginRefusal::NotAuthorized => Fault::refused(
+                "not authorized",
+                "This listener does not accept anonymous clients; CONNECT with login and passcode.",
+            ),
+            LoginRefusal::Unavailable => Fault::refused(
+                "authentication unavailable",
+                "The credentials could not be checked right now; try again later.",
+            ),
+        }
+    }
+
+    /// The connection's permissions do not allow what the frame asks for (`detail` says what).
+    /// STOMP has no per-frame refusal, so the session ends.
+    pub(crate) fn not_authorized(detail: impl Into<String>) -> Fault {
+        let detail = detail.into();
+        let close = CloseReason::NotAuthorized(detail.clone());
+        Fault::new("not authorized", detail, close)
     }
 
     /// No version in common with the client.
@@ -102,6 +128,11 @@ impl Fault {
             CloseReason::ProtocolError(s) => ("protocol error", s.clone()),
             CloseReason::LimitExceeded(s) => ("limit exceeded", s.clone()),
             CloseReason::ConnectRefused(s) => ("connection refused", s.clone()),
+            CloseReason::AuthExpired => (
+                "credentials expired",
+                "The connection's credentials expired; reconnect with valid credentials.".into(),
+            ),
+            CloseReason::NotAuthorized(s) => ("not authorized", s.clone()),
             CloseReason::ClientDisconnect | CloseReason::PeerClosed | CloseReason::Io(_) => return None,
         };
         Some(Fault::new(message, detail, reason.clone()))

@@ -15,7 +15,9 @@
 //!
 //! | Frame | Actions |
 //! |---|---|
-//! | CONNECT with `client-id` | `ClaimClientId` |
+//! | CONNECT / STOMP | `Login` (`client-id` or `""`, `login`, `passcode`) |
+//! | … its login granted ([`Adapter::on_login`]), with `client-id` | `ClaimClientId` |
+//! | … its login refused | `Close` |
 //! | SEND `/topic/<t>` | `Publish` (QoS 1 with `persistent:true`, else 0) |
 //! | SEND `/queue/<q>` | `Publish` to `$queue/<q>`, always QoS 1 |
 //! | SEND naming `/temp-queue/<x>` (`reply-to` or `destination`), the first time | `Subscribe` to `$temp/<token>/<x>`, then `Publish` |
@@ -48,8 +50,26 @@
 //! is not sent; one from a durable queue on a `client`/`client-individual` subscription is
 //! acknowledged (`Ack`) at the next call that takes actions (the session asks for a timer).
 //!
-//! Not here yet: authentication (`login` and `passcode` are accepted and ignored until auth
-//! arrives).
+//! # Authentication and authorization
+//!
+//! CONNECT's `login` and `passcode` go to the driver in [`Action::Login`]; CONNECTED is sent
+//! only once [`Adapter::on_login`] grants the login, and a refusal is an ERROR (`bad
+//! credentials`, `not authorized` or `authentication unavailable`) and a close (see
+//! `connect.rs`). The grant's [`Permissions`] then decide every SEND and SUBSCRIBE (before a
+//! grant, everything is denied):
+//!
+//! - SEND: the destination's canonical topic (`<t>` for `/topic/<t>`, so `$temp/…` for a reply
+//!   to another session's temporary queue; `$queue/<q>` for `/queue/<q>`; `$temp/<token>/<x>`
+//!   for the session's own `/temp-queue/<x>`) must pass [`Permissions::may_publish`], checked
+//!   when the SEND arrives, also inside a transaction.
+//! - SUBSCRIBE: `/topic/<f>`, durable or not, must pass [`Permissions::may_subscribe`] for
+//!   `<f>`, and `/queue/<q>` (`dlq.<q>` included) for `$queue/<q>`. The session's own
+//!   `/temp-queue/<x>` is always allowed, also when a SEND's `reply-to` subscribes it.
+//!
+//! STOMP has no per-frame refusal, so a denied SEND or SUBSCRIBE is an ERROR `not authorized`
+//! (with `receipt-id` if it asked for a receipt, and the destination in the body) and a close
+//! with [`CloseReason::NotAuthorized`]; nothing is published or subscribed. A server close
+//! for [`CloseReason::AuthExpired`] is told as ERROR `credentials expired`.
 
 mod commands;
 mod connect;
@@ -63,11 +83,16 @@ mod subs;
 mod tests;
 mod tx;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
-use diglot_core::{Action, Adapter, CloseReason, ConnInfo, Delivery, Limits, Output, PublishError};
+use diglot_core::{
+    Action, Adapter, CloseReason, ConnInfo, Delivery, Filter, Limits, LoginOutcome, Output, Permissions, PublishError,
+    Topic,
+};
 
+use self::connect::PendingConnect;
 use self::fault::Fault;
 use self::heartbeat::{Heartbeat, Tick};
 use self::receipts::{Done, Receipts};
@@ -111,6 +136,9 @@ impl Default for Config {
 enum Phase {
     /// Waiting for CONNECT or STOMP.
     AwaitingConnect,
+    /// CONNECT was accepted and [`Action::Login`] pushed; waiting for [`Adapter::on_login`].
+    /// Nothing more is decoded meanwhile, and the CONNECT deadline still runs.
+    AwaitingLogin,
     /// CONNECTED was sent.
     Connected,
     /// A close was requested (or reported); nothing more is read or delivered.
@@ -137,6 +165,10 @@ pub struct Session {
     version: Option<Version>,
     client_id: Option<String>,
     connect_deadline: Option<Instant>,
+    /// What CONNECTED will say, kept while the login is checked.
+    login: Option<PendingConnect>,
+    /// What the connection may do: set by a granted login; until then everything is denied.
+    permissions: Option<Arc<dyn Permissions>>,
     heartbeat: Heartbeat,
     subs: Subscriptions,
     txs: Transactions,
@@ -161,6 +193,8 @@ impl Session {
             version: None,
             client_id: None,
             connect_deadline: now.checked_add(config.connect_timeout),
+            login: None,
+            permissions: None,
             heartbeat: Heartbeat::off(now),
             subs: Subscriptions::new(limits.max_subscriptions),
             txs: Transactions::new(limits.max_frame_bytes),
@@ -175,7 +209,7 @@ impl Session {
         }
     }
 
-    /// The negotiated version, once CONNECTED was sent.
+    /// The negotiated version, once CONNECT was accepted (CONNECTED follows a granted login).
     pub fn version(&self) -> Option<Version> {
         self.version
     }
@@ -184,6 +218,16 @@ impl Session {
     /// topic `$temp/<token>/<x>`.
     pub fn temp_token(&self) -> &str {
         &self.temp_token
+    }
+
+    /// Whether the granted permissions allow publishing to `topic` (never before a grant).
+    fn may_publish(&self, topic: &Topic) -> bool {
+        self.permissions.as_ref().is_some_and(|p| p.may_publish(topic))
+    }
+
+    /// Whether the granted permissions allow subscribing to `filter` (never before a grant).
+    fn may_subscribe(&self, filter: &Filter) -> bool {
+        self.permissions.as_ref().is_some_and(|p| p.may_subscribe(filter))
     }
 
     /// Hands over the actions that calls without an action list left owed.
@@ -203,7 +247,11 @@ impl Session {
             Err(Fault::protocol("unexpected body", format!("{command} frames must not have a body.")))
         } else {
             match self.phase {
-                Phase::AwaitingConnect => self.on_connect(&frame, now, out, actions).map(|()| Reply::Done),
+                Phase::AwaitingConnect => self.on_connect(&frame, now, actions).map(|()| Reply::Done),
+                // `on_input` decodes nothing while the login is checked, so this cannot happen.
+                Phase::AwaitingLogin => {
+                    Err(Fault::protocol("unexpected frame", format!("{command} arrived before the login was checked.")))
+                }
                 Phase::Connected => self.on_command(frame, receipt.as_deref(), now, out, actions),
                 Phase::Closing => return,
             }
@@ -304,7 +352,9 @@ fn temp_token(conn: diglot_core::ConnId) -> String {
 
 impl Adapter for Session {
     fn on_input(&mut self, input: &mut BytesMut, now: Instant, out: &mut Output, actions: &mut Vec<Action>) -> bool {
-        if self.phase == Phase::Closing {
+        // While the login is checked, frames that followed CONNECT stay in `input`: the
+        // driver answers the login before it calls again, and they are read after CONNECTED.
+        if matches!(self.phase, Phase::Closing | Phase::AwaitingLogin) {
             return false;
         }
         self.flush_pending(actions);
@@ -323,6 +373,14 @@ impl Adapter for Session {
                 false
             }
         }
+    }
+
+    fn on_login(&mut self, outcome: LoginOutcome, out: &mut Output, actions: &mut Vec<Action>) {
+        if self.phase == Phase::Closing {
+            return;
+        }
+        self.flush_pending(actions);
+        self.finish_login(outcome, out, actions);
     }
 
     fn on_publish_done(
@@ -359,7 +417,7 @@ impl Adapter for Session {
 
     fn next_timer(&self) -> Option<Instant> {
         let due = match self.phase {
-            Phase::AwaitingConnect => self.connect_deadline,
+            Phase::AwaitingConnect | Phase::AwaitingLogin => self.connect_deadline,
             Phase::Connected => self.heartbeat.next_deadline(),
             Phase::Closing => return None,
         };
@@ -374,7 +432,7 @@ impl Adapter for Session {
             self.flush_pending(actions);
         }
         match self.phase {
-            Phase::AwaitingConnect => {
+            Phase::AwaitingConnect | Phase::AwaitingLogin => {
                 if self.connect_deadline.is_some_and(|deadline| now >= deadline) {
                     self.fail(Fault::connect_timeout(), None, out, actions);
                 }

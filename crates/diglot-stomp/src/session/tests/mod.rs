@@ -1,6 +1,7 @@
 //! Session tests: byte strings in, Output frames and Actions out. This module holds the
 //! harness; each submodule tests one area.
 
+mod auth;
 mod connect;
 mod delivery;
 mod durable;
@@ -16,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use diglot_core::{
-    Action, Adapter, CloseReason, ConnInfo, Delivery, DurableRef, Filter, Limits, Message, Output, Props, PublishError,
-    Qos, SubId, Topic, Transport,
+    Action, Adapter, CloseReason, ConnInfo, Delivery, DurableRef, Filter, Grant, Limits, LoginOutcome, LoginRequest,
+    Message, Output, Props, PublishError, Qos, SubId, Topic, Transport,
 };
 
 use super::{Config, Session};
@@ -31,6 +32,12 @@ struct H {
     actions: Vec<Action>,
     input: BytesMut,
     t0: Instant,
+    /// How the harness answers [`Action::Login`], as the driver would (removing the action
+    /// and calling `on_login` before the next frame); `None` leaves the action in `actions`
+    /// and the login unanswered.
+    login: Option<LoginOutcome>,
+    /// The logins the harness answered.
+    logins: Vec<LoginRequest>,
 }
 
 fn info(subprotocol: Option<&str>) -> ConnInfo {
@@ -56,7 +63,14 @@ impl H {
             actions: Vec::new(),
             input: BytesMut::new(),
             t0,
+            login: Some(LoginOutcome::Granted(Grant::allow_all())),
+            logins: Vec::new(),
         }
+    }
+
+    /// A harness whose logins are answered with `outcome`, or not at all.
+    fn answering(outcome: Option<LoginOutcome>) -> H {
+        H { login: outcome, ..H::new() }
     }
 
     fn at(&self, ms: u64) -> Instant {
@@ -66,7 +80,26 @@ impl H {
     /// Feeds bytes as the driver would: call `on_input` until it returns false.
     fn feed_at(&mut self, bytes: &[u8], now: Instant) {
         self.input.extend_from_slice(bytes);
-        while self.s.on_input(&mut self.input, now, &mut self.out, &mut self.actions) {}
+        while self.s.on_input(&mut self.input, now, &mut self.out, &mut self.actions) {
+            self.answer_logins();
+        }
+        self.answer_logins();
+    }
+
+    /// Answers every pending [`Action::Login`] with `self.login`, if set.
+    fn answer_logins(&mut self) {
+        let Some(outcome) = self.login.clone() else { return };
+        let mut i = 0;
+        while i < self.actions.len() {
+            if matches!(self.actions[i], Action::Login(_)) {
+                if let Action::Login(req) = self.actions.remove(i) {
+                    self.logins.push(req);
+                }
+                self.s.on_login(outcome.clone(), &mut self.out, &mut self.actions);
+            } else {
+                i += 1;
+            }
+        }
     }
 
     fn feed(&mut self, bytes: &[u8]) {
