@@ -25,6 +25,8 @@ pub enum CloseReason {
     ConnectRefused(String),
     /// The broker is shutting down.
     ServerShutdown,
+    /// An administrator closed the connection (HTTP API; MQTT 5 DISCONNECT 0x98).
+    Kicked,
     /// The connection's credentials (a JWT) expired and were not renewed (MQTT 5 DISCONNECT
     /// 0x87, STOMP ERROR).
     AuthExpired,
@@ -49,6 +51,7 @@ impl CloseReason {
             CloseReason::SessionTakenOver => "session_taken_over",
             CloseReason::ConnectRefused(_) => "connect_refused",
             CloseReason::ServerShutdown => "server_shutdown",
+            CloseReason::Kicked => "kicked",
             CloseReason::AuthExpired => "auth_expired",
             CloseReason::NotAuthorized(_) => "not_authorized",
             CloseReason::Io(_) => "io_error",

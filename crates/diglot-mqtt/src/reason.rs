@@ -38,6 +38,8 @@ pub(crate) mod code {
     pub const SERVER_UNAVAILABLE: u8 = 0x88;
     /// Server shutting down.
     pub const SERVER_SHUTTING_DOWN: u8 = 0x8B;
+    /// Administrative action.
+    pub const ADMINISTRATIVE_ACTION: u8 = 0x98;
     /// CONNACK: bad authentication method.
     pub const BAD_AUTH_METHOD: u8 = 0x8C;
     /// Keep Alive timeout.
@@ -277,6 +279,7 @@ pub(crate) fn server_disconnect_code(reason: &CloseReason) -> Option<u8> {
         CloseReason::LimitExceeded(_) => Some(code::PACKET_TOO_LARGE),
         CloseReason::ProtocolError(_) => Some(code::PROTOCOL_ERROR),
         CloseReason::AuthExpired | CloseReason::NotAuthorized(_) => Some(code::NOT_AUTHORIZED),
+        CloseReason::Kicked => Some(code::ADMINISTRATIVE_ACTION),
         CloseReason::ClientDisconnect
         | CloseReason::PeerClosed
         | CloseReason::HandshakeTimeout
@@ -289,6 +292,7 @@ pub(crate) fn server_disconnect_code(reason: &CloseReason) -> Option<u8> {
 pub(crate) fn server_disconnect_text(reason: &CloseReason) -> String {
     match reason {
         CloseReason::AuthExpired => "credentials expired".to_string(),
+        CloseReason::Kicked => "closed by an administrator".to_string(),
         _ => reason.to_string(),
     }
 }
@@ -321,6 +325,7 @@ mod tests {
         assert_eq!(server_disconnect_code(&CloseReason::AuthExpired), Some(0x87));
         assert_eq!(server_disconnect_code(&CloseReason::NotAuthorized(String::new())), Some(0x87));
         assert_eq!(server_disconnect_text(&CloseReason::AuthExpired), "credentials expired");
+        assert_eq!(server_disconnect_code(&CloseReason::Kicked), Some(0x98));
     }
 
     #[test]

@@ -63,12 +63,39 @@ pub(crate) struct LoginResult {
     pub(crate) identity: Option<Identity>,
 }
 
+/// What `[auth]` compiles to; replaced as a whole by a reload.
+struct AuthState {
+    authenticator: Authenticator,
+    acl: Acl,
+    /// No ACL rule and `default_acl` allow: everything is allowed.
+    open: bool,
+}
+
+impl AuthState {
+    fn new(cfg: &AuthConfig) -> Result<AuthState, AuthError> {
+        let authenticator = Authenticator::new(cfg)?;
+        let acl = Acl::from_config(cfg)?;
+        let open = cfg.acl.is_empty() && cfg.effective_default_acl() == diglot_auth::DefaultAcl::Allow;
+        Ok(AuthState { authenticator, acl, open })
+    }
+}
+
+/// Why an API request's credentials were refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ApiRefusal {
+    /// Bad or unknown credentials: 401.
+    Unauthorized,
+    /// This address failed too often: 429 with `Retry-After` seconds.
+    TooManyFailures(u64),
+    /// A password check could not run in time: 503.
+    Unavailable,
+}
+
 /// The broker's authentication and ACLs.
 pub(crate) struct Auth {
-    authenticator: Authenticator,
-    acl: Arc<Acl>,
-    /// No ACL rule and `default_acl` allow: every connection gets [`diglot_core::AllowAll`].
-    open: bool,
+    /// Users, JWT settings and ACL rules; a reload swaps them, and every connection's
+    /// permissions read the current rules.
+    state: parking_lot::RwLock<Arc<AuthState>>,
     failed: parking_lot::Mutex<FailedLogins>,
     /// argon2 verifications at once.
     slots: Semaphore,
@@ -77,25 +104,87 @@ pub(crate) struct Auth {
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth").field("methods", &self.authenticator.has_methods()).field("open", &self.open).finish()
+        let st = self.current();
+        f.debug_struct("Auth").field("methods", &st.authenticator.has_methods()).field("open", &st.open).finish()
     }
 }
 
 impl Auth {
     /// Compiles `[auth]`: users, JWT settings (reading the RS256 key file) and ACL rules.
     pub(crate) fn new(cfg: &AuthConfig) -> Result<Auth, AuthError> {
-        let authenticator = Authenticator::new(cfg)?;
-        let acl = Acl::from_config(cfg)?;
-        let open = cfg.acl.is_empty() && cfg.effective_default_acl() == diglot_auth::DefaultAcl::Allow;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Auth {
-            authenticator,
-            acl: Arc::new(acl),
-            open,
+            state: parking_lot::RwLock::new(Arc::new(AuthState::new(cfg)?)),
             failed: parking_lot::Mutex::new(FailedLogins::new(&cfg.failed_login_limit)),
             slots: Semaphore::new(cores.max(1)),
             counters: Arc::new(Counters::default()),
         })
+    }
+
+    /// Compiles a new `[auth]` and puts it in force for new logins and for every connection's
+    /// ACL checks; on error nothing changes. The failed-login counts carry over.
+    pub(crate) fn reload(&self, cfg: &AuthConfig) -> Result<(), AuthError> {
+        let state = AuthState::new(cfg)?;
+        *self.state.write() = Arc::new(state);
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<AuthState> {
+        self.state.read().clone()
+    }
+
+    /// Whether any authentication method is configured.
+    pub(crate) fn has_methods(&self) -> bool {
+        self.current().authenticator.has_methods()
+    }
+
+    /// The permissions of `identity` with client id `client_id`.
+    pub(crate) fn permissions(self: &Arc<Self>, identity: Option<&Identity>, client_id: &str) -> Arc<dyn Permissions> {
+        Arc::new(AclPermissions { auth: self.clone(), identity: identity.cloned(), client_id: client_id.to_string() })
+    }
+
+    /// Authenticates an API request from its `Authorization` header (`Bearer <JWT>` or `Basic`
+    /// for a static user); `Ok(None)` without one.
+    pub(crate) async fn api_login(
+        self: &Arc<Self>,
+        header: Option<&str>,
+        ip: IpAddr,
+    ) -> Result<Option<Identity>, ApiRefusal> {
+        let Some(header) = header else { return Ok(None) };
+        if let Some(wait) = self.blocked(ip) {
+            self.counters.failures.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiRefusal::TooManyFailures(wait.as_secs().max(1)));
+        }
+        let st = self.current();
+        let (scheme, value) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
+        let verified = if scheme.eq_ignore_ascii_case("bearer") {
+            st.authenticator.verify_token(value.trim())
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            use base64::Engine as _;
+            let decoded = base64::engine::general_purpose::STANDARD.decode(value.trim()).ok();
+            let pair = decoded.as_deref().and_then(|d| std::str::from_utf8(d).ok()).and_then(|s| s.split_once(':'));
+            match pair {
+                Some((user, pass)) if !user.is_empty() => {
+                    match self
+                        .verify_blocking(Some(user.to_string()), Some(bytes::Bytes::copy_from_slice(pass.as_bytes())))
+                        .await
+                    {
+                        Some(r) => r,
+                        None => return Err(ApiRefusal::Unavailable),
+                    }
+                }
+                _ => Err(AuthError::BadCredentials),
+            }
+        } else {
+            Err(AuthError::BadCredentials)
+        };
+        match verified {
+            Ok(identity) => Ok(Some(identity)),
+            Err(e) => {
+                self.failure(ip, &e, "API login");
+                Err(ApiRefusal::Unauthorized)
+            }
+        }
     }
 
     fn blocked(&self, ip: IpAddr) -> Option<Duration> {
@@ -123,15 +212,16 @@ impl Auth {
     where
         I: IntoIterator<Item = (&'a str, &'a str)>,
     {
-        if !self.authenticator.has_jwt() {
+        let st = self.current();
+        if !st.authenticator.has_jwt() {
             return Ok(None);
         }
-        let Some(token) = self.authenticator.token_from_request(headers, query) else { return Ok(None) };
+        let Some(token) = st.authenticator.token_from_request(headers, query) else { return Ok(None) };
         if let Some(wait) = self.blocked(ip) {
             self.counters.failures.fetch_add(1, Ordering::Relaxed);
             return Err(HandshakeRefusal::TooManyFailures(wait.as_secs().max(1)));
         }
-        match self.authenticator.verify_token(&token) {
+        match st.authenticator.verify_token(&token) {
             Ok(identity) => Ok(Some(identity)),
             Err(e) => {
                 self.failure(ip, &e, "handshake token");
@@ -154,7 +244,8 @@ impl Auth {
         if let (Some(identity), false) = (&conn.identity, req.reauth) {
             return self.grant(Some(identity.clone()), &req.client_id);
         }
-        if !self.authenticator.has_methods() {
+        let st = self.current();
+        if !st.authenticator.has_methods() {
             // Nothing to check credentials against: the client is anonymous.
             if !conn.anonymous_ok || req.reauth {
                 self.counters.failures.fetch_add(1, Ordering::Relaxed);
@@ -165,12 +256,12 @@ impl Auth {
         let creds = &req.credentials;
         let verified = match &creds.token {
             Some(token) => match std::str::from_utf8(token) {
-                Ok(token) if self.blocked(ip).is_none() => self.authenticator.verify_token(token).map(Some),
+                Ok(token) if self.blocked(ip).is_none() => st.authenticator.verify_token(token).map(Some),
                 Ok(_) => Err(AuthError::BadCredentials),
                 Err(_) => Err(AuthError::TokenInvalid("not UTF-8".into())),
             },
             None => {
-                let credentials = self.authenticator.credentials(creds.username.as_deref(), creds.password.as_deref());
+                let credentials = st.authenticator.credentials(creds.username.as_deref(), creds.password.as_deref());
                 if credentials == diglot_auth::Credentials::Anonymous {
                     if conn.anonymous_ok && !req.reauth {
                         return self.grant(None, &req.client_id);
@@ -187,7 +278,7 @@ impl Auth {
                         None => return refused(LoginRefusal::Unavailable),
                     }
                 } else {
-                    self.authenticator.login(&credentials)
+                    st.authenticator.login(&credentials)
                 }
             }
         };
@@ -222,7 +313,7 @@ impl Auth {
             let that = this.clone();
             tokio::task::spawn_blocking(move || {
                 let username = username.unwrap_or_default();
-                that.authenticator.verify_password(&username, password.as_deref().unwrap_or(b""))
+                that.current().authenticator.verify_password(&username, password.as_deref().unwrap_or(b""))
             })
             .await
             .ok()
@@ -236,17 +327,8 @@ impl Auth {
         }
     }
 
-    fn grant(&self, identity: Option<Identity>, client_id: &str) -> LoginResult {
-        let permissions: Arc<dyn Permissions> = if self.open {
-            Arc::new(diglot_core::AllowAll)
-        } else {
-            Arc::new(AclPermissions {
-                acl: self.acl.clone(),
-                identity: identity.clone(),
-                client_id: client_id.to_string(),
-                counters: self.counters.clone(),
-            })
-        };
+    fn grant(self: &Arc<Self>, identity: Option<Identity>, client_id: &str) -> LoginResult {
+        let permissions = self.permissions(identity.as_ref(), client_id);
         let username = identity.as_ref().map(|i| i.username.clone());
         LoginResult { outcome: LoginOutcome::Granted(Grant { username, permissions }), identity }
     }
@@ -258,13 +340,13 @@ pub(crate) fn deadline(identity: Option<&Identity>) -> Option<Instant> {
     Some(Instant::now() + left)
 }
 
-/// One connection's ACL, with its username and client id bound.
+/// One connection's ACL, with its username and client id bound; it reads the rules in force
+/// at each check, so a reload applies to open connections too.
 #[derive(Debug)]
 struct AclPermissions {
-    acl: Arc<Acl>,
+    auth: Arc<Auth>,
     identity: Option<Identity>,
     client_id: String,
-    counters: Arc<Counters>,
 }
 
 impl Permissions for AclPermissions {
@@ -274,18 +356,20 @@ impl Permissions for AclPermissions {
         if topic.as_str().starts_with("$temp/") {
             return true;
         }
-        let ok = self.acl.allows_publish(self.identity.as_ref(), &self.client_id, topic);
+        let st = self.auth.state.read();
+        let ok = st.open || st.acl.allows_publish(self.identity.as_ref(), &self.client_id, topic);
         if !ok {
-            self.counters.publish_denied.fetch_add(1, Ordering::Relaxed);
+            self.auth.counters.publish_denied.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(client_id = %self.client_id, %topic, "publish denied by ACL");
         }
         ok
     }
 
     fn may_subscribe(&self, filter: &Filter) -> bool {
-        let ok = self.acl.allows_subscribe(self.identity.as_ref(), &self.client_id, filter);
+        let st = self.auth.state.read();
+        let ok = st.open || st.acl.allows_subscribe(self.identity.as_ref(), &self.client_id, filter);
         if !ok {
-            self.counters.subscribe_denied.fetch_add(1, Ordering::Relaxed);
+            self.auth.counters.subscribe_denied.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(client_id = %self.client_id, %filter, "subscribe denied by ACL");
         }
         ok

@@ -26,6 +26,7 @@ use tokio::sync::Notify;
 use tokio::time::{sleep_until, timeout};
 
 use crate::auth::ConnAuth;
+use crate::conns::ConnEntry;
 use crate::durable::{ConsumerSpec, Queue};
 use crate::link::{Link, Read};
 use crate::negotiate::Proto;
@@ -109,6 +110,8 @@ struct Conn {
     /// When the identity's credentials (a JWT) expire: the connection is closed then, unless
     /// an MQTT 5 re-authentication moved it.
     auth_deadline: Option<Instant>,
+    /// This connection in the table of open connections (admin API, metrics).
+    entry: Arc<ConnEntry>,
 }
 
 impl Conn {
@@ -133,12 +136,14 @@ pub(crate) async fn run(
     let started = Instant::now();
     let id = shared.router.next_conn_id();
     let info = ConnInfo { id, transport, peer, subprotocol };
-    let limits = shared.limits.clone();
+    let limits = shared.limits();
     let mut adapter: Box<dyn Adapter> = match proto {
         Proto::Mqtt => Box::new(diglot_mqtt::Session::new(info, limits.clone(), shared.mqtt.clone(), started)),
         Proto::Stomp => Box::new(diglot_stomp::Session::new(info, limits.clone(), shared.stomp.clone(), started)),
     };
+    let entry = shared.conns.open(id, transport, peer, adapter.protocol());
     let mut conn = Conn {
+        entry,
         id,
         outbox: Arc::new(Outbox::new(limits.outbox_max_messages, limits.outbox_max_bytes)),
         kick: Arc::new(Notify::new()),
@@ -184,6 +189,7 @@ pub(crate) async fn run(
                 r = link.read(&mut input), if conn.pending.len() < max_pending && paused.is_none() => Event::Read(r),
                 _ = sleep_or_never(paused) => Event::Resume,
                 _ = conn.kick.notified() => Event::Close(CloseReason::SessionTakenOver),
+                _ = conn.entry.kick.notified() => Event::Close(CloseReason::Kicked),
                 _ = conn.outbox.slow() => Event::Close(CloseReason::SlowConsumer),
                 _ = conn.outbox.ready(), if adapter.can_deliver() => Event::Deliver,
                 _ = sleep_or_never(timer) => Event::Timer,
@@ -200,6 +206,7 @@ pub(crate) async fn run(
             }
             Event::Read(Ok(Read::Data(n))) => {
                 conn.bytes_in += n as u64;
+                conn.entry.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 if let Some(b) = conn.byte_rate.as_mut() {
                     b.take(n as f64, now);
                 }
@@ -249,6 +256,7 @@ pub(crate) async fn run(
             Ok(Ok(())) => {
                 if len > 0 {
                     conn.bytes_out += len;
+                    conn.entry.bytes_out.fetch_add(len, Ordering::Relaxed);
                     shared.bytes_out.fetch_add(len, Ordering::Relaxed);
                     adapter.on_sent(Instant::now());
                 }
@@ -319,6 +327,7 @@ async fn deliver(
             None => None,
         };
         adapter.on_delivery(d, now, out);
+        conn.entry.messages_out.fetch_add(1, Ordering::Relaxed);
         // An `ack:auto` consumer's entry is done once it is handed to the client.
         if let Some(at) = auto_ack {
             shared.durable.ack(conn.id, at).await;
@@ -367,6 +376,8 @@ async fn execute_one(
     };
     match action {
         Action::Publish { msg, token } => {
+            conn.entry.messages_in.fetch_add(1, Ordering::Relaxed);
+            shared.topics.record(&msg.topic);
             if let Some(b) = conn.publish_rate.as_mut() {
                 b.take(1.0, Instant::now());
                 if b.ready_at().is_some() {
@@ -402,6 +413,8 @@ async fn execute_one(
             let mut s = Subscriber::conn(conn.id, sub, qos, conn.outbox.clone(), no_local, merge);
             s.share = share.as_deref().map(|group| shared.router.share_group(group, &filter));
             let existed = shared.router.subscribe(&filter, s);
+            let view = crate::conns::SubView { filter: filter.to_string(), qos: qos as u8, share: share.clone() };
+            conn.entry.subscriptions.lock().insert(sub, view);
             if let Some(old) = conn.subs.insert(sub, filter.clone()) {
                 if old != filter {
                     shared.router.unsubscribe(&old, conn.id, sub);
@@ -421,9 +434,15 @@ async fn execute_one(
         Action::Unsubscribe { filter, sub } => {
             shared.router.unsubscribe(&filter, conn.id, sub);
             conn.subs.remove(&sub);
+            conn.entry.subscriptions.lock().remove(&sub);
         }
         Action::ClaimClientId(client_id) => {
             let displaced = shared.registry.claim(&client_id, conn.id, &conn.kick, &conn.finished.subscribe());
+            {
+                let mut d = conn.entry.details.lock();
+                d.client_id = Some(client_id.clone());
+                d.protocol = adapter.protocol();
+            }
             conn.client_id = Some(client_id);
             if let Some(mut old) = displaced {
                 // Let the old connection return its unacknowledged messages first, so that the
@@ -490,6 +509,11 @@ async fn execute_one(
             let result = shared.auth.login(&req, conn.peer.ip(), &conn.auth, conn.identity.as_ref()).await;
             if let diglot_core::LoginOutcome::Granted(grant) = &result.outcome {
                 conn.auth_deadline = crate::auth::deadline(result.identity.as_ref());
+                {
+                    let mut d = conn.entry.details.lock();
+                    d.username = grant.username.clone();
+                    d.protocol = adapter.protocol();
+                }
                 conn.identity = result.identity;
                 tracing::debug!(
                     conn = conn.id,
@@ -535,7 +559,7 @@ async fn route(
 }
 
 /// Routes a message and, if it matched durable queues, waits until they have it.
-async fn publish(shared: &Arc<Shared>, msg: diglot_core::Message) -> Result<(), PublishError> {
+pub(crate) async fn publish(shared: &Arc<Shared>, msg: diglot_core::Message) -> Result<(), PublishError> {
     match route(shared, msg).await? {
         Some((msg, append)) => {
             let reply = append.write.await;
@@ -584,6 +608,7 @@ async fn finish(
         shared.registry.release(client_id, conn.id);
     }
     conn.finished.send_replace(true);
+    shared.conns.close(&conn.entry, &reason);
     let mut actions = Vec::new();
     adapter.on_closed(&reason, &mut actions);
     // How long the session outlives the connection: a will waits at most that long

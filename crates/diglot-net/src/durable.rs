@@ -97,6 +97,23 @@ impl Work {
     }
 }
 
+/// A queue as the admin API, the dashboard and metrics show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct QueueView {
+    pub(crate) name: String,
+    /// Entries in the store (ready and unacknowledged).
+    pub(crate) depth: u64,
+    /// Bytes charged to the queue.
+    pub(crate) bytes: u64,
+    pub(crate) consumers: usize,
+    /// Entries delivered and not yet acknowledged.
+    pub(crate) inflight: u64,
+    /// Entries waiting for a consumer: depth minus inflight.
+    pub(crate) lag: u64,
+    /// The topic filters that feed it.
+    pub(crate) bindings: Vec<String>,
+}
+
 /// A durable queue's run-time state.
 pub(crate) struct Queue {
     id: QueueId,
@@ -489,6 +506,82 @@ impl Durable {
             out.push((queue.to_string(), u64::from_be_bytes(bytes)));
         }
         Ok(out)
+    }
+
+    /// The store's counters (drops, expiries, dead-lettering, syncs).
+    pub(crate) fn store_stats(&self) -> diglot_store::StoreStats {
+        self.store.stats()
+    }
+
+    /// Every queue with its depth, bytes, consumers and lag, ordered by name.
+    pub(crate) fn views(&self) -> Vec<QueueView> {
+        let queues: Vec<Arc<Queue>> = self.by_name.lock().values().cloned().collect();
+        let mut out: Vec<QueueView> = queues
+            .iter()
+            .map(|q| {
+                let (consumers, inflight, bindings) = {
+                    let st = q.state.lock();
+                    let bindings = st.bindings.iter().map(|(f, _)| f.to_string()).collect();
+                    (st.consumers.len(), st.inflight.len() as u64, bindings)
+                };
+                let (depth, bytes) = self.store.queue_info(q.id).map_or((0, 0), |i| (i.depth, i.bytes));
+                QueueView {
+                    name: q.name.clone(),
+                    depth,
+                    bytes,
+                    consumers,
+                    inflight,
+                    lag: depth.saturating_sub(inflight),
+                    bindings,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Deletes every entry of queue `name` that is not being delivered right now (those are
+    /// settled by their consumers as usual). The queue, its bindings and its consumers stay.
+    /// Returns how many entries were deleted, or `None` if there is no such queue.
+    pub(crate) async fn purge(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        let Some(q) = self.get(name) else { return Ok(None) };
+        let mut purged = 0u64;
+        // What is in memory and not inflight goes first, then whatever the store still holds.
+        let ready: Vec<u64> = {
+            let mut st = q.state.lock();
+            let seqs = st.ready.keys().copied().collect();
+            st.ready.clear();
+            seqs
+        };
+        for seq in ready {
+            match self.store.ack(q.id, Seq(seq)).await {
+                Ok(()) => purged += 1,
+                Err(StoreError::NoSuchEntry { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut after = None;
+        loop {
+            let store = self.store.clone();
+            let id = q.id;
+            let batch = tokio::task::spawn_blocking(move || store.read(id, after, 1024))
+                .await
+                .map_err(|e| StoreError::Failed(e.to_string()))??;
+            let Some(last) = batch.last().map(|e| e.seq) else { break };
+            after = Some(last);
+            for entry in batch {
+                if q.state.lock().inflight.contains_key(&entry.seq.0) {
+                    continue;
+                }
+                match self.store.ack(q.id, entry.seq).await {
+                    Ok(()) => purged += 1,
+                    Err(StoreError::NoSuchEntry { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        tracing::info!(queue = name, purged, "queue purged");
+        Ok(Some(purged))
     }
 
     /// Whether a queue has a consumer attached.

@@ -53,12 +53,21 @@ pub(crate) async fn serve<S>(
     let deadline = Instant::now() + shared.handshake_timeout;
     let slot: Arc<Mutex<Option<Pending>>> = Arc::new(Mutex::new(None));
     let ping_interval = routes.ping_interval;
+    let anonymous_ok = conn_auth.anonymous_ok;
     let service = {
         let shared = shared.clone();
         let slot = slot.clone();
         hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            let resp = respond(&shared, &routes, &mut req, &slot, peer);
-            async move { Ok::<_, Infallible>(resp) }
+            let shared = shared.clone();
+            let routes = routes.clone();
+            let slot = slot.clone();
+            async move {
+                // /metrics, /readyz, /dashboard and the JSON API.
+                if crate::api::owns(req.uri().path()) && !is_upgrade(&req) {
+                    return Ok::<_, Infallible>(crate::api::handle(&shared, &routes, req, peer, anonymous_ok).await);
+                }
+                Ok(respond(&shared, &routes, &mut req, &slot, peer))
+            }
         })
     };
     let conn = hyper::server::conn::http1::Builder::new()
@@ -215,7 +224,7 @@ fn ws_options(shared: &Shared, routes: &WsRoutes) -> Options {
     // messages are bounded the same way, and so is an inflated message (a decompression bomb
     // is refused at the limit, not allocated). UTF-8 of text messages is always checked
     // (RFC 6455 §8.1).
-    let max = shared.limits.max_frame_bytes + 1024;
+    let max = shared.limits().max_frame_bytes + 1024;
     let mut options = Options::default()
         .with_utf8()
         .with_no_delay()

@@ -3,13 +3,16 @@
 //!
 //! It ties the sans-IO protocol adapters to sockets; it holds no protocol logic of its own.
 
+mod api;
 mod auth;
+mod conns;
 mod driver;
 mod durable;
 mod echo;
 mod extensions;
 mod http;
 mod link;
+mod metrics;
 pub mod negotiate;
 pub mod origin;
 mod registry;
@@ -17,5 +20,8 @@ mod server;
 mod sys;
 pub mod tls;
 
+pub use api::HttpSettings;
 pub use negotiate::Proto;
-pub use server::{Bound, Compression, ListenerKind, ListenerSpec, Server, Spec, StartError, WsPaths, WsRoutes};
+pub use server::{
+    Bound, Compression, ListenerKind, ListenerSpec, ReloadHandle, Reloader, Server, Spec, StartError, WsPaths, WsRoutes,
+};

@@ -197,6 +197,7 @@ fn ws_close_code(reason: &CloseReason) -> (CloseCode, &'static str) {
         CloseReason::SessionTakenOver => (CloseCode::Policy, "session taken over"),
         CloseReason::ConnectRefused(_) => (CloseCode::Policy, "connect refused"),
         CloseReason::AuthExpired => (CloseCode::Policy, "credentials expired"),
+        CloseReason::Kicked => (CloseCode::Policy, "closed by an administrator"),
         CloseReason::NotAuthorized(_) => (CloseCode::Policy, "not authorized"),
         CloseReason::Io(_) => (CloseCode::Error, "i/o error"),
         CloseReason::ClientDisconnect | CloseReason::PeerClosed => (CloseCode::Normal, ""),

@@ -121,6 +121,61 @@ pub struct Spec {
     pub sys_interval: Duration,
     /// Users, JWT validation, ACL rules and the failed-login limit.
     pub auth: diglot_auth::AuthConfig,
+    /// The HTTP API's settings.
+    pub http: crate::api::HttpSettings,
+}
+
+/// Re-reads the configuration and applies it with [`ReloadHandle::apply`].
+pub type Reloader = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Applies a new [`Spec`] to a running server: what can change without a restart.
+#[derive(Clone)]
+pub struct ReloadHandle(std::sync::Weak<Shared>);
+
+impl ReloadHandle {
+    /// Puts the reloadable parts of `spec` in force: users, JWT settings and ACLs (for new
+    /// logins and every open connection's checks), the per-connection limits and the
+    /// per-address connection limit (for new connections), and the TLS certificates (loaded
+    /// again from their files). All or nothing: on error nothing changes. Listeners, the store
+    /// and the protocol settings need a restart.
+    pub fn apply(&self, spec: &Spec) -> Result<(), String> {
+        let Some(shared) = self.0.upgrade() else { return Err("the server has stopped".into()) };
+        // Check everything first, then swap.
+        let tls = shared.tls.lock().clone();
+        for t in &tls {
+            t.check().map_err(|e| e.to_string())?;
+        }
+        shared.auth.reload(&spec.auth).map_err(|e| e.to_string())?;
+        *shared.limits.write() = spec.limits.clone();
+        shared.max_per_ip.store(spec.max_connections_per_ip.max(1), std::sync::atomic::Ordering::Relaxed);
+        for t in &tls {
+            t.reload();
+        }
+        tracing::info!("configuration reloaded: users, ACLs, limits and TLS certificates");
+        Ok(())
+    }
+}
+
+impl Shared {
+    /// The per-connection limits for a new connection.
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits.read().clone()
+    }
+
+    /// Reloads the configuration through the embedding binary's reloader, or, without one,
+    /// just the TLS certificates.
+    pub(crate) fn reload(&self) -> Result<(), String> {
+        let reloader = self.reloader.lock().clone();
+        match reloader {
+            Some(f) => f(),
+            None => {
+                for t in self.tls.lock().iter() {
+                    t.reload();
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Why the network side could not start.
@@ -158,7 +213,8 @@ pub(crate) struct Shared {
     pub(crate) router: Router,
     pub(crate) durable: Durable,
     pub(crate) registry: Registry,
-    pub(crate) limits: Limits,
+    /// Per-connection limits for new connections (a reload replaces them).
+    limits: parking_lot::RwLock<Limits>,
     pub(crate) mqtt: diglot_mqtt::Config,
     pub(crate) stomp: diglot_stomp::Config,
     pub(crate) handshake_timeout: Duration,
@@ -175,9 +231,24 @@ pub(crate) struct Shared {
     pub(crate) deflate_pool: yawc::DeflatePool,
     /// Open connections per source address.
     pub(crate) per_ip: dashmap::DashMap<std::net::IpAddr, usize>,
-    pub(crate) max_per_ip: usize,
+    pub(crate) max_per_ip: std::sync::atomic::AtomicUsize,
+    /// `[http]` settings of the API.
+    pub(crate) http: crate::api::HttpSettings,
+    /// Re-reads the configuration and applies it (SIGHUP, `POST /api/v1/reload`); set by the
+    /// embedding binary, which knows where the configuration lives.
+    reloader: parking_lot::Mutex<Option<Reloader>>,
+    /// TLS listeners, whose certificates a reload loads again.
+    tls: parking_lot::Mutex<Vec<Arc<crate::tls::Tls>>>,
     /// Logins and ACLs.
     pub(crate) auth: Arc<crate::auth::Auth>,
+    /// Open connections and recent closes.
+    pub(crate) conns: crate::conns::Conns,
+    /// Publishes per topic (the busiest ones).
+    pub(crate) topics: crate::conns::TopTopics,
+    /// Prometheus metrics.
+    pub(crate) metrics: crate::metrics::Metrics,
+    /// Every listener is bound and accepting (`GET /readyz`).
+    pub(crate) ready: std::sync::atomic::AtomicBool,
 }
 
 /// A bound listener.
@@ -225,6 +296,7 @@ impl Server {
             })?;
             let kind = match (&l.kind, tls.is_some()) {
                 (ListenerKind::Ws(_), true) => "wss",
+                (ListenerKind::Ws(r), false) if r.paths.is_empty() && r.echo_path.is_none() => "http",
                 (ListenerKind::Mqtt, true) => "mqtts",
                 (ListenerKind::Stomp, true) => "stomps",
                 (k, false) => k.label(),
@@ -238,7 +310,7 @@ impl Server {
             router,
             durable,
             registry: Registry::default(),
-            limits: spec.limits.clone(),
+            limits: parking_lot::RwLock::new(spec.limits.clone()),
             mqtt: spec.mqtt.clone(),
             stomp: spec.stomp.clone(),
             handshake_timeout: spec.handshake_timeout,
@@ -252,8 +324,15 @@ impl Server {
             started: std::time::Instant::now(),
             deflate_pool: yawc::DeflatePool::new(64),
             per_ip: dashmap::DashMap::new(),
-            max_per_ip: spec.max_connections_per_ip.max(1),
+            max_per_ip: std::sync::atomic::AtomicUsize::new(spec.max_connections_per_ip.max(1)),
+            http: spec.http.clone(),
+            reloader: parking_lot::Mutex::new(None),
+            tls: parking_lot::Mutex::new(tls_all.clone()),
             auth,
+            conns: crate::conns::Conns::default(),
+            topics: crate::conns::TopTopics::default(),
+            metrics: crate::metrics::Metrics::default(),
+            ready: std::sync::atomic::AtomicBool::new(false),
         });
         // Sessions that were waiting to expire when the broker stopped keep their deadlines.
         match shared.durable.session_deadlines() {
@@ -272,7 +351,7 @@ impl Server {
         let permits = Arc::new(Semaphore::new(spec.max_connections.max(1)));
         let tracker = TaskTracker::new();
         // Always handle SIGHUP: its default action would end the process.
-        tokio::spawn(reload_on_sighup(tls_all, shared.shutdown.clone()));
+        tokio::spawn(reload_on_sighup(Arc::downgrade(&shared), shared.shutdown.clone()));
         for ((listener, kind, tls, allow_anonymous), b) in listeners.into_iter().zip(&bound) {
             tracing::info!(listener = %b.name, kind = b.kind, addr = %b.addr, "listening");
             let acceptor = Acceptor {
@@ -285,7 +364,19 @@ impl Server {
             };
             tracker.spawn(acceptor.run(listener));
         }
+        shared.ready.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(Server { shared, bound, shutdown_tx, tracker, grace: spec.shutdown_grace })
+    }
+
+    /// A handle that applies a new [`Spec`] to this server (see [`ReloadHandle::apply`]).
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle(Arc::downgrade(&self.shared))
+    }
+
+    /// Sets what SIGHUP and `POST /api/v1/reload` run: typically, read the configuration file
+    /// again and [`ReloadHandle::apply`] it.
+    pub fn set_reloader(&self, reloader: Reloader) {
+        *self.shared.reloader.lock() = Some(reloader);
     }
 
     /// The bound listeners with their real addresses.
@@ -434,13 +525,13 @@ async fn open_store(config: &diglot_store::StoreConfig) -> Result<(Router, Durab
     opened.map_err(|source| StartError::Store { path, source })
 }
 
-/// Reloads every TLS listener's certificate and key on SIGHUP, without dropping connections.
-async fn reload_on_sighup(tls: Vec<Arc<crate::tls::Tls>>, mut shutdown: watch::Receiver<bool>) {
+/// Reloads the configuration on SIGHUP (see [`Shared::reload`]), without dropping connections.
+async fn reload_on_sighup(shared: std::sync::Weak<Shared>, mut shutdown: watch::Receiver<bool>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; TLS certificates will not reload");
+            tracing::warn!("cannot listen for SIGHUP; the configuration will not reload on it");
             return;
         };
         loop {
@@ -450,9 +541,10 @@ async fn reload_on_sighup(tls: Vec<Arc<crate::tls::Tls>>, mut shutdown: watch::R
                     if got.is_none() {
                         return;
                     }
-                    tracing::info!(tls_listeners = tls.len(), "SIGHUP: reloading");
-                    for t in &tls {
-                        t.reload();
+                    tracing::info!("SIGHUP: reloading");
+                    let Some(shared) = shared.upgrade() else { return };
+                    if let Err(e) = shared.reload() {
+                        tracing::error!(error = %e, "reload refused; the old configuration stays in force");
                     }
                 }
             }
@@ -460,7 +552,7 @@ async fn reload_on_sighup(tls: Vec<Arc<crate::tls::Tls>>, mut shutdown: watch::R
     }
     #[cfg(not(unix))]
     {
-        let _ = (tls, shutdown.wait_for(|down| *down).await);
+        let _ = (shared, shutdown.wait_for(|down| *down).await);
     }
 }
 
@@ -473,7 +565,7 @@ struct IpSlot {
 impl IpSlot {
     fn take(shared: &Arc<Shared>, ip: std::net::IpAddr) -> Option<IpSlot> {
         let mut n = shared.per_ip.entry(ip).or_insert(0);
-        if *n >= shared.max_per_ip {
+        if *n >= shared.max_per_ip.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
         }
         *n += 1;

@@ -114,6 +114,11 @@ impl Tls {
         tokio_rustls::TlsAcceptor::from(self.current.read().clone())
     }
 
+    /// Whether the files load now (for a reload that must be all or nothing).
+    pub(crate) fn check(&self) -> Result<(), TlsError> {
+        load(&self.settings).map(|_| ())
+    }
+
     /// Loads the files again; on failure the current config stays.
     pub(crate) fn reload(&self) {
         match load(&self.settings) {

@@ -34,6 +34,25 @@ pub struct Config {
     pub store: diglot_store::StoreConfig,
     /// Users, JWT validation, topic ACLs and the failed-login limit.
     pub auth: diglot_auth::AuthConfig,
+    /// The HTTP API, `/metrics`, `/readyz` and the dashboard.
+    pub http: HttpConfig,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// The role (from `[auth]` users or a JWT's roles claim) that may use the admin endpoints.
+    pub admin_role: String,
+    /// Largest request body the API accepts, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        let d = diglot_net::HttpSettings::default();
+        HttpConfig { admin_role: d.admin_role, max_body_bytes: d.max_body_bytes }
+    }
 }
 
 /// `[log]`
@@ -43,11 +62,23 @@ pub struct LogConfig {
     /// A tracing filter such as `info` or `diglot_net=debug,info`. `RUST_LOG` overrides it, and
     /// `--log-level` overrides both.
     pub level: String,
+    /// `text` (human-readable lines) or `json` (one JSON object per line).
+    pub format: LogFormat,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info,fjall=warn,lsm_tree=warn,sled=warn".into() }
+        LogConfig { level: "info,fjall=warn,lsm_tree=warn,sled=warn".into(), format: LogFormat::Text }
     }
 }
 
@@ -118,6 +149,10 @@ pub struct Listeners {
     pub mqtts: MqttsListener,
     /// `[listeners.stomps]`: STOMP over TLS.
     pub stomps: StompsListener,
+    /// `[listeners.http]`: only the HTTP endpoints (`/metrics`, `/readyz`, `/healthz`,
+    /// `/dashboard`, `/api/v1`), no WebSockets; off by default (the WebSocket listeners serve
+    /// them too).
+    pub http: HttpListener,
 }
 
 macro_rules! tls_listener {
@@ -285,6 +320,22 @@ macro_rules! tcp_listener {
 }
 
 tcp_listener!(MqttListener, "mqtt", "127.0.0.1:1883");
+
+/// `[listeners.http]`: off by default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpListener {
+    /// Whether to listen at all.
+    pub enabled: bool,
+    /// Address and port.
+    pub addr: SocketAddr,
+}
+
+impl Default for HttpListener {
+    fn default() -> Self {
+        HttpListener { enabled: false, addr: addr("127.0.0.1:9090") }
+    }
+}
 tcp_listener!(StompListener, "stomp", "127.0.0.1:61613");
 
 /// `[limits]`
@@ -444,6 +495,9 @@ impl Config {
         if l.max_frame_bytes > 268_435_455 {
             return Err("limits.max_frame_bytes must be at most 268435455 (MQTT's largest packet)".into());
         }
+        if self.http.max_body_bytes == 0 {
+            return Err("http.max_body_bytes must be greater than 0".into());
+        }
         if self.store.path.as_os_str().is_empty() {
             return Err("store.path must name a directory".into());
         }
@@ -470,6 +524,7 @@ impl Config {
             (ls.wss.enabled, ls.wss.addr, "listeners.wss"),
             (ls.mqtts.enabled, ls.mqtts.addr, "listeners.mqtts"),
             (ls.stomps.enabled, ls.stomps.addr, "listeners.stomps"),
+            (ls.http.enabled, ls.http.addr, "listeners.http"),
         ]
         .into_iter()
         .find(|(on, addr, _)| *on && !addr.ip().is_loopback());
@@ -554,6 +609,13 @@ impl Config {
                 }),
             }
         };
+        let http_routes = WsRoutes {
+            paths: Default::default(),
+            echo_path: None,
+            compression: None,
+            origins: ws_routes.origins.clone(),
+            ping_interval: None,
+        };
         let plain = [
             (ls.ws.enabled, "listeners.ws", ls.ws.addr, ListenerKind::Ws(ws_routes.clone()), None),
             (ls.mqtt.enabled, "listeners.mqtt", ls.mqtt.addr, ListenerKind::Mqtt, None),
@@ -561,6 +623,7 @@ impl Config {
             (ls.wss.enabled, "listeners.wss", ls.wss.addr, ListenerKind::Ws(ws_routes), ls.wss.settings()),
             (ls.mqtts.enabled, "listeners.mqtts", ls.mqtts.addr, ListenerKind::Mqtt, ls.mqtts.settings()),
             (ls.stomps.enabled, "listeners.stomps", ls.stomps.addr, ListenerKind::Stomp, ls.stomps.settings()),
+            (ls.http.enabled, "listeners.http", ls.http.addr, ListenerKind::Ws(http_routes), None),
         ];
         for (enabled, name, addr, kind, tls) in plain {
             if enabled {
@@ -598,6 +661,10 @@ impl Config {
             },
             store: self.store.clone(),
             auth: self.auth.clone(),
+            http: diglot_net::HttpSettings {
+                admin_role: self.http.admin_role.clone(),
+                max_body_bytes: self.http.max_body_bytes,
+            },
             sys_interval: Duration::from_secs(self.server.sys_interval_secs),
             stomp: diglot_stomp::Config {
                 connect_timeout: Duration::from_secs(self.stomp.connect_timeout_secs.max(1)),
@@ -623,6 +690,7 @@ impl Config {
         c.listeners.wss.addr = addr("127.0.0.1:0");
         c.listeners.mqtts.addr = addr("127.0.0.1:0");
         c.listeners.stomps.addr = addr("127.0.0.1:0");
+        c.listeners.http.addr = addr("127.0.0.1:0");
         c
     }
 }

@@ -22,6 +22,17 @@ impl Broker {
         Ok(Broker { server })
     }
 
+    /// Makes SIGHUP and `POST /api/v1/reload` read `path` again and apply what can change
+    /// without a restart (users, ACLs, limits, TLS certificates); a file with errors is
+    /// refused, logged, and the running configuration stays.
+    pub fn reload_from(&self, path: std::path::PathBuf) {
+        let handle = self.server.reload_handle();
+        self.server.set_reloader(std::sync::Arc::new(move || {
+            let config = Config::load(&path).map_err(|e| e.to_string())?;
+            handle.apply(&config.spec())
+        }));
+    }
+
     /// The bound listeners with their real addresses.
     pub fn bound(&self) -> &[Bound] {
         self.server.bound()

@@ -56,14 +56,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(cli: &Cli) -> anyhow::Result<Config> {
+/// The configuration and the file it came from (none: built-in defaults).
+fn load(cli: &Cli) -> anyhow::Result<(Config, Option<PathBuf>)> {
     let path = match &cli.config {
         Some(p) => Some(p.clone()),
         None => Some(PathBuf::from("broker.toml")).filter(|p| p.exists()),
     };
     Ok(match path {
-        Some(p) => Config::load(&p)?,
-        None => Config::default(),
+        Some(p) => (Config::load(&p)?, Some(p)),
+        None => (Config::default(), None),
     })
 }
 
@@ -71,7 +72,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::HashPassword) = cli.command {
         return hash_password();
     }
-    let config = load(&cli)?;
+    let (config, path) = load(&cli)?;
     if cli.print_config {
         print!("{}", config.to_toml());
         return Ok(());
@@ -81,11 +82,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         (None, Ok(env)) if !env.is_empty() => EnvFilter::try_new(env).context("RUST_LOG")?,
         _ => EnvFilter::try_new(&config.log.level).context("log.level")?,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log.format {
+        diglot::config::LogFormat::Json => fmt.json().with_current_span(false).init(),
+        diglot::config::LogFormat::Text => {
+            fmt.with_target(false).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).init()
+        }
+    }
 
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
@@ -93,11 +96,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         rt.worker_threads(config.server.worker_threads);
     }
     let rt = rt.build().context("cannot start the async runtime")?;
-    rt.block_on(serve(config))
+    rt.block_on(serve(config, path))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let broker = Broker::start(&config).await?;
+    if let Some(path) = path {
+        broker.reload_from(path);
+    }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "diglot started");
     wait_for_signal().await?;
     tracing::info!("shutting down");

@@ -133,6 +133,7 @@ impl Fault {
                 "The connection's credentials expired; reconnect with valid credentials.".into(),
             ),
             CloseReason::NotAuthorized(s) => ("not authorized", s.clone()),
+            CloseReason::Kicked => ("closed by an administrator", "An administrator closed this connection.".into()),
             CloseReason::ClientDisconnect | CloseReason::PeerClosed | CloseReason::Io(_) => return None,
         };
         Some(Fault::new(message, detail, reason.clone()))

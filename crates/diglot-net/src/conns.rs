@@ -1,0 +1,265 @@
+//! The table of open connections, for the admin API, the dashboard and metrics: who is
+//! connected, over what, since when, with what traffic; and the most recent closes.
+//!
+//! The driver inserts its entry when the connection starts, fills in the client id, username
+//! and protocol version as CONNECT settles them, counts traffic on the entry's atomics (one
+//! writer, relaxed), and removes it when the connection ends. An administrator's kick wakes the
+//! driver through the entry, which closes with [`CloseReason::Kicked`].
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use dashmap::DashMap;
+use diglot_core::{CloseReason, ConnId, Transport};
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+/// How many closed connections [`Conns::recent_closes`] remembers.
+const RECENT_CLOSES: usize = 100;
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What CONNECT settled about a connection.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Details {
+    /// The client id, once claimed.
+    pub(crate) client_id: Option<String>,
+    /// The authenticated username.
+    pub(crate) username: Option<String>,
+    /// `mqtt/3.1.1`, `stomp/1.2`, … (the protocol name alone before CONNECT).
+    pub(crate) protocol: &'static str,
+}
+
+/// One open connection.
+#[derive(Debug)]
+pub(crate) struct ConnEntry {
+    pub(crate) id: ConnId,
+    pub(crate) transport: Transport,
+    pub(crate) peer: SocketAddr,
+    pub(crate) connected_at: SystemTime,
+    pub(crate) details: Mutex<Details>,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) messages_out: AtomicU64,
+    /// Woken by an administrator's kick.
+    pub(crate) kick: Notify,
+    /// The connection's subscriptions: sub id → (filter, QoS, share group).
+    pub(crate) subscriptions: Mutex<std::collections::HashMap<diglot_core::SubId, SubView>>,
+}
+
+/// One subscription as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct SubView {
+    pub(crate) filter: String,
+    pub(crate) qos: u8,
+    /// The MQTT share group (`$share/<group>/...`), if any.
+    pub(crate) share: Option<String>,
+}
+
+impl ConnEntry {
+    /// A JSON view for the admin API.
+    pub(crate) fn view(&self) -> ConnView {
+        let d = self.details.lock().clone();
+        ConnView {
+            id: self.id,
+            client_id: d.client_id,
+            username: d.username,
+            protocol: d.protocol,
+            transport: self.transport.label(),
+            peer: self.peer.to_string(),
+            connected_at_ms: unix_ms(self.connected_at),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            messages_in: self.messages_in.load(Ordering::Relaxed),
+            messages_out: self.messages_out.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// An open connection as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ConnView {
+    pub(crate) id: ConnId,
+    pub(crate) client_id: Option<String>,
+    pub(crate) username: Option<String>,
+    pub(crate) protocol: &'static str,
+    pub(crate) transport: &'static str,
+    pub(crate) peer: String,
+    pub(crate) connected_at_ms: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) messages_in: u64,
+    pub(crate) messages_out: u64,
+}
+
+/// A connection that ended.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ClosedView {
+    pub(crate) id: ConnId,
+    pub(crate) client_id: Option<String>,
+    pub(crate) protocol: &'static str,
+    pub(crate) transport: &'static str,
+    pub(crate) peer: String,
+    pub(crate) closed_at_ms: u64,
+    /// The close reason's stable label (`client_disconnect`, `slow_consumer`, …).
+    pub(crate) reason: &'static str,
+    /// The reason with its detail.
+    pub(crate) detail: String,
+}
+
+/// Every open connection, and the last [`RECENT_CLOSES`] that ended.
+#[derive(Debug, Default)]
+pub(crate) struct Conns {
+    open: DashMap<ConnId, Arc<ConnEntry>>,
+    recent: Mutex<VecDeque<ClosedView>>,
+}
+
+impl Conns {
+    /// Adds a connection that just started.
+    pub(crate) fn open(
+        &self,
+        id: ConnId,
+        transport: Transport,
+        peer: SocketAddr,
+        protocol: &'static str,
+    ) -> Arc<ConnEntry> {
+        let entry = Arc::new(ConnEntry {
+            id,
+            transport,
+            peer,
+            connected_at: SystemTime::now(),
+            details: Mutex::new(Details { client_id: None, username: None, protocol }),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            messages_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+            kick: Notify::new(),
+            subscriptions: Mutex::new(std::collections::HashMap::new()),
+        });
+        self.open.insert(id, entry.clone());
+        entry
+    }
+
+    /// Removes a connection that ended, and remembers why.
+    pub(crate) fn close(&self, entry: &ConnEntry, reason: &CloseReason) {
+        self.open.remove(&entry.id);
+        let d = entry.details.lock().clone();
+        let closed = ClosedView {
+            id: entry.id,
+            client_id: d.client_id,
+            protocol: d.protocol,
+            transport: entry.transport.label(),
+            peer: entry.peer.to_string(),
+            closed_at_ms: unix_ms(SystemTime::now()),
+            reason: reason.label(),
+            detail: reason.to_string(),
+        };
+        let mut recent = self.recent.lock();
+        if recent.len() == RECENT_CLOSES {
+            recent.pop_front();
+        }
+        recent.push_back(closed);
+    }
+
+    /// Open connections, ordered by id (oldest first).
+    pub(crate) fn list(&self) -> Vec<Arc<ConnEntry>> {
+        let mut all: Vec<_> = self.open.iter().map(|e| e.value().clone()).collect();
+        all.sort_by_key(|e| e.id);
+        all
+    }
+
+    /// The connections whose client id is `client_id`.
+    pub(crate) fn by_client_id(&self, client_id: &str) -> Vec<Arc<ConnEntry>> {
+        self.open
+            .iter()
+            .filter(|e| e.details.lock().client_id.as_deref() == Some(client_id))
+            .map(|e| e.value().clone())
+            .collect()
+    }
+
+    /// Closes the connections whose client id is `client_id` ([`CloseReason::Kicked`]);
+    /// returns how many there were.
+    pub(crate) fn kick(&self, client_id: &str) -> usize {
+        let found = self.by_client_id(client_id);
+        for e in &found {
+            e.kick.notify_one();
+        }
+        found.len()
+    }
+
+    /// The most recent closes, newest last.
+    pub(crate) fn recent_closes(&self) -> Vec<ClosedView> {
+        self.recent.lock().iter().cloned().collect()
+    }
+}
+
+/// How many distinct topics [`TopTopics`] counts at once.
+const TOP_TOPICS_CAP: usize = 1024;
+
+/// Publishes per topic, for "the busiest topics" on the dashboard and in the stats API.
+///
+/// At most [`TOP_TOPICS_CAP`] topics are counted. When a new topic arrives at a full table,
+/// the least-counted topic is replaced by it and the newcomer inherits that count (the
+/// Space-Saving algorithm): a topic that is really busy always ends up in the table, and
+/// counts are upper bounds. Retained `$SYS` statistics are not published through here.
+#[derive(Debug, Default)]
+pub(crate) struct TopTopics {
+    counts: Mutex<std::collections::HashMap<diglot_core::Topic, u64>>,
+}
+
+impl TopTopics {
+    /// Counts one publish to `topic`.
+    pub(crate) fn record(&self, topic: &diglot_core::Topic) {
+        let mut counts = self.counts.lock();
+        if let Some(n) = counts.get_mut(topic) {
+            *n += 1;
+            return;
+        }
+        if counts.len() < TOP_TOPICS_CAP {
+            counts.insert(topic.clone(), 1);
+            return;
+        }
+        let Some((victim, min)) = counts.iter().min_by_key(|(_, n)| **n).map(|(t, n)| (t.clone(), *n)) else {
+            return;
+        };
+        counts.remove(&victim);
+        counts.insert(topic.clone(), min + 1);
+    }
+
+    /// The `n` busiest topics, busiest first.
+    pub(crate) fn top(&self, n: usize) -> Vec<(String, u64)> {
+        let mut all: Vec<(String, u64)> =
+            self.counts.lock().iter().map(|(t, n)| (t.as_str().to_string(), *n)).collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(n);
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_busiest_topics_survive_a_full_table() {
+        let t = TopTopics::default();
+        let hot = diglot_core::Topic::new("hot").unwrap();
+        for i in 0..(TOP_TOPICS_CAP * 3) {
+            t.record(&diglot_core::Topic::new(&format!("cold/{i}")).unwrap());
+            t.record(&hot);
+            t.record(&hot);
+        }
+        let top = t.top(3);
+        assert_eq!(top[0].0, "hot");
+        assert!(top[0].1 >= (TOP_TOPICS_CAP * 6) as u64);
+        assert_eq!(t.top(usize::MAX).len(), TOP_TOPICS_CAP);
+    }
+}
