@@ -103,6 +103,43 @@ pub async fn ws_connect(addr: SocketAddr, path: &str, protocols: &[&str]) -> Res
     }
 }
 
+/// Opens a WebSocket to `path` (which may carry a query string) with extra request headers
+/// (`Authorization`, `Cookie`, …), offering `protocols` (none if empty). A refused handshake
+/// is the server's HTTP answer, as with [`ws_connect`].
+pub async fn ws_connect_with(
+    addr: SocketAddr,
+    path: &str,
+    protocols: &[&str],
+    headers: &[(&str, &str)],
+) -> Result<Conn, WsAnswer> {
+    use tokio_tungstenite::tungstenite::http::HeaderName;
+    let mut req = format!("ws://{addr}{path}").into_client_request().expect("request");
+    if !protocols.is_empty() {
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(&protocols.join(", ")).expect("header"));
+    }
+    for (name, value) in headers {
+        req.headers_mut().append(
+            HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            HeaderValue::from_str(value).expect("header value"),
+        );
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, resp)) => {
+            let protocol = resp.headers().get("Sec-WebSocket-Protocol").map(|v| v.to_str().expect("ascii").to_string());
+            let route = path.split('?').next().unwrap_or(path);
+            let text = protocol.as_deref().is_some_and(|p| p.contains("stomp")) || route.contains("stomp");
+            Ok(Conn::Ws { ws: Box::new(ws), text, protocol })
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let status = resp.status().as_u16();
+            let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+            Err(WsAnswer { status, protocol: None, body })
+        }
+        Err(e) => panic!("websocket connect failed: {e}"),
+    }
+}
+
 /// Opens a raw TCP connection.
 pub async fn tcp_connect(addr: SocketAddr) -> Conn {
     Conn::Tcp(TcpStream::connect(addr).await.expect("tcp connect"))
