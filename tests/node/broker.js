@@ -6,7 +6,7 @@
 // stdout and stderr are drained for the daemon's whole life (a full pipe would stall it) and
 // the last lines are kept for error messages.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -63,12 +63,14 @@ function hookProcessExit() {
  * Starts a daemon. Resolves to { ws, mqtt, stomp } ("host:port" strings), plus wsUrl,
  * stop(), restart() and log(). With `dir`, the daemon runs in that existing directory (and
  * so finds the store an earlier daemon left under its `data/`) instead of a new temp dir.
+ * `extraConfig` is TOML appended to the config file (e.g. `[server]` and `[auth]` sections);
+ * a restart keeps it.
  */
-export async function startBroker({ dir: reuseDir } = {}) {
+export async function startBroker({ dir: reuseDir, extraConfig = '' } = {}) {
   hookProcessExit();
   const dir = reuseDir ?? mkdtempSync(join(tmpdir(), 'diglot-node-'));
   const config = join(dir, 'broker.toml');
-  writeFileSync(config, CONFIG);
+  writeFileSync(config, `${CONFIG}${extraConfig ? `\n${extraConfig}\n` : ''}`);
 
   const env = { ...process.env, NO_COLOR: '1' };
   delete env.RUST_LOG;
@@ -149,7 +151,7 @@ export async function startBroker({ dir: reuseDir } = {}) {
   broker.stomp = addrs.stomp;
   broker.wsUrl = (path = '/ws') => `ws://${addrs.ws}${path}`;
   broker.stop = () => stop(broker);
-  broker.restart = () => restart(broker, dir);
+  broker.restart = () => restart(broker, dir, extraConfig);
   return broker;
 }
 
@@ -184,7 +186,7 @@ async function stop(broker, { keepDir = false } = {}) {
  * Stops `broker` with SIGTERM (it must exit 0) and starts a new daemon in the same directory,
  * on the same data directory; its listeners get new ports. Resolves to the new broker.
  */
-async function restart(broker, dir) {
+async function restart(broker, dir, extraConfig = '') {
   let result;
   try {
     result = await stop(broker, { keepDir: true });
@@ -198,17 +200,20 @@ async function restart(broker, dir) {
       `diglot exited with code ${result.code} signal ${result.signal} after SIGTERM\n--- diglot output ---\n${broker.log()}`,
     );
   }
-  return startBroker({ dir });
+  return startBroker({ dir, extraConfig });
 }
 
 /**
  * Registers before/after hooks that run one daemon for the calling test file. Returns an
  * object whose fields (ws, mqtt, stomp, wsUrl, ...) are filled in once `before` has run.
+ * `extraConfig` (TOML text, or a function returning it, called in `before`) is appended to
+ * the daemon's config.
  */
-export function useBroker() {
+export function useBroker({ extraConfig = '' } = {}) {
   const handle = {};
   before(async () => {
-    Object.assign(handle, await startBroker());
+    const extra = typeof extraConfig === 'function' ? extraConfig() : extraConfig;
+    Object.assign(handle, await startBroker({ extraConfig: extra }));
   });
   after(async () => {
     if (!handle.stop) return;
@@ -221,6 +226,13 @@ export function useBroker() {
     }
   });
   return handle;
+}
+
+/**
+ * An argon2id PHC string for `password` from `diglot hash-password`, for `[auth] users`.
+ */
+export function hashPassword(password) {
+  return execFileSync(DIGLOT_BIN, ['hash-password'], { input: `${password}\n`, encoding: 'utf8' }).trim();
 }
 
 /** Resolves with the value `fn(resolve)` produces, or rejects after EVENTUALLY_MS with `what`. */
