@@ -326,6 +326,7 @@ impl Adapter for Session {
                 false
             }
             Frame::TooLarge(size) => {
+                self.limits.breaches.hit(diglot_core::Limit::MaxFrameBytes);
                 self.fail(Violation::TooLarge { size, max }, out, actions);
                 false
             }

@@ -311,11 +311,15 @@ async fn publish_checked(shared: &Arc<Shared>, caller: &Caller, p: PublishReques
     let msg = to_message(p)?;
     let permissions = shared.auth.permissions(caller.identity.as_ref(), "");
     if !permissions.may_publish(&msg.topic) {
+        shared.auth.counters.publish_denied.fetch_add(1, Ordering::Relaxed);
         return Err((StatusCode::FORBIDDEN, format!("not authorized to publish to {}", msg.topic)));
     }
     let topic = msg.topic.to_string();
     let qos = msg.qos as u8;
     shared.topics.record(&msg.topic);
+    let traffic = shared.metrics.traffic(crate::metrics::Source::Http);
+    traffic.messages_in.fetch_add(1, Ordering::Relaxed);
+    traffic.bytes_in.fetch_add(msg.payload.len() as u64, Ordering::Relaxed);
     match crate::driver::publish(shared, msg).await {
         Ok(()) => Ok(json!({ "topic": topic, "qos": qos, "durable": qos > 0 })),
         Err(PublishError::QueueFull(e)) => Err((StatusCode::TOO_MANY_REQUESTS, format!("queue full: {e}"))),
@@ -392,7 +396,8 @@ pub(crate) fn stats(shared: &Shared) -> Value {
             "publish_denied": auth.publish_denied.load(Ordering::Relaxed),
             "subscribe_denied": auth.subscribe_denied.load(Ordering::Relaxed),
         },
-        "rate_limited": shared.rate_limited.load(Ordering::Relaxed),
+        "rate_limited": shared.breaches().get(diglot_core::Limit::MaxPublishRate),
+        "limits": diglot_core::Limit::ALL.iter().map(|l| (l.label().to_string(), json!(shared.breaches().get(*l)))).collect::<serde_json::Map<_, _>>(),
         "rejected_handshakes": shared.rejected_handshakes.load(Ordering::Relaxed),
         "recent_closes": shared.conns.recent_closes(),
     })

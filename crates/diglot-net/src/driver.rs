@@ -29,6 +29,7 @@ use crate::auth::ConnAuth;
 use crate::conns::ConnEntry;
 use crate::durable::{ConsumerSpec, Queue};
 use crate::link::{Link, Read};
+use crate::metrics::Source;
 use crate::negotiate::Proto;
 use crate::server::Shared;
 
@@ -112,6 +113,10 @@ struct Conn {
     auth_deadline: Option<Instant>,
     /// This connection in the table of open connections (admin API, metrics).
     entry: Arc<ConnEntry>,
+    /// The protocol, for the traffic metrics.
+    source: Source,
+    /// Deliveries so far, to sample their latency.
+    delivered: u64,
 }
 
 impl Conn {
@@ -142,8 +147,14 @@ pub(crate) async fn run(
         Proto::Stomp => Box::new(diglot_stomp::Session::new(info, limits.clone(), shared.stomp.clone(), started)),
     };
     let entry = shared.conns.open(id, transport, peer, adapter.protocol());
+    shared.metrics.opened(adapter.protocol(), transport);
     let mut conn = Conn {
         entry,
+        source: match proto {
+            Proto::Mqtt => Source::Mqtt,
+            Proto::Stomp => Source::Stomp,
+        },
+        delivered: 0,
         id,
         outbox: Arc::new(Outbox::new(limits.outbox_max_messages, limits.outbox_max_bytes)),
         kick: Arc::new(Notify::new()),
@@ -208,9 +219,14 @@ pub(crate) async fn run(
                 conn.bytes_in += n as u64;
                 conn.entry.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 if let Some(b) = conn.byte_rate.as_mut() {
+                    let before = b.ready_at().is_some();
                     b.take(n as f64, now);
+                    if !before && b.ready_at().is_some() {
+                        shared.breach(diglot_core::Limit::MaxBytesRate);
+                    }
                 }
                 shared.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                shared.metrics.traffic(conn.source).bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 on_input(&shared, &mut conn, adapter.as_mut(), &mut input, now, &mut out, &mut actions).await
             }
             // The pause is over: go on with what is already buffered.
@@ -243,6 +259,12 @@ pub(crate) async fn run(
                 adapter.on_server_close(&reason, &mut out);
                 Some(reason)
             }
+            Event::Read(Ok(Read::TooLarge(why))) => {
+                shared.breach(diglot_core::Limit::MaxWsMessageBytes);
+                let reason = CloseReason::LimitExceeded(why);
+                adapter.on_server_close(&reason, &mut out);
+                Some(reason)
+            }
             Event::Read(Err(e)) => Some(CloseReason::Io(e.to_string())),
             Event::Deliver => deliver(&shared, &mut conn, adapter.as_mut(), now, &mut out).await,
             Event::Timer => {
@@ -258,6 +280,7 @@ pub(crate) async fn run(
                     conn.bytes_out += len;
                     conn.entry.bytes_out.fetch_add(len, Ordering::Relaxed);
                     shared.bytes_out.fetch_add(len, Ordering::Relaxed);
+                    shared.metrics.traffic(conn.source).bytes_out.fetch_add(len, Ordering::Relaxed);
                     adapter.on_sent(Instant::now());
                 }
             }
@@ -326,8 +349,13 @@ async fn deliver(
             Some(at) => conn.consumers.get(&d.sub).is_some_and(|(_, auto)| *auto).then_some(at),
             None => None,
         };
+        if conn.delivered.is_multiple_of(crate::metrics::LATENCY_SAMPLE) {
+            shared.metrics.delivery_latency.record(now.saturating_duration_since(d.msg.received_at).as_secs_f64());
+        }
+        conn.delivered += 1;
         adapter.on_delivery(d, now, out);
         conn.entry.messages_out.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.traffic(conn.source).messages_out.fetch_add(1, Ordering::Relaxed);
         // An `ack:auto` consumer's entry is done once it is handed to the client.
         if let Some(at) = auto_ack {
             shared.durable.ack(conn.id, at).await;
@@ -377,11 +405,12 @@ async fn execute_one(
     match action {
         Action::Publish { msg, token } => {
             conn.entry.messages_in.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.traffic(conn.source).messages_in.fetch_add(1, Ordering::Relaxed);
             shared.topics.record(&msg.topic);
             if let Some(b) = conn.publish_rate.as_mut() {
                 b.take(1.0, Instant::now());
                 if b.ready_at().is_some() {
-                    shared.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    shared.breach(diglot_core::Limit::MaxPublishRate);
                 }
             }
             let stored = match route(shared, msg).await {
@@ -592,6 +621,12 @@ async fn finish(
     started: Instant,
 ) {
     conn.outbox.close();
+    match reason {
+        CloseReason::SlowConsumer => shared.breach(diglot_core::Limit::SlowConsumer),
+        CloseReason::HandshakeTimeout => shared.breach(diglot_core::Limit::HandshakeTimeout),
+        _ => {}
+    }
+    shared.metrics.closed(&reason, adapter.protocol());
     for (sub, filter) in conn.subs.drain() {
         shared.router.unsubscribe(&filter, conn.id, sub);
     }

@@ -508,6 +508,11 @@ impl Durable {
         Ok(out)
     }
 
+    /// Calls `observe` with the duration of every store sync (the flush latency histogram).
+    pub(crate) fn observe_syncs(&self, observe: impl Fn(std::time::Duration) + Send + Sync + 'static) {
+        self.store.observe_syncs(observe);
+    }
+
     /// The store's counters (drops, expiries, dead-lettering, syncs).
     pub(crate) fn store_stats(&self) -> diglot_store::StoreStats {
         self.store.stats()

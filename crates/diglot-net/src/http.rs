@@ -73,10 +73,16 @@ pub(crate) async fn serve<S>(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(shared.handshake_timeout)
-        .max_buf_size(64 * 1024)
+        .max_buf_size(shared.edge.http_header_bytes.load(std::sync::atomic::Ordering::Relaxed))
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     if let Err(e) = conn.await {
+        // hyper has answered 431 (head too large) or 408 (head not read in time) itself.
+        if e.is_parse_too_large() {
+            shared.breach(diglot_core::Limit::MaxHttpHeaderBytes);
+        } else if e.is_timeout() {
+            shared.breach(diglot_core::Limit::HandshakeTimeout);
+        }
         tracing::debug!(%peer, error = %e, "http connection ended");
         return;
     }
@@ -88,6 +94,7 @@ pub(crate) async fn serve<S>(
             return;
         }
         Err(_) => {
+            shared.breach(diglot_core::Limit::HandshakeTimeout);
             tracing::debug!(%peer, "websocket upgrade timed out");
             return;
         }
@@ -142,7 +149,7 @@ fn respond(
     // refuse pages that are not allowed before anything else happens.
     let origin = req.headers().get(header::ORIGIN).map(|v| v.to_str().unwrap_or("\u{fffd}"));
     if !routes.origins.allows(origin) {
-        shared.rejected_handshakes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shared.rejected(403);
         return text(StatusCode::FORBIDDEN, "origin not allowed\n");
     }
     if req.method() != Method::GET || !is_upgrade(req) {
@@ -162,14 +169,14 @@ fn respond(
         match shared.auth.handshake(headers, req.uri().query(), peer.ip()) {
             Ok(identity) => identity,
             Err(HandshakeRefusal::Unauthorized) => {
-                shared.rejected_handshakes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared.rejected(401);
                 let mut resp = text(StatusCode::UNAUTHORIZED, "invalid token\n");
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
                 return resp;
             }
             Err(HandshakeRefusal::TooManyFailures(secs)) => {
-                shared.rejected_handshakes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared.rejected(429);
                 let mut resp = text(StatusCode::TOO_MANY_REQUESTS, "too many failed logins from this address\n");
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
                 return resp;
@@ -182,7 +189,7 @@ fn respond(
         _ if is_echo => (None, None),
         Choice::Accept { proto, echo } => (Some(proto), echo),
         Choice::Refuse => {
-            shared.rejected_handshakes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            shared.rejected(400);
             return text(StatusCode::BAD_REQUEST, refusal_body());
         }
     };
@@ -220,15 +227,15 @@ fn respond(
 }
 
 fn ws_options(shared: &Shared, routes: &WsRoutes) -> Options {
-    // A frame may carry a whole protocol frame plus WebSocket overhead; reassembled fragmented
-    // messages are bounded the same way, and so is an inflated message (a decompression bomb
-    // is refused at the limit, not allocated). UTF-8 of text messages is always checked
-    // (RFC 6455 §8.1).
-    let max = shared.limits().max_frame_bytes + 1024;
+    // `limits.max_ws_frame_bytes` bounds one frame; `limits.max_ws_message_bytes` bounds a
+    // reassembled fragmented message and an inflated one (a decompression bomb is refused at
+    // the limit, not allocated). UTF-8 of text messages is always checked (RFC 6455 §8.1).
+    let frame = shared.edge.ws_frame_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let message = shared.edge.ws_message_bytes.load(std::sync::atomic::Ordering::Relaxed);
     let mut options = Options::default()
         .with_utf8()
         .with_no_delay()
-        .with_limits(max, max)
+        .with_limits(frame, message)
         .with_read_buffer_capacity(4 * 1024)
         .with_write_buffer_capacity(4 * 1024);
     if let Some(c) = routes.compression {

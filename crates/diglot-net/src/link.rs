@@ -23,6 +23,8 @@ pub enum Read {
     Closed,
     /// The peer broke the transport's rules.
     Violation(String),
+    /// A WebSocket frame or message over `limits.max_ws_frame_bytes` / `max_ws_message_bytes`.
+    TooLarge(String),
 }
 
 /// A byte stream: plain TCP or TLS over TCP.
@@ -92,6 +94,7 @@ impl Link {
                 let frame = match ws.next_frame().await {
                     Ok(f) => f,
                     Err(yawc::WebSocketError::ConnectionClosed) => return Ok(Read::Closed),
+                    Err(e @ yawc::WebSocketError::FrameTooLarge) => return Ok(Read::TooLarge(e.to_string())),
                     Err(e) if e.is_protocol_error() => return Ok(Read::Violation(e.to_string())),
                     Err(e) => return Err(io::Error::other(e.to_string())),
                 };

@@ -105,6 +105,12 @@ pub struct Spec {
     pub max_connections: usize,
     /// Most connections open at once from one IP address.
     pub max_connections_per_ip: usize,
+    /// Largest HTTP request head on WebSocket and HTTP listeners (431 over it).
+    pub max_http_header_bytes: usize,
+    /// Largest WebSocket frame payload from a client (close 1009 over it).
+    pub max_ws_frame_bytes: usize,
+    /// Largest WebSocket message from a client, reassembled and inflated (close 1009 over it).
+    pub max_ws_message_bytes: usize,
     /// How long a client has for the TCP-to-WebSocket handshake.
     pub handshake_timeout: Duration,
     /// How long one write may stall before the client counts as a slow consumer.
@@ -146,7 +152,13 @@ impl ReloadHandle {
             t.check().map_err(|e| e.to_string())?;
         }
         shared.auth.reload(&spec.auth).map_err(|e| e.to_string())?;
-        *shared.limits.write() = spec.limits.clone();
+        {
+            // The breach counters outlive a reload.
+            let mut limits = shared.limits.write();
+            let breaches = limits.breaches.clone();
+            *limits = Limits { breaches, ..spec.limits.clone() };
+        }
+        shared.edge.store(spec);
         shared.max_per_ip.store(spec.max_connections_per_ip.max(1), std::sync::atomic::Ordering::Relaxed);
         for t in &tls {
             t.reload();
@@ -160,6 +172,22 @@ impl Shared {
     /// The per-connection limits for a new connection.
     pub(crate) fn limits(&self) -> Limits {
         self.limits.read().clone()
+    }
+
+    /// Counts a refused WebSocket handshake (or API call) with its HTTP status.
+    pub(crate) fn rejected(&self, status: u16) {
+        self.rejected_handshakes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.rejected(status);
+    }
+
+    /// Counts one breach of `limit`.
+    pub(crate) fn breach(&self, limit: diglot_core::Limit) {
+        self.limits.read().breaches.hit(limit);
+    }
+
+    /// The breach counters.
+    pub(crate) fn breaches(&self) -> Arc<diglot_core::Breaches> {
+        self.limits.read().breaches.clone()
     }
 
     /// Reloads the configuration through the embedding binary's reloader, or, without one,
@@ -215,6 +243,8 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     /// Per-connection limits for new connections (a reload replaces them).
     limits: parking_lot::RwLock<Limits>,
+    /// HTTP and WebSocket limits for new connections (a reload replaces them).
+    pub(crate) edge: EdgeLimits,
     pub(crate) mqtt: diglot_mqtt::Config,
     pub(crate) stomp: diglot_stomp::Config,
     pub(crate) handshake_timeout: Duration,
@@ -223,8 +253,6 @@ pub(crate) struct Shared {
     pub(crate) connections: AtomicUsize,
     pub(crate) rejected_handshakes: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
-    /// Publishes that put their connection over `limits.max_publish_rate`.
-    pub(crate) rate_limited: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) started: std::time::Instant,
     /// Deflate state shared by connections between messages (no-context-takeover mode).
@@ -310,7 +338,9 @@ impl Server {
             router,
             durable,
             registry: Registry::default(),
-            limits: parking_lot::RwLock::new(spec.limits.clone()),
+            // Fresh counters: two servers started from one Spec count apart.
+            limits: parking_lot::RwLock::new(Limits { breaches: Default::default(), ..spec.limits.clone() }),
+            edge: EdgeLimits::new(&spec),
             mqtt: spec.mqtt.clone(),
             stomp: spec.stomp.clone(),
             handshake_timeout: spec.handshake_timeout,
@@ -319,7 +349,6 @@ impl Server {
             connections: AtomicUsize::new(0),
             rejected_handshakes: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
-            rate_limited: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             started: std::time::Instant::now(),
             deflate_pool: yawc::DeflatePool::new(64),
@@ -345,6 +374,11 @@ impl Server {
             }
             Err(e) => tracing::error!(error = %e, "cannot read session deadlines"),
         }
+        {
+            let sync = shared.metrics.store_sync.clone();
+            shared.durable.observe_syncs(move |d| sync.record(d.as_secs_f64()));
+        }
+        tokio::spawn(crate::metrics::upkeep(Arc::downgrade(&shared), shared.shutdown.clone()));
         if !spec.sys_interval.is_zero() {
             tokio::spawn(crate::sys::run(shared.clone(), spec.sys_interval));
         }
@@ -444,13 +478,23 @@ impl Acceptor {
                 }
             };
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                self.shared.breach(diglot_core::Limit::MaxConnections);
                 tracing::warn!(%peer, "connection limit reached; refusing");
-                self.tracker.spawn(refuse(stream, matches!(*self.kind, ListenerKind::Ws(_))));
+                let http = matches!(*self.kind, ListenerKind::Ws(_));
+                if http {
+                    self.shared.metrics.rejected(503);
+                }
+                self.tracker.spawn(refuse(stream, http));
                 continue;
             };
             let Some(ip_slot) = IpSlot::take(&self.shared, peer.ip()) else {
+                self.shared.breach(diglot_core::Limit::MaxConnectionsPerIp);
                 tracing::warn!(%peer, "per-address connection limit reached; refusing");
-                self.tracker.spawn(refuse(stream, matches!(*self.kind, ListenerKind::Ws(_))));
+                let http = matches!(*self.kind, ListenerKind::Ws(_));
+                if http {
+                    self.shared.metrics.rejected(503);
+                }
+                self.tracker.spawn(refuse(stream, http));
                 continue;
             };
             let _ = stream.set_nodelay(true);
@@ -476,6 +520,7 @@ impl Acceptor {
                                 return;
                             }
                             Err(_) => {
+                                shared.breach(diglot_core::Limit::HandshakeTimeout);
                                 tracing::info!(%peer, "TLS handshake timed out");
                                 return;
                             }
@@ -553,6 +598,34 @@ async fn reload_on_sighup(shared: std::sync::Weak<Shared>, mut shutdown: watch::
     #[cfg(not(unix))]
     {
         let _ = (shared, shutdown.wait_for(|down| *down).await);
+    }
+}
+
+/// The HTTP and WebSocket limits of new connections; a reload stores new values.
+#[derive(Debug)]
+pub(crate) struct EdgeLimits {
+    /// Largest HTTP request head.
+    pub(crate) http_header_bytes: AtomicUsize,
+    /// Largest WebSocket frame payload.
+    pub(crate) ws_frame_bytes: AtomicUsize,
+    /// Largest WebSocket message, reassembled and inflated.
+    pub(crate) ws_message_bytes: AtomicUsize,
+}
+
+impl EdgeLimits {
+    fn new(spec: &Spec) -> EdgeLimits {
+        EdgeLimits {
+            http_header_bytes: AtomicUsize::new(spec.max_http_header_bytes),
+            ws_frame_bytes: AtomicUsize::new(spec.max_ws_frame_bytes),
+            ws_message_bytes: AtomicUsize::new(spec.max_ws_message_bytes),
+        }
+    }
+
+    fn store(&self, spec: &Spec) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.http_header_bytes.store(spec.max_http_header_bytes, Relaxed);
+        self.ws_frame_bytes.store(spec.max_ws_frame_bytes, Relaxed);
+        self.ws_message_bytes.store(spec.max_ws_message_bytes, Relaxed);
     }
 }
 

@@ -36,7 +36,7 @@ pub(crate) async fn run(shared: Arc<Shared>, interval: Duration) {
             ("$SYS/broker/bytes/sent", shared.bytes_out.load(Ordering::Relaxed).to_string()),
             ("$SYS/broker/subscriptions/count", shared.router.subscription_count().to_string()),
             ("$SYS/broker/retained messages/count", shared.router.retained().len().to_string()),
-            ("$SYS/broker/publish/rate limited", shared.rate_limited.load(Ordering::Relaxed).to_string()),
+            ("$SYS/broker/publish/rate limited", shared.breaches().get(diglot_core::Limit::MaxPublishRate).to_string()),
             ("$SYS/broker/auth/failures", auth.failures.load(Ordering::Relaxed).to_string()),
             ("$SYS/broker/acl/publish denied", auth.publish_denied.load(Ordering::Relaxed).to_string()),
             ("$SYS/broker/acl/subscribe denied", auth.subscribe_denied.load(Ordering::Relaxed).to_string()),

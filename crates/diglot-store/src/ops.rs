@@ -60,6 +60,17 @@ pub(crate) struct Counters {
     pub compactions: AtomicU64,
     /// The running compaction's thread, joined before the store closes (it holds the engine).
     pub compactor: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Told how long each successful sync took (metrics), once set.
+    pub sync_observer: OnceLock<SyncObserver>,
+}
+
+/// Called with the duration of every successful sync (see [`crate::Store::observe_syncs`]).
+pub(crate) struct SyncObserver(pub Box<dyn Fn(std::time::Duration) + Send + Sync>);
+
+impl std::fmt::Debug for SyncObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncObserver")
+    }
 }
 
 impl Counters {

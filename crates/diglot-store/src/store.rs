@@ -382,6 +382,12 @@ impl Store {
         count > self.inner.config.max_redeliveries.saturating_add(1)
     }
 
+    /// Calls `observe` with the duration of every successful sync from now on (a flush
+    /// latency histogram). Only the first observer set is kept; returns whether this one was.
+    pub fn observe_syncs(&self, observe: impl Fn(std::time::Duration) + Send + Sync + 'static) -> bool {
+        self.inner.shared.counters.sync_observer.set(crate::ops::SyncObserver(Box::new(observe))).is_ok()
+    }
+
     /// Drop and sync counters since the store was opened.
     pub fn stats(&self) -> StoreStats {
         self.inner.shared.counters.snapshot()

@@ -240,9 +240,13 @@ fn sync(shared: &Shared, mode: PersistMode) -> Option<String> {
     if let Some(reason) = shared.failed.get() {
         return Some(reason.clone());
     }
+    let started = std::time::Instant::now();
     match shared.engine.persist(mode) {
         Ok(()) => {
             shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
+            if let Some(observe) = shared.counters.sync_observer.get() {
+                (observe.0)(started.elapsed());
+            }
             None
         }
         Err(e) => {

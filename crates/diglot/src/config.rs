@@ -347,6 +347,14 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// Most connections open at once from one IP address.
     pub max_connections_per_ip: usize,
+    /// Largest HTTP request head (request line and headers) on the WebSocket and HTTP
+    /// listeners, in bytes; over it: 431. At least 8192.
+    pub max_http_header_bytes: usize,
+    /// Largest WebSocket frame payload a client may send, in bytes; over it: close 1009.
+    pub max_ws_frame_bytes: usize,
+    /// Largest WebSocket message a client may send, in bytes, after reassembling fragments
+    /// and after inflating permessage-deflate; over it: close 1009.
+    pub max_ws_message_bytes: usize,
     /// Largest inbound MQTT packet or STOMP frame, in bytes.
     pub max_frame_bytes: usize,
     /// Most headers in one STOMP frame.
@@ -376,6 +384,9 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_connections: 10_000,
             max_connections_per_ip: 1_000,
+            max_http_header_bytes: 16 * 1024,
+            max_ws_frame_bytes: 2 * 1024 * 1024,
+            max_ws_message_bytes: 2 * 1024 * 1024,
             max_frame_bytes: l.max_frame_bytes,
             max_headers: l.max_headers,
             max_header_bytes: l.max_header_bytes,
@@ -648,9 +659,14 @@ impl Config {
                 max_client_id_bytes: l.max_client_id_bytes,
                 max_publish_rate: l.max_publish_rate,
                 max_bytes_rate: l.max_bytes_rate,
+                breaches: Default::default(),
             },
             max_connections: l.max_connections,
             max_connections_per_ip: l.max_connections_per_ip,
+            // hyper needs room for at least one read of 8 KiB.
+            max_http_header_bytes: l.max_http_header_bytes.max(8192),
+            max_ws_frame_bytes: l.max_ws_frame_bytes.max(1),
+            max_ws_message_bytes: l.max_ws_message_bytes.max(1),
             handshake_timeout: Duration::from_secs(self.server.handshake_timeout_secs.max(1)),
             write_timeout: Duration::from_secs(self.server.write_timeout_secs.max(1)),
             shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),

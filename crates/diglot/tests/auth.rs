@@ -821,6 +821,9 @@ async fn open5(o: r5::MqttOptions) -> (r5::AsyncClient, r5::EventLoop, p5::ConnA
 // Passwords and anonymous clients
 // ---------------------------------------------------------------------------------------------
 
+/// A login attempt: user, password, the expected refusal code, and what it is.
+type Login<'a> = (Option<&'a str>, Option<&'a [u8]>, u8, &'a str);
+
 /// Good and bad passwords with MQTT 3.1.1, MQTT 5 and STOMP, over TCP and WebSocket, with
 /// anonymous clients refused (`allow_anonymous = false`).
 #[tokio::test]
@@ -834,7 +837,7 @@ async fn passwords_over_mqtt_and_stomp_on_tcp_and_websocket() {
         let mut m = Mqtt::open(&b, via).await;
         assert_eq!(m.connect311("bob-311", Some("bob"), Some(BOB_PW.as_bytes())).await, 0, "{via:?}");
         m.ping(&format!("bob 3.1.1 {via:?}")).await;
-        let cases311: [(Option<&str>, Option<&[u8]>, u8, &str); 5] = [
+        let cases311: [Login; 5] = [
             (Some("alice"), Some(b"wrong"), 4, "wrong password"),
             (Some("alice"), Some(BOB_PW.as_bytes()), 4, "another user's password"),
             (Some("mallory"), Some(ALICE_PW.as_bytes()), 4, "unknown user"),
@@ -850,7 +853,7 @@ async fn passwords_over_mqtt_and_stomp_on_tcp_and_websocket() {
         let ack = m.connect5("alice-5", Some("alice"), Some(ALICE_PW.as_bytes()), None).await;
         assert_eq!(ack.code, 0, "{via:?} {ack:?}");
         m.ping(&format!("alice 5 {via:?}")).await;
-        let cases5: [(Option<&str>, Option<&[u8]>, u8, &str); 4] = [
+        let cases5: [Login; 4] = [
             (Some("alice"), Some(b"wrong"), 0x86, "wrong password"),
             (Some("mallory"), Some(ALICE_PW.as_bytes()), 0x86, "unknown user"),
             (Some("bob"), Some(ALICE_PW.as_bytes()), 0x86, "another user's password"),
@@ -865,7 +868,9 @@ async fn passwords_over_mqtt_and_stomp_on_tcp_and_websocket() {
         stomp_accepted(&mut s, &[("login", "alice"), ("passcode", ALICE_PW)], &format!("STOMP alice {via:?}")).await;
         let mut s = stomp_open(&b, via).await;
         stomp_accepted(&mut s, &[("login", "bob"), ("passcode", BOB_PW)], &format!("STOMP bob {via:?}")).await;
-        let cases: [(&[(&str, &str)], &str, &str); 5] = [
+        // (CONNECT headers, ERROR message, what it is)
+        type StompLogin<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: [StompLogin; 5] = [
             (&[("login", "alice"), ("passcode", "wrong")], "bad credentials", "wrong passcode"),
             (&[("login", "mallory"), ("passcode", ALICE_PW)], "bad credentials", "unknown login"),
             (&[("login", "alice")], "bad credentials", "a login without a passcode"),

@@ -333,6 +333,7 @@ impl Session {
         }
         // [MQTT-3.1.3-5] Servers MAY allow longer ids than 23 bytes; Diglot allows up to the limit.
         if c.client_id.len() > self.limits.max_client_id_bytes {
+            self.limits.breaches.hit(diglot_core::Limit::MaxClientIdBytes);
             return Err(Refusal::IdentifierRejected);
         }
         Ok((c.client_id.to_string(), false))

@@ -145,6 +145,7 @@ impl Session {
             // (§3.3.4). MQTT 3.x has no way to tell a client such a bound, so there the set is
             // bounded only by the 16-bit packet identifier space it is keyed by.
             if self.is_v5() && self.awaiting_rel.len() >= usize::from(self.limits.max_inflight.max(1)) {
+                self.limits.breaches.hit(diglot_core::Limit::MaxInflight);
                 return Err(Violation::ReceiveMaximum);
             }
         }

@@ -293,6 +293,7 @@ impl Session {
     /// A fresh id for a new subscription, within `limits.max_subscriptions`.
     fn new_sub_id(&mut self, key: &str) -> Result<SubId, SubFailure> {
         if self.subs.len() >= self.limits.max_subscriptions {
+            self.limits.breaches.hit(diglot_core::Limit::MaxSubscriptions);
             return Err(SubFailure::Quota);
         }
         let sub = self.next_sub;

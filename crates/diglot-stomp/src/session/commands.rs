@@ -121,10 +121,13 @@ impl Session {
             AddError::Duplicate => {
                 Fault::protocol("duplicate subscription id", format!("Subscription id {id:?} is already in use."))
             }
-            AddError::TooMany => Fault::limit(
-                "too many subscriptions",
-                format!("A connection may hold at most {} subscriptions.", self.limits.max_subscriptions),
-            ),
+            AddError::TooMany => {
+                self.limits.breaches.hit(diglot_core::Limit::MaxSubscriptions);
+                Fault::limit(
+                    "too many subscriptions",
+                    format!("A connection may hold at most {} subscriptions.", self.limits.max_subscriptions),
+                )
+            }
         }
     }
 

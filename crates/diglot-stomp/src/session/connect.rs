@@ -72,6 +72,7 @@ impl Session {
         let client_id = match frame.header("client-id") {
             None | Some("") => None,
             Some(id) if id.len() > self.limits.max_client_id_bytes => {
+                self.limits.breaches.hit(diglot_core::Limit::MaxClientIdBytes);
                 return Err(Fault::refused(
                     "client-id too long",
                     format!("client-id may be at most {} bytes.", self.limits.max_client_id_bytes),

@@ -98,7 +98,7 @@ use self::heartbeat::{Heartbeat, Tick};
 use self::receipts::{Done, Receipts};
 use self::subs::Subscriptions;
 use self::tx::Transactions;
-use crate::codec::{Decoded, Decoder, FrameWriter};
+use crate::codec::{CodecError, Decoded, Decoder, FrameWriter};
 use crate::frame::{Command, Frame};
 use crate::version::Version;
 
@@ -369,6 +369,15 @@ impl Adapter for Session {
                 self.phase != Phase::Closing
             }
             Err(e) => {
+                let breached = match e {
+                    CodecError::FrameTooLarge(_) => Some(diglot_core::Limit::MaxFrameBytes),
+                    CodecError::TooManyHeaders(_) => Some(diglot_core::Limit::MaxHeaders),
+                    CodecError::HeaderTooLong(_) => Some(diglot_core::Limit::MaxHeaderBytes),
+                    _ => None,
+                };
+                if let Some(limit) = breached {
+                    self.limits.breaches.hit(limit);
+                }
                 self.fail(Fault::from(e), None, out, actions);
                 false
             }

@@ -463,3 +463,40 @@ pub async fn until<T>(ev: &mut rumqttc::EventLoop, mut want: impl FnMut(&rumqttc
     .await
     .expect("expected MQTT event within patience")
 }
+
+/// A raw HTTP/1.1 GET (with `Connection: close`): the status and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.expect("tcp connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("send request");
+    let mut raw = Vec::new();
+    tokio::time::timeout(PATIENCE, s.read_to_end(&mut raw)).await.expect("answer in time").expect("read answer");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("status line");
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// `GET /metrics`, parsed with a Prometheus text-format parser.
+pub async fn scrape(addr: SocketAddr) -> prometheus_parse::Scrape {
+    let (status, body) = http_get(addr, "/metrics").await;
+    assert_eq!(status, 200, "{body}");
+    let lines: Vec<std::io::Result<String>> = body.lines().map(|l| Ok(l.to_string())).collect();
+    prometheus_parse::Scrape::parse(lines.into_iter()).expect("valid Prometheus text format")
+}
+
+/// The value of the sample `name` whose labels include all of `labels` (0 when absent, as
+/// Prometheus treats a counter that was never incremented).
+pub fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
