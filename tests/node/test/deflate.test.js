@@ -85,7 +85,8 @@ test('a decompression bomb is refused at the message limit, not inflated', async
   const ws = await openDeflate(broker.wsUrl('/mqtt'), [], { threshold: 0 });
   const closed = eventually('close after the bomb', (res) => ws.once('close', (code) => res(code)));
   ws.send(connectPacket(unique('bomb-')));
-  // 8 MiB of zeros deflate to a few KiB; the broker's limit is about 1 MiB per message.
+  // 8 MiB of zeros deflate to a few KiB; the broker's limit (limits.max_ws_message_bytes) is
+  // 2 MiB per message after inflating.
   ws.send(publishPacket('bomb', Buffer.alloc(8 * 1024 * 1024)));
   assert.equal(await closed, 1009, 'closed with 1009 Message Too Big');
   // The broker still serves a new client.
