@@ -20,7 +20,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("broker listening: MQTT {addr}, WebSocket {:?}", broker.ws_addr());
 
     // The "service under test": here a rumqttc client that subscribes, then publishes.
-    let (client, mut events) = AsyncClient::new(MqttOptions::new("service-under-test", addr.ip().to_string(), addr.port()), 10);
+    let (client, mut events) =
+        AsyncClient::new(MqttOptions::new("service-under-test", addr.ip().to_string(), addr.port()), 10);
     client.subscribe("orders/#", QoS::AtLeastOnce).await?;
     client.publish("orders/42", QoS::AtLeastOnce, false, "created").await?;
     let received = tokio::time::timeout(Duration::from_secs(10), async {
