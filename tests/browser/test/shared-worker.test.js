@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import { eventually, startBroker } from '../lib/broker.js';
-import { launch, openPage } from '../lib/browser.js';
+import { launch, openPage, screenshot } from '../lib/browser.js';
 
 let broker;
 let browser;
@@ -53,6 +53,8 @@ test('shared worker: two tabs, one connection, both get the message', async () =
   await a.fill('#pub [name=text]', 'from tab A');
   await a.click('#pub button');
   await eventually('tab B to get tab A’s message', async () => (await logTexts(b)).includes('from tab A'));
+
+  await screenshot(a, 'shared-worker.png');
 
   // A tab that closes is forgotten.
   await b.close({ runBeforeUnload: true });
