@@ -49,11 +49,13 @@ pub struct HttpSettings {
     pub admin_role: String,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// A directory whose files `GET`/`HEAD` of other paths serve (`None`: off).
+    pub static_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        HttpSettings { admin_role: "admin".into(), max_body_bytes: 1024 * 1024 }
+        HttpSettings { admin_role: "admin".into(), max_body_bytes: 1024 * 1024, static_dir: None }
     }
 }
 

@@ -143,7 +143,7 @@ fn respond(
     let path_default = match routes.paths.get(path) {
         Some(&d) => d,
         None if is_echo => None,
-        None => return text(StatusCode::NOT_FOUND, "not found\n"),
+        None => return crate::files::serve(&shared.http, req),
     };
     // A browser names the page that opens the WebSocket in `Origin` (RFC 6455 §4.2.1, §10.2):
     // refuse pages that are not allowed before anything else happens.

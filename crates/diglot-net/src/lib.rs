@@ -10,6 +10,7 @@ mod driver;
 mod durable;
 mod echo;
 mod extensions;
+mod files;
 mod http;
 mod link;
 mod metrics;

@@ -46,12 +46,15 @@ pub struct HttpConfig {
     pub admin_role: String,
     /// Largest request body the API accepts, in bytes.
     pub max_body_bytes: usize,
+    /// A directory whose files are served on other paths of the WebSocket and HTTP listeners
+    /// (relative to the working directory; empty: off). `--serve-examples` sets it.
+    pub static_dir: String,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         let d = diglot_net::HttpSettings::default();
-        HttpConfig { admin_role: d.admin_role, max_body_bytes: d.max_body_bytes }
+        HttpConfig { admin_role: d.admin_role, max_body_bytes: d.max_body_bytes, static_dir: String::new() }
     }
 }
 
@@ -509,6 +512,9 @@ impl Config {
         if self.http.max_body_bytes == 0 {
             return Err("http.max_body_bytes must be greater than 0".into());
         }
+        if !self.http.static_dir.is_empty() && !Path::new(&self.http.static_dir).is_dir() {
+            return Err(format!("http.static_dir {:?} is not a directory", self.http.static_dir));
+        }
         if self.store.path.as_os_str().is_empty() {
             return Err("store.path must name a directory".into());
         }
@@ -680,6 +686,7 @@ impl Config {
             http: diglot_net::HttpSettings {
                 admin_role: self.http.admin_role.clone(),
                 max_body_bytes: self.http.max_body_bytes,
+                static_dir: (!self.http.static_dir.is_empty()).then(|| self.http.static_dir.clone().into()),
             },
             sys_interval: Duration::from_secs(self.server.sys_interval_secs),
             stomp: diglot_stomp::Config {

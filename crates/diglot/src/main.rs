@@ -22,6 +22,10 @@ struct Cli {
     /// overrides RUST_LOG and the config's `log.level`.
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
+    /// Serve the repository's `examples/` directory (found from the current directory) as
+    /// static files: the chat page is then http://127.0.0.1:8080/chat/. Sets `http.static_dir`.
+    #[arg(long)]
+    serve_examples: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -62,10 +66,25 @@ fn load(cli: &Cli) -> anyhow::Result<(Config, Option<PathBuf>)> {
         Some(p) => Some(p.clone()),
         None => Some(PathBuf::from("broker.toml")).filter(|p| p.exists()),
     };
-    Ok(match path {
+    let (mut config, path) = match path {
         Some(p) => (Config::load(&p)?, Some(p)),
         None => (Config::default(), None),
-    })
+    };
+    if cli.serve_examples {
+        config.http.static_dir = examples_dir()?.display().to_string();
+    }
+    Ok((config, path))
+}
+
+/// `--serve-examples`: `./examples`, made absolute so the log and `--print-config` say where.
+fn examples_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::current_dir().context("--serve-examples: cannot read the current directory")?.join("examples");
+    anyhow::ensure!(
+        dir.join("chat").is_dir(),
+        "--serve-examples: {} is not Diglot's examples directory; run diglot from the repository root",
+        dir.display()
+    );
+    Ok(dir)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -101,6 +120,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let broker = Broker::start(&config).await?;
+    if !config.http.static_dir.is_empty() {
+        tracing::info!(dir = %config.http.static_dir, "serving static files");
+    }
     if let Some(path) = path {
         broker.reload_from(path);
     }
