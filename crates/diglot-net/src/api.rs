@@ -142,8 +142,9 @@ pub(crate) async fn handle(
             Ok(b) => publish_batch(shared, &caller, b).await,
             Err(resp) => resp,
         },
-        (["stats"], Method::GET) => json_response(StatusCode::OK, &stats(shared)),
+        // Everything below names other clients (ids, addresses, session queues): admins only.
         _ if !caller.admin => error(StatusCode::FORBIDDEN, "this endpoint needs the admin role"),
+        (["stats"], Method::GET) => json_response(StatusCode::OK, &stats(shared)),
         (["connections"], Method::GET) => connections(shared, req.uri().query()),
         (["connections", client_id], Method::DELETE) => match percent_decode(client_id) {
             Some(id) => kick(shared, &id),
@@ -375,8 +376,8 @@ pub(crate) fn stats(shared: &Shared) -> Value {
         "uptime_secs": shared.started.elapsed().as_secs(),
         "connections": { "total": conns.len(), "by_protocol": by_protocol, "by_transport": by_transport },
         "messages": {
-            "received": router.published.load(Ordering::Relaxed),
-            "sent": router.delivered.load(Ordering::Relaxed),
+            "received": shared.metrics.messages_in(),
+            "sent": shared.metrics.messages_out(),
             "dropped": router.dropped.load(Ordering::Relaxed),
         },
         "bytes": {

@@ -142,6 +142,17 @@ impl Metrics {
         &self.traffic[source as usize]
     }
 
+    /// Messages clients published (MQTT, STOMP and the HTTP API; never the broker's own
+    /// `$SYS` updates).
+    pub(crate) fn messages_in(&self) -> u64 {
+        self.traffic.iter().map(|t| t.messages_in.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Messages written to clients, from topics and from durable queues alike.
+    pub(crate) fn messages_out(&self) -> u64 {
+        self.traffic.iter().map(|t| t.messages_out.load(Ordering::Relaxed)).sum()
+    }
+
     /// Counts a connection that reached its protocol adapter.
     pub(crate) fn opened(&self, protocol: &str, transport: Transport) {
         *self.opened.lock().entry((Source::of(protocol).label(), transport.label())).or_default() += 1;

@@ -29,8 +29,8 @@ pub(crate) async fn run(shared: Arc<Shared>, interval: Duration) {
         let values = [
             ("$SYS/broker/uptime", format!("{} seconds", shared.started.elapsed().as_secs())),
             ("$SYS/broker/clients/connected", shared.connections.load(Ordering::Relaxed).to_string()),
-            ("$SYS/broker/messages/received", stats.published.load(Ordering::Relaxed).to_string()),
-            ("$SYS/broker/messages/sent", stats.delivered.load(Ordering::Relaxed).to_string()),
+            ("$SYS/broker/messages/received", shared.metrics.messages_in().to_string()),
+            ("$SYS/broker/messages/sent", shared.metrics.messages_out().to_string()),
             ("$SYS/broker/messages/dropped", stats.dropped.load(Ordering::Relaxed).to_string()),
             ("$SYS/broker/bytes/received", shared.bytes_in.load(Ordering::Relaxed).to_string()),
             ("$SYS/broker/bytes/sent", shared.bytes_out.load(Ordering::Relaxed).to_string()),
