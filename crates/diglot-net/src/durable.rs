@@ -245,6 +245,31 @@ pub(crate) struct Durable {
     by_name: Mutex<HashMap<String, Arc<Queue>>>,
     by_id: DashMap<u64, Arc<Queue>>,
     max_redeliveries: u32,
+    /// Where queue events go to be published on `$SYS/broker/events/...`.
+    events: std::sync::OnceLock<tokio::sync::mpsc::Sender<QueueEvent>>,
+    /// Events that found the channel full and were dropped.
+    pub(crate) events_dropped: std::sync::atomic::AtomicU64,
+}
+
+/// Something that happened to a durable queue that operators want to see as it happens.
+#[derive(Debug, Clone)]
+pub(crate) enum QueueEvent {
+    /// A publish was refused because the queue is at its limit.
+    Full {
+        /// The queue.
+        queue: String,
+        /// The refused message's topic.
+        topic: String,
+    },
+    /// A message went to the dead-letter queue.
+    DeadLettered {
+        /// The queue it left.
+        queue: String,
+        /// Its dead-letter queue.
+        dead_letter_queue: String,
+        /// The message's topic.
+        topic: String,
+    },
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -279,7 +304,14 @@ impl Durable {
     /// binding back in the router. Blocking (reads the store); call it at start-up.
     pub(crate) fn restore(store: Store, router: &Router) -> Result<Durable, StoreError> {
         let max_redeliveries = store.config().max_redeliveries;
-        let durable = Durable { store, by_name: Mutex::new(HashMap::new()), by_id: DashMap::new(), max_redeliveries };
+        let durable = Durable {
+            store,
+            by_name: Mutex::new(HashMap::new()),
+            by_id: DashMap::new(),
+            max_redeliveries,
+            events: std::sync::OnceLock::new(),
+            events_dropped: std::sync::atomic::AtomicU64::new(0),
+        };
         for info in durable.store.queues() {
             durable.insert(Arc::new(Queue::new(info.id, info.name, info.depth > 0)));
         }
@@ -462,6 +494,7 @@ impl Durable {
                 }
                 Err(AppendError::QueueFull(_)) => {
                     tracing::warn!(queue = q.name(), "durable queue full; publish refused");
+                    self.event(QueueEvent::Full { queue: q.name().to_string(), topic: msg.topic.to_string() });
                     full = Some(q.name().to_string());
                 }
                 Err(AppendError::UnknownQueue(_)) => {}
@@ -506,6 +539,19 @@ impl Durable {
             out.push((queue.to_string(), u64::from_be_bytes(bytes)));
         }
         Ok(out)
+    }
+
+    /// Sends queue events to `tx` from now on (only the first sender set is kept).
+    pub(crate) fn send_events_to(&self, tx: tokio::sync::mpsc::Sender<QueueEvent>) {
+        let _ = self.events.set(tx);
+    }
+
+    /// Hands an event over without waiting; a full channel drops it, and counts the drop.
+    fn event(&self, event: QueueEvent) {
+        let Some(tx) = self.events.get() else { return };
+        if tx.try_send(event).is_err() {
+            self.events_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Calls `observe` with the duration of every store sync (the flush latency histogram).
@@ -716,6 +762,11 @@ impl Durable {
             Ok((dlq_id, dlq_seq)) => {
                 let dlq_name = format!("$dlq/{}", q.name());
                 tracing::warn!(queue = q.name(), seq, dead_letter_queue = %dlq_name, "message dead-lettered");
+                self.event(QueueEvent::DeadLettered {
+                    queue: q.name().to_string(),
+                    dead_letter_queue: dlq_name.clone(),
+                    topic: msg.topic.to_string(),
+                });
                 let dlq = match self.get(&dlq_name) {
                     Some(d) => d,
                     None => {

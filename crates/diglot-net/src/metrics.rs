@@ -189,7 +189,7 @@ fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
 }
 
 /// HELP texts, in the order they render.
-const DESCRIPTIONS: [(&str, Option<Unit>, &str); 24] = [
+const DESCRIPTIONS: [(&str, Option<Unit>, &str); 25] = [
     ("diglot_uptime_seconds", Some(Unit::Seconds), "Seconds since the broker started."),
     ("diglot_connections", None, "Open connections by protocol and transport."),
     ("diglot_connections_opened_total", None, "Connections that reached MQTT or STOMP, by protocol and transport."),
@@ -201,6 +201,7 @@ const DESCRIPTIONS: [(&str, Option<Unit>, &str); 24] = [
     ("diglot_deliveries_total", None, "Deliveries the router handed to subscribers' outboxes."),
     ("diglot_messages_dropped_total", None, "Messages not delivered or not kept, by reason."),
     ("diglot_dead_lettered_total", None, "Messages moved to a dead-letter queue."),
+    ("diglot_events_dropped_total", None, "$SYS/broker/events/... messages dropped because too many came at once."),
     ("diglot_subscriptions", None, "Subscriptions in the router."),
     ("diglot_retained_messages", None, "Retained messages."),
     ("diglot_queues", None, "Durable queues (all of them; per-queue series are capped)."),
@@ -253,6 +254,7 @@ pub(crate) fn render(shared: &Shared) -> String {
         m.counter("diglot_messages_dropped_total", &[("reason", reason)]).absolute(n);
     }
     m.counter("diglot_dead_lettered_total", &[]).absolute(store.dead_lettered);
+    m.counter("diglot_events_dropped_total", &[]).absolute(shared.durable.events_dropped.load(Ordering::Relaxed));
     m.gauge("diglot_subscriptions", &[]).set(shared.router.subscription_count() as f64);
     m.gauge("diglot_retained_messages", &[]).set(shared.router.retained().len() as f64);
     m.counter("diglot_auth_failures_total", &[]).absolute(auth.failures.load(Ordering::Relaxed));

@@ -379,6 +379,11 @@ impl Server {
             shared.durable.observe_syncs(move |d| sync.record(d.as_secs_f64()));
         }
         tokio::spawn(crate::metrics::upkeep(Arc::downgrade(&shared), shared.shutdown.clone()));
+        {
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            shared.durable.send_events_to(tx);
+            tokio::spawn(crate::sys::events(Arc::downgrade(&shared), rx, shared.shutdown.clone()));
+        }
         if !spec.sys_interval.is_zero() {
             tokio::spawn(crate::sys::run(shared.clone(), spec.sys_interval));
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use diglot_core::{Message, Qos, Topic};
 
+use crate::durable::QueueEvent;
 use crate::server::Shared;
 
 /// Publishes the statistics every `interval` until shutdown.
@@ -44,6 +45,41 @@ pub(crate) async fn run(shared: Arc<Shared>, interval: Duration) {
         for (topic, value) in values {
             publish(topic, value, &shared);
         }
+    }
+}
+
+/// Publishes queue events as they happen, as JSON on `$SYS/broker/events/queue-full` and
+/// `$SYS/broker/events/dead-letter` (QoS 0, not retained), until shutdown.
+pub(crate) async fn events(
+    shared: std::sync::Weak<Shared>,
+    mut rx: tokio::sync::mpsc::Receiver<QueueEvent>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.wait_for(|down| *down) => return,
+            e = rx.recv() => match e {
+                Some(e) => e,
+                None => return,
+            },
+        };
+        let Some(shared) = shared.upgrade() else { return };
+        let at_ms = crate::durable::now_ms();
+        let (topic, body) = match event {
+            QueueEvent::Full { queue, topic } => (
+                "$SYS/broker/events/queue-full",
+                serde_json::json!({ "event": "queue-full", "queue": queue, "topic": topic, "at_ms": at_ms }),
+            ),
+            QueueEvent::DeadLettered { queue, dead_letter_queue, topic } => (
+                "$SYS/broker/events/dead-letter",
+                serde_json::json!({
+                    "event": "dead-letter", "queue": queue, "dead_letter_queue": dead_letter_queue,
+                    "topic": topic, "at_ms": at_ms,
+                }),
+            ),
+        };
+        let Ok(topic) = Topic::new(topic) else { continue };
+        let _ = shared.router.publish(Message::new(topic, Bytes::from(body.to_string()), Qos::AtMostOnce, false));
     }
 }
 

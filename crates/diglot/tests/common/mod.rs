@@ -2,6 +2,8 @@
 //! over real sockets (tokio-tungstenite for WebSocket, tokio's TcpStream for raw TCP).
 #![allow(dead_code)] // each test binary uses a different subset of these helpers
 
+pub mod raw_mqtt;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
