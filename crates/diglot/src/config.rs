@@ -728,6 +728,71 @@ mod tests {
         assert_eq!(Config::parse(&c.to_toml(), "x").unwrap(), c);
     }
 
+    /// Every key of the configuration, as `section.key` (tables of arbitrary names, such as
+    /// `listeners.ws.paths`, and the fields of array entries, as `auth.acl.publish`), taken from
+    /// a configuration with every optional key set.
+    fn every_key() -> std::collections::BTreeSet<String> {
+        fn walk(prefix: &str, v: &toml::Value, out: &mut std::collections::BTreeSet<String>) {
+            match v {
+                toml::Value::Table(t) if prefix != "listeners.ws.paths" => {
+                    for (k, v) in t {
+                        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                        walk(&key, v, out);
+                    }
+                }
+                toml::Value::Array(a) if a.first().is_some_and(|e| e.is_table()) => {
+                    out.insert(prefix.to_string());
+                    for e in a {
+                        walk(prefix, e, out);
+                    }
+                }
+                _ => {
+                    out.insert(prefix.to_string());
+                }
+            }
+        }
+        let mut c = Config::default();
+        let s = |v: &str| Some(v.to_string());
+        c.store.queue_defaults.ttl_ms = Some(1);
+        c.auth.default_acl = Some(diglot_auth::DefaultAcl::Deny);
+        c.auth.jwt = Some(diglot_auth::JwtConfig {
+            hs256_secret: s("x"),
+            rs256_public_key_file: Some("x".into()),
+            issuer: s("x"),
+            audience: s("x"),
+            cookie_name: s("x"),
+            ..diglot_auth::JwtConfig::default()
+        });
+        c.auth.users = vec![diglot_auth::UserConfig { username: "u".into(), password_hash: "h".into(), roles: vec![] }];
+        c.auth.acl = vec![diglot_auth::AclRuleConfig {
+            user: s("u"),
+            role: s("r"),
+            everyone: false,
+            publish: vec![],
+            subscribe: vec![],
+        }];
+        let value: toml::Value = toml::from_str(&c.to_toml()).expect("the rendered config parses");
+        let mut out = std::collections::BTreeSet::new();
+        walk("", &value, &mut out);
+        out
+    }
+
+    /// docs/configuration.md has a row for every key, and no row for a key that does not exist
+    /// (the fields of `auth.users` and `auth.acl` entries are described in their own rows).
+    #[test]
+    fn docs_list_every_key() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let table = doc.split("## Every key").nth(1).expect("docs/configuration.md has an \"Every key\" section");
+        let documented: std::collections::BTreeSet<String> =
+            table.lines().filter_map(|l| l.strip_prefix("| `")?.split('`').next().map(str::to_string)).collect();
+        let keys = every_key();
+        let entry_fields = |k: &String| k.starts_with("auth.users.") || k.starts_with("auth.acl.");
+        let missing: Vec<_> = keys.iter().filter(|k| !entry_fields(k) && !documented.contains(*k)).collect();
+        assert!(missing.is_empty(), "keys missing from docs/configuration.md: {missing:?}");
+        let unknown: Vec<_> = documented.iter().filter(|k| !keys.contains(*k)).collect();
+        assert!(unknown.is_empty(), "docs/configuration.md documents keys that do not exist: {unknown:?}");
+    }
+
     #[test]
     fn the_shipped_broker_toml_is_the_default() {
         let text = include_str!("../../../broker.toml");
