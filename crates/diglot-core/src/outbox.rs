@@ -3,8 +3,10 @@
 //! The router pushes without ever waiting; the driver drains in batches. The outbox is bounded
 //! by messages and by bytes. When it is full, a QoS 0 delivery is dropped and counted, and a
 //! QoS ≥ 1 delivery marks the consumer as slow, which closes the connection with
-//! [`crate::CloseReason::SlowConsumer`] (parking durable subscriptions in the store comes with
-//! the durable store).
+//! [`crate::CloseReason::SlowConsumer`]. Durable queues (persistent sessions, STOMP queues and
+//! durable subscriptions) never overflow an outbox: they hand over only while
+//! [`Outbox::has_room`] and their consumer's window allow, and otherwise keep the message in the
+//! store, so a slow durable consumer is parked, not closed.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
