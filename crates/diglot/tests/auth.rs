@@ -22,6 +22,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::raw_mqtt::{mqtt_str, packet, varint};
 use common::*;
 use diglot::Config;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -196,44 +197,16 @@ fn bad_tokens() -> Vec<(&'static str, String)> {
 // MQTT packets, encoded and decoded here
 // ---------------------------------------------------------------------------------------------
 
-fn varint(mut n: usize) -> Vec<u8> {
-    let mut v = Vec::new();
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        v.push(b);
-        if n == 0 {
-            return v;
-        }
-    }
-}
-
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut p = vec![first];
-    p.extend(varint(body.len()));
-    p.extend_from_slice(body);
-    p
-}
-
-fn mqtt_bytes(s: &[u8]) -> Vec<u8> {
-    let mut v = (s.len() as u16).to_be_bytes().to_vec();
-    v.extend_from_slice(s);
-    v
-}
-
 /// An MQTT 3.1.1 CONNECT (clean session, keep-alive 60 s) with optional credentials.
 fn connect311_bytes(id: &str, user: Option<&str>, pass: Option<&[u8]>) -> Vec<u8> {
     let flags = 0x02 | if user.is_some() { 0x80 } else { 0 } | if pass.is_some() { 0x40 } else { 0 };
     let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, flags, 0, 60];
-    body.extend(mqtt_bytes(id.as_bytes()));
+    body.extend(mqtt_str(id.as_bytes()));
     if let Some(u) = user {
-        body.extend(mqtt_bytes(u.as_bytes()));
+        body.extend(mqtt_str(u.as_bytes()));
     }
     if let Some(p) = pass {
-        body.extend(mqtt_bytes(p));
+        body.extend(mqtt_str(p));
     }
     packet(0x10, &body)
 }
@@ -241,10 +214,10 @@ fn connect311_bytes(id: &str, user: Option<&str>, pass: Option<&[u8]>) -> Vec<u8
 /// Authentication Method and Authentication Data properties.
 fn auth_props(method: &str, data: Option<&[u8]>) -> Vec<u8> {
     let mut props = vec![0x15];
-    props.extend(mqtt_bytes(method.as_bytes()));
+    props.extend(mqtt_str(method.as_bytes()));
     if let Some(d) = data {
         props.push(0x16);
-        props.extend(mqtt_bytes(d));
+        props.extend(mqtt_str(d));
     }
     props
 }
@@ -257,12 +230,12 @@ fn connect5_bytes(id: &str, user: Option<&str>, pass: Option<&[u8]>, auth: Optio
     let props = auth.map(|(m, d)| auth_props(m, Some(d))).unwrap_or_default();
     body.extend(varint(props.len()));
     body.extend(props);
-    body.extend(mqtt_bytes(id.as_bytes()));
+    body.extend(mqtt_str(id.as_bytes()));
     if let Some(u) = user {
-        body.extend(mqtt_bytes(u.as_bytes()));
+        body.extend(mqtt_str(u.as_bytes()));
     }
     if let Some(p) = pass {
-        body.extend(mqtt_bytes(p));
+        body.extend(mqtt_str(p));
     }
     packet(0x10, &body)
 }
@@ -283,14 +256,14 @@ fn subscribe_bytes(v5: bool, id: u16, filters: &[&str]) -> Vec<u8> {
         body.push(0);
     }
     for f in filters {
-        body.extend(mqtt_bytes(f.as_bytes()));
+        body.extend(mqtt_str(f.as_bytes()));
         body.push(1);
     }
     packet(0x82, &body)
 }
 
 fn publish_bytes(v5: bool, topic: &str, qos: u8, id: u16, payload: &[u8]) -> Vec<u8> {
-    let mut body = mqtt_bytes(topic.as_bytes());
+    let mut body = mqtt_str(topic.as_bytes());
     if qos > 0 {
         body.extend(id.to_be_bytes());
     }

@@ -85,24 +85,7 @@ pub struct WsAnswer {
 
 /// Opens a WebSocket to `path`, offering `protocols` (none if empty).
 pub async fn ws_connect(addr: SocketAddr, path: &str, protocols: &[&str]) -> Result<Conn, WsAnswer> {
-    let mut req = format!("ws://{addr}{path}").into_client_request().expect("request");
-    if !protocols.is_empty() {
-        req.headers_mut()
-            .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(&protocols.join(", ")).expect("header"));
-    }
-    match tokio_tungstenite::connect_async(req).await {
-        Ok((ws, resp)) => {
-            let protocol = resp.headers().get("Sec-WebSocket-Protocol").map(|v| v.to_str().expect("ascii").to_string());
-            let text = protocol.as_deref().is_some_and(|p| p.contains("stomp")) || path.contains("stomp");
-            Ok(Conn::Ws { ws: Box::new(ws), text, protocol })
-        }
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            let status = resp.status().as_u16();
-            let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-            Err(WsAnswer { status, protocol: None, body })
-        }
-        Err(e) => panic!("websocket connect failed: {e}"),
-    }
+    ws_connect_with(addr, path, protocols, &[]).await
 }
 
 /// Opens a WebSocket to `path` (which may carry a query string) with extra request headers
