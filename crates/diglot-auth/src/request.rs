@@ -69,15 +69,20 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+/// Percent-decodes `s` (RFC 3986 §2.1): `None` if an escape is not `%` and two hex digits, or
+/// if the result is not UTF-8. `+` stays `+`.
+pub fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            // from_str_radix alone would take a sign ("%+1").
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(bytes[i]);

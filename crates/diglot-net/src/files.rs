@@ -67,34 +67,13 @@ fn serve_from<B>(root: Option<&Path>, req: &Request<B>) -> Option<Response<Body>
 fn relative_path(path: &str) -> Option<PathBuf> {
     let mut out = PathBuf::new();
     for raw in path.split('/').filter(|s| !s.is_empty()) {
-        let segment = percent_decode(raw)?;
+        let segment = diglot_auth::request::percent_decode(raw)?;
         if segment.starts_with('.') || segment.contains(['/', '\\', '\0']) {
             return None;
         }
         out.push(segment);
     }
     Some(out)
-}
-
-/// Decodes `%XX` escapes of one path segment; `None` for a bad escape or a non-UTF-8 result.
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return None;
-            }
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn read(file: &Path) -> Response<Body> {
