@@ -454,21 +454,25 @@ pub(crate) fn stats(shared: &Shared) -> Value {
     })
 }
 
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+/// The first value of query parameter `name`: `None` when it is absent, `Some(None)` when its
+/// percent-encoding is bad (which must not read as "absent").
+fn query_param(query: Option<&str>, name: &str) -> Option<Option<String>> {
     query?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name).then(|| percent_decode(v)).flatten()
+        (k == name).then(|| percent_decode(v))
     })
 }
 
 fn connections(shared: &Shared, query: Option<&str>) -> Response<Body> {
     let parse = |name: &str, default: usize| match query_param(query, name) {
         None => Some(default),
-        Some(v) => v.parse::<usize>().ok(),
+        Some(v) => v?.parse::<usize>().ok(),
     };
     let Some(offset) = parse("offset", 0) else { return error(StatusCode::BAD_REQUEST, "offset must be a number") };
-    let Some(limit) = parse("limit", 100) else { return error(StatusCode::BAD_REQUEST, "limit must be a number") };
-    let limit = limit.clamp(1, MAX_PAGE);
+    let Some(limit) = parse("limit", 100).filter(|&l| l > 0) else {
+        return error(StatusCode::BAD_REQUEST, "limit must be a number from 1 up (pages hold at most 1000)");
+    };
+    let limit = limit.min(MAX_PAGE);
     let all = shared.conns.list();
     let items: Vec<_> = all.iter().skip(offset).take(limit).map(|e| e.view()).collect();
     json_response(StatusCode::OK, &json!({ "total": all.len(), "offset": offset, "limit": limit, "items": items }))
