@@ -444,7 +444,8 @@ async fn the_openapi_document_describes_exactly_the_routes_served() {
 // ---------------------------------------------------------------------------------------------
 
 /// A publish reaches MQTT 3.1.1, MQTT 5 and STOMP subscribers, by topic and by STOMP
-/// destination, with a UTF-8 or base64 payload, user properties and a content type.
+/// destination, with a UTF-8 or base64 payload, user properties, a content type and an expiry;
+/// a retained one reaches a later subscriber.
 #[tokio::test]
 async fn publishes_reach_mqtt_and_stomp_subscribers() {
     let b = broker().await;
@@ -463,6 +464,7 @@ async fn publishes_reach_mqtt_and_stomp_subscribers() {
             "qos": 1,
             "properties": [["source", "billing"], ["trace", "t-1"]],
             "content_type": "text/plain",
+            "expiry_secs": 600,
         }))
         .await;
     assert_eq!(answer, json!({ "topic": "chat/room 1", "qos": 1, "durable": true }));
@@ -490,6 +492,7 @@ async fn publishes_reach_mqtt_and_stomp_subscribers() {
     assert_eq!(&p.topic[..], b"chat/room 1");
     let props = p.properties.expect("MQTT 5 properties");
     assert_eq!(props.content_type.as_deref(), Some("text/plain"));
+    assert!(props.message_expiry_interval.is_some_and(|s| s > 0 && s <= 600), "{props:?}");
     assert_eq!(
         props.user_properties,
         vec![("source".to_string(), "billing".to_string()), ("trace".to_string(), "t-1".to_string())]
@@ -893,7 +896,7 @@ async fn kicks_close_mqtt_and_stomp_clients() {
 
     assert_eq!(api.delete("/api/v1/connections/kick-stomp").await.status, 200);
     let f = s.frame().await.expect("ERROR");
-    assert_eq!(f.command, "ERROR", "{f:?}");
+    assert_eq!((f.command.as_str(), f.header("message")), ("ERROR", Some("closed by an administrator")), "{f:?}");
     assert!(s.frame().await.is_none(), "closed after the ERROR");
 
     // The clients saw their close; the broker lists them as closed once its side is done.
