@@ -10,8 +10,10 @@
 //! them (a loopback development broker).
 //!
 //! Errors are JSON `{"error": "..."}` with 400 (bad request), 401 (no or bad credentials), 403
-//! (origin, ACL or role), 404, 405, 413 (body over `http.max_body_bytes`), 429 (too many
-//! failed logins) or 500/503.
+//! (origin, ACL or role), 404 (no such path), 405 (another method, with `Allow`), 413 (body
+//! over `http.max_body_bytes`, batch over 1000), 429 (too many failed logins, a full queue) or
+//! 500/503. A request is routed before its credentials are checked, so 404 and 405 do not
+//! depend on who asks.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -123,54 +125,100 @@ pub(crate) async fn handle(
         }
         ("/api/v1/openapi.json", &Method::GET | &Method::HEAD) => return static_page("application/json", OPENAPI),
         ("/readyz" | "/metrics" | "/dashboard" | "/dashboard/" | "/api/v1/openapi.json", _) => {
-            return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            return method_not_allowed("GET, HEAD")
         }
         _ => {}
     }
+    let Some(rest) = path.strip_prefix("/api/v1/") else { return error(StatusCode::NOT_FOUND, "not found") };
+    // Route first: an unknown path is 404 and a wrong method 405 for every caller, and no
+    // credentials are checked (argon2 for Basic) for a request that cannot succeed anyway.
+    let route = match Route::parse(rest, &method) {
+        Ok(r) => r,
+        Err(None) => return error(StatusCode::NOT_FOUND, "not found"),
+        Err(Some(allowed)) => return method_not_allowed(allowed.as_str()),
+    };
     let caller = match authenticate(shared, &req, peer, anonymous_ok).await {
         Ok(c) => c,
         Err(resp) => return resp,
     };
-    let Some(rest) = path.strip_prefix("/api/v1/") else { return error(StatusCode::NOT_FOUND, "not found") };
-    let segments: Vec<&str> = rest.split('/').collect();
-    match (segments.as_slice(), method) {
-        (["publish"], Method::POST) => match read_json::<PublishRequest>(shared, req).await {
+    // Everything but publishing names other clients (ids, addresses, session queues).
+    if route.admin_only() && !caller.admin {
+        return error(StatusCode::FORBIDDEN, "this endpoint needs the admin role");
+    }
+    match route {
+        Route::Publish => match read_json::<PublishRequest>(shared, req).await {
             Ok(p) => publish_one(shared, &caller, p).await,
             Err(resp) => resp,
         },
-        (["publish", "batch"], Method::POST) => match read_json::<BatchRequest>(shared, req).await {
+        Route::Batch => match read_json::<BatchRequest>(shared, req).await {
             Ok(b) => publish_batch(shared, &caller, b).await,
             Err(resp) => resp,
         },
-        // Everything below names other clients (ids, addresses, session queues): admins only.
-        _ if !caller.admin => error(StatusCode::FORBIDDEN, "this endpoint needs the admin role"),
-        (["stats"], Method::GET) => json_response(StatusCode::OK, &stats(shared)),
-        (["connections"], Method::GET) => connections(shared, req.uri().query()),
-        (["connections", client_id], Method::DELETE) => match percent_decode(client_id) {
+        Route::Stats => json_response(StatusCode::OK, &stats(shared)),
+        Route::Connections => connections(shared, req.uri().query()),
+        Route::Kick(client_id) => match percent_decode(client_id) {
             Some(id) => kick(shared, &id),
             None => error(StatusCode::BAD_REQUEST, "bad percent-encoding in the client id"),
         },
-        (["queues"], Method::GET) => json_response(StatusCode::OK, &json!({ "queues": shared.durable.views() })),
-        (["queues", name], Method::DELETE) => match percent_decode(name) {
+        Route::Queues => json_response(StatusCode::OK, &json!({ "queues": shared.durable.views() })),
+        Route::Purge(name) => match percent_decode(name) {
             Some(name) => purge(shared, &name).await,
             None => error(StatusCode::BAD_REQUEST, "bad percent-encoding in the queue name"),
         },
-        (["subscriptions"], Method::GET) => subscriptions(shared),
-        (["reload"], Method::POST) => reload(shared),
-        (
-            ["publish"]
-            | ["publish", "batch"]
-            | ["stats"]
-            | ["connections"]
-            | ["connections", _]
-            | ["queues"]
-            | ["queues", _]
-            | ["subscriptions"]
-            | ["reload"],
-            _,
-        ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
-        _ => error(StatusCode::NOT_FOUND, "not found"),
+        Route::Subscriptions => subscriptions(shared),
+        Route::Reload => reload(shared),
     }
+}
+
+/// An endpoint under `/api/v1/`, with its path parameter (still percent-encoded).
+enum Route<'a> {
+    Publish,
+    Batch,
+    Stats,
+    Connections,
+    Kick(&'a str),
+    Queues,
+    Purge(&'a str),
+    Subscriptions,
+    Reload,
+}
+
+impl<'a> Route<'a> {
+    /// The endpoint that `rest` (the path after `/api/v1/`) and `method` name; otherwise
+    /// `Err(None)` for no such path (404) or `Err(Some(allowed))` for another method (405).
+    fn parse(rest: &'a str, method: &Method) -> Result<Route<'a>, Option<Method>> {
+        let segments: Vec<&'a str> = rest.split('/').collect();
+        let (route, allowed) = match segments.as_slice() {
+            ["publish"] => (Route::Publish, Method::POST),
+            ["publish", "batch"] => (Route::Batch, Method::POST),
+            ["stats"] => (Route::Stats, Method::GET),
+            ["connections"] => (Route::Connections, Method::GET),
+            ["connections", client_id] => (Route::Kick(client_id), Method::DELETE),
+            ["queues"] => (Route::Queues, Method::GET),
+            ["queues", name] => (Route::Purge(name), Method::DELETE),
+            ["subscriptions"] => (Route::Subscriptions, Method::GET),
+            ["reload"] => (Route::Reload, Method::POST),
+            _ => return Err(None),
+        };
+        if *method != allowed {
+            return Err(Some(allowed));
+        }
+        Ok(route)
+    }
+
+    /// Whether only administrators may call it.
+    fn admin_only(&self) -> bool {
+        !matches!(self, Route::Publish | Route::Batch)
+    }
+}
+
+/// 405 with the `Allow` header that RFC 9110 §15.5.6 requires.
+fn method_not_allowed(allow: &str) -> Response<Body> {
+    let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    if let Ok(v) = HeaderValue::from_str(allow) {
+        resp.headers_mut().insert(header::ALLOW, v);
+    }
+    resp
 }
 
 fn readyz(shared: &Shared) -> Response<Body> {
@@ -313,8 +361,8 @@ fn to_message(p: PublishRequest) -> Result<Message, Refused> {
 async fn publish_checked(shared: &Arc<Shared>, caller: &Caller, p: PublishRequest) -> Result<Value, Refused> {
     let msg = to_message(p)?;
     let permissions = shared.auth.permissions(caller.identity.as_ref(), "");
+    // `may_publish` counts a denial itself (`diglot_acl_denied_total{action="publish"}`).
     if !permissions.may_publish(&msg.topic) {
-        shared.auth.counters.publish_denied.fetch_add(1, Ordering::Relaxed);
         return Err((StatusCode::FORBIDDEN, format!("not authorized to publish to {}", msg.topic)));
     }
     let topic = msg.topic.to_string();
@@ -406,21 +454,25 @@ pub(crate) fn stats(shared: &Shared) -> Value {
     })
 }
 
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+/// The first value of query parameter `name`: `None` when it is absent, `Some(None)` when its
+/// percent-encoding is bad (which must not read as "absent").
+fn query_param(query: Option<&str>, name: &str) -> Option<Option<String>> {
     query?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name).then(|| percent_decode(v)).flatten()
+        (k == name).then(|| percent_decode(v))
     })
 }
 
 fn connections(shared: &Shared, query: Option<&str>) -> Response<Body> {
     let parse = |name: &str, default: usize| match query_param(query, name) {
         None => Some(default),
-        Some(v) => v.parse::<usize>().ok(),
+        Some(v) => v?.parse::<usize>().ok(),
     };
     let Some(offset) = parse("offset", 0) else { return error(StatusCode::BAD_REQUEST, "offset must be a number") };
-    let Some(limit) = parse("limit", 100) else { return error(StatusCode::BAD_REQUEST, "limit must be a number") };
-    let limit = limit.clamp(1, MAX_PAGE);
+    let Some(limit) = parse("limit", 100).filter(|&l| l > 0) else {
+        return error(StatusCode::BAD_REQUEST, "limit must be a number from 1 up (pages hold at most 1000)");
+    };
+    let limit = limit.min(MAX_PAGE);
     let all = shared.conns.list();
     let items: Vec<_> = all.iter().skip(offset).take(limit).map(|e| e.view()).collect();
     json_response(StatusCode::OK, &json!({ "total": all.len(), "offset": offset, "limit": limit, "items": items }))
