@@ -73,8 +73,8 @@ fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
-
-fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+/// A JSON error answer `{"error": message}`.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     json_response(status, &json!({ "error": message.into() }))
 }
 
@@ -524,20 +524,7 @@ fn reload(shared: &Shared) -> Response<Body> {
 
 /// Decodes `%XX` escapes (and nothing else); `None` for a bad escape or non-UTF-8 result.
 fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    diglot_auth::request::percent_decode(s)
 }
 
 #[cfg(test)]

@@ -136,8 +136,13 @@ fn respond(
     peer: SocketAddr,
 ) -> Response<Body> {
     let path = req.uri().path();
-    if path == "/healthz" && (req.method() == Method::GET || req.method() == Method::HEAD) {
-        return text(StatusCode::OK, "ok\n");
+    if path == "/healthz" {
+        if req.method() == Method::GET || req.method() == Method::HEAD {
+            return text(StatusCode::OK, "ok\n");
+        }
+        let mut resp = crate::api::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
     }
     let is_echo = routes.echo_path.as_deref() == Some(path);
     let path_default = match routes.paths.get(path) {
