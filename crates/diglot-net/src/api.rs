@@ -222,11 +222,16 @@ fn method_not_allowed(allow: &str) -> Response<Body> {
 }
 
 fn readyz(shared: &Shared) -> Response<Body> {
-    let ready = shared.ready.load(Ordering::Relaxed) && !*shared.shutdown.borrow();
+    let store_failure = shared.durable.store_failure();
+    let ready = shared.ready.load(Ordering::Relaxed) && !*shared.shutdown.borrow() && store_failure.is_none();
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let store = match store_failure {
+        None => "open".to_string(),
+        Some(why) => format!("failed: {why}"),
+    };
     let body = json!({
         "ready": ready,
-        "store": "open",
+        "store": store,
         "listeners": if shared.ready.load(Ordering::Relaxed) { "bound" } else { "starting" },
         "shutting_down": *shared.shutdown.borrow(),
     });

@@ -559,6 +559,11 @@ impl Durable {
         self.store.observe_syncs(observe);
     }
 
+    /// Why the store refuses writes, if it does (a failed sync).
+    pub(crate) fn store_failure(&self) -> Option<String> {
+        self.store.failure()
+    }
+
     /// The store's counters (drops, expiries, dead-lettering, syncs).
     pub(crate) fn store_stats(&self) -> diglot_store::StoreStats {
         self.store.stats()

@@ -388,6 +388,12 @@ impl Store {
         self.inner.shared.counters.sync_observer.set(crate::ops::SyncObserver(Box::new(observe))).is_ok()
     }
 
+    /// Why the store refuses writes, once a sync has failed (it then stays failed until it is
+    /// reopened); `None` while it is healthy.
+    pub fn failure(&self) -> Option<String> {
+        self.inner.shared.failed.get().cloned()
+    }
+
     /// Drop and sync counters since the store was opened.
     pub fn stats(&self) -> StoreStats {
         self.inner.shared.counters.snapshot()
