@@ -503,12 +503,18 @@ async fn purge(shared: &Shared, name: &str) -> Response<Body> {
 
 fn subscriptions(shared: &Shared) -> Response<Body> {
     let mut items = Vec::new();
+    let mut consumers = Vec::new();
     for c in shared.conns.list() {
         let client_id = c.details.lock().client_id.clone();
         let mut subs: Vec<_> = c.subscriptions.lock().values().cloned().collect();
         subs.sort_by(|a, b| a.filter.cmp(&b.filter));
         for s in subs {
             items.push(json!({ "client_id": client_id, "connection": c.id, "filter": s.filter, "qos": s.qos, "share": s.share }));
+        }
+        let mut queues: Vec<_> = c.consuming.lock().values().cloned().collect();
+        queues.sort();
+        for (queue, prefetch) in queues {
+            consumers.push(json!({ "client_id": client_id, "connection": c.id, "queue": queue, "prefetch": prefetch }));
         }
     }
     let bindings: Vec<_> = shared
@@ -517,7 +523,10 @@ fn subscriptions(shared: &Shared) -> Response<Body> {
         .into_iter()
         .flat_map(|q| q.bindings.into_iter().map(move |f| json!({ "queue": q.name, "filter": f })))
         .collect();
-    json_response(StatusCode::OK, &json!({ "subscriptions": items, "queue_bindings": bindings }))
+    json_response(
+        StatusCode::OK,
+        &json!({ "subscriptions": items, "consumers": consumers, "queue_bindings": bindings }),
+    )
 }
 
 fn reload(shared: &Shared) -> Response<Body> {

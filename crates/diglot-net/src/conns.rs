@@ -53,6 +53,8 @@ pub(crate) struct ConnEntry {
     pub(crate) kick: Notify,
     /// The connection's subscriptions: sub id → (filter, QoS, share group).
     pub(crate) subscriptions: Mutex<std::collections::HashMap<diglot_core::SubId, SubView>>,
+    /// The durable queues the connection consumes: sub id → (queue, prefetch).
+    pub(crate) consuming: Mutex<std::collections::HashMap<diglot_core::SubId, (String, u16)>>,
 }
 
 /// One subscription as the admin API shows it.
@@ -143,6 +145,7 @@ impl Conns {
             messages_out: AtomicU64::new(0),
             kick: Notify::new(),
             subscriptions: Mutex::new(std::collections::HashMap::new()),
+            consuming: Mutex::new(std::collections::HashMap::new()),
         });
         self.open.insert(id, entry.clone());
         entry

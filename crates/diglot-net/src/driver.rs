@@ -501,10 +501,12 @@ async fn execute_one(
             if let Some((old, _)) = conn.consumers.insert(sub, (q.clone(), auto_ack)) {
                 shared.durable.detach(&old, conn.id, Some(sub)).await;
             }
+            conn.entry.consuming.lock().insert(sub, (queue.clone(), prefetch));
             let spec = ConsumerSpec { conn: conn.id, sub, outbox: conn.outbox.clone(), prefetch };
             shared.durable.consume(&q, spec).await;
         }
         Action::Unconsume { sub, .. } => {
+            conn.entry.consuming.lock().remove(&sub);
             if let Some((q, _)) = conn.consumers.remove(&sub) {
                 shared.durable.detach(&q, conn.id, Some(sub)).await;
             }

@@ -932,7 +932,8 @@ async fn queues_are_listed_and_purged() {
     b.shutdown().await;
 }
 
-/// Every connection's subscriptions (MQTT, shared, STOMP) and the durable queues' bindings.
+/// Every connection's subscriptions (MQTT, shared, STOMP), its consumers of durable queues, and
+/// the durable queues' bindings.
 #[tokio::test]
 async fn subscriptions_are_listed() {
     let b = broker().await;
@@ -968,6 +969,19 @@ async fn subscriptions_are_listed() {
     let bindings = v["queue_bindings"].as_array().unwrap();
     assert!(bindings.contains(&json!({ "queue": "$session/lister", "filter": "s/+/x" })), "{v}");
     assert!(bindings.contains(&json!({ "queue": "queue/orders", "filter": "$queue/orders" })), "{v}");
+    // Who consumes those queues, with the consumer's window.
+    let consumers: BTreeSet<(String, String)> = v["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["client_id"].as_str().unwrap_or("").to_string(), c["queue"].as_str().unwrap().to_string()))
+        .collect();
+    let want: BTreeSet<(String, String)> = [("lister", "$session/lister"), ("stomp-lister", "queue/orders")]
+        .into_iter()
+        .map(|(c, q)| (c.to_string(), q.to_string()))
+        .collect();
+    assert_eq!(consumers, want, "{v}");
+    assert!(v["consumers"].as_array().unwrap().iter().all(|c| c["prefetch"].as_u64().is_some_and(|p| p >= 1)), "{v}");
     b.shutdown().await;
 }
 
