@@ -691,6 +691,12 @@ impl Durable {
     }
 
     /// A consumer acknowledged an entry: delete it and dispatch more.
+    ///
+    /// The deletion is handed to the store's writer without waiting for its sync: the next
+    /// delivery must not wait a group commit per acknowledgement (that capped a drain at about
+    /// one message per sync). The entry is settled in memory at once, so it is never delivered
+    /// again by this process; a crash before the next sync may redeliver it after the restart,
+    /// which at-least-once delivery allows (MQTT DUP=1, STOMP `redelivered:true`).
     pub(crate) async fn ack(&self, conn: ConnId, at: DurableRef) {
         let Some(q) = self.queue_of(at) else { return };
         let settled = q.settle(&mut q.state.lock(), conn, at.seq);
@@ -698,11 +704,8 @@ impl Durable {
             tracing::debug!(queue = q.name(), seq = at.seq, conn, "ack for an entry not inflight to this connection");
             return;
         }
-        match self.store.ack(q.id, Seq(at.seq)).await {
-            Ok(()) | Err(StoreError::NoSuchEntry { .. }) => {}
-            Err(e) => {
-                tracing::error!(queue = q.name(), seq = at.seq, error = %e, "cannot delete an acknowledged entry")
-            }
+        if let Err(e) = self.store.ack_unsynced(q.id, Seq(at.seq)).await {
+            tracing::error!(queue = q.name(), seq = at.seq, error = %e, "cannot delete an acknowledged entry");
         }
         let work = q.dispatch(&mut q.state.lock(), self.max_redeliveries);
         self.run(&q, work).await;

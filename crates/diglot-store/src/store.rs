@@ -217,6 +217,15 @@ impl Store {
         self.call(|reply| Cmd::Ack { queue, seq, reply }).await
     }
 
+    /// Like [`Store::ack`], but returns as soon as the writer has the deletion, without waiting
+    /// for it to be synced: acknowledgements then cost no sync round trip each. Jobs stay in
+    /// submission order. What a crash can do is redeliver an entry whose deletion had not been
+    /// synced yet (at least once, never lost); a failure is logged by the writer and fails the
+    /// store's later writes.
+    pub async fn ack_unsynced(&self, queue: QueueId, seq: Seq) -> Result<(), StoreError> {
+        self.submit(|reply| Cmd::Ack { queue, seq, reply }).await.map(drop)
+    }
+
     /// Increments and persists the delivery count of an entry, returning the new count (1
     /// for a first delivery), so that a restart still knows how often it was delivered. Call
     /// it before each delivery; when [`Store::exceeds_redeliveries`] says so, call
