@@ -19,6 +19,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Options of `diglot-bench relay`.
@@ -111,7 +112,9 @@ async fn serve(relay: Arc<Relay>, stream: TcpStream, queue: usize) {
         target = req.uri().to_string();
         Ok(resp)
     };
-    let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else { return };
+    // Small buffers that grow on demand: the relay is the memory floor too (conns).
+    let config = WebSocketConfig::default().read_buffer_size(8 * 1024).write_buffer_size(64 * 1024);
+    let Ok(ws) = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await else { return };
     let (path, send_only) = match target.split_once('?') {
         Some((path, query)) => (path.to_string(), query.split('&').any(|q| q == "send-only")),
         None => (target.clone(), false),

@@ -39,6 +39,7 @@ fn count(r: &Value, key: &str) -> u64 {
 
 /// The checks of each scenario's own fields.
 fn check(r: &Value) {
+    assert!(r.get("first_error").is_none(), "an error during the run: {r}");
     match r["scenario"].as_str().expect("scenario") {
         "fanin" | "fanout" | "latency" => {
             assert!(count(r, "sent") > 0, "{r}");

@@ -186,7 +186,7 @@ impl Client {
         };
         let mut client = Client {
             tx: Tx { proto: ep.proto, writer, scratch: BytesMut::with_capacity(4096), next_id: 0 },
-            rx: Rx { proto: ep.proto, reader, buf: BytesMut::new(), stash: VecDeque::new() },
+            rx: Rx { proto: ep.proto, reader, buf: BytesMut::new(), stash: VecDeque::new(), stomp_acks: false },
         };
         let login = auth.login.as_deref().map(|l| (l, auth.passcode.as_deref().unwrap_or("")));
         match ep.proto {
@@ -223,6 +223,7 @@ impl Client {
                 let mut headers = vec![("id", "0"), ("destination", dest.as_str()), ("ack", ack), ("receipt", "sub")];
                 if qos > 0 {
                     headers.push(("prefetch-count", prefetch.as_str()));
+                    self.rx.stomp_acks = true;
                 }
                 stomp::frame(&mut tx.scratch, "SUBSCRIBE", &headers, b"");
             }
@@ -339,6 +340,8 @@ pub struct Rx {
     reader: Reader,
     buf: BytesMut,
     stash: VecDeque<Event>,
+    /// A subscription of this client wants client acks (otherwise MESSAGE needs no ACK).
+    stomp_acks: bool,
 }
 
 impl Rx {
@@ -389,7 +392,7 @@ impl Rx {
                     None => return Ok(None),
                     Some(stomp::Frame::Connected) => Event::Connected,
                     Some(stomp::Frame::Message { ack, body }) => {
-                        Event::Message { payload: body, ack: ack.map(Ack::Stomp) }
+                        Event::Message { payload: body, ack: ack.filter(|_| self.stomp_acks).map(Ack::Stomp) }
                     }
                     Some(stomp::Frame::Receipt(id)) => match &id[..] {
                         b"sub" => Event::Subscribed,

@@ -64,6 +64,8 @@ pub struct Plan {
     pub pace: Option<f64>,
     /// Record stamp-to-arrival latency in microseconds.
     pub latency: bool,
+    /// Where to publish the running count of deliveries (the publishers' flow control).
+    pub progress: Option<Arc<AtomicU64>>,
 }
 
 /// What one subscriber saw.
@@ -116,6 +118,9 @@ pub async fn consume(mut client: Client, plan: Plan) -> (Seen, Client) {
             Ok(Ok(Event::Message { payload, ack })) => {
                 seen.received += 1;
                 seen.last = Some(Instant::now());
+                if let Some(p) = &plan.progress {
+                    p.store(seen.received, Ordering::Release);
+                }
                 if let (Some(h), Some(t)) = (seen.hist.as_mut(), read_stamp(&payload)) {
                     let _ = h.record((now_ns().saturating_sub(t) / 1000).max(1));
                 }

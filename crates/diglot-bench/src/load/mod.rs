@@ -95,6 +95,11 @@ pub struct LoadArgs {
     /// Publishes per batched write.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// Most messages published and not yet delivered to the slowest subscriber (fanin, fanout):
+    /// the publishers wait beyond it, so the run measures a steady state instead of filling
+    /// socket buffers with a backlog the broker works through long after the run.
+    #[arg(long, default_value_t = 2000)]
+    pub inflight: u64,
     /// Connections to open (conns).
     #[arg(long, default_value_t = 1000)]
     pub connections: usize,

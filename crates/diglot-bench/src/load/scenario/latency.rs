@@ -33,6 +33,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Metrics> {
         stop_at_done: false,
         pace: None,
         latency: true,
+        progress: None,
     };
     let reader = tokio::spawn(measure::consume(sub, plan.clone()));
     let mut payload = measure::payload(sh.size);

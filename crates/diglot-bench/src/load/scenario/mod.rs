@@ -65,7 +65,7 @@ pub fn params(ctx: &Ctx) -> Value {
     match a.scenario {
         Scenario::Fanin | Scenario::Fanout => json!({
             "publishers": sh.publishers, "subscribers": sh.subscribers, "size": sh.size, "qos": 0,
-            "duration_secs": a.duration_secs, "batch": a.batch,
+            "duration_secs": a.duration_secs, "batch": a.batch, "inflight": a.inflight,
         }),
         Scenario::Latency => json!({"rate": sh.rate, "size": sh.size, "qos": 0, "duration_secs": a.duration_secs}),
         Scenario::Conns => json!({

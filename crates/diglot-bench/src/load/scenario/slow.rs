@@ -100,6 +100,7 @@ async fn phase(ctx: &Ctx, with_slow: bool) -> anyhow::Result<Phase> {
         stop_at_done: false,
         pace: None,
         latency: false,
+        progress: None,
     };
     let fast = tokio::spawn(measure::consume(fast, plan.clone()));
     let slow = slow.map(|c| {

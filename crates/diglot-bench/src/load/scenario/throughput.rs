@@ -1,11 +1,16 @@
 //! `fanin` (N publishers → 1 subscriber) and `fanout` (1 publisher → N subscribers): QoS 0,
-//! publishers as fast as they can for `--duration-secs`, in batches of `--batch` publishes
-//! per write. Then the subscribers drain (until they have everything, or a second passes
+//! publishers as fast as the broker delivers for `--duration-secs`, in batches of `--batch`
+//! publishes per write, with at most `--inflight` messages published and not yet delivered to
+//! the slowest subscriber. Without that bound the publishers would only fill socket buffers
+//! (loopback buffers hold hundreds of thousands of small messages), and the broker would work
+//! through the backlog long after the run. A broker that drops QoS 0 would stall the window:
+//! after 500 ms without progress the publishers count what is missing as `presumed_dropped`
+//! and go on. Then the subscribers drain (until they have everything, or a second passes
 //! without a delivery, or `--drain-secs`).
 //!
-//! `msgs_per_s` is what the publishers got written (sent / publishing time); `deliveries_per_s`
-//! is what the subscribers got (deliveries / time from the start to the last delivery); a
-//! broker that drops QoS 0 under load shows it in `delivered_ratio`.
+//! `msgs_per_s` is what the publishers sent (sent / publishing time); `deliveries_per_s` is
+//! what the subscribers got (deliveries / time from the start to the last delivery), and
+//! `delivered_ratio` shows drops.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,9 +20,75 @@ use anyhow::Context;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::super::client::Client;
 use super::super::measure::{self, Plan};
 use super::super::Ctx;
 use super::{per_sec, put, shape, Metrics};
+
+/// The publishers' shared view of delivery progress.
+struct Flow {
+    sent: AtomicU64,
+    forgiven: AtomicU64,
+    delivered: Vec<Arc<AtomicU64>>,
+    window: u64,
+}
+
+impl Flow {
+    fn slowest(&self) -> u64 {
+        self.delivered.iter().map(|d| d.load(Ordering::Acquire)).min().unwrap_or(u64::MAX)
+    }
+
+    fn lag(&self) -> u64 {
+        let behind = self.sent.load(Ordering::Acquire).saturating_sub(self.forgiven.load(Ordering::Acquire));
+        behind.saturating_sub(self.slowest())
+    }
+
+    /// Waits until the slowest subscriber is less than a window behind (or `until` passes).
+    async fn wait(&self, until: Instant) {
+        let (mut seen, mut since) = (self.slowest(), Instant::now());
+        while self.lag() >= self.window && Instant::now() < until {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+            let now = self.slowest();
+            if now != seen {
+                (seen, since) = (now, Instant::now());
+            } else if since.elapsed() >= Duration::from_millis(500) {
+                // No progress: the broker dropped what is missing (QoS 0 may be dropped).
+                self.forgiven.fetch_add(self.lag(), Ordering::AcqRel);
+                since = Instant::now();
+            }
+        }
+    }
+}
+
+async fn publish(mut client: Client, topic: String, size: usize, batch: usize, flow: Arc<Flow>, end: Instant) -> Sent {
+    let mut payload = measure::payload(size);
+    let mut sent = 0u64;
+    let mut error = None;
+    'run: while Instant::now() < end {
+        flow.wait(end).await;
+        for _ in 0..batch {
+            measure::stamp(&mut payload, sent);
+            if let Err(e) = client.tx.publish(&topic, &payload, 0, false).await {
+                error = Some(e);
+                break 'run;
+            }
+            sent += 1;
+        }
+        flow.sent.fetch_add(batch as u64, Ordering::AcqRel);
+        if let Err(e) = client.tx.flush().await {
+            error = Some(e);
+            break;
+        }
+    }
+    Sent { sent, end: Instant::now(), error: error.map(|e| e.to_string()), client }
+}
+
+struct Sent {
+    sent: u64,
+    end: Instant,
+    error: Option<String>,
+    client: Client,
+}
 
 /// Runs fan-in or fan-out (the shape decides which).
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Metrics> {
@@ -41,43 +112,29 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Metrics> {
         stop_at_done: false,
         pace: None,
         latency: false,
+        progress: None,
     };
+    let flow = Arc::new(Flow {
+        sent: AtomicU64::new(0),
+        forgiven: AtomicU64::new(0),
+        delivered: (0..subs.len()).map(|_| Arc::new(AtomicU64::new(0))).collect(),
+        window: ctx.args.inflight.max(ctx.args.batch as u64),
+    });
     let mut readers = JoinSet::new();
-    for client in subs {
-        readers.spawn(measure::consume(client, plan.clone()));
+    for (client, progress) in subs.into_iter().zip(&flow.delivered) {
+        readers.spawn(measure::consume(client, Plan { progress: Some(progress.clone()), ..plan.clone() }));
     }
     let mut writers = JoinSet::new();
-    for mut client in pubs {
-        let (topic, size, batch) = (topic.clone(), sh.size, ctx.args.batch.max(1));
-        writers.spawn(async move {
-            let mut payload = measure::payload(size);
-            let mut sent = 0u64;
-            let mut error = None;
-            'run: while start.elapsed() < duration {
-                for _ in 0..batch {
-                    measure::stamp(&mut payload, sent);
-                    if let Err(e) = client.tx.publish(&topic, &payload, 0, false).await {
-                        error = Some(e);
-                        break 'run;
-                    }
-                    sent += 1;
-                }
-                if let Err(e) = client.tx.flush().await {
-                    error = Some(e);
-                    break;
-                }
-                tokio::task::yield_now().await;
-            }
-            (sent, Instant::now(), error.map(|e| e.to_string()), client)
-        });
+    for client in pubs {
+        writers.spawn(publish(client, topic.clone(), sh.size, ctx.args.batch.max(1), flow.clone(), start + duration));
     }
     let (mut sent, mut pub_end, mut pub_errors, mut keep) = (0u64, start, Vec::new(), Vec::new());
     while let Some(done) = writers.join_next().await {
-        let (n, end, error, client) = done?;
-        sent += n;
-        pub_end = pub_end.max(end);
-        pub_errors.extend(error);
-        keep.push(client);
+        let done = done?;
+        sent += done.sent;
+        pub_end = pub_end.max(done.end);
+        pub_errors.extend(done.error);
+        keep.push(done.client);
     }
     plan.expected.store(sent, Ordering::Release);
     plan.done.store(true, Ordering::Release);
@@ -104,6 +161,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Metrics> {
     put(&mut m, "received", received);
     put(&mut m, "expected", expected);
     put(&mut m, "delivered_ratio", if expected > 0 { received as f64 / expected as f64 } else { 0.0 });
+    put(&mut m, "presumed_dropped", flow.forgiven.load(Ordering::Acquire));
     put(&mut m, "deliveries_per_s", per_sec(received, (last - start).as_secs_f64()).round());
     put(&mut m, "min_per_subscriber", if min_sub == u64::MAX { 0 } else { min_sub });
     put(&mut m, "max_per_subscriber", max_sub);
