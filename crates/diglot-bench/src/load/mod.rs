@@ -147,6 +147,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let ctx = Ctx { ep, auth, args, run_id };
     // The hard bound of the whole run: its phases are bounded one by one, this is the backstop.
     let bound = Duration::from_secs_f64(3.0 * ctx.args.duration_secs + 2.0 * ctx.args.drain_secs + 120.0);
+    let load_before = loadavg();
     let result = tokio::time::timeout(bound, scenario::run(&ctx)).await;
     let params = scenario::params(&ctx);
     let mut record = Map::new();
@@ -156,6 +157,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     record.insert("transport".into(), json!(ctx.ep.transport()));
     record.insert("url".into(), json!(ctx.args.url));
     record.insert("params".into(), params);
+    // The machine is shared: the 1-minute load average says how quiet it was.
+    record.insert("loadavg_before".into(), json!(load_before));
+    record.insert("loadavg_after".into(), json!(loadavg()));
     match result {
         Ok(Ok(m)) => {
             record.insert("ok".into(), json!(true));
@@ -174,6 +178,11 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     println!("{line}");
     eprintln!("{}", summary(&line));
     Ok(())
+}
+
+/// The 1-minute load average from `/proc/loadavg`.
+fn loadavg() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 /// One human-readable line for a record.
