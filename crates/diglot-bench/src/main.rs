@@ -5,11 +5,19 @@
 //!   each durability policy, both engines) and disk bytes per message.
 //! - `diglot-bench store --space`: disk space after a million 1 KiB messages are appended and
 //!   all acked, after close and after reopen, both engines.
+//! - `diglot-bench load SCENARIO --url URL`: a load generator for MQTT/STOMP brokers over
+//!   WebSocket and TCP (fanin, fanout, latency, conns, durable, slow-consumer); one JSON line
+//!   per run on stdout, a summary on stderr.
+//! - `diglot-bench relay`: a bare WebSocket relay, the ceiling for the load scenarios.
+//! - `diglot-bench report`: the Markdown section of `docs/benchmarks.md` from load runs.
 //!
-//! Progress goes to stderr; the Markdown report goes to stdout (and to `--out` if given).
+//! `store` prints progress on stderr and its Markdown report on stdout (and to `--out`).
 
 use clap::{Parser, Subcommand};
 
+mod load;
+mod relay;
+mod report;
 mod store;
 
 #[derive(Debug, Parser)]
@@ -23,14 +31,21 @@ struct Cli {
 enum Command {
     /// Durable store: throughput per engine × durability policy, and disk space.
     Store(store::StoreArgs),
+    /// Load generator: one scenario against one broker (or the relay), one JSON line out.
+    Load(load::LoadArgs),
+    /// A bare WebSocket relay (rooms by path), the ceiling for `load`.
+    Relay(relay::RelayArgs),
+    /// The Markdown section of docs/benchmarks.md from the JSON lines of `load` runs.
+    Report(report::ReportArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Store(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(store::run(args))
-        }
+        Command::Store(args) => runtime.block_on(store::run(args)),
+        Command::Load(args) => runtime.block_on(load::run(args)),
+        Command::Relay(args) => runtime.block_on(relay::run(args)),
+        Command::Report(args) => report::run(args),
     }
 }
