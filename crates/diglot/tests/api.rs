@@ -16,11 +16,11 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use bytes::Bytes;
+use common::users::*;
 use common::*;
 use diglot::Config;
 use http_body_util::{BodyExt, Full};
@@ -157,22 +157,6 @@ impl<'a> Api<'a> {
 // ---------------------------------------------------------------------------------------------
 // Brokers with authentication
 // ---------------------------------------------------------------------------------------------
-
-const SECRET: &str = "0123456789abcdef0123456789abcdef";
-const AUDIENCE: &str = "diglot";
-const ALICE_PW: &str = "alice-password";
-const BOB_PW: &str = "bob-password";
-
-/// argon2id hashes of alice's and bob's passwords, made once per test binary.
-fn hashes() -> &'static (String, String) {
-    static HASHES: OnceLock<(String, String)> = OnceLock::new();
-    HASHES.get_or_init(|| {
-        (
-            diglot_auth::password::hash(ALICE_PW.as_bytes()).expect("hash"),
-            diglot_auth::password::hash(BOB_PW.as_bytes()).expect("hash"),
-        )
-    })
-}
 
 /// `broker.toml` text: no anonymous clients; alice (role admin, may do anything) and bob (may
 /// publish and subscribe under `bob/`), by password or HS256 token; `per_minute` failed logins;

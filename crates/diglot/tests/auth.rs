@@ -19,10 +19,11 @@ mod common;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::raw_mqtt::{mqtt_str, packet, varint};
+use common::users::*;
 use common::*;
 use diglot::Config;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -36,23 +37,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 // Configuration
 // ---------------------------------------------------------------------------------------------
 
-const SECRET: &str = "0123456789abcdef0123456789abcdef";
 const OTHER_SECRET: &str = "fedcba9876543210fedcba9876543210";
-const AUDIENCE: &str = "diglot";
 const COOKIE: &str = "diglot_token";
-const ALICE_PW: &str = "alice-password";
-const BOB_PW: &str = "bob-password";
-
-/// argon2id hashes of alice's and bob's passwords, made once per test binary.
-fn hashes() -> &'static (String, String) {
-    static HASHES: OnceLock<(String, String)> = OnceLock::new();
-    HASHES.get_or_init(|| {
-        (
-            diglot_auth::password::hash(ALICE_PW.as_bytes()).expect("hash"),
-            diglot_auth::password::hash(BOB_PW.as_bytes()).expect("hash"),
-        )
-    })
-}
 
 /// The ACL of most ACL tests: role admin may do anything (including `$SYS`), bob has `a/#`,
 /// and everyone (anonymous clients included) has `public/#`, `users/%u/#` and `clients/%c/#`.

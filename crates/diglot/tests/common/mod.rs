@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset of these helpers
 
 pub mod raw_mqtt;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::time::Duration;
