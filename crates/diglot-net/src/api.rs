@@ -157,6 +157,7 @@ pub(crate) async fn handle(
         },
         (["subscriptions"], Method::GET) => subscriptions(shared),
         (["reload"], Method::POST) => reload(shared),
+        (["cluster"], Method::GET) => json_response(StatusCode::OK, &crate::cluster::view(shared)),
         (
             ["publish"]
             | ["publish", "batch"]
@@ -181,6 +182,7 @@ fn readyz(shared: &Shared) -> Response<Body> {
         "store": "open",
         "listeners": if shared.ready.load(Ordering::Relaxed) { "bound" } else { "starting" },
         "shutting_down": *shared.shutdown.borrow(),
+        "cluster": crate::cluster::link(shared),
     });
     json_response(status, &body)
 }
