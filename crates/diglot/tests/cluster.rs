@@ -137,7 +137,10 @@ type Events = tokio::sync::mpsc::UnboundedReceiver<Packet>;
 
 fn mqtt(id: &str, b: &diglot::Broker) -> (AsyncClient, Events) {
     let addr = b.mqtt_addr().unwrap();
-    let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    mqtt_with(MqttOptions::new(id, addr.ip().to_string(), addr.port()))
+}
+
+fn mqtt_with(mut o: MqttOptions) -> (AsyncClient, Events) {
     o.set_keep_alive(Duration::from_secs(30));
     let (client, mut ev) = AsyncClient::new(o, 100);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -448,5 +451,90 @@ async fn a_node_starts_in_local_mode_when_redis_is_unreachable() {
     let mut redis = Redis { child: None, port };
     redis.spawn().await;
     wait_link(&a, 1).await;
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_qos1_message_from_another_node_waits_in_a_persistent_session() {
+    let redis = Redis::start().await;
+    let a = broker_with(node_config(&redis, "a", "t7")).await;
+    let b = broker_with(node_config(&redis, "b", "t7")).await;
+    wait_link(&a, 2).await;
+    wait_link(&b, 2).await;
+    let persistent = |b: &diglot::Broker| {
+        let addr = b.mqtt_addr().unwrap();
+        let mut o = MqttOptions::new("sleeper", addr.ip().to_string(), addr.port());
+        o.set_clean_session(false);
+        o
+    };
+    let (sub, mut sev) = mqtt_with(persistent(&b));
+    subscribed(&sub, &mut sev, "p/#").await;
+    sub.disconnect().await.unwrap();
+    tokio::time::timeout(PATIENCE, async { while sev.recv().await.is_some() {} }).await.unwrap();
+    // The session's subscription stays, so B still wants p/#.
+    wait_interest(&a, "b", "p/#").await;
+
+    let (client, mut ev) = mqtt("waker", &a);
+    client.publish("p/1", QoS::AtLeastOnce, false, "kept").await.unwrap();
+    next_packet(&mut ev, |p| matches!(p, Packet::PubAck(_)).then_some(())).await;
+    // Stored on B before the next remote message is taken; the marker makes sure it arrived.
+    let mut stomp = stomp_at(&b, &[]).await;
+    stomp_subscribe(&mut stomp, "/topic/p/marker").await;
+    wait_interest(&a, "b", "p/marker").await;
+    client.publish("p/marker", QoS::AtLeastOnce, false, "m").await.unwrap();
+    assert_eq!(stomp.frame().await.unwrap().body, b"m");
+
+    let (_again, mut aev) = mqtt_with(persistent(&b));
+    let (topic, payload) = next_publish(&mut aev).await;
+    assert_eq!((topic.as_str(), payload.as_slice()), ("p/1", &b"kept"[..]));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Sends one command to Redis over RESP and returns the raw reply.
+async fn redis_cmd(redis: &Redis, args: &[&[u8]]) -> Vec<u8> {
+    let mut conn = TcpStream::connect(("127.0.0.1", redis.port)).await.unwrap();
+    let mut cmd = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        cmd.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        cmd.extend_from_slice(a);
+        cmd.extend_from_slice(b"\r\n");
+    }
+    conn.write_all(&cmd).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(PATIENCE, conn.read(&mut buf)).await.unwrap().unwrap();
+    buf.truncate(n);
+    buf
+}
+
+#[tokio::test]
+async fn a_dead_node_times_out_and_garbage_on_the_channels_is_ignored() {
+    let redis = Redis::start().await;
+    let a = broker_with(node_config(&redis, "a", "t8")).await;
+    wait_link(&a, 1).await;
+    // A node that heartbeat once and then died (kill -9): it never says goodbye.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis().to_string();
+    redis_cmd(&redis, &[b"SADD", b"t8:interest:ghost", b"g/#"]).await;
+    redis_cmd(&redis, &[b"HSET", b"t8:nodes", b"ghost", now.as_bytes()]).await;
+    wait_interest(&a, "ghost", "g/#").await;
+
+    // Strangers publish on the cluster's channels: nothing breaks, the junk is counted.
+    let mut truncated = b"DGM\x01\x00\x01\x00\x05ghost".to_vec();
+    truncated.extend_from_slice(&[0xff, 0xff]);
+    for junk in [&b"hello"[..], &truncated, b"DGM\x07later-version"] {
+        redis_cmd(&redis, &[b"PUBLISH", b"t8:msg", junk]).await;
+    }
+    redis_cmd(&redis, &[b"PUBLISH", b"t8:ctl", b"{not json"]).await;
+    redis_cmd(&redis, &[b"PUBLISH", b"t8:ctl", br#"{"v":1,"op":"claim","node":"ghost"}"#]).await;
+
+    wait_view(&a, "ghost timed out", |v| {
+        v["nodes"].as_array().is_some_and(|n| n.len() == 1) && v["messages"]["rejected"].as_u64() >= Some(4)
+    })
+    .await;
+    assert_eq!(redis_cmd(&redis, &[b"HEXISTS", b"t8:nodes", b"ghost"]).await, b":0\r\n", "its entry is cleared");
+    let (client, mut ev) = mqtt("still-here", &a);
+    subscribed(&client, &mut ev, "g/1").await;
+    client.publish("g/1", QoS::AtMostOnce, false, "ok").await.unwrap();
+    assert_eq!(next_publish(&mut ev).await.1, b"ok");
     a.shutdown().await;
 }
