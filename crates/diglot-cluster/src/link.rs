@@ -40,6 +40,11 @@ pub(crate) fn now_ms() -> u64 {
 
 /// A client for `url`, speaking RESP3 (Pub/Sub pushes on the command connection).
 pub(crate) fn client(url: &str) -> redis::RedisResult<redis::Client> {
+    if url.starts_with("rediss:") {
+        // redis-rs builds its TLS config on the process's default provider: make it the one
+        // crypto provider the rest of Diglot uses (a no-op if one is installed already).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
     let info = url.into_connection_info()?;
     let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
     redis::Client::open(info.set_redis_settings(settings))

@@ -5,86 +5,17 @@
 //! tests fail with that advice when it is not found). The brokers run in-process on port 0.
 
 mod common;
+mod redis;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use diglot::Config;
+use redis::{free_port, Redis};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A redis-server child process, killed on drop.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-}
-
-fn redis_binary() -> String {
-    if let Ok(p) = std::env::var("DIGLOT_REDIS_SERVER") {
-        return p;
-    }
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("redis-server"))
-        .find(|p| p.is_file());
-    match found {
-        Some(p) => p.display().to_string(),
-        None => panic!(
-            "redis-server not found: the cluster tests need a real Redis. Run scripts/redis-test-server \
-             (it installs Debian's redis-server package) before cargo test, or set DIGLOT_REDIS_SERVER"
-        ),
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-impl Redis {
-    async fn start() -> Redis {
-        let mut r = Redis { child: None, port: free_port() };
-        r.spawn().await;
-        r
-    }
-
-    async fn spawn(&mut self) {
-        let child = Command::new(redis_binary())
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        tokio::time::timeout(PATIENCE, async {
-            while TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await
-        .expect("redis-server listens");
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn node_config(redis: &Redis, node: &str, prefix: &str) -> Config {
     let mut c = Config::ephemeral();
@@ -448,7 +379,7 @@ async fn a_node_starts_in_local_mode_when_redis_is_unreachable() {
     assert_eq!(next_publish(&mut ev).await.1, b"still works");
 
     // Redis appears on that port later: the node joins.
-    let mut redis = Redis { child: None, port };
+    let mut redis = Redis { child: None, port, args: Vec::new() };
     redis.spawn().await;
     wait_link(&a, 1).await;
     a.shutdown().await;
