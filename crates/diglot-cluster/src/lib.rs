@@ -263,6 +263,19 @@ impl Bridge for Cluster {
         self.inner.up.load(Ordering::Relaxed)
     }
 
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let s = &self.inner.stats;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        vec![
+            ("forwarded", load(&s.forwarded)),
+            ("received", load(&s.received)),
+            ("rejected", load(&s.rejected)),
+            ("dropped_link_down", load(&s.dropped_link_down)),
+            ("dropped_outbound_full", load(&s.dropped_full)),
+            ("dropped_inbound_full", load(&s.dropped_inbound)),
+        ]
+    }
+
     fn view(&self) -> serde_json::Value {
         let inner = &self.inner;
         let now = link::now_ms();
@@ -282,8 +295,8 @@ impl Bridge for Cluster {
                 })
             })
             .collect();
-        let s = &inner.stats;
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let messages: serde_json::Map<String, serde_json::Value> =
+            self.counters().into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
         json!({
             "node_id": inner.id(),
             "link_up": self.link_up(),
@@ -291,14 +304,7 @@ impl Bridge for Cluster {
             "heartbeat_ms": HEARTBEAT.as_millis() as u64,
             "node_timeout_ms": NODE_TIMEOUT.as_millis() as u64,
             "nodes": nodes,
-            "messages": {
-                "forwarded": load(&s.forwarded),
-                "received": load(&s.received),
-                "rejected": load(&s.rejected),
-                "dropped_link_down": load(&s.dropped_link_down),
-                "dropped_outbound_full": load(&s.dropped_full),
-                "dropped_inbound_full": load(&s.dropped_inbound),
-            },
+            "messages": messages,
         })
     }
 

@@ -42,6 +42,10 @@ pub trait Bridge: Send + Sync + std::fmt::Debug + 'static {
     /// Whether the link to the other nodes is up now.
     fn link_up(&self) -> bool;
 
+    /// Message counters by outcome (`forwarded`, `received`, `rejected`, `dropped_…`), for
+    /// `/metrics`.
+    fn counters(&self) -> Vec<(&'static str, u64)>;
+
     /// A JSON view of the cluster for `GET /api/v1/cluster`: this node, the link, the nodes.
     fn view(&self) -> serde_json::Value;
 

@@ -210,7 +210,10 @@ async fn messages_cross_nodes_both_ways_once_each() {
     let (status, body) = http_get(a.ws_addr().unwrap(), "/readyz").await;
     assert_eq!(status, 200);
     assert!(body.contains("\"cluster\":\"up\""), "{body}");
-    assert_eq!(sample(&scrape(a.ws_addr().unwrap()).await, "diglot_cluster_link_up", &[]), 1.0);
+    let metrics = scrape(a.ws_addr().unwrap()).await;
+    assert_eq!(sample(&metrics, "diglot_cluster_link_up", &[]), 1.0);
+    assert!(sample(&metrics, "diglot_cluster_messages_total", &[("outcome", "forwarded")]) >= 52.0);
+    assert!(sample(&metrics, "diglot_cluster_messages_total", &[("outcome", "received")]) >= 1.0);
 
     // SIGTERM-style shutdown unregisters at once: B forgets A before A could time out.
     a.shutdown().await;
