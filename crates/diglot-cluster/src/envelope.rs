@@ -4,14 +4,14 @@
 //! Layout, all integers big-endian:
 //! ```text
 //! "DGM" version:u8(=1) flags:u8 qos:u8
-//! origin:str16 topic:str16 expires_unix_ms:u64 (0: none)
-//! [props, if flags & PROPS] content_type:str16 response_topic:str16 correlation:bytes32
-//!                           user_count:u16 (key:str16 value:str16)*
+//! origin:str32 topic:str32 expires_unix_ms:u64 (0: none)
+//! [props, if flags & PROPS] content_type:str32 response_topic:str32 correlation:bytes32
+//!                           user_count:u32 (key:str32 value:str32)*
 //! payload: the rest
 //! ```
 //! flags: 1 retain, 2 props present, 4 UTF-8 payload, 8 has content type, 16 has response
-//! topic, 32 has correlation data. `str16` is a u16 length and UTF-8 bytes; `bytes32` a u32
-//! length and bytes.
+//! topic, 32 has correlation data. `str32` is a u32 length and UTF-8 bytes; `bytes32` a u32
+//! length and bytes. Lengths are never cut: what a protocol carried crosses unchanged.
 //!
 //! Anyone who can publish on the channel can send anything: [`decode`] checks every length
 //! and never panics. It is not an authentication mechanism; Redis ACLs are (see
@@ -63,15 +63,10 @@ fn now_unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-fn put_str16(out: &mut BytesMut, s: &str) {
-    // Longer strings cannot come from the protocols (MQTT strings are u16-prefixed too); cut
-    // defensively at a character boundary rather than write a wrong length.
-    let mut end = s.len().min(u16::MAX as usize);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    out.put_u16(end as u16);
-    out.put_slice(&s.as_bytes()[..end]);
+fn put_str(out: &mut BytesMut, s: &str) {
+    // Frames are far below 4 GiB (limits.max_frame_bytes), so a length always fits.
+    out.put_u32(s.len() as u32);
+    out.put_slice(s.as_bytes());
 }
 
 /// Encodes `msg`, published on node `origin`.
@@ -90,23 +85,22 @@ pub fn encode(origin: &str, msg: &Message) -> Bytes {
     }
     out.put_u8(flags);
     out.put_u8(msg.qos as u8);
-    put_str16(&mut out, origin);
-    put_str16(&mut out, msg.topic.as_str());
+    put_str(&mut out, origin);
+    put_str(&mut out, msg.topic.as_str());
     let expires = msg.expires_unix_ms.or_else(|| {
         msg.expires_at.map(|at| now_unix_ms() + at.saturating_duration_since(Instant::now()).as_millis() as u64)
     });
     out.put_u64(expires.unwrap_or(0));
     if let Some(p) = props {
-        put_str16(&mut out, p.content_type.as_deref().unwrap_or(""));
-        put_str16(&mut out, p.response_topic.as_deref().unwrap_or(""));
+        put_str(&mut out, p.content_type.as_deref().unwrap_or(""));
+        put_str(&mut out, p.response_topic.as_deref().unwrap_or(""));
         let c = p.correlation_data.as_deref().unwrap_or(&[]);
         out.put_u32(c.len() as u32);
         out.put_slice(c);
-        let users = &p.user[..p.user.len().min(u16::MAX as usize)];
-        out.put_u16(users.len() as u16);
-        for (k, v) in users {
-            put_str16(&mut out, k);
-            put_str16(&mut out, v);
+        out.put_u32(p.user.len() as u32);
+        for (k, v) in &p.user {
+            put_str(&mut out, k);
+            put_str(&mut out, v);
         }
     }
     out.put_slice(&msg.payload);
@@ -128,11 +122,6 @@ impl Reader {
         Ok(self.0.get_u8())
     }
 
-    fn u16(&mut self) -> Result<u16, DecodeError> {
-        self.need(2)?;
-        Ok(self.0.get_u16())
-    }
-
     fn u32(&mut self) -> Result<u32, DecodeError> {
         self.need(4)?;
         Ok(self.0.get_u32())
@@ -148,8 +137,8 @@ impl Reader {
         Ok(self.0.split_to(n))
     }
 
-    fn str16(&mut self) -> Result<String, DecodeError> {
-        let n = self.u16()? as usize;
+    fn str(&mut self) -> Result<String, DecodeError> {
+        let n = self.u32()? as usize;
         let b = self.bytes(n)?;
         String::from_utf8(b.to_vec()).map_err(|_| DecodeError::Invalid("a string is not UTF-8"))
     }
@@ -157,11 +146,11 @@ impl Reader {
 
 /// Reads the origin node only, so that a node skips its own messages without decoding them.
 pub fn origin(data: &[u8]) -> Option<&str> {
-    if data.len() < 8 || &data[..3] != MAGIC || data[3] != VERSION {
+    if data.len() < 10 || &data[..3] != MAGIC || data[3] != VERSION {
         return None;
     }
-    let n = u16::from_be_bytes([data[6], data[7]]) as usize;
-    std::str::from_utf8(data.get(8..8 + n)?).ok()
+    let n = u32::from_be_bytes([data[6], data[7], data[8], data[9]]) as usize;
+    std::str::from_utf8(data.get(10..10usize.checked_add(n)?)?).ok()
 }
 
 /// Decodes an envelope; anything malformed is an error, never a panic.
@@ -176,18 +165,19 @@ pub fn decode(data: Bytes) -> Result<Envelope, DecodeError> {
     }
     let flags = r.u8()?;
     let qos = Qos::from_u8(r.u8()?).ok_or(DecodeError::Invalid("QoS"))?;
-    let origin = r.str16()?;
-    let topic = Topic::new(&r.str16()?).map_err(|_| DecodeError::Invalid("topic"))?;
+    let origin = r.str()?;
+    let topic = Topic::new(&r.str()?).map_err(|_| DecodeError::Invalid("topic"))?;
     let expires = r.u64()?;
     let props = if flags & PROPS != 0 {
-        let content_type = r.str16()?;
-        let response_topic = r.str16()?;
+        let content_type = r.str()?;
+        let response_topic = r.str()?;
         let n = r.u32()? as usize;
         let correlation = r.bytes(n)?;
-        let count = r.u16()?;
-        let mut user = Vec::with_capacity(usize::from(count).min(64));
+        let count = r.u32()?;
+        // The count is untrusted: grow as entries really arrive.
+        let mut user = Vec::with_capacity((count as usize).min(64));
         for _ in 0..count {
-            user.push((r.str16()?, r.str16()?));
+            user.push((r.str()?, r.str()?));
         }
         Some(Box::new(Props {
             content_type: (flags & CONTENT_TYPE != 0).then_some(content_type),
@@ -239,6 +229,9 @@ mod tests {
         assert_eq!(e.msg.props, m.props);
         assert_eq!(e.msg.expires_unix_ms, m.expires_unix_ms);
         assert!(e.msg.expires_at.is_some());
+        let mut long = Message::new(Topic::new("x").unwrap(), Bytes::new(), Qos::AtMostOnce, false);
+        long.props = Some(Box::new(Props { user: vec![("big".into(), "é".repeat(40_000))], ..Props::default() }));
+        assert_eq!(decode(encode("n", &long)).unwrap().msg.props, long.props, "nothing is cut at 64 KiB");
         let plain = Message::new(Topic::new("x").unwrap(), Bytes::new(), Qos::AtMostOnce, false);
         let e = decode(encode("n", &plain)).unwrap();
         assert!(e.msg.props.is_none() && e.msg.payload.is_empty() && e.msg.expires_at.is_none());

@@ -453,7 +453,7 @@ async fn a_dead_node_times_out_and_garbage_on_the_channels_is_ignored() {
     wait_interest(&a, "ghost", "g/#").await;
 
     // Strangers publish on the cluster's channels: nothing breaks, the junk is counted.
-    let mut truncated = b"DGM\x01\x00\x01\x00\x05ghost".to_vec();
+    let mut truncated = b"DGM\x01\x00\x01\x00\x00\x00\x05ghost".to_vec();
     truncated.extend_from_slice(&[0xff, 0xff]);
     for junk in [&b"hello"[..], &truncated, b"DGM\x07later-version"] {
         redis_cmd(&redis, &[b"PUBLISH", b"t8:msg", junk]).await;
