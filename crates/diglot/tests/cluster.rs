@@ -198,6 +198,25 @@ async fn messages_cross_nodes_both_ways_once_each() {
     assert_eq!(next_publish(&mut ev).await.1, b"marker");
     assert_eq!(stomp.frame().await.unwrap().body, b"marker");
 
+    // The HTTP API publishes into the cluster too, with its properties.
+    let body =
+        r#"{"topic":"x/api","payload":"from-http","qos":1,"properties":[["k","v"]],"content_type":"text/plain"}"#;
+    let req = format!(
+        "POST /api/v1/publish HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut http = TcpStream::connect(a.ws_addr().unwrap()).await.unwrap();
+    http.write_all(req.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(PATIENCE, http.read_to_end(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    let m = stomp.frame().await.unwrap();
+    assert_eq!(
+        (m.body.as_slice(), m.header("k"), m.header("content-type")),
+        (&b"from-http"[..], Some("v"), Some("text/plain"))
+    );
+    assert_eq!(next_publish(&mut ev).await.1, b"from-http");
+
     // Per-publisher order across nodes.
     for i in 0..50 {
         client.publish("x/seq", QoS::AtLeastOnce, false, i.to_string()).await.unwrap();
