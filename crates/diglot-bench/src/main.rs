@@ -6,10 +6,14 @@
 //! - `diglot-bench store --space`: disk space after a million 1 KiB messages are appended and
 //!   all acked, after close and after reopen, both engines.
 //!
+//! - `diglot-bench cluster`: cross-node throughput and added latency through Redis against a
+//!   single node (a redis-server of its own and in-process brokers).
+//!
 //! Progress goes to stderr; the Markdown report goes to stdout (and to `--out` if given).
 
 use clap::{Parser, Subcommand};
 
+mod cluster;
 mod store;
 
 #[derive(Debug, Parser)]
@@ -23,6 +27,8 @@ struct Cli {
 enum Command {
     /// Durable store: throughput per engine × durability policy, and disk space.
     Store(store::StoreArgs),
+    /// Cluster: cross-node throughput and latency vs one node.
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,6 +37,10 @@ fn main() -> anyhow::Result<()> {
         Command::Store(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(store::run(args))
+        }
+        Command::Cluster(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(cluster::run(args))
         }
     }
 }
