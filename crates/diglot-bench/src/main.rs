@@ -10,11 +10,14 @@
 //!   per run on stdout, a summary on stderr.
 //! - `diglot-bench relay`: a bare WebSocket relay, the ceiling for the load scenarios.
 //! - `diglot-bench report`: the Markdown section of `docs/benchmarks.md` from load runs.
+//! - `diglot-bench cluster`: cross-node throughput and added latency through Redis against a
+//!   single node (a redis-server of its own and in-process brokers).
 //!
 //! `store` prints progress on stderr and its Markdown report on stdout (and to `--out`).
 
 use clap::{Parser, Subcommand};
 
+mod cluster;
 mod load;
 mod relay;
 mod report;
@@ -37,6 +40,8 @@ enum Command {
     Relay(relay::RelayArgs),
     /// The Markdown section of docs/benchmarks.md from the JSON lines of `load` runs.
     Report(report::ReportArgs),
+    /// Cluster: cross-node throughput and latency vs one node.
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,5 +52,6 @@ fn main() -> anyhow::Result<()> {
         Command::Load(args) => runtime.block_on(load::run(args)),
         Command::Relay(args) => runtime.block_on(relay::run(args)),
         Command::Report(args) => report::run(args),
+        Command::Cluster(args) => runtime.block_on(cluster::run(args)),
     }
 }

@@ -10,6 +10,7 @@
 pub mod adapter;
 pub mod auth;
 pub mod close;
+pub mod cluster;
 pub mod limits;
 pub mod message;
 pub mod outbox;
@@ -28,6 +29,6 @@ pub use limits::{Breaches, Bucket, Limit, Limits};
 pub use message::{Delivery, DurableRef, Message, Props, Qos, QueueId, Seq};
 pub use outbox::{Outbox, PushOutcome};
 pub use retained::{RetainChange, Retained};
-pub use router::{ConnId, PublishReport, Router, ShareGroup, SubId, Subscriber, Target};
+pub use router::{ConnId, InterestHook, PublishReport, Router, ShareGroup, SubId, Subscriber, Target};
 pub use topic::{Filter, Topic, TopicError};
 pub use trie::Trie;

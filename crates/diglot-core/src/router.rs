@@ -110,9 +110,21 @@ pub struct RouterStats {
     pub dropped: AtomicU64,
 }
 
+/// Told when a filter gets its first subscription (`true`) or loses its last one (`false`).
+pub type InterestHook = Arc<dyn Fn(&Filter, bool) + Send + Sync>;
+
+/// How many subscriptions each filter has, for a cluster's view of what this node wants.
+#[derive(Default)]
+struct Interest {
+    counts: Mutex<HashMap<Filter, usize>>,
+    hook: std::sync::OnceLock<InterestHook>,
+}
+
 /// The topic router shared by every connection.
 pub struct Router {
     trie: RwLock<Trie<Subscriber>>,
+    /// Only in a cluster node (see [`Router::tracking_interest`]).
+    interest: Option<Interest>,
     shares: Mutex<HashMap<(String, Filter), Weak<ShareGroup>>>,
     retained: Retained,
     next_conn: AtomicU64,
@@ -136,6 +148,7 @@ impl Default for Router {
     fn default() -> Self {
         Router {
             trie: RwLock::new(Trie::new()),
+            interest: None,
             shares: Mutex::new(HashMap::new()),
             retained: Retained::new(),
             next_conn: AtomicU64::new(1),
@@ -149,6 +162,52 @@ impl Router {
     /// An empty router.
     pub fn new() -> Router {
         Router::default()
+    }
+
+    /// An empty router that counts subscriptions per filter, so that a cluster bridge learns
+    /// (through [`Router::set_interest_hook`]) which filters this node wants.
+    pub fn tracking_interest() -> Router {
+        Router { interest: Some(Interest::default()), ..Router::default() }
+    }
+
+    /// Sets what is told of filters that gain their first or lose their last subscription.
+    /// Does nothing unless the router was made with [`Router::tracking_interest`], or if a
+    /// hook is set already.
+    pub fn set_interest_hook(&self, hook: InterestHook) {
+        if let Some(i) = &self.interest {
+            let _ = i.hook.set(hook);
+        }
+    }
+
+    /// The filters with at least one subscription (empty unless tracking interest).
+    pub fn filters(&self) -> Vec<Filter> {
+        self.interest.as_ref().map(|i| i.counts.lock().keys().cloned().collect()).unwrap_or_default()
+    }
+
+    fn count(&self, filter: &Filter, added: bool) {
+        let Some(i) = &self.interest else { return };
+        let mut counts = i.counts.lock();
+        let changed = if added {
+            let n = counts.entry(filter.clone()).or_insert(0);
+            *n += 1;
+            *n == 1
+        } else {
+            match counts.get_mut(filter) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    counts.remove(filter);
+                    true
+                }
+                None => false,
+            }
+        };
+        // Under the lock, so that the hook hears a filter's changes in the order they happened.
+        if let (true, Some(hook)) = (changed, i.hook.get()) {
+            hook(filter, added);
+        }
     }
 
     /// A fresh connection id.
@@ -188,21 +247,35 @@ impl Router {
     /// filter is replaced, as MQTT requires for a repeated SUBSCRIBE [MQTT-3.8.4-3].
     /// Returns whether it replaced an existing one (for MQTT 5 Retain Handling 1).
     pub fn subscribe(&self, filter: &Filter, s: Subscriber) -> bool {
-        let mut trie = self.trie.write();
-        let key = s.key();
-        let replaced = trie.remove(filter, |e| e.key() == key) > 0;
-        trie.insert(filter, s);
+        let replaced = {
+            let mut trie = self.trie.write();
+            let key = s.key();
+            let replaced = trie.remove(filter, |e| e.key() == key) > 0;
+            trie.insert(filter, s);
+            replaced
+        };
+        if !replaced {
+            self.count(filter, true);
+        }
         replaced
     }
 
     /// Removes a connection's subscription. Returns whether one existed.
     pub fn unsubscribe(&self, filter: &Filter, conn: ConnId, sub: SubId) -> bool {
-        self.trie.write().remove(filter, |e| e.key() == (false, conn, sub)) > 0
+        let removed = self.trie.write().remove(filter, |e| e.key() == (false, conn, sub)) > 0;
+        if removed {
+            self.count(filter, false);
+        }
+        removed
     }
 
     /// Removes a durable queue's binding. Returns whether one existed.
     pub fn unbind_queue(&self, filter: &Filter, queue: QueueId) -> bool {
-        self.trie.write().remove(filter, |e| e.key() == (true, queue, 0)) > 0
+        let removed = self.trie.write().remove(filter, |e| e.key() == (true, queue, 0)) > 0;
+        if removed {
+            self.count(filter, false);
+        }
+        removed
     }
 
     /// A fresh broker-wide message id.
@@ -417,6 +490,23 @@ mod tests {
         m.expires_at = Some(Instant::now());
         assert_eq!(r.publish(m).1.delivered, 0);
         assert!(o.is_empty());
+    }
+
+    #[test]
+    fn interest_hears_first_and_last_subscriptions_only() {
+        let r = Router::tracking_interest();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        r.set_interest_hook(Arc::new(move |f: &Filter, added| s.lock().push((f.to_string(), added))));
+        sub(&r, "a/+", 1, 1, Qos::AtMostOnce, true);
+        sub(&r, "a/+", 2, 1, Qos::AtMostOnce, true);
+        sub(&r, "a/+", 2, 1, Qos::AtLeastOnce, true);
+        assert_eq!(r.filters().len(), 1);
+        r.unsubscribe(&Filter::new("a/+").unwrap(), 1, 1);
+        r.unsubscribe(&Filter::new("a/+").unwrap(), 2, 1);
+        assert!(r.filters().is_empty());
+        assert_eq!(*seen.lock(), vec![("a/+".to_string(), true), ("a/+".to_string(), false)]);
+        assert!(Router::new().filters().is_empty(), "a plain router counts nothing");
     }
 
     #[test]

@@ -167,6 +167,7 @@ pub(crate) async fn handle(
         },
         Route::Subscriptions => subscriptions(shared),
         Route::Reload => reload(shared),
+        Route::Cluster => json_response(StatusCode::OK, &crate::cluster::view(shared)),
     }
 }
 
@@ -181,6 +182,7 @@ enum Route<'a> {
     Purge(&'a str),
     Subscriptions,
     Reload,
+    Cluster,
 }
 
 impl<'a> Route<'a> {
@@ -198,6 +200,7 @@ impl<'a> Route<'a> {
             ["queues", name] => (Route::Purge(name), Method::DELETE),
             ["subscriptions"] => (Route::Subscriptions, Method::GET),
             ["reload"] => (Route::Reload, Method::POST),
+            ["cluster"] => (Route::Cluster, Method::GET),
             _ => return Err(None),
         };
         if *method != allowed {
@@ -234,6 +237,7 @@ fn readyz(shared: &Shared) -> Response<Body> {
         "store": store,
         "listeners": if shared.ready.load(Ordering::Relaxed) { "bound" } else { "starting" },
         "shutting_down": *shared.shutdown.borrow(),
+        "cluster": crate::cluster::link(shared),
     });
     json_response(status, &body)
 }

@@ -472,6 +472,7 @@ async fn execute_one(
                 d.client_id = Some(client_id.clone());
                 d.protocol = adapter.protocol();
             }
+            crate::cluster::claimed(shared, &client_id);
             conn.client_id = Some(client_id);
             if let Some(mut old) = displaced {
                 // Let the old connection return its unacknowledged messages first, so that the
@@ -576,6 +577,7 @@ async fn route(
         shared.durable.ensure_named(&shared.router, name).await.map_err(|e| PublishError::Store(e.to_string()))?;
     }
     let (msg, report) = shared.router.publish(msg);
+    crate::cluster::forward(shared, &msg);
     if msg.retain {
         let change = shared.router.retained().update(&msg);
         if let Err(e) = shared.durable.save_retained(&msg, change).await {
@@ -643,6 +645,7 @@ async fn finish(
     }
     if let Some(client_id) = &conn.client_id {
         shared.registry.release(client_id, conn.id);
+        crate::cluster::released(shared, client_id);
     }
     conn.finished.send_replace(true);
     shared.conns.close(&conn.entry, &reason);

@@ -189,7 +189,7 @@ fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
 }
 
 /// HELP texts, in the order they render.
-const DESCRIPTIONS: [(&str, Option<Unit>, &str); 25] = [
+const DESCRIPTIONS: [(&str, Option<Unit>, &str); 27] = [
     ("diglot_uptime_seconds", Some(Unit::Seconds), "Seconds since the broker started."),
     ("diglot_connections", None, "Open connections by protocol and transport."),
     ("diglot_connections_opened_total", None, "Connections that reached MQTT or STOMP, by protocol and transport."),
@@ -215,6 +215,12 @@ const DESCRIPTIONS: [(&str, Option<Unit>, &str); 25] = [
     ("diglot_acl_denied_total", None, "Publishes and subscriptions refused by the topic ACLs."),
     ("diglot_handshake_rejections_total", None, "Refused WebSocket handshakes and API calls, by HTTP status."),
     ("diglot_limit_breaches_total", None, "Breaches of configured limits, by limit."),
+    ("diglot_cluster_link_up", None, "1 while the cluster's link to Redis is up, else 0 (only with [cluster])."),
+    (
+        "diglot_cluster_messages_total",
+        None,
+        "Messages between nodes, by outcome (forwarded, received, rejected, dropped_*).",
+    ),
 ];
 
 /// Renders every metric in the Prometheus text exposition format.
@@ -267,6 +273,12 @@ pub(crate) fn render(shared: &Shared) -> String {
         m.counter("diglot_limit_breaches_total", &[("limit", l.label())]).absolute(breaches.get(l));
     }
     queues(shared);
+    if let Some(c) = &shared.cluster {
+        m.gauge("diglot_cluster_link_up", &[]).set(if c.link_up() { 1.0 } else { 0.0 });
+        for (outcome, n) in c.counters() {
+            m.counter("diglot_cluster_messages_total", &[("outcome", outcome)]).absolute(n);
+        }
+    }
     m.handle.render()
 }
 

@@ -50,6 +50,23 @@ impl Registry {
         self.holders.get(client_id).is_some_and(|h| h.0 != conn)
     }
 
+    /// Closes the connection that holds `client_id`, if any (another node took it over).
+    pub fn kick(&self, client_id: &str) {
+        if let Some(h) = self.holders.get(client_id) {
+            h.1.notify_one();
+        }
+    }
+
+    /// Whether some connection holds `client_id`.
+    pub fn is_held(&self, client_id: &str) -> bool {
+        self.holders.contains_key(client_id)
+    }
+
+    /// Every client id held now.
+    pub fn held(&self) -> Vec<String> {
+        self.holders.iter().map(|e| e.key().clone()).collect()
+    }
+
     /// Forgets `client_id` if `conn` still holds it.
     pub fn release(&self, client_id: &str, conn: ConnId) {
         self.holders.remove_if(client_id, |_, (holder, _, _)| *holder == conn);

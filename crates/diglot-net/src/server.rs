@@ -129,6 +129,8 @@ pub struct Spec {
     pub auth: diglot_auth::AuthConfig,
     /// The HTTP API's settings.
     pub http: crate::api::HttpSettings,
+    /// The bridge to the other nodes of a cluster (`[cluster]`); `None`: a lone broker.
+    pub cluster: Option<Arc<dyn diglot_core::cluster::Bridge>>,
 }
 
 /// Re-reads the configuration and applies it with [`ReloadHandle::apply`].
@@ -224,6 +226,9 @@ pub enum StartError {
         /// Why.
         source: diglot_store::StoreError,
     },
+    /// The `[cluster]` section is invalid.
+    #[error("{0}")]
+    Cluster(String),
     /// A listener could not bind.
     #[error("cannot listen on {addr} ({name}): {source}")]
     Bind {
@@ -277,6 +282,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: crate::metrics::Metrics,
     /// Every listener is bound and accepting (`GET /readyz`).
     pub(crate) ready: std::sync::atomic::AtomicBool,
+    /// The cluster bridge, if this node is part of a cluster.
+    pub(crate) cluster: Option<Arc<dyn diglot_core::cluster::Bridge>>,
 }
 
 /// A bound listener.
@@ -332,7 +339,7 @@ impl Server {
             bound.push(Bound { name: l.name.clone(), kind, addr });
             listeners.push((listener, l.kind.clone(), tls, l.allow_anonymous));
         }
-        let (router, durable) = open_store(&spec.store).await?;
+        let (router, durable) = open_store(&spec.store, spec.cluster.is_some()).await?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         let shared = Arc::new(Shared {
             router,
@@ -362,6 +369,7 @@ impl Server {
             topics: crate::conns::TopTopics::default(),
             metrics: crate::metrics::Metrics::default(),
             ready: std::sync::atomic::AtomicBool::new(false),
+            cluster: spec.cluster.clone(),
         });
         // Sessions that were waiting to expire when the broker stopped keep their deadlines.
         match shared.durable.session_deadlines() {
@@ -403,6 +411,7 @@ impl Server {
             };
             tracker.spawn(acceptor.run(listener));
         }
+        crate::cluster::start(&shared, bound.first().map_or(0, |b| b.addr.port()));
         shared.ready.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(Server { shared, bound, shutdown_tx, tracker, grace: spec.shutdown_grace })
     }
@@ -442,6 +451,7 @@ impl Server {
         if !done {
             tracing::warn!(open = self.connections(), "shutdown grace elapsed with connections still open");
         }
+        crate::cluster::stop(&self.shared).await;
         self.shared.durable.close().await;
         done
     }
@@ -560,12 +570,13 @@ fn cert_identity<S>(tls: &tokio_rustls::server::TlsStream<S>) -> Option<diglot_a
 }
 
 /// Opens (or creates) the store and restores its queues and bindings, off the reactor.
-async fn open_store(config: &diglot_store::StoreConfig) -> Result<(Router, Durable), StartError> {
+async fn open_store(config: &diglot_store::StoreConfig, cluster: bool) -> Result<(Router, Durable), StartError> {
     let path = config.path.display().to_string();
     let config = config.clone();
     let opened = tokio::task::spawn_blocking(move || {
         let (store, _recovery) = diglot_store::Store::open(&config)?;
-        let router = Router::new();
+        // A cluster node tells the others which filters it wants.
+        let router = if cluster { Router::tracking_interest() } else { Router::new() };
         let durable = Durable::restore(store, &router)?;
         Ok((router, durable))
     })

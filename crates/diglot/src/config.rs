@@ -36,6 +36,38 @@ pub struct Config {
     pub auth: diglot_auth::AuthConfig,
     /// The HTTP API, `/metrics`, `/readyz` and the dashboard.
     pub http: HttpConfig,
+    /// Nodes that act as one broker through Redis Pub/Sub.
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS); empty: a lone broker.
+    pub redis_url: String,
+    /// This node's name in the cluster; empty: the hostname and the first listener's port.
+    pub node_id: String,
+    /// Prefix of every Redis key and channel (`<prefix>:msg`, `<prefix>:nodes`, …), so that
+    /// several clusters can share one Redis.
+    pub channel_prefix: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { redis_url: String::new(), node_id: String::new(), channel_prefix: "diglot".into() }
+    }
+}
+
+impl ClusterConfig {
+    /// The bridge's settings, or `None` when the cluster is off.
+    pub fn settings(&self) -> Option<diglot_cluster::Settings> {
+        (!self.redis_url.is_empty()).then(|| diglot_cluster::Settings {
+            redis_url: self.redis_url.clone(),
+            node_id: (!self.node_id.is_empty()).then(|| self.node_id.clone()),
+            channel_prefix: self.channel_prefix.clone(),
+        })
+    }
 }
 
 /// `[http]`
@@ -592,6 +624,12 @@ impl Config {
         if self.listeners.ws.enabled && self.listeners.ws.paths.is_empty() {
             return Err("listeners.ws.paths must name at least one path".into());
         }
+        if !self.cluster.redis_url.is_empty() {
+            diglot_cluster::Cluster::check_url(&self.cluster.redis_url).map_err(|e| e.to_string())?;
+            if self.cluster.channel_prefix.is_empty() {
+                return Err("cluster.channel_prefix must not be empty".into());
+            }
+        }
         Ok(())
     }
 
@@ -696,6 +734,8 @@ impl Config {
                 heartbeat_grace: self.stomp.heartbeat_grace,
                 ..diglot_stomp::Config::default()
             },
+            // Set by `Broker::start`: the bridge holds connections and tasks.
+            cluster: None,
         }
     }
 

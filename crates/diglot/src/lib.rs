@@ -18,7 +18,12 @@ pub struct Broker {
 impl Broker {
     /// Binds every configured listener and starts serving. Must run inside a tokio runtime.
     pub async fn start(config: &Config) -> Result<Broker, StartError> {
-        let server = diglot_net::Server::start(config.spec()).await?;
+        let mut spec = config.spec();
+        if let Some(settings) = config.cluster.settings() {
+            let cluster = diglot_cluster::Cluster::new(settings).map_err(|e| StartError::Cluster(e.to_string()))?;
+            spec.cluster = Some(std::sync::Arc::new(cluster));
+        }
+        let server = diglot_net::Server::start(spec).await?;
         Ok(Broker { server })
     }
 

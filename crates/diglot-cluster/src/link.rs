@@ -1,0 +1,488 @@
+//! The link to Redis: a writer task (outbound operations in order, heartbeats, registration
+//! after every (re)connect, the clean leave) and a reader task (Pub/Sub pushes: messages from
+//! other nodes, control notices).
+//!
+//! The connection is a lazy `ConnectionManager`: when Redis is unreachable at start or the
+//! link drops, commands fail, the node keeps serving local traffic, and the manager reconnects
+//! with backoff (it resubscribes by itself). The heartbeat is what notices both edges: the
+//! first one that fails marks the link down, the first one that succeeds again re-registers
+//! the node's interest and sessions.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use diglot_core::cluster::Node;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::{envelope, Inner, Out, Peer, HEARTBEAT, NODE_TIMEOUT};
+
+/// Most Pub/Sub pushes waiting for the reader.
+const INBOUND_CAPACITY: usize = 16 * 1024;
+
+/// Most outbound operations sent in one pipeline.
+const BATCH: usize = 512;
+
+/// Every this many heartbeats, every peer's filters are read again (heals a lost notice).
+const FULL_REFRESH_BEATS: u64 = 5;
+
+/// Deletes a client id's owner entry only if this node still owns it.
+const RELEASE_SCRIPT: &str =
+    "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A client for `url`, speaking RESP3 (Pub/Sub pushes on the command connection).
+pub(crate) fn client(url: &str) -> redis::RedisResult<redis::Client> {
+    if url.starts_with("rediss:") {
+        // redis-rs builds its TLS config on the process's default provider: make it the one
+        // crypto provider the rest of Diglot uses (a no-op if one is installed already).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
+    let info = url.into_connection_info()?;
+    let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+    redis::Client::open(info.set_redis_settings(settings))
+}
+
+/// A control notice on `<prefix>:ctl`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Ctl {
+    v: u8,
+    op: String,
+    node: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    /// When a client id was claimed (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at: Option<u64>,
+}
+
+impl Ctl {
+    fn notice(op: &str, node: &str) -> String {
+        Ctl::claim(op, node, None, None)
+    }
+
+    fn claim(op: &str, node: &str, client_id: Option<&str>, at: Option<u64>) -> String {
+        let ctl =
+            Ctl { v: 1, op: op.to_string(), node: node.to_string(), client_id: client_id.map(str::to_string), at };
+        serde_json::to_string(&ctl).unwrap_or_default()
+    }
+}
+
+/// Resolves once the bridge is stopping (the watch guard is not held across an await).
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Starts the writer and the reader.
+pub(crate) fn spawn(
+    inner: Arc<Inner>,
+    node: Arc<dyn Node>,
+    out_rx: mpsc::Receiver<Out>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let (push_tx, push_rx) = mpsc::channel::<PushInfo>(INBOUND_CAPACITY);
+    let counted = inner.clone();
+    // The push sender must not block the connection: a full queue drops (and counts).
+    let sender = move |info: PushInfo| -> Result<(), redis::aio::SendError> {
+        if push_tx.try_send(info).is_err() {
+            counted.stats.dropped_inbound.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    };
+    let config = ConnectionManagerConfig::new()
+        .set_push_sender(sender)
+        .set_automatic_resubscription()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_secs(5));
+    let conn = match ConnectionManager::new_lazy_with_config(inner.client.clone(), config) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cluster: cannot set up the Redis connection; running in local mode");
+            return Vec::new();
+        }
+    };
+    let reader = tokio::spawn(read(inner.clone(), node.clone(), conn.clone(), push_rx));
+    let writer = tokio::spawn(write(inner, node, conn, out_rx));
+    vec![writer, reader]
+}
+
+/// The writer: outbound operations, heartbeats, registration, the leave.
+async fn write(inner: Arc<Inner>, node: Arc<dyn Node>, mut conn: ConnectionManager, mut out_rx: mpsc::Receiver<Out>) {
+    let mut stopping = inner.stopping.subscribe();
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut beats = 0u64;
+    let mut subscribed = false;
+    let mut warned = false;
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        tokio::select! {
+            _ = stopped(&mut stopping) => break,
+            n = out_rx.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    break;
+                }
+                flush(&inner, &mut conn, &mut batch).await;
+            }
+            _ = tick.tick() => {
+                beats += 1;
+                heartbeat(&inner, node.as_ref(), &mut conn, &mut subscribed, &mut warned, beats).await;
+            }
+        }
+    }
+    // Connections closed during shutdown released their client ids: send that, then leave.
+    while let Ok(op) = out_rx.try_recv() {
+        batch.push(op);
+    }
+    flush(&inner, &mut conn, &mut batch).await;
+    leave(&inner, &mut conn).await;
+}
+
+/// Sends a batch of operations in one pipeline, in order.
+async fn flush(inner: &Inner, conn: &mut ConnectionManager, batch: &mut Vec<Out>) {
+    if batch.is_empty() {
+        return;
+    }
+    if !inner.up.load(Ordering::Relaxed) {
+        drop_batch(inner, batch);
+        return;
+    }
+    let id = inner.id();
+    let (msg, ctl, retained) = (inner.key("msg"), inner.key("ctl"), inner.key("retained"));
+    let (interest, clients) = (inner.key(&format!("interest:{id}")), inner.key("clients"));
+    let mut pipe = redis::pipe();
+    let mut messages = 0u64;
+    let mut interest_changed = false;
+    for op in batch.iter() {
+        match op {
+            Out::Message { data, retained: r } => {
+                messages += 1;
+                match r {
+                    Some((topic, true)) => pipe.hdel(&retained, topic).ignore(),
+                    Some((topic, false)) => pipe.hset(&retained, topic, data.as_ref()).ignore(),
+                    None => &mut pipe,
+                };
+                pipe.publish(&msg, data.as_ref()).ignore();
+            }
+            Out::Interest { filter, added: true } => {
+                interest_changed = true;
+                pipe.sadd(&interest, filter).ignore();
+            }
+            Out::Interest { filter, added: false } => {
+                interest_changed = true;
+                pipe.srem(&interest, filter).ignore();
+            }
+            Out::Claim(client_id, at) => {
+                pipe.hset(&clients, client_id, id).ignore();
+                pipe.publish(&ctl, Ctl::claim("claim", id, Some(client_id), Some(*at))).ignore();
+            }
+            Out::Release(client_id) => {
+                pipe.cmd("EVAL").arg(RELEASE_SCRIPT).arg(1).arg(&clients).arg(client_id).arg(id).ignore();
+            }
+        }
+    }
+    if interest_changed {
+        pipe.publish(&ctl, Ctl::notice("interest", id)).ignore();
+    }
+    match pipe.query_async::<()>(conn).await {
+        Ok(()) => {
+            inner.stats.forwarded.fetch_add(messages, Ordering::Relaxed);
+            batch.clear();
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "cluster: a pipeline failed");
+            mark_down(inner, &e);
+            drop_batch(inner, batch);
+        }
+    }
+}
+
+/// Operations that could not be sent: messages are lost (counted), the rest is registered
+/// again once the link is back.
+fn drop_batch(inner: &Inner, batch: &mut Vec<Out>) {
+    for op in batch.drain(..) {
+        match op {
+            Out::Message { .. } => {
+                inner.stats.dropped_link_down.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => inner.resync.store(true, Ordering::Relaxed),
+        }
+    }
+}
+
+fn mark_down(inner: &Inner, e: &redis::RedisError) {
+    if inner.up.swap(false, Ordering::Relaxed) {
+        tracing::warn!(error = %e, "cluster: link to Redis down; serving local traffic only, reconnecting");
+    }
+}
+
+/// One heartbeat: say this node is alive, notice the link's edges, read the peers.
+async fn heartbeat(
+    inner: &Inner,
+    node: &dyn Node,
+    conn: &mut ConnectionManager,
+    subscribed: &mut bool,
+    warned: &mut bool,
+    beats: u64,
+) {
+    let id = inner.id();
+    let beat: redis::RedisResult<()> =
+        redis::cmd("HSET").arg(inner.key("nodes")).arg(id).arg(now_ms()).query_async(conn).await;
+    if let Err(e) = beat {
+        if !*warned && !inner.up.load(Ordering::Relaxed) {
+            *warned = true;
+            tracing::warn!(error = %e, url = %redact(&inner.settings.redis_url), "cluster: Redis unreachable; running in local mode, retrying");
+        }
+        mark_down(inner, &e);
+        return;
+    }
+    let came_up = !inner.up.load(Ordering::Relaxed);
+    if came_up {
+        if !*subscribed {
+            match conn.subscribe(&[inner.key("msg"), inner.key("ctl")]).await {
+                Ok(()) => *subscribed = true,
+                Err(e) => return mark_down(inner, &e),
+            }
+        }
+        if let Err(e) = register(inner, node, conn).await {
+            return mark_down(inner, &e);
+        }
+        inner.up.store(true, Ordering::Relaxed);
+        *warned = false;
+        tracing::info!(node_id = id, "cluster: link to Redis up; interest and sessions registered");
+        if let Err(e) = load_retained(inner, node, conn).await {
+            tracing::warn!(error = %e, "cluster: cannot read the retained messages");
+        }
+    } else if inner.resync.swap(false, Ordering::Relaxed) {
+        if let Err(e) = register(inner, node, conn).await {
+            inner.resync.store(true, Ordering::Relaxed);
+            return mark_down(inner, &e);
+        }
+    }
+    if let Err(e) = read_peers(inner, conn, came_up || beats.is_multiple_of(FULL_REFRESH_BEATS)).await {
+        mark_down(inner, &e);
+    }
+}
+
+/// Registers this node's filters, client ids and the retained messages set while the link
+/// was down, and tells the peers.
+async fn register(inner: &Inner, node: &dyn Node, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+    // Changes from now on go through the outbound queue after this.
+    inner.resync.store(false, Ordering::Relaxed);
+    let id = inner.id();
+    let interest = inner.key(&format!("interest:{id}"));
+    let filters: Vec<String> = node.filters().iter().map(|f| f.to_string()).filter(|f| !f.starts_with('$')).collect();
+    let mut pipe = redis::pipe();
+    pipe.atomic().del(&interest).ignore();
+    if !filters.is_empty() {
+        pipe.sadd(&interest, &filters).ignore();
+    }
+    for client_id in node.client_ids() {
+        pipe.hset(inner.key("clients"), client_id, id).ignore();
+    }
+    let pending: Vec<(String, Bytes)> = inner.pending_retained.lock().drain().collect();
+    for (topic, data) in &pending {
+        let is_clear = envelope::decode(data.clone()).is_ok_and(|e| e.msg.payload.is_empty());
+        if is_clear {
+            pipe.hdel(inner.key("retained"), topic).ignore();
+        } else {
+            pipe.hset(inner.key("retained"), topic, data.as_ref()).ignore();
+        }
+        pipe.publish(inner.key("msg"), data.as_ref()).ignore();
+    }
+    pipe.hset(inner.key("nodes"), id, now_ms()).ignore();
+    pipe.publish(inner.key("ctl"), Ctl::notice("interest", id)).ignore();
+    let result = pipe.query_async::<()>(conn).await;
+    if result.is_err() {
+        let mut back = inner.pending_retained.lock();
+        for (topic, data) in pending {
+            back.entry(topic).or_insert(data);
+        }
+    }
+    result
+}
+
+/// Reads the cluster's retained messages into the local cache (a new node, or one that was
+/// cut off while others changed them).
+async fn load_retained(inner: &Inner, node: &dyn Node, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+    let all: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL").arg(inner.key("retained")).query_async(conn).await?;
+    for (_, data) in all {
+        match envelope::decode(Bytes::from(data)) {
+            Ok(e) => node.retain(e.msg).await,
+            Err(_) => {
+                inner.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the node table: forgets peers that timed out (and clears their entries, so that a
+/// `kill -9`ed node does not linger), and reads the filters of new peers (all of them when
+/// `all`).
+async fn read_peers(inner: &Inner, conn: &mut ConnectionManager, all: bool) -> redis::RedisResult<()> {
+    let id = inner.id();
+    let nodes_key = inner.key("nodes");
+    let table: Vec<(String, String)> = redis::cmd("HGETALL").arg(&nodes_key).query_async(conn).await?;
+    let now = now_ms();
+    let timeout = NODE_TIMEOUT.as_millis() as u64;
+    let mut peers = Vec::new();
+    let mut dead = Vec::new();
+    for (node, beat) in table {
+        let Ok(beat) = beat.parse::<u64>() else { continue };
+        if node != id && now.saturating_sub(beat) > timeout {
+            dead.push(node);
+        } else {
+            peers.push(Peer { id: node, heartbeat_ms: beat });
+        }
+    }
+    peers.sort_by(|a, b| a.id.cmp(&b.id));
+    if !dead.is_empty() {
+        let mut pipe = redis::pipe();
+        for node in &dead {
+            tracing::info!(node_id = %node, "cluster: node timed out");
+            pipe.hdel(&nodes_key, node).ignore();
+            pipe.del(inner.key(&format!("interest:{node}"))).ignore();
+        }
+        pipe.query_async::<()>(conn).await?;
+    }
+    let known: Vec<String> = inner.remote.read().nodes().map(str::to_string).collect();
+    {
+        let mut remote = inner.remote.write();
+        for node in known.iter().filter(|n| !peers.iter().any(|p| &p.id == *n)) {
+            remote.remove(node);
+        }
+    }
+    let to_read: Vec<String> =
+        peers.iter().filter(|p| p.id != id && (all || !known.contains(&p.id))).map(|p| p.id.clone()).collect();
+    *inner.peers.write() = peers;
+    for node in to_read {
+        read_interest(inner, conn, &node).await?;
+    }
+    Ok(())
+}
+
+async fn read_interest(inner: &Inner, conn: &mut ConnectionManager, node: &str) -> redis::RedisResult<()> {
+    let filters: Vec<String> =
+        redis::cmd("SMEMBERS").arg(inner.key(&format!("interest:{node}"))).query_async(conn).await?;
+    if inner.remote.write().set(node, filters) {
+        tracing::debug!(node_id = node, "cluster: a node's interest changed");
+    }
+    Ok(())
+}
+
+/// A clean leave (SIGTERM): the peers forget this node at once.
+async fn leave(inner: &Inner, conn: &mut ConnectionManager) {
+    if !inner.up.load(Ordering::Relaxed) {
+        return;
+    }
+    let id = inner.id();
+    let mut pipe = redis::pipe();
+    pipe.hdel(inner.key("nodes"), id).ignore();
+    pipe.del(inner.key(&format!("interest:{id}"))).ignore();
+    pipe.publish(inner.key("ctl"), Ctl::notice("leave", id)).ignore();
+    match pipe.query_async::<()>(conn).await {
+        Ok(()) => tracing::info!(node_id = id, "cluster: left"),
+        Err(e) => tracing::warn!(error = %e, "cluster: could not unregister; peers will time this node out"),
+    }
+    inner.up.store(false, Ordering::Relaxed);
+}
+
+/// The reader: messages from other nodes go to local subscribers, control notices update the
+/// view of the cluster.
+async fn read(inner: Arc<Inner>, node: Arc<dyn Node>, mut conn: ConnectionManager, mut rx: mpsc::Receiver<PushInfo>) {
+    let (msg_channel, ctl_channel) = (inner.key("msg"), inner.key("ctl"));
+    let mut stopping = inner.stopping.subscribe();
+    loop {
+        let push = tokio::select! {
+            _ = stopped(&mut stopping) => return,
+            p = rx.recv() => match p {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        match push.kind {
+            PushKind::Message => {}
+            PushKind::Disconnection => {
+                inner.up.store(false, Ordering::Relaxed);
+                continue;
+            }
+            _ => continue,
+        }
+        let mut data = push.data.into_iter();
+        let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) = (data.next(), data.next()) else {
+            continue;
+        };
+        if channel == msg_channel.as_bytes() {
+            on_message(&inner, node.as_ref(), payload).await;
+        } else if channel == ctl_channel.as_bytes() {
+            on_ctl(&inner, node.as_ref(), &mut conn, &payload).await;
+        }
+    }
+}
+
+async fn on_message(inner: &Inner, node: &dyn Node, payload: Vec<u8>) {
+    if envelope::origin(&payload) == Some(inner.id()) {
+        return;
+    }
+    match envelope::decode(Bytes::from(payload)) {
+        Ok(e) => {
+            inner.stats.received.fetch_add(1, Ordering::Relaxed);
+            node.deliver(e.msg).await;
+        }
+        Err(e) => {
+            let n = inner.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            if n.is_multiple_of(1000) {
+                tracing::warn!(error = %e, rejected = n + 1, "cluster: malformed message on the channel ignored");
+            }
+        }
+    }
+}
+
+async fn on_ctl(inner: &Inner, node: &dyn Node, conn: &mut ConnectionManager, payload: &[u8]) {
+    let Ok(ctl) = serde_json::from_slice::<Ctl>(payload) else {
+        inner.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    if ctl.v != 1 || ctl.node == inner.id() {
+        return;
+    }
+    match (ctl.op.as_str(), ctl.client_id) {
+        ("interest", _) => {
+            if let Err(e) = read_interest(inner, conn, &ctl.node).await {
+                tracing::debug!(error = %e, "cluster: cannot read a node's interest");
+            }
+        }
+        ("claim", Some(client_id)) => {
+            // The later claim wins (ties: the greater node id), whichever notice comes first.
+            let theirs = (ctl.at.unwrap_or(u64::MAX), ctl.node.as_str());
+            let ours = inner.claims.lock().get(&client_id).copied();
+            if ours.is_some_and(|t| (t, inner.id()) < theirs) {
+                inner.claims.lock().remove(&client_id);
+                node.taken_over(&client_id);
+            }
+        }
+        ("leave", _) => {
+            tracing::info!(node_id = %ctl.node, "cluster: node left");
+            inner.remote.write().remove(&ctl.node);
+            inner.peers.write().retain(|p| p.id != ctl.node);
+        }
+        _ => {}
+    }
+}
+
+/// The URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
