@@ -318,6 +318,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("/api/v1/queues/{name}", "delete"),
     ("/api/v1/subscriptions", "get"),
     ("/api/v1/reload", "post"),
+    ("/api/v1/cluster", "get"),
     ("/api/v1/openapi.json", "get"),
     ("/api/v1/openapi.json", "head"),
     ("/metrics", "get"),
@@ -1053,7 +1054,7 @@ async fn health_readiness_metrics_and_stats() {
     assert_eq!((a.status, &a.body[..]), (200, &b"ok\n"[..]));
     assert_eq!(
         api.get_json("/readyz").await,
-        json!({ "ready": true, "store": "open", "listeners": "bound", "shutting_down": false })
+        json!({ "ready": true, "store": "open", "listeners": "bound", "shutting_down": false, "cluster": "off" })
     );
     let a = call(api.addr, "HEAD", "/readyz", &[], b"").await;
     assert_eq!((a.status, a.body.len()), (200, 0));
