@@ -226,7 +226,13 @@ fn method_not_allowed(allow: &str) -> Response<Body> {
 
 fn readyz(shared: &Shared) -> Response<Body> {
     let store_failure = shared.durable.store_failure();
-    let ready = shared.ready.load(Ordering::Relaxed) && !*shared.shutdown.borrow() && store_failure.is_none();
+    let cluster = crate::cluster::link(shared);
+    // With [cluster], a node is ready only with its Redis link up (issue #9/#7): it still serves
+    // the clients it has, but a load balancer should send new ones where the cluster works.
+    let ready = shared.ready.load(Ordering::Relaxed)
+        && !*shared.shutdown.borrow()
+        && store_failure.is_none()
+        && cluster != "down";
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let store = match store_failure {
         None => "open".to_string(),
@@ -237,7 +243,7 @@ fn readyz(shared: &Shared) -> Response<Body> {
         "store": store,
         "listeners": if shared.ready.load(Ordering::Relaxed) { "bound" } else { "starting" },
         "shutting_down": *shared.shutdown.borrow(),
-        "cluster": crate::cluster::link(shared),
+        "cluster": cluster,
     });
     json_response(status, &body)
 }

@@ -363,7 +363,7 @@ async fn redis_restart_keeps_local_traffic_and_cross_node_traffic_resumes() {
     let ws = a.ws_addr().unwrap();
     assert_eq!(sample(&scrape(ws).await, "diglot_cluster_link_up", &[]), 0.0);
     let (status, body) = http_get(ws, "/readyz").await;
-    assert_eq!(status, 200, "a node without its link still serves local clients");
+    assert_eq!(status, 503, "a node without its link is not ready for new clients (it still serves its own)");
     assert!(body.contains("\"cluster\":\"down\""), "{body}");
     // Local traffic continues.
     client.publish("r/2", QoS::AtLeastOnce, false, "local-during-outage").await.unwrap();
