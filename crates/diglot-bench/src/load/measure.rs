@@ -68,6 +68,23 @@ pub struct Plan {
     pub progress: Option<Arc<AtomicU64>>,
 }
 
+impl Plan {
+    /// A plain subscriber that stops at `deadline` (or a second after the last delivery once the
+    /// publishers are done), recording latency when `latency` is set.
+    pub fn until(deadline: Instant, latency: bool) -> Plan {
+        Plan {
+            done: Arc::new(AtomicBool::new(false)),
+            expected: Arc::new(AtomicU64::new(u64::MAX)),
+            idle: Duration::from_secs(1),
+            deadline,
+            stop_at_done: false,
+            pace: None,
+            latency,
+            progress: None,
+        }
+    }
+}
+
 /// What one subscriber saw.
 pub struct Seen {
     /// Deliveries.

@@ -5,8 +5,7 @@
 //! generator does not charge its lateness to the broker (nor does a broker that stalls the
 //! generator get charged for the messages not sent meanwhile: compare `sent` with the plan).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -25,16 +24,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Metrics> {
     let duration = Duration::from_secs_f64(ctx.args.duration_secs);
     let planned = (sh.rate * ctx.args.duration_secs).round().max(1.0) as u64;
     let start = Instant::now();
-    let plan = Plan {
-        done: Arc::new(AtomicBool::new(false)),
-        expected: Arc::new(AtomicU64::new(u64::MAX)),
-        idle: Duration::from_secs(1),
-        deadline: start + duration + Duration::from_secs_f64(ctx.args.drain_secs),
-        stop_at_done: false,
-        pace: None,
-        latency: true,
-        progress: None,
-    };
+    let plan = Plan::until(start + duration + Duration::from_secs_f64(ctx.args.drain_secs), true);
     let reader = tokio::spawn(measure::consume(sub, plan.clone()));
     let mut payload = measure::payload(sh.size);
     let mut sent = 0u64;

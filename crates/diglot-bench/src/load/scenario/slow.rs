@@ -8,7 +8,7 @@
 //! slow phase (`rss_series`, every other sample), at its end, and a second after the slow
 //! subscriber left.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,16 +92,7 @@ async fn phase(ctx: &Ctx, with_slow: bool) -> anyhow::Result<Phase> {
             samples
         }
     });
-    let plan = Plan {
-        done: Arc::new(AtomicBool::new(false)),
-        expected: Arc::new(AtomicU64::new(u64::MAX)),
-        idle: Duration::from_secs(1),
-        deadline: start + duration + Duration::from_secs_f64(ctx.args.drain_secs),
-        stop_at_done: false,
-        pace: None,
-        latency: false,
-        progress: None,
-    };
+    let plan = Plan::until(start + duration + Duration::from_secs_f64(ctx.args.drain_secs), false);
     let fast = tokio::spawn(measure::consume(fast, plan.clone()));
     let slow = slow.map(|c| {
         let plan = Plan { stop_at_done: true, pace: Some(sh.rate / ctx.args.slow_factor.max(1.0)), ..plan.clone() };

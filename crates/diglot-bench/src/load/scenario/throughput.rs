@@ -12,7 +12,7 @@
 //! what the subscribers got (deliveries / time from the start to the last delivery), and
 //! `delivered_ratio` shows drops.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,16 +104,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Metrics> {
     }
     let duration = Duration::from_secs_f64(ctx.args.duration_secs);
     let start = Instant::now();
-    let plan = Plan {
-        done: Arc::new(AtomicBool::new(false)),
-        expected: Arc::new(AtomicU64::new(u64::MAX)),
-        idle: Duration::from_secs(1),
-        deadline: start + duration + Duration::from_secs_f64(ctx.args.drain_secs),
-        stop_at_done: false,
-        pace: None,
-        latency: false,
-        progress: None,
-    };
+    let plan = Plan::until(start + duration + Duration::from_secs_f64(ctx.args.drain_secs), false);
     let flow = Arc::new(Flow {
         sent: AtomicU64::new(0),
         forgiven: AtomicU64::new(0),
