@@ -253,20 +253,6 @@ async fn next_publish(ev: &mut rumqttc::EventLoop) -> rumqttc::Publish {
     .await
 }
 
-/// Polls an MQTT 5 event loop until `want` returns a value.
-async fn until5<T>(ev: &mut r5::EventLoop, mut want: impl FnMut(&r5::Event) -> Option<T>) -> T {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let e = ev.poll().await.expect("MQTT 5 event loop");
-            if let Some(t) = want(&e) {
-                return t;
-            }
-        }
-    })
-    .await
-    .expect("MQTT 5 event within patience")
-}
-
 /// A connected MQTT 5 client.
 async fn mqtt5(b: &TestBroker, id: &str) -> (r5::AsyncClient, r5::EventLoop) {
     let addr = b.mqtt_addr().expect("mqtt listener");

@@ -752,19 +752,6 @@ async fn watch4_until(ev: &mut rumqttc::EventLoop, marker: &str) -> Vec<String> 
     }
 }
 
-async fn until5<T>(ev: &mut r5::EventLoop, mut want: impl FnMut(&r5::Event) -> Option<T>) -> T {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let e = ev.poll().await.expect("MQTT 5 event loop");
-            if let Some(t) = want(&e) {
-                return t;
-            }
-        }
-    })
-    .await
-    .expect("expected MQTT 5 event within patience")
-}
-
 async fn open5(o: r5::MqttOptions) -> (r5::AsyncClient, r5::EventLoop, p5::ConnAck) {
     let (c, mut ev) = r5::AsyncClient::new(o, 100);
     let ack = until5(&mut ev, |e| match e {

@@ -450,6 +450,20 @@ pub async fn until<T>(ev: &mut rumqttc::EventLoop, mut want: impl FnMut(&rumqttc
     .expect("expected MQTT event within patience")
 }
 
+/// The MQTT 5 form of [`until`], for a rumqttc v5 event loop.
+pub async fn until5<T>(ev: &mut rumqttc::v5::EventLoop, mut want: impl FnMut(&rumqttc::v5::Event) -> Option<T>) -> T {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let e = ev.poll().await.expect("MQTT 5 event loop");
+            if let Some(t) = want(&e) {
+                return t;
+            }
+        }
+    })
+    .await
+    .expect("expected MQTT 5 event within patience")
+}
+
 /// A raw HTTP/1.1 GET (with `Connection: close`): the status and body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.expect("tcp connect");
