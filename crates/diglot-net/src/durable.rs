@@ -736,15 +736,16 @@ impl Durable {
                 return;
             }
             if !work.record.is_empty() {
-                // Recorded in order by the store's writer; nobody waits for it, so a slow disk
-                // does not hold up delivery. A crash before it lands under-counts by one.
+                // Handed to the store's writer, which applies jobs in order; nobody waits for
+                // the sync, so neither a slow disk nor a long drain holds up delivery. A crash
+                // before the next sync under-counts these deliveries by one.
                 let store = self.store.clone();
                 let (id, seqs) = (q.id, std::mem::take(&mut work.record));
                 tokio::spawn(async move {
                     for seq in seqs {
-                        match store.record_delivery(id, Seq(seq)).await {
-                            Ok(_) | Err(StoreError::NoSuchEntry { .. }) => {}
-                            Err(e) => tracing::warn!(queue = %id, seq, error = %e, "cannot record a delivery"),
+                        if let Err(e) = store.record_delivery_unsynced(id, Seq(seq)).await {
+                            tracing::warn!(queue = %id, seq, error = %e, "cannot record a delivery");
+                            return;
                         }
                     }
                 });

@@ -234,6 +234,17 @@ impl Store {
         self.call(|reply| Cmd::RecordDelivery { queue, seq, reply }).await
     }
 
+    /// Like [`Store::record_delivery`], but returns as soon as the writer has the job, without
+    /// waiting for its sync (nor for the new count). A broker that hands entries to consumers
+    /// at its drain rate cannot wait a group commit per delivery: one task awaiting each record
+    /// in turn fell behind by more the longer a drain ran, and its backlog competed with the
+    /// acknowledgements for the writer's channel. What a crash can cost is an under-count by
+    /// one for entries delivered since the last sync; errors (an entry acknowledged before its
+    /// record arrived) are dropped with the reply.
+    pub async fn record_delivery_unsynced(&self, queue: QueueId, seq: Seq) -> Result<(), StoreError> {
+        self.submit(|reply| Cmd::RecordDelivery { queue, seq, reply }).await.map(drop)
+    }
+
     /// Moves an entry to the queue `$dlq/<queue name>` (created if needed), with the same
     /// message (stored once, refcount unchanged), delivery count and expiry. Returns the
     /// dead-letter queue and the entry's new seq there. Counted in

@@ -62,6 +62,16 @@ async fn redelivery_count_survives_restart(kind: EngineKind) {
     assert_eq!(store.read(q, None, 1).expect("read")[0].delivery_count, 3);
     assert_eq!(store.record_delivery(q, Seq(1)).await.expect("delivery"), 4);
     assert!(matches!(store.record_delivery(q, Seq(9)).await, Err(StoreError::NoSuchEntry { .. })));
+    // Unsynced records are applied in order with the other jobs and survive a clean close;
+    // one for an entry that does not exist is dropped without failing the store.
+    for _ in 0..3 {
+        store.record_delivery_unsynced(q, Seq(1)).await.expect("unsynced delivery");
+    }
+    store.record_delivery_unsynced(q, Seq(9)).await.expect("unsynced delivery of nothing");
+    assert_eq!(store.record_delivery(q, Seq(1)).await.expect("delivery"), 8);
+    store.close().await.expect("close");
+    let store = open(&cfg);
+    assert_eq!(store.read(q, None, 1).expect("read")[0].delivery_count, 8);
     store.close().await.expect("close");
 }
 both_engines!(redelivery_count, redelivery_count_survives_restart);
