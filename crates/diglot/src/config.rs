@@ -51,11 +51,22 @@ pub struct ClusterConfig {
     /// Prefix of every Redis key and channel (`<prefix>:msg`, `<prefix>:nodes`, …), so that
     /// several clusters can share one Redis.
     pub channel_prefix: String,
+    /// How often this node heartbeats into Redis (and checks its link), in milliseconds.
+    pub heartbeat_ms: u64,
+    /// A peer whose last heartbeat is older than this is taken as gone (a `kill -9`ed node),
+    /// in milliseconds; greater than `heartbeat_ms`.
+    pub node_timeout_ms: u64,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig { redis_url: String::new(), node_id: String::new(), channel_prefix: "diglot".into() }
+        ClusterConfig {
+            redis_url: String::new(),
+            node_id: String::new(),
+            channel_prefix: "diglot".into(),
+            heartbeat_ms: 1000,
+            node_timeout_ms: 5000,
+        }
     }
 }
 
@@ -66,6 +77,8 @@ impl ClusterConfig {
             redis_url: self.redis_url.clone(),
             node_id: (!self.node_id.is_empty()).then(|| self.node_id.clone()),
             channel_prefix: self.channel_prefix.clone(),
+            heartbeat: std::time::Duration::from_millis(self.heartbeat_ms),
+            node_timeout: std::time::Duration::from_millis(self.node_timeout_ms),
         })
     }
 }
@@ -628,6 +641,12 @@ impl Config {
             diglot_cluster::Cluster::check_url(&self.cluster.redis_url).map_err(|e| e.to_string())?;
             if self.cluster.channel_prefix.is_empty() {
                 return Err("cluster.channel_prefix must not be empty".into());
+            }
+            if self.cluster.heartbeat_ms == 0 || self.cluster.node_timeout_ms <= self.cluster.heartbeat_ms {
+                return Err(format!(
+                    "cluster.node_timeout_ms ({}) must be greater than cluster.heartbeat_ms ({}), which must not be 0",
+                    self.cluster.node_timeout_ms, self.cluster.heartbeat_ms
+                ));
             }
         }
         Ok(())
