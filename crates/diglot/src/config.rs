@@ -859,6 +859,18 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_node_timeout_must_exceed_the_heartbeat() {
+        let cluster = |extra: &str| format!("[cluster]\nredis_url = \"redis://127.0.0.1:6379/\"\n{extra}");
+        let ok = Config::parse(&cluster("heartbeat_ms = 200\nnode_timeout_ms = 1500\n"), "b.toml").unwrap();
+        let settings = ok.cluster.settings().unwrap();
+        assert_eq!((settings.heartbeat.as_millis(), settings.node_timeout.as_millis()), (200, 1500));
+        for bad in ["heartbeat_ms = 1000\nnode_timeout_ms = 1000\n", "heartbeat_ms = 0\n"] {
+            let e = Config::parse(&cluster(bad), "b.toml").unwrap_err().to_string();
+            assert!(e.contains("cluster.node_timeout_ms") && e.contains("cluster.heartbeat_ms"), "{e}");
+        }
+    }
+
+    #[test]
     fn errors_are_one_line_and_name_the_key() {
         let e = Config::parse("[limits]\nmax_frame_byte = 3\n", "b.toml").unwrap_err().to_string();
         assert!(e.starts_with("b.toml:2:1:"), "{e}");
