@@ -352,15 +352,23 @@ async fn register(inner: &Inner, node: &dyn Node, conn: &mut ConnectionManager) 
 async fn load_retained(inner: &Inner, node: &dyn Node, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
     let epoch_key = inner.key("epoch");
     let fresh = format!("{}-{}", now_ms(), inner.id());
-    let (epoch,): (String,) =
-        redis::pipe().cmd("SET").arg(&epoch_key).arg(&fresh).arg("NX").ignore().get(&epoch_key).query_async(conn).await?;
+    let (epoch,): (String,) = redis::pipe()
+        .cmd("SET")
+        .arg(&epoch_key)
+        .arg(&fresh)
+        .arg("NX")
+        .ignore()
+        .get(&epoch_key)
+        .query_async(conn)
+        .await?;
     let before = inner.epoch.lock().replace(epoch.clone());
     let local: Vec<Arc<Message>> = node.retained_messages();
     let all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL").arg(inner.key("retained")).query_async(conn).await?;
     if before.as_ref().is_some_and(|b| *b != epoch) {
         let mut pipe = redis::pipe();
         for msg in local.iter().filter(|m| !all.iter().any(|(t, _)| t == m.topic.as_str())) {
-            pipe.hset_nx(inner.key("retained"), msg.topic.as_str(), envelope::encode(inner.id(), msg).as_ref()).ignore();
+            pipe.hset_nx(inner.key("retained"), msg.topic.as_str(), envelope::encode(inner.id(), msg).as_ref())
+                .ignore();
         }
         tracing::info!(seeded = local.len(), "cluster: Redis lost its data; retained messages seeded from this node");
         pipe.query_async::<()>(conn).await?;
@@ -503,10 +511,7 @@ async fn on_message(inner: &Inner, node: &dyn Node, payload: Vec<u8>) {
             inner.stats.received.fetch_add(1, Ordering::Relaxed);
             let me = inner.id();
             let assignment = e.groups.map(|groups| Assignment {
-                groups: groups
-                    .into_iter()
-                    .map(|(key, node)| Assigned { here: node == me, key, node })
-                    .collect(),
+                groups: groups.into_iter().map(|(key, node)| Assigned { here: node == me, key, node }).collect(),
             });
             node.deliver(e.msg, assignment).await;
         }

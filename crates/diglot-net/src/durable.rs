@@ -659,7 +659,9 @@ impl Durable {
         let by_name = self.by_name.lock();
         by_name
             .iter()
-            .filter_map(|(name, q)| Some((name.strip_prefix(NAMED_PREFIX)?.to_string(), q.state.lock().consumers.len())))
+            .filter_map(|(name, q)| {
+                Some((name.strip_prefix(NAMED_PREFIX)?.to_string(), q.state.lock().consumers.len()))
+            })
             .filter(|(_, n)| *n > 0)
             .collect()
     }

@@ -251,11 +251,15 @@ async fn a_node_without_remote_interest_publishes_nothing() {
 
     let (client, mut ev) = mqtt("local-only", &a);
     subscribed(&client, &mut ev, "local/#").await;
+    // A share group whose only member is on A is served on A: nothing crosses for it either.
+    let (member, mut mev) = mqtt("local-member", &a);
+    subscribed(&member, &mut mev, "$share/g/local/#").await;
     for i in 0..20 {
         client.publish("local/x", QoS::AtLeastOnce, false, format!("l{i}")).await.unwrap();
     }
     for i in 0..20 {
         assert_eq!(next_publish(&mut ev).await.1, format!("l{i}").as_bytes());
+        assert_eq!(next_publish(&mut mev).await.1, format!("l{i}").as_bytes());
     }
 
     // Now B wants something: the first message on the channel is the one B wants.

@@ -221,7 +221,8 @@ async fn consumer(addr: SocketAddr, who: &str, tx: mpsc::UnboundedSender<(String
     let who = who.to_string();
     tokio::spawn(async move {
         while let Some(f) = s.frame().await {
-            if f.command == "MESSAGE" && tx.send((who.clone(), String::from_utf8_lossy(&f.body).into_owned())).is_err() {
+            if f.command == "MESSAGE" && tx.send((who.clone(), String::from_utf8_lossy(&f.body).into_owned())).is_err()
+            {
                 return;
             }
         }
@@ -268,6 +269,9 @@ async fn a_stomp_queue_with_consumers_on_two_processes_gets_each_message_once_fr
     let (status, body) = http_get(c.daemon.ws, "/api/v1/queues").await;
     assert_eq!(status, 200, "{body}");
     let queues: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let depth = queues["queues"].as_array().and_then(|qs| qs.iter().find(|q| q["name"] == "queue/work")).map(|q| q["depth"].clone());
+    let depth = queues["queues"]
+        .as_array()
+        .and_then(|qs| qs.iter().find(|q| q["name"] == "queue/work"))
+        .map(|q| q["depth"].clone());
     assert!(depth.is_none() || depth == Some(serde_json::json!(0)), "stored on the sender's node too: {body}");
 }
