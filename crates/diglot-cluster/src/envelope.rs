@@ -3,15 +3,24 @@
 //!
 //! Layout, all integers big-endian:
 //! ```text
-//! "DGM" version:u8(=1) flags:u8 qos:u8
+//! "DGM" version:u8(1 or 2) flags:u8 qos:u8
 //! origin:str32 topic:str32 expires_unix_ms:u64 (0: none)
+//! [version 2 only] group_count:u32 (group_key:str32 node_id:str32)*
 //! [props, if flags & PROPS] content_type:str32 response_topic:str32 correlation:bytes32
 //!                           user_count:u32 (key:str32 value:str32)*
 //! payload: the rest
 //! ```
 //! flags: 1 retain, 2 props present, 4 UTF-8 payload, 8 has content type, 16 has response
-//! topic, 32 has correlation data. `str32` is a u32 length and UTF-8 bytes; `bytes32` a u32
+//! topic, 32 has correlation data, 64 the publisher assigns groups (set in every envelope a
+//! node of this version writes). `str32` is a u32 length and UTF-8 bytes; `bytes32` a u32
 //! length and bytes. Lengths are never cut: what a protocol carried crosses unchanged.
+//!
+//! Version 2 carries the publisher's [`Assignment`]: the node that serves each share group
+//! and named queue the message matched. A node writes version 2 only for a message that has
+//! one, and version 1 otherwise, so that a node that reads version 1 only (an older release
+//! in a rolling upgrade) still takes every other message. A version 1 envelope without flag
+//! 64 comes from such an older node, which assigns nothing: the receiver serves every local
+//! group, as that release did.
 //!
 //! Anyone who can publish on the channel can send anything: [`decode`] checks every length
 //! and never panics. It is not an authentication mechanism; Redis ACLs are (see
@@ -20,11 +29,15 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use diglot_core::cluster::Assignment;
 use diglot_core::{Message, Props, Qos, Topic};
 
 const MAGIC: &[u8; 3] = b"DGM";
-/// The envelope version this node writes and reads.
-pub const VERSION: u8 = 1;
+/// The newest envelope version this node writes and reads (it reads 1 too).
+pub const VERSION: u8 = 2;
+
+/// The version of an envelope without an assignment.
+const PLAIN: u8 = 1;
 
 const RETAIN: u8 = 1;
 const PROPS: u8 = 2;
@@ -32,6 +45,10 @@ const UTF8: u8 = 4;
 const CONTENT_TYPE: u8 = 8;
 const RESPONSE_TOPIC: u8 = 16;
 const CORRELATION: u8 = 32;
+const ASSIGNS: u8 = 64;
+
+/// Most group entries read from one envelope (far above any real fan-out of groups).
+const MAX_GROUPS: u32 = 4096;
 
 /// Why an envelope was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +74,9 @@ pub struct Envelope {
     pub origin: String,
     /// The message (id 0, no origin connection, stamped now).
     pub msg: Message,
+    /// (group key, node id) for each group the publisher assigned; `None` from an older node
+    /// that assigns nothing.
+    pub groups: Option<Vec<(String, String)>>,
 }
 
 fn now_unix_ms() -> u64 {
@@ -69,13 +89,20 @@ fn put_str(out: &mut BytesMut, s: &str) {
     out.put_slice(s.as_bytes());
 }
 
-/// Encodes `msg`, published on node `origin`.
+/// Encodes `msg`, published on node `origin`, with no group assignment (version 1).
 pub fn encode(origin: &str, msg: &Message) -> Bytes {
+    encode_assigned(origin, msg, None)
+}
+
+/// Encodes `msg` with the publisher's group assignment: version 2 if it assigns any group,
+/// version 1 otherwise.
+pub fn encode_assigned(origin: &str, msg: &Message, assignment: Option<&Assignment>) -> Bytes {
+    let groups = assignment.map_or(&[][..], |a| a.groups.as_slice());
     let props = msg.props.as_deref();
     let mut out = BytesMut::with_capacity(32 + origin.len() + msg.topic.as_str().len() + msg.payload.len());
     out.put_slice(MAGIC);
-    out.put_u8(VERSION);
-    let mut flags = if msg.retain { RETAIN } else { 0 };
+    out.put_u8(if groups.is_empty() { PLAIN } else { VERSION });
+    let mut flags = ASSIGNS | if msg.retain { RETAIN } else { 0 };
     if let Some(p) = props {
         flags |= PROPS;
         flags |= if p.utf8_payload { UTF8 } else { 0 };
@@ -91,6 +118,13 @@ pub fn encode(origin: &str, msg: &Message) -> Bytes {
         msg.expires_at.map(|at| now_unix_ms() + at.saturating_duration_since(Instant::now()).as_millis() as u64)
     });
     out.put_u64(expires.unwrap_or(0));
+    if !groups.is_empty() {
+        out.put_u32(groups.len() as u32);
+        for g in groups {
+            put_str(&mut out, &g.key);
+            put_str(&mut out, &g.node);
+        }
+    }
     if let Some(p) = props {
         put_str(&mut out, p.content_type.as_deref().unwrap_or(""));
         put_str(&mut out, p.response_topic.as_deref().unwrap_or(""));
@@ -146,7 +180,7 @@ impl Reader {
 
 /// Reads the origin node only, so that a node skips its own messages without decoding them.
 pub fn origin(data: &[u8]) -> Option<&str> {
-    if data.len() < 10 || &data[..3] != MAGIC || data[3] != VERSION {
+    if data.len() < 10 || &data[..3] != MAGIC || !(PLAIN..=VERSION).contains(&data[3]) {
         return None;
     }
     let n = u32::from_be_bytes([data[6], data[7], data[8], data[9]]) as usize;
@@ -160,7 +194,7 @@ pub fn decode(data: Bytes) -> Result<Envelope, DecodeError> {
         return Err(DecodeError::Magic);
     }
     let version = r.u8()?;
-    if version != VERSION {
+    if !(PLAIN..=VERSION).contains(&version) {
         return Err(DecodeError::Version(version));
     }
     let flags = r.u8()?;
@@ -168,6 +202,19 @@ pub fn decode(data: Bytes) -> Result<Envelope, DecodeError> {
     let origin = r.str()?;
     let topic = Topic::new(&r.str()?).map_err(|_| DecodeError::Invalid("topic"))?;
     let expires = r.u64()?;
+    let groups = if version >= 2 {
+        let count = r.u32()?;
+        if count > MAX_GROUPS {
+            return Err(DecodeError::Invalid("too many groups"));
+        }
+        let mut groups = Vec::with_capacity((count as usize).min(64));
+        for _ in 0..count {
+            groups.push((r.str()?, r.str()?));
+        }
+        Some(groups)
+    } else {
+        (flags & ASSIGNS != 0).then(Vec::new)
+    };
     let props = if flags & PROPS != 0 {
         let content_type = r.str()?;
         let response_topic = r.str()?;
@@ -195,7 +242,7 @@ pub fn decode(data: Bytes) -> Result<Envelope, DecodeError> {
         msg.expires_unix_ms = Some(expires);
         msg.expires_at = Some(Instant::now() + Duration::from_millis(expires.saturating_sub(now_unix_ms())));
     }
-    Ok(Envelope { origin, msg })
+    Ok(Envelope { origin, msg, groups })
 }
 
 #[cfg(test)]
@@ -235,6 +282,34 @@ mod tests {
         let plain = Message::new(Topic::new("x").unwrap(), Bytes::new(), Qos::AtMostOnce, false);
         let e = decode(encode("n", &plain)).unwrap();
         assert!(e.msg.props.is_none() && e.msg.payload.is_empty() && e.msg.expires_at.is_none());
+    }
+
+    #[test]
+    fn an_assignment_makes_a_version_2_envelope_that_carries_it() {
+        use diglot_core::cluster::Assigned;
+        let m = sample();
+        let a = Assignment {
+            groups: vec![
+                Assigned { key: "$share/g/a/#".into(), node: "b:1".into(), here: false },
+                Assigned { key: "$queue/q".into(), node: "n".into(), here: true },
+            ],
+        };
+        let data = encode_assigned("n", &m, Some(&a));
+        assert_eq!((data[3], origin(&data)), (2, Some("n")));
+        let e = decode(data.clone()).unwrap();
+        let want = vec![("$share/g/a/#".to_string(), "b:1".to_string()), ("$queue/q".to_string(), "n".to_string())];
+        assert_eq!(e.groups, Some(want));
+        assert_eq!((e.msg.payload, e.msg.props), (m.payload.clone(), m.props.clone()));
+        for n in 0..data.len() - b"hello".len() {
+            assert!(decode(data.slice(..n)).is_err(), "truncated at {n}");
+        }
+        let plain = encode_assigned("n", &m, Some(&Assignment::default()));
+        assert_eq!(plain[3], 1, "no group: version 1, readable by older nodes");
+        assert_eq!(decode(plain).unwrap().groups, Some(vec![]));
+        // What an older node wrote: version 1 without flag 64.
+        let mut old = encode("n", &m).to_vec();
+        old[4] &= !ASSIGNS;
+        assert_eq!(decode(Bytes::from(old)).unwrap().groups, None);
     }
 
     #[test]

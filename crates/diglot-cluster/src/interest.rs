@@ -1,5 +1,6 @@
 //! What the other nodes want: each node's subscribed filters, and one trie over all of them
-//! that answers "does any other node want this topic?" on the publish path.
+//! that answers "does any other node want this topic?" on the publish path; and every node's
+//! share groups and named queues ([`Groups`]), which decide who serves a group's message.
 //!
 //! It is rebuilt whenever a node's set changes (subscriptions change far less often than
 //! messages flow). Filters read from Redis that do not parse are ignored.
@@ -8,11 +9,15 @@ use std::collections::{BTreeSet, HashMap};
 
 use diglot_core::{Filter, Topic, Trie};
 
+use crate::groups::Groups;
+
 /// The other nodes' filters.
 #[derive(Default)]
 pub(crate) struct Remote {
     nodes: HashMap<String, BTreeSet<String>>,
     trie: Trie<()>,
+    /// Every node's groups, this one's included.
+    pub(crate) groups: Groups,
 }
 
 impl Remote {
@@ -32,6 +37,7 @@ impl Remote {
         if self.nodes.remove(node).is_some() {
             self.rebuild();
         }
+        self.groups.remove(node);
     }
 
     /// The nodes with a known set.

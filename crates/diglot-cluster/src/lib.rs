@@ -6,10 +6,15 @@
 //!   (retained messages always go, so that every node's cache stays whole);
 //! - delivers what it receives on that channel to its local subscribers only, and skips its
 //!   own messages, so nothing loops and nothing is stored twice;
-//! - keeps its filters in the set `<prefix>:interest:<node>` and announces changes on
-//!   `<prefix>:ctl`; the other nodes read the set and keep a trie of what each node wants;
-//! - heartbeats into the hash `<prefix>:nodes` (node → last heartbeat, Unix ms); a node whose
-//!   heartbeat is older than [`NODE_TIMEOUT`] is forgotten by its peers;
+//! - keeps its filters in the set `<prefix>:interest:<node>` and its share groups and named
+//!   queues, with their local member or consumer count, in the hash `<prefix>:groups:<node>`,
+//!   and announces changes on `<prefix>:ctl`; the other nodes read them and keep a trie of
+//!   what each node wants;
+//! - serves each share group and named queue once cluster-wide: the publishing node picks
+//!   the node for each matched group ([`groups`]) and the envelope carries the choice;
+//! - heartbeats into the hash `<prefix>:nodes` (node → last heartbeat, Unix ms) every
+//!   `heartbeat_ms`; a node whose heartbeat is older than `node_timeout_ms` is forgotten by its
+//!   peers;
 //! - keeps retained messages in the hash `<prefix>:retained` (topic → envelope), with its own
 //!   retained store as a cache, and the owner of each client id in `<prefix>:clients`: a claim
 //!   is announced on `<prefix>:ctl`, and the node that held the client id closes it.
@@ -20,6 +25,7 @@
 //! lost across nodes while Redis is away is written in docs/operations.md.
 
 pub mod envelope;
+mod groups;
 mod interest;
 mod link;
 
@@ -29,16 +35,17 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use diglot_core::cluster::{BoxFuture, Bridge, Node};
+use diglot_core::cluster::{Assignment, BoxFuture, Bridge, Node};
 use diglot_core::{Filter, Message};
 use parking_lot::{Mutex, RwLock};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-/// How often a node heartbeats (and checks its link).
+/// How often a node heartbeats (and checks its link), unless `heartbeat_ms` says otherwise.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// A node whose last heartbeat is older than this is taken as gone.
+/// A node whose last heartbeat is older than this is taken as gone, unless `node_timeout_ms`
+/// says otherwise.
 pub const NODE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Most operations waiting for the link (messages, interest and session changes).
@@ -57,6 +64,11 @@ pub struct Settings {
     pub node_id: Option<String>,
     /// Prefix of every Redis key and channel the cluster uses.
     pub channel_prefix: String,
+    /// How often this node heartbeats and checks its link.
+    pub heartbeat: Duration,
+    /// A peer whose last heartbeat is older than this is taken as gone; longer than
+    /// `heartbeat`.
+    pub node_timeout: Duration,
 }
 
 /// Why the cluster could not be set up.
@@ -65,6 +77,9 @@ pub enum Error {
     /// The Redis URL does not parse.
     #[error("cluster.redis_url: {0}")]
     Url(String),
+    /// The heartbeat is zero or not shorter than the node timeout.
+    #[error("cluster.node_timeout_ms must be greater than cluster.heartbeat_ms, which must not be 0")]
+    Timing,
 }
 
 /// One operation for the link, in the order the node did it.
@@ -77,6 +92,11 @@ pub(crate) enum Out {
     Interest {
         filter: String,
         added: bool,
+    },
+    /// A local group's member count (0: none left).
+    Group {
+        key: String,
+        members: usize,
     },
     /// A client id claimed here at a time (Unix ms).
     Claim(String, u64),
@@ -123,6 +143,12 @@ pub(crate) struct Inner {
     pub(crate) claims: Mutex<HashMap<String, u64>>,
     /// Retained changes made while the link was down: topic → envelope.
     pub(crate) pending_retained: Mutex<HashMap<String, Bytes>>,
+    /// Some retained change made while the link was down did not fit `pending_retained`: the
+    /// next reconcile must not clear what Redis lacks.
+    pub(crate) pending_overflow: AtomicBool,
+    /// The Redis epoch (`<prefix>:epoch`) this node last saw: another one means Redis lost its
+    /// data, and the nodes seed it again.
+    pub(crate) epoch: Mutex<Option<String>>,
     pub(crate) stopping: tokio::sync::watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -167,6 +193,9 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// A bridge for `settings`; nothing connects until [`Bridge::start`].
     pub fn new(settings: Settings) -> Result<Cluster, Error> {
+        if settings.heartbeat.is_zero() || settings.node_timeout <= settings.heartbeat {
+            return Err(Error::Timing);
+        }
         let client = link::client(&settings.redis_url).map_err(|e| Error::Url(e.to_string()))?;
         let (out, out_rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let inner = Inner {
@@ -182,6 +211,8 @@ impl Cluster {
             resync: AtomicBool::new(false),
             claims: Mutex::default(),
             pending_retained: Mutex::default(),
+            pending_overflow: AtomicBool::new(false),
+            epoch: Mutex::default(),
             stopping: tokio::sync::watch::channel(false).0,
             tasks: Mutex::default(),
         };
@@ -215,10 +246,17 @@ impl Bridge for Cluster {
         self.inner.tasks.lock().extend(tasks);
     }
 
-    fn forward(&self, msg: &Arc<Message>) {
+    fn assign(&self, msg: &Message) -> Option<Assignment> {
+        let inner = &self.inner;
+        let local_only = !inner.up.load(Ordering::Relaxed);
+        inner.remote.read().groups.assign(&msg.topic, inner.id(), local_only)
+    }
+
+    fn forward(&self, msg: &Arc<Message>, assignment: Option<&Assignment>) {
         let topic = msg.topic.as_str();
-        // `$SYS/…` is per node; `$queue/…` feeds a queue that lives on this node.
-        if topic.starts_with('$') {
+        let crosses = assignment.is_some_and(Assignment::any_elsewhere);
+        // `$SYS/…` is per node; `$queue/<name>` crosses only to the node that serves the queue.
+        if topic.starts_with('$') && !(crosses && topic.starts_with("$queue/")) {
             return;
         }
         let inner = &self.inner;
@@ -227,17 +265,19 @@ impl Bridge for Cluster {
                 let mut pending = inner.pending_retained.lock();
                 if pending.len() < MAX_PENDING_RETAINED || pending.contains_key(topic) {
                     pending.insert(topic.to_string(), envelope::encode(inner.id(), msg));
+                } else {
+                    inner.pending_overflow.store(true, Ordering::Relaxed);
                 }
             }
-            if msg.retain || inner.remote.read().wants(&msg.topic) {
+            if msg.retain || crosses || inner.remote.read().wants(&msg.topic) {
                 inner.stats.dropped_link_down.fetch_add(1, Ordering::Relaxed);
             }
             return;
         }
-        if !msg.retain && !inner.remote.read().wants(&msg.topic) {
+        if !msg.retain && !crosses && !inner.remote.read().wants(&msg.topic) {
             return;
         }
-        let data = envelope::encode(inner.id(), msg);
+        let data = envelope::encode_assigned(inner.id(), msg, assignment);
         let retained = msg.retain.then(|| (topic.to_string(), msg.payload.is_empty()));
         inner.send(Out::Message { data, retained });
     }
@@ -245,6 +285,12 @@ impl Bridge for Cluster {
     fn interest(&self, filter: &Filter, added: bool) {
         if !filter.as_str().starts_with('$') {
             self.inner.send(Out::Interest { filter: filter.to_string(), added });
+        }
+    }
+
+    fn group(&self, key: &str, members: usize) {
+        if self.inner.remote.write().groups.set_local(key, members) {
+            self.inner.send(Out::Group { key: key.to_string(), members });
         }
     }
 
@@ -292,6 +338,7 @@ impl Bridge for Cluster {
                     "last_heartbeat_ms": p.heartbeat_ms,
                     "age_ms": now.saturating_sub(p.heartbeat_ms),
                     "filters": if me { serde_json::Value::Null } else { json!(remote.filters_of(&p.id)) },
+                    "groups": remote.groups.of((!me).then_some(p.id.as_str())),
                 })
             })
             .collect();
@@ -301,8 +348,8 @@ impl Bridge for Cluster {
             "node_id": inner.id(),
             "link_up": self.link_up(),
             "channel_prefix": inner.settings.channel_prefix,
-            "heartbeat_ms": HEARTBEAT.as_millis() as u64,
-            "node_timeout_ms": NODE_TIMEOUT.as_millis() as u64,
+            "heartbeat_ms": inner.settings.heartbeat.as_millis() as u64,
+            "node_timeout_ms": inner.settings.node_timeout.as_millis() as u64,
             "nodes": nodes,
             "messages": messages,
         })

@@ -13,13 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use diglot_core::cluster::Node;
+use diglot_core::cluster::{Assigned, Assignment, Node};
+use diglot_core::{Message, Qos};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::{envelope, Inner, Out, Peer, HEARTBEAT, NODE_TIMEOUT};
+use crate::{envelope, Inner, Out, Peer};
 
 /// Most Pub/Sub pushes waiting for the reader.
 const INBOUND_CAPACITY: usize = 16 * 1024;
@@ -117,7 +118,7 @@ pub(crate) fn spawn(
 /// The writer: outbound operations, heartbeats, registration, the leave.
 async fn write(inner: Arc<Inner>, node: Arc<dyn Node>, mut conn: ConnectionManager, mut out_rx: mpsc::Receiver<Out>) {
     let mut stopping = inner.stopping.subscribe();
-    let mut tick = tokio::time::interval(HEARTBEAT);
+    let mut tick = tokio::time::interval(inner.settings.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut beats = 0u64;
     let mut subscribed = false;
@@ -158,6 +159,7 @@ async fn flush(inner: &Inner, conn: &mut ConnectionManager, batch: &mut Vec<Out>
     let id = inner.id();
     let (msg, ctl, retained) = (inner.key("msg"), inner.key("ctl"), inner.key("retained"));
     let (interest, clients) = (inner.key(&format!("interest:{id}")), inner.key("clients"));
+    let groups = inner.key(&format!("groups:{id}"));
     let mut pipe = redis::pipe();
     let mut messages = 0u64;
     let mut interest_changed = false;
@@ -179,6 +181,14 @@ async fn flush(inner: &Inner, conn: &mut ConnectionManager, batch: &mut Vec<Out>
             Out::Interest { filter, added: false } => {
                 interest_changed = true;
                 pipe.srem(&interest, filter).ignore();
+            }
+            Out::Group { key, members: 0 } => {
+                interest_changed = true;
+                pipe.hdel(&groups, key).ignore();
+            }
+            Out::Group { key, members } => {
+                interest_changed = true;
+                pipe.hset(&groups, key, *members).ignore();
             }
             Out::Claim(client_id, at) => {
                 pipe.hset(&clients, client_id, id).ignore();
@@ -261,6 +271,7 @@ async fn heartbeat(
         if let Err(e) = load_retained(inner, node, conn).await {
             tracing::warn!(error = %e, "cluster: cannot read the retained messages");
         }
+        inner.pending_overflow.store(false, Ordering::Relaxed);
     } else if inner.resync.swap(false, Ordering::Relaxed) {
         if let Err(e) = register(inner, node, conn).await {
             inner.resync.store(true, Ordering::Relaxed);
@@ -272,18 +283,36 @@ async fn heartbeat(
     }
 }
 
-/// Registers this node's filters, client ids and the retained messages set while the link
-/// was down, and tells the peers.
+/// Registers this node's filters, groups, client ids and the retained messages set while the
+/// link was down, and tells the peers.
 async fn register(inner: &Inner, node: &dyn Node, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
     // Changes from now on go through the outbound queue after this.
     inner.resync.store(false, Ordering::Relaxed);
     let id = inner.id();
     let interest = inner.key(&format!("interest:{id}"));
+    let groups_key = inner.key(&format!("groups:{id}"));
     let filters: Vec<String> = node.filters().iter().map(|f| f.to_string()).filter(|f| !f.starts_with('$')).collect();
+    let groups = node.groups();
+    {
+        // The bridge's own copy follows the node's (a change lost on the way is healed here).
+        let mut remote = inner.remote.write();
+        let stale: Vec<String> =
+            remote.groups.of(None).into_keys().filter(|k| !groups.iter().any(|(g, _)| g == k)).collect();
+        for key in stale {
+            remote.groups.set_local(&key, 0);
+        }
+        for (key, n) in &groups {
+            remote.groups.set_local(key, *n);
+        }
+    }
     let mut pipe = redis::pipe();
     pipe.atomic().del(&interest).ignore();
     if !filters.is_empty() {
         pipe.sadd(&interest, &filters).ignore();
+    }
+    pipe.del(&groups_key).ignore();
+    for (key, n) in &groups {
+        pipe.hset(&groups_key, key, *n).ignore();
     }
     for client_id in node.client_ids() {
         pipe.hset(inner.key("clients"), client_id, id).ignore();
@@ -311,9 +340,45 @@ async fn register(inner: &Inner, node: &dyn Node, conn: &mut ConnectionManager) 
 }
 
 /// Reads the cluster's retained messages into the local cache (a new node, or one that was
-/// cut off while others changed them).
+/// cut off while others changed them), after [`register`] wrote the changes made here while
+/// the link was down.
+///
+/// Redis is the truth for the topics it holds. On a reconnect to the same Redis (the same
+/// epoch), a local retained message that Redis lacks was cleared elsewhere during the outage:
+/// it is cleared here too (unless some change made here did not fit the pending list). If
+/// Redis lost its data (a new epoch: it restarted without persistence), the nodes seed it
+/// with their retained messages instead. At a node's first connection nothing is cleared: its
+/// store may be older than Redis or newer, and only Redis's topics are taken.
 async fn load_retained(inner: &Inner, node: &dyn Node, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
-    let all: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL").arg(inner.key("retained")).query_async(conn).await?;
+    let epoch_key = inner.key("epoch");
+    let fresh = format!("{}-{}", now_ms(), inner.id());
+    let (epoch,): (String,) = redis::pipe()
+        .cmd("SET")
+        .arg(&epoch_key)
+        .arg(&fresh)
+        .arg("NX")
+        .ignore()
+        .get(&epoch_key)
+        .query_async(conn)
+        .await?;
+    let before = inner.epoch.lock().replace(epoch.clone());
+    let local: Vec<Arc<Message>> = node.retained_messages();
+    let all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL").arg(inner.key("retained")).query_async(conn).await?;
+    if before.as_ref().is_some_and(|b| *b != epoch) {
+        let mut pipe = redis::pipe();
+        for msg in local.iter().filter(|m| !all.iter().any(|(t, _)| t == m.topic.as_str())) {
+            pipe.hset_nx(inner.key("retained"), msg.topic.as_str(), envelope::encode(inner.id(), msg).as_ref())
+                .ignore();
+        }
+        tracing::info!(seeded = local.len(), "cluster: Redis lost its data; retained messages seeded from this node");
+        pipe.query_async::<()>(conn).await?;
+    } else if before.is_some() && !inner.pending_overflow.load(Ordering::Relaxed) {
+        for msg in local.iter().filter(|m| !all.iter().any(|(t, _)| t == m.topic.as_str())) {
+            let clear = Message::new(msg.topic.clone(), Bytes::new(), Qos::AtMostOnce, true);
+            tracing::debug!(topic = %msg.topic, "cluster: a retained message cleared during the outage");
+            node.retain(clear).await;
+        }
+    }
     for (_, data) in all {
         match envelope::decode(Bytes::from(data)) {
             Ok(e) => node.retain(e.msg).await,
@@ -333,7 +398,7 @@ async fn read_peers(inner: &Inner, conn: &mut ConnectionManager, all: bool) -> r
     let nodes_key = inner.key("nodes");
     let table: Vec<(String, String)> = redis::cmd("HGETALL").arg(&nodes_key).query_async(conn).await?;
     let now = now_ms();
-    let timeout = NODE_TIMEOUT.as_millis() as u64;
+    let timeout = inner.settings.node_timeout.as_millis() as u64;
     let mut peers = Vec::new();
     let mut dead = Vec::new();
     for (node, beat) in table {
@@ -351,6 +416,7 @@ async fn read_peers(inner: &Inner, conn: &mut ConnectionManager, all: bool) -> r
             tracing::info!(node_id = %node, "cluster: node timed out");
             pipe.hdel(&nodes_key, node).ignore();
             pipe.del(inner.key(&format!("interest:{node}"))).ignore();
+            pipe.del(inner.key(&format!("groups:{node}"))).ignore();
         }
         pipe.query_async::<()>(conn).await?;
     }
@@ -371,9 +437,15 @@ async fn read_peers(inner: &Inner, conn: &mut ConnectionManager, all: bool) -> r
 }
 
 async fn read_interest(inner: &Inner, conn: &mut ConnectionManager, node: &str) -> redis::RedisResult<()> {
-    let filters: Vec<String> =
-        redis::cmd("SMEMBERS").arg(inner.key(&format!("interest:{node}"))).query_async(conn).await?;
-    if inner.remote.write().set(node, filters) {
+    let (filters, groups): (Vec<String>, Vec<(String, String)>) = redis::pipe()
+        .smembers(inner.key(&format!("interest:{node}")))
+        .hgetall(inner.key(&format!("groups:{node}")))
+        .query_async(conn)
+        .await?;
+    let groups = groups.into_iter().filter_map(|(k, n)| Some((k, n.parse::<usize>().ok()?)));
+    let mut remote = inner.remote.write();
+    let changed = remote.set(node, filters);
+    if remote.groups.set(node, groups) || changed {
         tracing::debug!(node_id = node, "cluster: a node's interest changed");
     }
     Ok(())
@@ -388,6 +460,7 @@ async fn leave(inner: &Inner, conn: &mut ConnectionManager) {
     let mut pipe = redis::pipe();
     pipe.hdel(inner.key("nodes"), id).ignore();
     pipe.del(inner.key(&format!("interest:{id}"))).ignore();
+    pipe.del(inner.key(&format!("groups:{id}"))).ignore();
     pipe.publish(inner.key("ctl"), Ctl::notice("leave", id)).ignore();
     match pipe.query_async::<()>(conn).await {
         Ok(()) => tracing::info!(node_id = id, "cluster: left"),
@@ -436,7 +509,11 @@ async fn on_message(inner: &Inner, node: &dyn Node, payload: Vec<u8>) {
     match envelope::decode(Bytes::from(payload)) {
         Ok(e) => {
             inner.stats.received.fetch_add(1, Ordering::Relaxed);
-            node.deliver(e.msg).await;
+            let me = inner.id();
+            let assignment = e.groups.map(|groups| Assignment {
+                groups: groups.into_iter().map(|(key, node)| Assigned { here: node == me, key, node }).collect(),
+            });
+            node.deliver(e.msg, assignment).await;
         }
         Err(e) => {
             let n = inner.stats.rejected.fetch_add(1, Ordering::Relaxed);

@@ -29,6 +29,8 @@ pub use limits::{Breaches, Bucket, Limit, Limits};
 pub use message::{Delivery, DurableRef, Message, Props, Qos, QueueId, Seq};
 pub use outbox::{Outbox, PushOutcome};
 pub use retained::{RetainChange, Retained};
-pub use router::{ConnId, InterestHook, PublishReport, Router, ShareGroup, SubId, Subscriber, Target};
+pub use router::{
+    ConnId, GroupHook, InterestHook, PublishReport, Router, Serve, ShareGroup, SubId, Subscriber, Target,
+};
 pub use topic::{Filter, Topic, TopicError};
 pub use trie::Trie;

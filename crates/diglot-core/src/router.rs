@@ -62,7 +62,20 @@ pub struct Subscriber {
 #[derive(Debug, Default)]
 pub struct ShareGroup {
     next: AtomicUsize,
+    /// `$share/<group>/<filter>`: how a cluster names the group (see [`crate::cluster`]).
+    key: String,
 }
+
+impl ShareGroup {
+    /// The group's cluster-wide name, `$share/<group>/<filter>`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// Whether this node serves a share group (by its [`ShareGroup::key`]) for one message; a
+/// cluster node passes one to [`Router::publish_serving`].
+pub type Serve<'a> = &'a dyn Fn(&str) -> bool;
 
 impl Subscriber {
     /// A connection's subscription with the given options and no share group.
@@ -110,14 +123,27 @@ pub struct RouterStats {
     pub dropped: AtomicU64,
 }
 
-/// Told when a filter gets its first subscription (`true`) or loses its last one (`false`).
+/// Told when a filter gets its first plain (not shared) subscription (`true`) or loses its
+/// last one (`false`).
 pub type InterestHook = Arc<dyn Fn(&Filter, bool) + Send + Sync>;
 
-/// How many subscriptions each filter has, for a cluster's view of what this node wants.
+/// Told a share group's new member count (by its [`ShareGroup::key`]; 0: the last left).
+pub type GroupHook = Arc<dyn Fn(&str, usize) + Send + Sync>;
+
+/// Subscriptions per filter and members per share group.
+#[derive(Default)]
+struct Counts {
+    filters: HashMap<Filter, usize>,
+    groups: HashMap<String, usize>,
+}
+
+/// How many plain subscriptions each filter has and how many members each share group has,
+/// for a cluster's view of what this node wants.
 #[derive(Default)]
 struct Interest {
-    counts: Mutex<HashMap<Filter, usize>>,
+    counts: Mutex<Counts>,
     hook: std::sync::OnceLock<InterestHook>,
+    group_hook: std::sync::OnceLock<GroupHook>,
 }
 
 /// The topic router shared by every connection.
@@ -179,32 +205,61 @@ impl Router {
         }
     }
 
-    /// The filters with at least one subscription (empty unless tracking interest).
-    pub fn filters(&self) -> Vec<Filter> {
-        self.interest.as_ref().map(|i| i.counts.lock().keys().cloned().collect()).unwrap_or_default()
+    /// Sets what is told of share groups whose member count changes. Like
+    /// [`Router::set_interest_hook`], only with [`Router::tracking_interest`], and once.
+    pub fn set_group_hook(&self, hook: GroupHook) {
+        if let Some(i) = &self.interest {
+            let _ = i.group_hook.set(hook);
+        }
     }
 
-    fn count(&self, filter: &Filter, added: bool) {
+    /// The filters with at least one plain (not shared) subscription (empty unless tracking
+    /// interest).
+    pub fn filters(&self) -> Vec<Filter> {
+        self.interest.as_ref().map(|i| i.counts.lock().filters.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// The share groups with members, by key, with their member count (empty unless tracking
+    /// interest).
+    pub fn groups(&self) -> Vec<(String, usize)> {
+        let Some(i) = &self.interest else { return Vec::new() };
+        i.counts.lock().groups.iter().map(|(k, n)| (k.clone(), *n)).collect()
+    }
+
+    /// Counts a subscription in or out: a plain one on its filter, a shared one in its group.
+    fn count(&self, filter: &Filter, share: Option<&ShareGroup>, added: bool) {
         let Some(i) = &self.interest else { return };
         let mut counts = i.counts.lock();
+        // Under the lock, so that the hooks hear the changes in the order they happened.
+        if let Some(g) = share {
+            let n = counts.groups.entry(g.key.clone()).or_insert(0);
+            *n = if added { *n + 1 } else { n.saturating_sub(1) };
+            let n = *n;
+            if n == 0 {
+                counts.groups.remove(&g.key);
+            }
+            if let Some(hook) = i.group_hook.get() {
+                hook(&g.key, n);
+            }
+            return;
+        }
         let changed = if added {
-            let n = counts.entry(filter.clone()).or_insert(0);
+            let n = counts.filters.entry(filter.clone()).or_insert(0);
             *n += 1;
             *n == 1
         } else {
-            match counts.get_mut(filter) {
+            match counts.filters.get_mut(filter) {
                 Some(n) if *n > 1 => {
                     *n -= 1;
                     false
                 }
                 Some(_) => {
-                    counts.remove(filter);
+                    counts.filters.remove(filter);
                     true
                 }
                 None => false,
             }
         };
-        // Under the lock, so that the hook hears a filter's changes in the order they happened.
         if let (true, Some(hook)) = (changed, i.hook.get()) {
             hook(filter, added);
         }
@@ -238,7 +293,7 @@ impl Router {
             return g;
         }
         shares.retain(|_, w| w.strong_count() > 0);
-        let g = Arc::new(ShareGroup::default());
+        let g = Arc::new(ShareGroup { next: AtomicUsize::new(0), key: format!("$share/{group}/{filter}") });
         shares.insert(key, Arc::downgrade(&g));
         g
     }
@@ -247,33 +302,57 @@ impl Router {
     /// filter is replaced, as MQTT requires for a repeated SUBSCRIBE [MQTT-3.8.4-3].
     /// Returns whether it replaced an existing one (for MQTT 5 Retain Handling 1).
     pub fn subscribe(&self, filter: &Filter, s: Subscriber) -> bool {
-        let replaced = {
+        let share = s.share.clone();
+        let mut old = None;
+        {
             let mut trie = self.trie.write();
             let key = s.key();
-            let replaced = trie.remove(filter, |e| e.key() == key) > 0;
+            trie.remove(filter, |e| {
+                let hit = e.key() == key;
+                if hit {
+                    old = Some(e.share.clone());
+                }
+                hit
+            });
             trie.insert(filter, s);
-            replaced
-        };
-        if !replaced {
-            self.count(filter, true);
         }
-        replaced
+        let group_key = |g: &Option<Arc<ShareGroup>>| g.as_ref().map(|g| g.key.clone());
+        match &old {
+            // Replaced within the same group (or plain by plain): the counts stand.
+            Some(o) if group_key(o) == group_key(&share) => {}
+            Some(o) => {
+                self.count(filter, o.as_deref(), false);
+                self.count(filter, share.as_deref(), true);
+            }
+            None => self.count(filter, share.as_deref(), true),
+        }
+        old.is_some()
     }
 
     /// Removes a connection's subscription. Returns whether one existed.
     pub fn unsubscribe(&self, filter: &Filter, conn: ConnId, sub: SubId) -> bool {
-        let removed = self.trie.write().remove(filter, |e| e.key() == (false, conn, sub)) > 0;
-        if removed {
-            self.count(filter, false);
+        let mut old = None;
+        self.trie.write().remove(filter, |e| {
+            let hit = e.key() == (false, conn, sub);
+            if hit {
+                old = Some(e.share.clone());
+            }
+            hit
+        });
+        match old {
+            Some(share) => {
+                self.count(filter, share.as_deref(), false);
+                true
+            }
+            None => false,
         }
-        removed
     }
 
     /// Removes a durable queue's binding. Returns whether one existed.
     pub fn unbind_queue(&self, filter: &Filter, queue: QueueId) -> bool {
         let removed = self.trie.write().remove(filter, |e| e.key() == (true, queue, 0)) > 0;
         if removed {
-            self.count(filter, false);
+            self.count(filter, None, false);
         }
         removed
     }
@@ -285,7 +364,18 @@ impl Router {
 
     /// Publishes a message to every matching subscriber and returns the shared message and
     /// what happened. Sets the message id.
-    pub fn publish(&self, mut msg: Message) -> (Arc<Message>, PublishReport) {
+    pub fn publish(&self, msg: Message) -> (Arc<Message>, PublishReport) {
+        self.route(msg, None)
+    }
+
+    /// Publishes like [`Router::publish`], but serves only the share groups for which `serve`
+    /// says yes: in a cluster, each matched group is served by one node (see
+    /// [`crate::cluster::Assignment`]). Plain subscribers and queue bindings all get theirs.
+    pub fn publish_serving(&self, msg: Message, serve: Serve<'_>) -> (Arc<Message>, PublishReport) {
+        self.route(msg, Some(serve))
+    }
+
+    fn route(&self, mut msg: Message, serve: Option<Serve<'_>>) -> (Arc<Message>, PublishReport) {
         msg.id = self.next_msg_id();
         self.stats.published.fetch_add(1, Ordering::Relaxed);
         let msg = Arc::new(msg);
@@ -334,7 +424,7 @@ impl Router {
                         Target::Queue(q) => report.queues.push((q, qos)),
                     }
                 }
-                deliver_shared(&mut report, &msg, &mut shared);
+                deliver_shared(&mut report, &msg, &mut shared, serve);
             })
         });
         self.stats.delivered.fetch_add(report.delivered as u64, Ordering::Relaxed);
@@ -352,7 +442,12 @@ impl Router {
 
 /// Gives each matched share group's message to one member: the next in turn that has room,
 /// or the next in turn if none has.
-fn deliver_shared(report: &mut PublishReport, msg: &Arc<Message>, shared: &mut Vec<(usize, Subscriber)>) {
+fn deliver_shared(
+    report: &mut PublishReport,
+    msg: &Arc<Message>,
+    shared: &mut Vec<(usize, Subscriber)>,
+    serve: Option<Serve<'_>>,
+) {
     if shared.is_empty() {
         return;
     }
@@ -363,6 +458,10 @@ fn deliver_shared(report: &mut PublishReport, msg: &Arc<Message>, shared: &mut V
         let end = start + shared[start..].iter().take_while(|(g, _)| *g == group).count();
         let members = &shared[start..end];
         let Some(g) = &members[0].1.share else { break };
+        if serve.is_some_and(|serve| !serve(&g.key)) {
+            start = end;
+            continue;
+        }
         let first = g.next.fetch_add(1, Ordering::Relaxed) % members.len();
         let has_room = |s: &Subscriber| match &s.target {
             Target::Conn(o) => o.has_room(),
@@ -507,6 +606,36 @@ mod tests {
         assert!(r.filters().is_empty());
         assert_eq!(*seen.lock(), vec![("a/+".to_string(), true), ("a/+".to_string(), false)]);
         assert!(Router::new().filters().is_empty(), "a plain router counts nothing");
+    }
+
+    #[test]
+    fn publish_serving_skips_the_groups_served_elsewhere() {
+        let r = Router::tracking_interest();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        r.set_group_hook(Arc::new(move |k: &str, n| s.lock().push((k.to_string(), n))));
+        let f = Filter::new("jobs/+").unwrap();
+        let mut outboxes = Vec::new();
+        for (conn, group) in [(1, "a"), (2, "a"), (3, "b")] {
+            let o = Arc::new(Outbox::new(100, 1 << 20));
+            let mut s = Subscriber::conn(conn, 1, Qos::AtLeastOnce, o.clone(), false, true);
+            s.share = Some(r.share_group(group, &f));
+            r.subscribe(&f, s);
+            outboxes.push(o);
+        }
+        let plain = sub(&r, "jobs/#", 4, 1, Qos::AtLeastOnce, true);
+        assert_eq!(r.filters(), vec![Filter::new("jobs/#").unwrap()], "shared members are not plain interest");
+        let mut groups = r.groups();
+        groups.sort();
+        assert_eq!(groups, vec![("$share/a/jobs/+".to_string(), 2), ("$share/b/jobs/+".to_string(), 1)]);
+        let (_, rep) = r.publish_serving(msg("jobs/x", Qos::AtLeastOnce), &|k| k == "$share/b/jobs/+");
+        assert_eq!(rep.delivered, 2, "the plain subscriber and group b");
+        assert_eq!((outboxes[0].len() + outboxes[1].len(), outboxes[2].len(), plain.len()), (0, 1, 1));
+        assert!(r.unsubscribe(&f, 1, 1));
+        assert!(r.unsubscribe(&f, 3, 1));
+        assert_eq!(r.groups(), vec![("$share/a/jobs/+".to_string(), 1)]);
+        assert_eq!(seen.lock().last(), Some(&("$share/b/jobs/+".to_string(), 0)));
+        assert_eq!(seen.lock().len(), 5);
     }
 
     #[test]

@@ -5,11 +5,17 @@
 //! to the bridge again (so nothing loops), and QoS ≥ 1 messages that match durable queues
 //! (persistent sessions, `/queue` bindings, durable subscriptions) are stored through the same
 //! path as local ones before the next remote message is taken.
+//!
+//! Share groups and named queues are served once cluster-wide: the publishing node asks the
+//! bridge which node serves each group the message matches ([`Bridge::assign`]), routes
+//! locally without the groups assigned elsewhere, and the receiving nodes serve only the
+//! groups assigned to them. A named queue assigned elsewhere is not stored here; one with no
+//! consumer anywhere stays in this node's queue.
 
 use std::sync::{Arc, Weak};
 
-use diglot_core::cluster::{BoxFuture, Node};
-use diglot_core::{Filter, Message};
+use diglot_core::cluster::{queue_group, Assignment, BoxFuture, Node};
+use diglot_core::{Filter, Message, PublishReport};
 use serde_json::{json, Value};
 
 use crate::server::Shared;
@@ -19,6 +25,10 @@ pub(crate) fn start(shared: &Arc<Shared>, port: u16) {
     let Some(bridge) = &shared.cluster else { return };
     let hook = bridge.clone();
     shared.router.set_interest_hook(Arc::new(move |filter: &Filter, added| hook.interest(filter, added)));
+    let hook = bridge.clone();
+    shared.router.set_group_hook(Arc::new(move |key: &str, members| hook.group(key, members)));
+    let hook = bridge.clone();
+    shared.durable.set_consumers_hook(Box::new(move |name: &str, n| hook.group(&queue_group(name), n)));
     bridge.start(Arc::new(LocalNode(Arc::downgrade(shared))), port);
 }
 
@@ -29,12 +39,30 @@ pub(crate) async fn stop(shared: &Shared) {
     }
 }
 
-/// A message published on this node was routed locally: send it to the nodes that want it.
+/// Routes a message published on this node: locally, without the share groups and named
+/// queue that the cluster assigned to other nodes, and then to the nodes that want it.
+/// Without a cluster it is `Router::publish` alone.
 #[inline]
-pub(crate) fn forward(shared: &Shared, msg: &Arc<Message>) {
-    if let Some(bridge) = &shared.cluster {
-        bridge.forward(msg);
+pub(crate) fn publish(shared: &Shared, msg: Message) -> (Arc<Message>, PublishReport) {
+    let Some(bridge) = &shared.cluster else { return shared.router.publish(msg) };
+    let Some(assignment) = bridge.assign(&msg) else {
+        let (msg, report) = shared.router.publish(msg);
+        bridge.forward(&msg, None);
+        return (msg, report);
+    };
+    let queue_elsewhere = queue_of(&msg).filter(|name| !assignment.serves_here(&queue_group(name)));
+    let excluded = queue_elsewhere.and_then(|name| shared.durable.named_id(name));
+    let (msg, mut report) = shared.router.publish_serving(msg, &|key| assignment.serves_here(key));
+    if let Some(id) = excluded {
+        report.queues.retain(|(q, _)| *q != id);
     }
+    bridge.forward(&msg, Some(&assignment));
+    (msg, report)
+}
+
+/// The queue name of a `$queue/<name>` topic.
+fn queue_of(msg: &Message) -> Option<&str> {
+    msg.topic.as_str().strip_prefix("$queue/")
 }
 
 /// A local connection claimed `client_id`.
@@ -84,10 +112,10 @@ pub(crate) fn view(shared: &Shared) -> Value {
 struct LocalNode(Weak<Shared>);
 
 impl Node for LocalNode {
-    fn deliver(&self, msg: Message) -> BoxFuture<'_, ()> {
+    fn deliver(&self, msg: Message, assignment: Option<Assignment>) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let Some(shared) = self.0.upgrade() else { return };
-            deliver(&shared, msg).await;
+            deliver(&shared, msg, assignment).await;
         })
     }
 
@@ -112,6 +140,11 @@ impl Node for LocalNode {
         })
     }
 
+    fn retained_messages(&self) -> Vec<Arc<Message>> {
+        let (Some(s), Ok(all)) = (self.0.upgrade(), Filter::new("#")) else { return Vec::new() };
+        s.router.retained().matching(&all)
+    }
+
     fn taken_over(&self, client_id: &str) {
         if let Some(shared) = self.0.upgrade() {
             shared.registry.kick(client_id);
@@ -122,15 +155,42 @@ impl Node for LocalNode {
         self.0.upgrade().map(|s| s.router.filters()).unwrap_or_default()
     }
 
+    fn groups(&self) -> Vec<(String, usize)> {
+        let Some(s) = self.0.upgrade() else { return Vec::new() };
+        let mut groups = s.router.groups();
+        groups.extend(s.durable.named_consumers().into_iter().map(|(name, n)| (queue_group(&name), n)));
+        groups
+    }
+
     fn client_ids(&self) -> Vec<String> {
         self.0.upgrade().map(|s| s.registry.held()).unwrap_or_default()
     }
 }
 
 /// Routes a remote message locally, as `driver::route` does a local one but without
-/// forwarding it, and waits for the durable queues it matched.
-async fn deliver(shared: &Arc<Shared>, msg: Message) {
-    let (msg, report) = shared.router.publish(msg);
+/// forwarding it, and waits for the durable queues it matched. Only the groups assigned here
+/// are served; a named queue assigned here is created if needed, one assigned elsewhere (or
+/// with no assignment: the older node kept it) is not stored here.
+async fn deliver(shared: &Arc<Shared>, msg: Message, assignment: Option<Assignment>) {
+    let queue = queue_of(&msg).map(str::to_string);
+    let queue_here = match (&queue, &assignment) {
+        (Some(name), Some(a)) => a.assigned_here(&queue_group(name)),
+        _ => false,
+    };
+    if let (Some(name), true) = (&queue, queue_here) {
+        if let Err(e) = shared.durable.ensure_named(&shared.router, name).await {
+            tracing::warn!(queue = %name, error = %e, "a message from another node was not stored");
+            return;
+        }
+    }
+    let excluded = queue.as_deref().filter(|_| !queue_here).and_then(|name| shared.durable.named_id(name));
+    let (msg, mut report) = match &assignment {
+        Some(a) => shared.router.publish_serving(msg, &|key| a.assigned_here(key)),
+        None => shared.router.publish(msg),
+    };
+    if let Some(id) = excluded {
+        report.queues.retain(|(q, _)| *q != id);
+    }
     if msg.retain {
         let change = shared.router.retained().update(&msg);
         if let Err(e) = shared.durable.save_retained(&msg, change).await {

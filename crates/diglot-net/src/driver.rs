@@ -576,8 +576,7 @@ async fn route(
     if let Some(name) = msg.topic.as_str().strip_prefix(QUEUE_TOPIC_PREFIX) {
         shared.durable.ensure_named(&shared.router, name).await.map_err(|e| PublishError::Store(e.to_string()))?;
     }
-    let (msg, report) = shared.router.publish(msg);
-    crate::cluster::forward(shared, &msg);
+    let (msg, report) = crate::cluster::publish(shared, msg);
     if msg.retain {
         let change = shared.router.retained().update(&msg);
         if let Err(e) = shared.durable.save_retained(&msg, change).await {

@@ -249,7 +249,15 @@ pub(crate) struct Durable {
     events: std::sync::OnceLock<tokio::sync::mpsc::Sender<QueueEvent>>,
     /// Events that found the channel full and were dropped.
     pub(crate) events_dropped: std::sync::atomic::AtomicU64,
+    /// Told a named queue's consumer count when it may have changed (a cluster node only).
+    consumers_hook: std::sync::OnceLock<ConsumersHook>,
 }
+
+/// Told a named queue's name (`<name>` of `/queue/<name>`) and its consumer count here.
+pub(crate) type ConsumersHook = Box<dyn Fn(&str, usize) + Send + Sync>;
+
+/// The store name prefix of the named queues (`/queue/<name>`), the ones a cluster shares.
+const NAMED_PREFIX: &str = "queue/";
 
 /// Something that happened to a durable queue that operators want to see as it happens.
 #[derive(Debug, Clone)]
@@ -311,6 +319,7 @@ impl Durable {
             max_redeliveries,
             events: std::sync::OnceLock::new(),
             events_dropped: std::sync::atomic::AtomicU64::new(0),
+            consumers_hook: std::sync::OnceLock::new(),
         };
         for info in durable.store.queues() {
             durable.insert(Arc::new(Queue::new(info.id, info.name, info.depth > 0)));
@@ -640,6 +649,34 @@ impl Durable {
         Ok(Some(purged))
     }
 
+    /// Sets what is told of named queues whose consumer count may have changed (once).
+    pub(crate) fn set_consumers_hook(&self, hook: ConsumersHook) {
+        let _ = self.consumers_hook.set(hook);
+    }
+
+    /// Every named queue (`<name>` of `/queue/<name>`) with consumers here, with their count.
+    pub(crate) fn named_consumers(&self) -> Vec<(String, usize)> {
+        let by_name = self.by_name.lock();
+        by_name
+            .iter()
+            .filter_map(|(name, q)| {
+                Some((name.strip_prefix(NAMED_PREFIX)?.to_string(), q.state.lock().consumers.len()))
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// The id the router knows the named queue `name` by, if it exists here.
+    pub(crate) fn named_id(&self, name: &str) -> Option<u64> {
+        self.get(&diglot_core::named_queue(name)).map(|q| q.id.0)
+    }
+
+    fn consumers_changed(&self, q: &Queue, count: usize) {
+        if let (Some(hook), Some(name)) = (self.consumers_hook.get(), q.name.strip_prefix(NAMED_PREFIX)) {
+            hook(name, count);
+        }
+    }
+
     /// Whether a queue has a consumer attached.
     pub(crate) fn has_consumers(&self, name: &str) -> bool {
         self.get(name).is_some_and(|q| !q.state.lock().consumers.is_empty())
@@ -669,6 +706,7 @@ impl Durable {
                 prefetch: usize::from(spec.prefetch.max(1)),
                 inflight: 0,
             });
+            self.consumers_changed(q, st.consumers.len());
             q.dispatch(&mut st, self.max_redeliveries)
         };
         self.run(q, work).await;
@@ -679,7 +717,11 @@ impl Durable {
     pub(crate) async fn detach(&self, q: &Arc<Queue>, conn: ConnId, sub: Option<SubId>) {
         let work = {
             let mut st = q.state.lock();
+            let before = st.consumers.len();
             q.detach(&mut st, conn, sub);
+            if st.consumers.len() != before {
+                self.consumers_changed(q, st.consumers.len());
+            }
             q.dispatch(&mut st, self.max_redeliveries)
         };
         self.run(q, work).await;

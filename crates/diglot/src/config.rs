@@ -51,11 +51,22 @@ pub struct ClusterConfig {
     /// Prefix of every Redis key and channel (`<prefix>:msg`, `<prefix>:nodes`, …), so that
     /// several clusters can share one Redis.
     pub channel_prefix: String,
+    /// How often this node heartbeats into Redis (and checks its link), in milliseconds.
+    pub heartbeat_ms: u64,
+    /// A peer whose last heartbeat is older than this is taken as gone (a `kill -9`ed node),
+    /// in milliseconds; greater than `heartbeat_ms`.
+    pub node_timeout_ms: u64,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig { redis_url: String::new(), node_id: String::new(), channel_prefix: "diglot".into() }
+        ClusterConfig {
+            redis_url: String::new(),
+            node_id: String::new(),
+            channel_prefix: "diglot".into(),
+            heartbeat_ms: 1000,
+            node_timeout_ms: 5000,
+        }
     }
 }
 
@@ -66,6 +77,8 @@ impl ClusterConfig {
             redis_url: self.redis_url.clone(),
             node_id: (!self.node_id.is_empty()).then(|| self.node_id.clone()),
             channel_prefix: self.channel_prefix.clone(),
+            heartbeat: std::time::Duration::from_millis(self.heartbeat_ms),
+            node_timeout: std::time::Duration::from_millis(self.node_timeout_ms),
         })
     }
 }
@@ -629,6 +642,12 @@ impl Config {
             if self.cluster.channel_prefix.is_empty() {
                 return Err("cluster.channel_prefix must not be empty".into());
             }
+            if self.cluster.heartbeat_ms == 0 || self.cluster.node_timeout_ms <= self.cluster.heartbeat_ms {
+                return Err(format!(
+                    "cluster.node_timeout_ms ({}) must be greater than cluster.heartbeat_ms ({}), which must not be 0",
+                    self.cluster.node_timeout_ms, self.cluster.heartbeat_ms
+                ));
+            }
         }
         Ok(())
     }
@@ -837,6 +856,18 @@ mod tests {
     fn the_shipped_broker_toml_is_the_default() {
         let text = include_str!("../../../broker.toml");
         assert_eq!(Config::parse(text, "broker.toml").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn the_cluster_node_timeout_must_exceed_the_heartbeat() {
+        let cluster = |extra: &str| format!("[cluster]\nredis_url = \"redis://127.0.0.1:6379/\"\n{extra}");
+        let ok = Config::parse(&cluster("heartbeat_ms = 200\nnode_timeout_ms = 1500\n"), "b.toml").unwrap();
+        let settings = ok.cluster.settings().unwrap();
+        assert_eq!((settings.heartbeat.as_millis(), settings.node_timeout.as_millis()), (200, 1500));
+        for bad in ["heartbeat_ms = 1000\nnode_timeout_ms = 1000\n", "heartbeat_ms = 0\n"] {
+            let e = Config::parse(&cluster(bad), "b.toml").unwrap_err().to_string();
+            assert!(e.contains("cluster.node_timeout_ms") && e.contains("cluster.heartbeat_ms"), "{e}");
+        }
     }
 
     #[test]

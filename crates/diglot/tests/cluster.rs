@@ -251,11 +251,15 @@ async fn a_node_without_remote_interest_publishes_nothing() {
 
     let (client, mut ev) = mqtt("local-only", &a);
     subscribed(&client, &mut ev, "local/#").await;
+    // A share group whose only member is on A is served on A: nothing crosses for it either.
+    let (member, mut mev) = mqtt("local-member", &a);
+    subscribed(&member, &mut mev, "$share/g/local/#").await;
     for i in 0..20 {
         client.publish("local/x", QoS::AtLeastOnce, false, format!("l{i}")).await.unwrap();
     }
     for i in 0..20 {
         assert_eq!(next_publish(&mut ev).await.1, format!("l{i}").as_bytes());
+        assert_eq!(next_publish(&mut mev).await.1, format!("l{i}").as_bytes());
     }
 
     // Now B wants something: the first message on the channel is the one B wants.
@@ -401,7 +405,7 @@ async fn a_node_starts_in_local_mode_when_redis_is_unreachable() {
     assert_eq!(next_publish(&mut ev).await.1, b"still works");
 
     // Redis appears on that port later: the node joins.
-    let mut redis = Redis { child: None, port, args: Vec::new() };
+    let mut redis = Redis { child: None, port, args: Vec::new(), dir: None };
     redis.spawn().await;
     wait_link(&a, 1).await;
     a.shutdown().await;
@@ -490,4 +494,82 @@ async fn a_dead_node_times_out_and_garbage_on_the_channels_is_ignored() {
     client.publish("g/1", QoS::AtMostOnce, false, "ok").await.unwrap();
     assert_eq!(next_publish(&mut ev).await.1, b"ok");
     a.shutdown().await;
+}
+
+/// The retained topics `b` holds now: a fresh subscriber to `filter` gets them before the
+/// marker it publishes itself (retained messages are queued at SUBSCRIBE).
+async fn retained_at(b: &diglot::Broker, filter: &str, marker: &str) -> Vec<(String, Vec<u8>)> {
+    let (c, mut ev) = mqtt(&format!("look-{marker}"), b);
+    subscribed(&c, &mut ev, filter).await;
+    c.publish(marker, QoS::AtLeastOnce, false, "marker").await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let (topic, payload) = next_publish(&mut ev).await;
+        if topic == marker {
+            c.disconnect().await.unwrap();
+            return seen;
+        }
+        seen.push((topic, payload));
+    }
+}
+
+#[tokio::test]
+async fn a_retained_clear_missed_during_an_outage_is_reconciled_from_redis() {
+    let data = tempfile::tempdir().unwrap();
+    let mut redis = Redis::start_persistent(data.path()).await;
+    let b = broker_with(node_config(&redis, "b", "t9")).await;
+    wait_link(&b, 1).await;
+    let (client, mut ev) = mqtt("setter", &b);
+    for (topic, payload) in [("r/gone", "old"), ("r/kept", "stays")] {
+        client.publish(topic, QoS::AtLeastOnce, true, payload).await.unwrap();
+        next_packet(&mut ev, |p| matches!(p, Packet::PubAck(_)).then_some(())).await;
+    }
+    let ok = tokio::time::timeout(PATIENCE, async {
+        while redis_cmd(&redis, &[b"HLEN", b"t9:retained"]).await != b":2\r\n" {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    ok.await.expect("both retained messages in Redis");
+
+    // The link drops; meanwhile another node clears r/gone in Redis (B never hears of it),
+    // and B's own client sets r/new.
+    redis.kill();
+    wait_view(&b, "link down", |v| v["link_up"] == false).await;
+    client.publish("r/new", QoS::AtLeastOnce, true, "during").await.unwrap();
+    next_packet(&mut ev, |p| matches!(p, Packet::PubAck(_)).then_some(())).await;
+    let mut elsewhere = Redis::start_persistent(data.path()).await;
+    let deleted = tokio::time::timeout(PATIENCE, async {
+        loop {
+            // It answers -LOADING while it reads the append-only file.
+            let reply = redis_cmd(&elsewhere, &[b"HDEL", b"t9:retained", b"r/gone"]).await;
+            if !reply.starts_with(b"-LOADING") {
+                return reply;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let deleted = deleted.await.expect("Redis loads its file");
+    assert_eq!(String::from_utf8_lossy(&deleted), ":1\r\n", "the file kept r/gone");
+    elsewhere.kill();
+
+    redis.spawn().await;
+    wait_link(&b, 1).await;
+    // Redis is the truth for what it holds: r/gone goes, r/kept stays, r/new (set here during
+    // the outage) stays and is now in Redis too.
+    let ok = tokio::time::timeout(PATIENCE, async {
+        let mut round = 0;
+        loop {
+            round += 1;
+            let mut topics: Vec<String> =
+                retained_at(&b, "r/#", &format!("r/marker{round}")).await.into_iter().map(|(t, _)| t).collect();
+            topics.sort();
+            if topics == ["r/kept", "r/new"] {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    ok.await.expect("r/gone cleared on B after the link came back");
+    assert_eq!(redis_cmd(&redis, &[b"HEXISTS", b"t9:retained", b"r/new"]).await, b":1\r\n");
+    b.shutdown().await;
 }

@@ -15,6 +15,9 @@ pub struct Redis {
     pub port: u16,
     /// Extra arguments (TLS).
     pub args: Vec<String>,
+    /// With a directory: an append-only file there (fsync always), so that a restart keeps
+    /// the data.
+    pub dir: Option<std::path::PathBuf>,
 }
 
 fn redis_binary() -> String {
@@ -46,14 +49,28 @@ impl Redis {
 
     /// Starts with extra arguments; `port` is the plain port unless they say otherwise.
     pub async fn start_with(args: Vec<String>) -> Redis {
-        let mut r = Redis { child: None, port: free_port(), args };
+        let mut r = Redis { child: None, port: free_port(), args, dir: None };
+        r.spawn().await;
+        r
+    }
+
+    /// Starts one whose data survives a restart (in `dir`).
+    pub async fn start_persistent(dir: &std::path::Path) -> Redis {
+        let mut r = Redis { child: None, port: free_port(), args: Vec::new(), dir: Some(dir.to_path_buf()) };
         r.spawn().await;
         r
     }
 
     pub async fn spawn(&mut self) {
+        let persist: Vec<String> = match &self.dir {
+            Some(d) => ["--dir", &d.display().to_string(), "--appendonly", "yes", "--appendfsync", "always"]
+                .map(String::from)
+                .to_vec(),
+            None => Vec::new(),
+        };
         let child = Command::new(redis_binary())
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(persist)
             .args(self.port_args())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
