@@ -29,6 +29,12 @@ impl<'a> FrameWriter<'a> {
         FrameWriter { buf, escaping: Escaping::for_frame(command, version) }
     }
 
+    /// Goes on with a frame of `command` whose command line (and maybe some headers) is
+    /// already written, or that will be put after such a start: writes headers and body only.
+    pub fn headers(buf: &'a mut BytesMut, command: Command, version: Version) -> FrameWriter<'a> {
+        FrameWriter { buf, escaping: Escaping::for_frame(command, version) }
+    }
+
     /// Writes one header.
     pub fn header(&mut self, name: &str, value: &str) -> &mut FrameWriter<'a> {
         self.put_escaped(name.as_bytes(), true);
