@@ -239,7 +239,9 @@ pub(crate) async fn run(
                 }
                 Err(e) => Some(CloseReason::Io(e.to_string())),
             },
-            Event::Stored(stored) => stored_done(&shared, &mut conn, adapter.as_mut(), stored, &mut out, &mut actions).await,
+            Event::Stored(stored) => {
+                stored_done(&shared, &mut conn, adapter.as_mut(), stored, &mut out, &mut actions).await
+            }
             Event::Read(Ok(Read::Closed)) => Some(CloseReason::PeerClosed),
             Event::Read(Ok(Read::Violation(why))) => {
                 let reason = CloseReason::ProtocolError(why);
