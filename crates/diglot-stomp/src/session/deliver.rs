@@ -73,7 +73,7 @@ impl Session {
         };
         out.set_prefer_text(true);
         let mut w = FrameWriter::begin(out.buf(), Command::Message, version);
-        w.header("subscription", &sub.id);
+        w.known_header("subscription", &sub.id);
         w.header_u64("message-id", msg.id);
         if let (Some(ack), Version::V1_2) = (ack, version) {
             w.header_u64("ack", ack);
