@@ -6,8 +6,13 @@
 //! serves raw TCP and WebSocket, and unit tests drive it without sockets.
 //!
 //! Ordering: the driver calls [`Adapter::on_input`] once per inbound frame and carries out that
-//! frame's actions (including [`Adapter::on_publish_done`]) before it decodes the next frame,
-//! so acknowledgements leave in the order their frames arrived.
+//! frame's actions before it decodes the next frame. A publish that must wait for the store
+//! does not hold up the next frames: the driver reads on (at most `limits.max_inflight`
+//! publishes waiting) and reports the publishes through [`Adapter::on_publish_done`] in the
+//! order they were handed over, so their acknowledgements leave in order. A frame whose reply
+//! must not overtake those acknowledgements (STOMP answers every frame in order) is held by
+//! the adapter, which says so with [`Adapter::awaits_publishes`]; the driver then finishes
+//! the waiting publishes before it calls `on_input` again.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -336,9 +341,25 @@ pub trait Adapter: Send + 'static {
         actions: &mut Vec<Action>,
     );
 
+    /// Whether the adapter holds a frame back until every publish it handed over so far has
+    /// been reported through [`Adapter::on_publish_done`]. The driver then reports them (it
+    /// waits for the store) before it calls [`Adapter::on_input`] again, which handles the
+    /// held frame. The default never holds anything: MQTT's acknowledgements keep their order
+    /// only among PUBLISHes [MQTT-4.6.0-2].
+    fn awaits_publishes(&self) -> bool {
+        false
+    }
+
     /// Whether the adapter can take another delivery now (its inflight window has room and the
     /// protocol session is established).
     fn can_deliver(&self) -> bool;
+
+    /// How many deliveries the adapter can take now, at least: each delivery uses up at most
+    /// one place (a QoS 0 one none), so the driver may hand over this many without asking
+    /// again. 0 exactly when [`Adapter::can_deliver`] is false.
+    fn delivery_room(&self) -> usize {
+        usize::from(self.can_deliver())
+    }
 
     /// Encodes one delivery for the client.
     fn on_delivery(&mut self, delivery: Delivery, now: Instant, out: &mut Output);

@@ -26,7 +26,7 @@ pub use adapter::{
 pub use auth::{AllowAll, Credentials, Grant, LoginOutcome, LoginRefusal, LoginRequest, Permissions, JWT_AUTH_METHOD};
 pub use close::CloseReason;
 pub use limits::{Breaches, Bucket, Limit, Limits};
-pub use message::{Delivery, DurableRef, Message, Props, Qos, QueueId, Seq};
+pub use message::{Delivery, DurableRef, Encodings, Message, Props, Qos, QueueId, Seq, WireSlot};
 pub use outbox::{Outbox, PushOutcome};
 pub use retained::{RetainChange, Retained};
 pub use router::{

@@ -15,9 +15,9 @@ use std::num::{NonZeroU16, NonZeroU32};
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
-use diglot_core::Output;
+use diglot_core::{Message, Output, WireSlot};
 use rmqtt_codec::error::DecodeError;
-use rmqtt_codec::types::Publish;
+use rmqtt_codec::types::{Publish, QoS as WireQos};
 use rmqtt_codec::{v3, v5};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -458,6 +458,52 @@ impl Wire {
             }
             r => finish(start, r, out),
         }
+    }
+
+    /// A QoS 0 PUBLISH of `msg` with no per-subscriber property, from the encoding that every
+    /// subscriber of this protocol version shares ([`diglot_core::Encodings`]): encoded once
+    /// per message, then copied into `out`, where RETAIN is set if asked (bit 0 of the fixed
+    /// header, §3.3.1.3), so that one encoding serves both values. Returns whether it was
+    /// written, as [`Wire::publish`] does.
+    pub(crate) fn publish_shared(&mut self, msg: &Message, retain: bool, out: &mut Output) -> bool {
+        let slot = match self.version {
+            Version::V5 => WireSlot::Mqtt5Qos0,
+            Version::V31 | Version::V311 => WireSlot::Mqtt3Qos0,
+        };
+        let codec = &mut self.codec;
+        let bytes = msg.encoded.get_or_encode(slot, || {
+            let properties = matches!(codec, Codec::V5(_)).then(|| crate::props::to_publish(msg.props.as_deref()));
+            let p = Publish {
+                dup: false,
+                retain: false,
+                qos: WireQos::AtMostOnce,
+                topic: ByteString::from(msg.topic.as_str()),
+                packet_id: None,
+                payload: msg.payload.clone(),
+                properties,
+            };
+            let mut buf = BytesMut::new();
+            let r = match codec {
+                Codec::V3(c) => c.encode(v3::Packet::Publish(Box::new(p)), &mut buf),
+                Codec::V5(c) => c.encode(v5::Packet::Publish(Box::new(p)), &mut buf),
+            };
+            if let Err(e) = r {
+                // Only a bug makes encoding fail; empty bytes make every delivery skip it.
+                tracing::warn!(error = %e, "cannot encode MQTT packet");
+                buf.clear();
+            }
+            buf.freeze()
+        });
+        if bytes.is_empty() || self.client_max.is_some_and(|max| bytes.len() > max.get() as usize) {
+            return false;
+        }
+        let start = out.len();
+        out.buf().extend_from_slice(bytes);
+        if retain {
+            out.buf()[start] |= 0x01;
+        }
+        out.end_frame();
+        true
     }
 
     /// PUBACK (`code` and `reason` are MQTT 5's; 3.x has neither).

@@ -79,6 +79,11 @@ impl Inflight {
         self.ids.len() < self.window
     }
 
+    /// How many more QoS 1 or 2 PUBLISHes may be sent now.
+    pub(crate) fn room(&self) -> usize {
+        self.window.saturating_sub(self.ids.len())
+    }
+
     /// Takes `preferred` if it is free, else the next free packet identifier, for a PUBLISH
     /// at QoS 2 (`qos2`) or QoS 1; `None` if the window is full. `durable` is handed back
     /// when the flow ends.

@@ -362,6 +362,14 @@ impl Adapter for Session {
         self.phase == Phase::Connected && self.inflight.has_room()
     }
 
+    fn delivery_room(&self) -> usize {
+        if self.phase == Phase::Connected {
+            self.inflight.room()
+        } else {
+            0
+        }
+    }
+
     fn on_delivery(&mut self, delivery: Delivery, now: Instant, out: &mut Output) {
         self.deliver(delivery, now, out);
     }

@@ -95,11 +95,9 @@ struct Conn {
     bytes_in: u64,
     bytes_out: u64,
     /// Publishes waiting for the store, in arrival order, so that acknowledgements leave in
-    /// order [MQTT-4.6.0-2] while the next packets are already being read.
+    /// order [MQTT-4.6.0-2] (and STOMP RECEIPTs in frame order) while the next frames are
+    /// already being read; at most `limits.max_inflight` before reading pauses.
     pending: FuturesOrdered<PendingPublish>,
-    /// Whether this protocol may pipeline publishes (MQTT); STOMP waits for each, so a RECEIPT
-    /// never overtakes an earlier one.
-    pipeline: bool,
     /// `limits.max_publish_rate` and `limits.max_bytes_rate`: over them, reading pauses.
     publish_rate: Option<diglot_core::Bucket>,
     byte_rate: Option<diglot_core::Bucket>,
@@ -169,7 +167,6 @@ pub(crate) async fn run(
         bytes_in: 0,
         bytes_out: 0,
         pending: FuturesOrdered::new(),
-        pipeline: proto == Proto::Mqtt,
         publish_rate: (limits.max_publish_rate > 0)
             .then(|| diglot_core::Bucket::new(f64::from(limits.max_publish_rate), started)),
         byte_rate: (limits.max_bytes_rate > 0).then(|| diglot_core::Bucket::new(limits.max_bytes_rate as f64, started)),
@@ -242,16 +239,8 @@ pub(crate) async fn run(
                 }
                 Err(e) => Some(CloseReason::Io(e.to_string())),
             },
-            Event::Stored(Stored { token, outcome }) => {
-                let result = match outcome {
-                    Outcome::Done(result) => result,
-                    Outcome::Written(msg, queues, reply) => shared.durable.complete(&msg, queues, reply).await,
-                };
-                match token {
-                    Some(token) => adapter.on_publish_done(token, result, &mut out, &mut actions),
-                    None => log_unacked_failure(conn.id, result),
-                }
-                execute(&shared, &mut conn, adapter.as_mut(), &mut actions, &mut out).await
+            Event::Stored(stored) => {
+                stored_done(&shared, &mut conn, adapter.as_mut(), stored, &mut out, &mut actions).await
             }
             Event::Read(Ok(Read::Closed)) => Some(CloseReason::PeerClosed),
             Event::Read(Ok(Read::Violation(why))) => {
@@ -316,6 +305,19 @@ async fn on_input(
     loop {
         let progressed = adapter.on_input(input, now, out, actions);
         closed = execute(shared, conn, adapter, actions, out).await;
+        if closed.is_none() && adapter.awaits_publishes() && !conn.pending.is_empty() {
+            // The adapter holds a frame whose reply must come after the acknowledgements of
+            // the publishes still waiting: finish them, in order, then hand it over.
+            while let Some(stored) = conn.pending.next().await {
+                closed = stored_done(shared, conn, adapter, stored, out, actions).await;
+                if closed.is_some() {
+                    break;
+                }
+            }
+            if closed.is_none() {
+                continue;
+            }
+        }
         // Over a rate limit: leave the rest buffered until the pause is over.
         if closed.is_some() || !progressed || conn.paused_until().is_some_and(|t| t > Instant::now()) {
             break;
@@ -328,6 +330,28 @@ async fn on_input(
     closed
 }
 
+/// Finishes a publish whose store write is done: hands it to its queues' consumers and
+/// reports it to the adapter, then carries out what the adapter asked for.
+async fn stored_done(
+    shared: &Arc<Shared>,
+    conn: &mut Conn,
+    adapter: &mut dyn Adapter,
+    stored: Stored,
+    out: &mut Output,
+    actions: &mut Vec<Action>,
+) -> Option<CloseReason> {
+    let Stored { token, outcome } = stored;
+    let result = match outcome {
+        Outcome::Done(result) => result,
+        Outcome::Written(msg, queues, reply) => shared.durable.complete(&msg, queues, reply).await,
+    };
+    match token {
+        Some(token) => adapter.on_publish_done(token, result, out, actions),
+        None => log_unacked_failure(conn.id, result),
+    }
+    execute(shared, conn, adapter, actions, out).await
+}
+
 /// Moves deliveries from the outbox into the adapter while it has room.
 async fn deliver(
     shared: &Shared,
@@ -336,31 +360,43 @@ async fn deliver(
     now: Instant,
     out: &mut Output,
 ) -> Option<CloseReason> {
-    let mut batch: Vec<Delivery> = Vec::with_capacity(1);
-    for _ in 0..DELIVERY_BATCH {
-        if !adapter.can_deliver() {
+    let mut batch: Vec<Delivery> = Vec::new();
+    let mut left = DELIVERY_BATCH;
+    let mut delivered = 0u64;
+    // Take as many at once as the adapter surely has room for: one lock of the outbox per
+    // run, not per delivery.
+    while left > 0 {
+        let room = adapter.delivery_room().min(left);
+        if room == 0 {
             break;
         }
-        if !conn.outbox.drain(&mut batch, 1) {
+        if !conn.outbox.drain(&mut batch, room) {
             return Some(CloseReason::SlowConsumer);
         }
-        let Some(d) = batch.pop() else { break };
-        let auto_ack = match d.durable {
-            Some(at) => conn.consumers.get(&d.sub).is_some_and(|(_, auto)| *auto).then_some(at),
-            None => None,
-        };
-        if conn.delivered.is_multiple_of(crate::metrics::LATENCY_SAMPLE) {
-            shared.metrics.delivery_latency.record(now.saturating_duration_since(d.msg.received_at).as_secs_f64());
+        if batch.is_empty() {
+            break;
         }
-        conn.delivered += 1;
-        adapter.on_delivery(d, now, out);
-        conn.entry.messages_out.fetch_add(1, Ordering::Relaxed);
-        shared.metrics.traffic(conn.source).messages_out.fetch_add(1, Ordering::Relaxed);
-        // An `ack:auto` consumer's entry is done once it is handed to the client.
-        if let Some(at) = auto_ack {
-            shared.durable.ack(conn.id, at).await;
+        left -= batch.len();
+        for d in batch.drain(..) {
+            let auto_ack = match d.durable {
+                Some(at) => conn.consumers.get(&d.sub).is_some_and(|(_, auto)| *auto).then_some(at),
+                None => None,
+            };
+            if conn.delivered.is_multiple_of(crate::metrics::LATENCY_SAMPLE) {
+                shared.metrics.delivery_latency.record(now.saturating_duration_since(d.msg.received_at).as_secs_f64());
+            }
+            conn.delivered += 1;
+            delivered += 1;
+            adapter.on_delivery(d, now, out);
+            // An `ack:auto` consumer's entry is done once it is handed to the client.
+            if let Some(at) = auto_ack {
+                shared.durable.ack(conn.id, at).await;
+            }
         }
     }
+    // Counted once per run: the traffic counters are shared by every connection.
+    conn.entry.messages_out.fetch_add(delivered, Ordering::Relaxed);
+    shared.metrics.traffic(conn.source).messages_out.fetch_add(delivered, Ordering::Relaxed);
     None
 }
 
@@ -414,16 +450,12 @@ async fn execute_one(
                 }
             }
             let stored = match route(shared, msg).await {
-                Ok(Some((msg, append))) if conn.pipeline => {
+                Ok(Some((msg, append))) => {
                     conn.pending.push_back(Box::pin(async move {
                         let reply = append.write.await;
                         Stored { token, outcome: Outcome::Written(msg, append.queues, reply) }
                     }));
                     return Ok(());
-                }
-                Ok(Some((msg, append))) => {
-                    let reply = append.write.await;
-                    shared.durable.complete(&msg, append.queues, reply).await
                 }
                 Ok(None) => Ok(()),
                 Err(e) => Err(e),

@@ -541,6 +541,7 @@ async fn kill_dash_nine_loses_no_receipted_stomp_send() {
             }
         });
         let mut receipted = std::collections::BTreeSet::new();
+        let mut order = Vec::new();
         let mut text = String::new();
         let mut chunk = vec![0u8; 64 * 1024];
         let mut killed = false;
@@ -554,6 +555,7 @@ async fn kill_dash_nine_loses_no_receipted_stomp_send() {
                 let frame: String = text.drain(..=end).collect();
                 if let Some(id) = frame.lines().find_map(|l| l.strip_prefix("receipt-id:")) {
                     receipted.insert(id.parse::<usize>().unwrap());
+                    order.push(id.parse::<usize>().unwrap());
                 }
             }
             if !killed && receipted.len() >= kill_after {
@@ -562,6 +564,8 @@ async fn kill_dash_nine_loses_no_receipted_stomp_send() {
             }
         }
         assert!(killed, "round {round}");
+        // The SENDs are pipelined (read on while earlier ones are stored); receipts keep order.
+        assert!(order.windows(2).all(|w| w[0] + 1 == w[1]) && order.first() == Some(&0), "round {round}: {order:?}");
         writer.abort();
         let Daemon { child, guard: _guard, .. } = daemon;
         assert!(!wait_exit(child).success());
@@ -585,4 +589,36 @@ async fn kill_dash_nine_loses_no_receipted_stomp_send() {
         let Daemon { child, guard: _guard, .. } = daemon;
         assert!(wait_exit(child).success());
     }
+}
+
+/// Issue 8: SENDs with receipts are pipelined, and every frame is still answered in order: the
+/// RECEIPTs of 300 durable SENDs written at once, then a SUBSCRIBE's and a DISCONNECT's
+/// (STOMP 1.2: a DISCONNECT receipt comes after every earlier frame was processed), and the
+/// messages are all in the queue.
+#[tokio::test]
+async fn issue_8_pipelined_stomp_sends_are_answered_in_frame_order() {
+    const N: usize = 300;
+    let b = broker().await;
+    let mut c = Stomp::new(tcp_connect(b.stomp_addr().unwrap()).await);
+    c.connect("1.2").await;
+    let mut burst = String::new();
+    for i in 0..N {
+        burst.push_str(&format!("SEND\ndestination:/queue/p\npersistent:true\nreceipt:{i}\n\n{i}\0"));
+    }
+    burst.push_str("SUBSCRIBE\nid:t\ndestination:/topic/p\nreceipt:sub\n\n\0DISCONNECT\nreceipt:bye\n\n\0");
+    c.conn.send(burst.as_bytes()).await.expect("send");
+    let mut ids = Vec::new();
+    while let Some(f) = c.frame().await {
+        assert_eq!(f.command, "RECEIPT", "{f:?}");
+        ids.push(f.header("receipt-id").unwrap_or_default().to_owned());
+    }
+    let want: Vec<String> = (0..N).map(|i| i.to_string()).chain(["sub".into(), "bye".into()]).collect();
+    assert_eq!(ids, want);
+    let mut d = stomp_client(&b).await;
+    d.send("SUBSCRIBE", &[("id", "q"), ("destination", "/queue/p"), ("ack", "auto")], "").await;
+    for i in 0..N {
+        let m = d.frame().await.expect("MESSAGE");
+        assert_eq!(String::from_utf8(m.body).unwrap(), i.to_string());
+    }
+    b.shutdown().await;
 }

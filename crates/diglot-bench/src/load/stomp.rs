@@ -51,9 +51,13 @@ pub fn frame(buf: &mut BytesMut, command: &str, headers: &[(&str, &str)], body: 
     buf.put_u8(0);
 }
 
+/// Where the headers of the frame at the front of `buf` end: (end of the last header line,
+/// start of the body). Each search stops at the first blank line, so a buffer holding many
+/// frames is not scanned to its end for every frame.
 fn header_end(buf: &[u8]) -> Option<(usize, usize)> {
     let lf = memchr::memmem::find(buf, b"\n\n").map(|i| (i, i + 2));
-    let crlf = memchr::memmem::find(buf, b"\n\r\n").map(|i| (i, i + 3));
+    let crlf_window = lf.map_or(buf.len(), |(i, _)| (i + 2).min(buf.len()));
+    let crlf = memchr::memmem::find(&buf[..crlf_window], b"\n\r\n").map(|i| (i, i + 3));
     match (lf, crlf) {
         (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
         (a, b) => a.or(b),

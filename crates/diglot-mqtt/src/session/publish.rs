@@ -54,7 +54,7 @@ use std::num::{NonZeroU16, NonZeroU32};
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
-use diglot_core::{Action, Delivery, Message, Output, PublishError, Qos, Topic};
+use diglot_core::{Action, Delivery, Message, Output, PublishError, Qos, Topic, WireSlot};
 use rmqtt_codec::types::{Publish, QoS as WireQos};
 
 use super::subscribe::SubKind;
@@ -387,6 +387,15 @@ impl Session {
             }
         };
         let v5 = self.is_v5();
+        // [MQTT-3.3.1-8] [MQTT-3.3.1-9] [MQTT-3.3.1-12] RETAIN, as below.
+        let retain = d.retained || (t.rap && d.msg.retain);
+        if packet_id.is_none() && self.shares_encoding(&d, &t) {
+            let Some(wire) = self.wire.as_mut() else { return };
+            if !wire.publish_shared(&d.msg, retain, out) {
+                tracing::debug!(conn = self.info.id, "PUBLISH larger than the client's Maximum Packet Size discarded");
+            }
+            return;
+        }
         let mut topic = ByteString::from(d.msg.topic.as_str());
         let mut new_alias = None;
         let properties = v5.then(|| {
@@ -417,7 +426,7 @@ impl Session {
             // [MQTT-3.3.1-8] A retained message sent for a new subscription has RETAIN=1;
             // otherwise RETAIN is 0 [MQTT-3.3.1-9] unless Retain As Published keeps the
             // publisher's flag [MQTT-3.3.1-12].
-            retain: d.retained || (t.rap && d.msg.retain),
+            retain,
             qos: match (packet_id, qos) {
                 (None, _) => WireQos::AtMostOnce,
                 (Some(_), Qos::ExactlyOnce) => WireQos::ExactlyOnce,
@@ -446,6 +455,24 @@ impl Session {
             }
             tracing::debug!(conn = self.info.id, "PUBLISH larger than the client's Maximum Packet Size discarded");
         }
+    }
+
+    /// Whether a QoS 0 delivery goes out as the PUBLISH that all subscribers of this protocol
+    /// version share: the message goes to other connections as well (or was encoded for
+    /// them already), it is a first delivery, and, in MQTT 5, this subscriber adds no
+    /// property of its own: no Subscription Identifier, no remaining Message Expiry Interval
+    /// (it changes with time), no Topic Alias (one is used once the topic has one, or while
+    /// aliases are left to give out).
+    fn shares_encoding(&self, d: &Delivery, t: &Treatment) -> bool {
+        let slot = if self.is_v5() { WireSlot::Mqtt5Qos0 } else { WireSlot::Mqtt3Qos0 };
+        if d.is_redelivery() || !d.shares(slot) {
+            return false;
+        }
+        !self.is_v5()
+            || (t.idents.is_empty()
+                && d.msg.expires_at.is_none()
+                && !self.aliases_out.contains_key(&d.msg.topic)
+                && self.aliases_out.len() >= usize::from(self.aliases_out_max))
     }
 
     /// Returns a durable delivery that was not sent to its queue, for redelivery.

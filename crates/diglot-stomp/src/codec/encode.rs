@@ -29,6 +29,12 @@ impl<'a> FrameWriter<'a> {
         FrameWriter { buf, escaping: Escaping::for_frame(command, version) }
     }
 
+    /// Goes on with a frame of `command` whose command line (and maybe some headers) is
+    /// already written, or that will be put after such a start: writes headers and body only.
+    pub fn headers(buf: &'a mut BytesMut, command: Command, version: Version) -> FrameWriter<'a> {
+        FrameWriter { buf, escaping: Escaping::for_frame(command, version) }
+    }
+
     /// Writes one header.
     pub fn header(&mut self, name: &str, value: &str) -> &mut FrameWriter<'a> {
         self.put_escaped(name.as_bytes(), true);
@@ -50,9 +56,27 @@ impl<'a> FrameWriter<'a> {
         self
     }
 
-    /// Writes a header whose value is a number.
-    pub fn header_u64(&mut self, name: &str, value: u64) -> &mut FrameWriter<'a> {
-        self.put_escaped(name.as_bytes(), true);
+    /// Writes a header whose name is one of STOMP's own (a constant with nothing to escape),
+    /// so that only the value is checked for escapes: a MESSAGE's `subscription` on every
+    /// delivery.
+    pub fn known_header(&mut self, name: &'static str, value: &str) -> &mut FrameWriter<'a> {
+        debug_assert!(
+            memchr3(b'\\', b'\n', b':', name.as_bytes()).is_none() && memchr(b'\r', name.as_bytes()).is_none()
+        );
+        self.buf.put_slice(name.as_bytes());
+        self.buf.put_u8(b':');
+        self.put_escaped(value.as_bytes(), false);
+        self.buf.put_u8(b'\n');
+        self
+    }
+
+    /// Writes a header whose value is a number; the name is one of STOMP's own, a constant
+    /// with nothing to escape.
+    pub fn header_u64(&mut self, name: &'static str, value: u64) -> &mut FrameWriter<'a> {
+        debug_assert!(
+            memchr3(b'\\', b'\n', b':', name.as_bytes()).is_none() && memchr(b'\r', name.as_bytes()).is_none()
+        );
+        self.buf.put_slice(name.as_bytes());
         self.buf.put_u8(b':');
         put_decimal(self.buf, value);
         self.buf.put_u8(b'\n');

@@ -1,16 +1,22 @@
 //! Deliveries as MESSAGE frames (STOMP 1.2 "MESSAGE").
 //!
 //! Headers, in order: `subscription` (the client's id), `message-id` (the broker's message
-//! id), `destination` (`/topic/<topic>`, `/queue/<name>` for a message published into a
+//! id), `ack` (1.2, on `client` and `client-individual` subscriptions: the id to ACK with),
+//! `destination` (`/topic/<topic>`, `/queue/<name>` for a message published into a
 //! named queue: topic `$queue/<name>`, or `/temp-queue/<name>` for a reply to the session's
-//! temporary queue), `ack` (1.2, on `client` and `client-individual`
-//! subscriptions: the id to ACK with), `persistent:true` for QoS ≥ 1 messages, `expires`
+//! temporary queue), `persistent:true` for QoS ≥ 1 messages, `expires`
 //! (ms since the Unix epoch) for a message that expires,
 //! `redelivered:true` and `redelivery-count:<n>` for a message delivered before (STOMP has no
 //! standard header for this; RabbitMQ sends `redelivered`), `content-type`, `reply-to`,
 //! `correlation-id` (only if the correlation data is UTF-8), then the user properties,
 //! escaped per version, and `content-length`. User properties whose names the session writes
 //! itself are left out, so they cannot shadow the real headers.
+//!
+//! Encoded once: those three headers are this subscription's; everything after them (from
+//! `destination` to the body's NUL) depends on the message alone, so when a message goes to
+//! several connections it is encoded once per STOMP version, kept with the message
+//! ([`diglot_core::Encodings`]) and copied after each subscriber's three headers. Not shared:
+//! a `/temp-queue/` destination, a redelivery, and an `expires` computed from the clock.
 //!
 //! A delivery from a durable queue ([`Delivery::durable`]) on a `client` or
 //! `client-individual` subscription keeps its store entry with its unacked record, for the
@@ -22,7 +28,8 @@
 
 use std::time::Instant;
 
-use diglot_core::{Action, Delivery, Output, Qos};
+use bytes::BytesMut;
+use diglot_core::{Action, Delivery, Output, Qos, WireSlot};
 
 use super::subs::{AckMode, Source};
 use super::{expiry, Phase, Session};
@@ -66,44 +73,34 @@ impl Session {
         };
         out.set_prefer_text(true);
         let mut w = FrameWriter::begin(out.buf(), Command::Message, version);
-        w.header("subscription", &sub.id);
+        w.known_header("subscription", &sub.id);
         w.header_u64("message-id", msg.id);
-        match (&sub.source, destination::queue_name(msg.topic.as_str())) {
-            (Source::Temp { name, .. }, _) => w.header_concat("destination", &[TEMP_QUEUE_PREFIX, name]),
-            (_, Some(name)) => w.header_concat("destination", &[QUEUE_PREFIX, name]),
-            (_, None) => w.header_concat("destination", &[TOPIC_PREFIX, msg.topic.as_str()]),
-        };
         if let (Some(ack), Version::V1_2) = (ack, version) {
             w.header_u64("ack", ack);
         }
-        if msg.qos != Qos::AtMostOnce {
-            w.header("persistent", "true");
+        let temp = match &sub.source {
+            Source::Temp { name, .. } => Some(name.as_str()),
+            _ => None,
+        };
+        let slot = match version {
+            Version::V1_0 => WireSlot::Stomp10,
+            Version::V1_1 => WireSlot::Stomp11,
+            Version::V1_2 => WireSlot::Stomp12,
+        };
+        // The rest of the frame is the same for every subscriber of this version, unless it
+        // names this session's temporary queue, flags a redelivery, or carries an `expires`
+        // computed from the clock: then it is written here.
+        let fixed_expiry = msg.expires_at.is_none() || msg.expires_unix_ms.is_some();
+        if temp.is_none() && !d.is_redelivery() && fixed_expiry && d.shares(slot) {
+            let tail = msg.encoded.get_or_encode(slot, || {
+                let mut buf = BytesMut::new();
+                write_tail(FrameWriter::headers(&mut buf, Command::Message, version), d, None, now);
+                buf.freeze()
+            });
+            out.buf().extend_from_slice(tail);
+        } else {
+            write_tail(w, d, temp, now);
         }
-        if let Some(at) = msg.expires_at {
-            let value = msg.expires_unix_ms.unwrap_or_else(|| expiry::header(at, now, expiry::unix_ms_now()));
-            w.header_u64("expires", value);
-        }
-        if d.is_redelivery() {
-            w.header("redelivered", "true");
-            w.header_u64("redelivery-count", u64::from(d.redeliveries));
-        }
-        if let Some(p) = &msg.props {
-            if let Some(ct) = &p.content_type {
-                w.header("content-type", ct);
-            }
-            if let Some(rt) = &p.response_topic {
-                w.header("reply-to", &destination::reply_to_stomp(rt));
-            }
-            if let Some(cid) = p.correlation_data.as_ref().and_then(|c| std::str::from_utf8(c).ok()) {
-                w.header("correlation-id", cid);
-            }
-            for (name, value) in &p.user {
-                if !name.is_empty() && !RESERVED.contains(&name.as_str()) {
-                    w.header(name, value);
-                }
-            }
-        }
-        w.finish(&msg.payload, true);
         out.end_frame();
     }
 
@@ -117,4 +114,44 @@ impl Session {
             self.pending_since.get_or_insert(now);
         }
     }
+}
+
+/// Writes the headers of a MESSAGE after `subscription`, `message-id` and `ack`, then the
+/// body: everything that depends on the message alone, and on the temporary queue `temp` if
+/// the subscription is on one.
+fn write_tail(mut w: FrameWriter<'_>, d: &Delivery, temp: Option<&str>, now: Instant) {
+    let msg = &d.msg;
+    match (temp, destination::queue_name(msg.topic.as_str())) {
+        (Some(name), _) => w.header_concat("destination", &[TEMP_QUEUE_PREFIX, name]),
+        (_, Some(name)) => w.header_concat("destination", &[QUEUE_PREFIX, name]),
+        (_, None) => w.header_concat("destination", &[TOPIC_PREFIX, msg.topic.as_str()]),
+    };
+    if msg.qos != Qos::AtMostOnce {
+        w.header("persistent", "true");
+    }
+    if let Some(at) = msg.expires_at {
+        let value = msg.expires_unix_ms.unwrap_or_else(|| expiry::header(at, now, expiry::unix_ms_now()));
+        w.header_u64("expires", value);
+    }
+    if d.is_redelivery() {
+        w.header("redelivered", "true");
+        w.header_u64("redelivery-count", u64::from(d.redeliveries));
+    }
+    if let Some(p) = &msg.props {
+        if let Some(ct) = &p.content_type {
+            w.header("content-type", ct);
+        }
+        if let Some(rt) = &p.response_topic {
+            w.header("reply-to", &destination::reply_to_stomp(rt));
+        }
+        if let Some(cid) = p.correlation_data.as_ref().and_then(|c| std::str::from_utf8(c).ok()) {
+            w.header("correlation-id", cid);
+        }
+        for (name, value) in &p.user {
+            if !name.is_empty() && !RESERVED.contains(&name.as_str()) {
+                w.header(name, value);
+            }
+        }
+    }
+    w.finish(&msg.payload, true);
 }

@@ -182,6 +182,18 @@ pub struct Session {
     pending: Vec<Action>,
     /// Since when `pending` has been waiting: [`Adapter::next_timer`] asks to be woken then.
     pending_since: Option<Instant>,
+    /// A frame (or a decoding error) held back until every earlier publish is reported, so
+    /// that its reply cannot overtake their receipts ([`Adapter::awaits_publishes`]).
+    held: Option<Held>,
+}
+
+/// What [`Session::held`] keeps.
+#[derive(Debug)]
+enum Held {
+    /// A decoded frame, not handled yet.
+    Frame(Frame),
+    /// The ERROR for a frame that failed, with the frame's receipt, not written yet.
+    Fault(Fault, Option<String>),
 }
 
 impl Session {
@@ -203,6 +215,7 @@ impl Session {
             temp_token: temp_token(info.id),
             pending: Vec::new(),
             pending_since: None,
+            held: None,
             info,
             limits,
             config,
@@ -237,7 +250,39 @@ impl Session {
         }
     }
 
+    /// Whether `frame` must wait until every earlier publish is reported. A SEND outside a
+    /// transaction need not: its receipt, if any, is itself a publish's and leaves in order.
+    /// Nor need an ACK or NACK without a receipt, which writes nothing when it succeeds. Any
+    /// other frame may write a RECEIPT, an ERROR or close the connection at once, and STOMP
+    /// 1.2 answers frames in order ("DISCONNECT": the receipt comes after every earlier frame
+    /// was processed).
+    fn must_wait(&self, frame: &Frame) -> bool {
+        if self.receipts.unreported() == 0 || self.phase != Phase::Connected {
+            return false;
+        }
+        let in_tx = frame.header("transaction").is_some();
+        match frame.command {
+            Command::Send => in_tx,
+            Command::Ack | Command::Nack => frame.header("receipt").is_some(),
+            _ => true,
+        }
+    }
+
+    /// Writes the ERROR for `fault` and closes, or, while publishes are not reported yet,
+    /// holds it back until they are.
+    fn fail_in_order(&mut self, fault: Fault, receipt: Option<String>, out: &mut Output, actions: &mut Vec<Action>) {
+        if self.receipts.unreported() > 0 && self.phase == Phase::Connected {
+            self.held = Some(Held::Fault(fault, receipt));
+        } else {
+            self.fail(fault, receipt.as_deref(), out, actions);
+        }
+    }
+
     fn on_frame(&mut self, frame: Frame, now: Instant, out: &mut Output, actions: &mut Vec<Action>) {
+        if self.must_wait(&frame) {
+            self.held = Some(Held::Frame(frame));
+            return;
+        }
         let receipt = frame.header("receipt").map(str::to_owned);
         let command = frame.command;
         let result = if !command.is_client() {
@@ -263,7 +308,7 @@ impl Session {
                 }
             }
             Ok(Reply::Done) => {}
-            Err(fault) => self.fail(fault, receipt.as_deref(), out, actions),
+            Err(fault) => self.fail_in_order(fault, receipt, out, actions),
         }
     }
 
@@ -358,6 +403,17 @@ impl Adapter for Session {
             return false;
         }
         self.flush_pending(actions);
+        if let Some(held) = self.held.take() {
+            if self.receipts.unreported() > 0 {
+                self.held = Some(held);
+                return false;
+            }
+            match held {
+                Held::Frame(frame) => self.on_frame(frame, now, out, actions),
+                Held::Fault(fault, receipt) => self.fail(fault, receipt.as_deref(), out, actions),
+            }
+            return self.phase != Phase::Closing;
+        }
         if !input.is_empty() {
             self.heartbeat.on_recv(now);
         }
@@ -378,8 +434,8 @@ impl Adapter for Session {
                 if let Some(limit) = breached {
                     self.limits.breaches.hit(limit);
                 }
-                self.fail(Fault::from(e), None, out, actions);
-                false
+                self.fail_in_order(Fault::from(e), None, out, actions);
+                self.held.is_some()
             }
         }
     }
@@ -399,6 +455,7 @@ impl Adapter for Session {
         out: &mut Output,
         actions: &mut Vec<Action>,
     ) {
+        self.receipts.reported();
         if self.phase == Phase::Closing {
             return;
         }
@@ -416,8 +473,20 @@ impl Adapter for Session {
         }
     }
 
+    fn awaits_publishes(&self) -> bool {
+        self.held.is_some() && self.receipts.unreported() > 0
+    }
+
     fn can_deliver(&self) -> bool {
-        self.phase == Phase::Connected && self.subs.unacked() < usize::from(self.limits.max_inflight.max(1))
+        self.delivery_room() > 0
+    }
+
+    fn delivery_room(&self) -> usize {
+        if self.phase == Phase::Connected {
+            usize::from(self.limits.max_inflight.max(1)).saturating_sub(self.subs.unacked())
+        } else {
+            0
+        }
     }
 
     fn on_delivery(&mut self, delivery: Delivery, now: Instant, out: &mut Output) {

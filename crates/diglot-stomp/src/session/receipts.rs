@@ -2,6 +2,11 @@
 //! replays several SENDs, is answered only once the driver reports every one of its publishes
 //! routed (and, for persistent messages, stored) through `Adapter::on_publish_done`. A QoS ≥ 1
 //! publish without a receipt gets a bare token, so that its failure is still reported.
+//!
+//! The driver goes on reading while publishes wait for the store, and reports them in the
+//! order they were handed over, so receipts leave in frame order. Every other reply must not
+//! overtake them: the session counts the publishes not reported yet ([`Receipts::unreported`])
+//! and holds back any frame that could reply before they are (see `Session::must_wait`).
 
 use std::collections::HashMap;
 
@@ -27,6 +32,8 @@ pub(crate) struct Receipts {
     next_group: u64,
     tokens: HashMap<u64, u64>,
     groups: HashMap<u64, Group>,
+    /// Tokens handed out (receipt or bare) whose publish the driver has not reported yet.
+    unreported: usize,
 }
 
 impl Receipts {
@@ -35,6 +42,7 @@ impl Receipts {
         let group = self.next_group;
         self.next_group += 1;
         self.groups.insert(group, Group { receipt: receipt.to_owned(), remaining: count });
+        self.unreported += count;
         (0..count)
             .map(|_| {
                 let token = self.next_token;
@@ -49,9 +57,21 @@ impl Receipts {
     /// owes the client nothing ([`Receipts::succeeded`] says `Pending`, [`Receipts::failed`]
     /// `None`).
     pub(crate) fn bare(&mut self) -> u64 {
+        self.unreported += 1;
         let token = self.next_token;
         self.next_token += 1;
         token
+    }
+
+    /// The driver reported one publish (`Adapter::on_publish_done`), whatever its outcome.
+    pub(crate) fn reported(&mut self) {
+        self.unreported = self.unreported.saturating_sub(1);
+    }
+
+    /// How many publishes with a token the driver has not reported yet: while any has not,
+    /// a reply written now could overtake the receipt it owes.
+    pub(crate) fn unreported(&self) -> usize {
+        self.unreported
     }
 
     /// The publish with `token` succeeded.

@@ -92,8 +92,9 @@ fn topic_dollar_queue_is_the_same_queue() {
     let (queue, ..) = bind_consume(&mut h, "SUBSCRIBE\nid:t\ndestination:/queue/jobs\ndurable:true\n\n\0");
     assert_eq!(queue, "queue/jobs");
     h.feed(b"SEND\ndestination:/topic/$queue/jobs\n\n\0");
-    let (msg, _) = publish(h.actions().remove(0));
+    let (msg, token) = publish(h.actions().remove(0));
     assert_eq!((msg.topic.as_str(), msg.qos), ("$queue/jobs", Qos::AtLeastOnce));
+    h.done(token);
     // A plain topic subscription cannot watch queues with wildcards.
     h.feed(b"SUBSCRIBE\nid:w\ndestination:/topic/$queue/#\n\n\0");
     h.expect_error("invalid destination");
@@ -232,7 +233,7 @@ fn message_headers_for_queues_and_redeliveries() {
     h.s.on_delivery(d, now, &mut h.out);
     assert_eq!(
         &h.chunks().pop().unwrap()[..],
-        &b"MESSAGE\nsubscription:s\nmessage-id:9\ndestination:/queue/a/b\nack:3\nredelivered:true\n\
+        &b"MESSAGE\nsubscription:s\nmessage-id:9\nack:3\ndestination:/queue/a/b\nredelivered:true\n\
 redelivery-count:1\ncontent-length:0\n\n\0"[..]
     );
     // A plain topic message is unchanged; `$queue` alone is a topic.

@@ -7,6 +7,7 @@ mod delivery;
 mod durable;
 mod errors;
 mod messaging;
+mod pipelining;
 mod temp_and_expiry;
 mod timers;
 mod transactions;
@@ -144,6 +145,14 @@ impl H {
         let mut fs = self.frames();
         assert_eq!(fs.len(), 1, "{fs:?}");
         fs.remove(0)
+    }
+
+    /// Reports a publish done, as the driver does for every token (until then, frames that
+    /// could reply before its receipt are held).
+    fn done(&mut self, token: Option<u64>) {
+        if let Some(token) = token {
+            self.s.on_publish_done(token, Ok(()), &mut self.out, &mut self.actions);
+        }
     }
 
     fn actions(&mut self) -> Vec<Action> {

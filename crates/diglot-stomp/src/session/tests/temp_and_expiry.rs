@@ -26,13 +26,16 @@ fn reply_to_a_temp_queue_subscribes_once_and_is_rewritten() {
     assert_eq!(actions.len(), 2, "{actions:?}");
     let (filter, sub) = subscribe_action(&actions[0]);
     assert_eq!(filter.as_str(), private);
-    let (msg, _) = publish(actions.remove(1));
+    let (msg, publish_token) = publish(actions.remove(1));
+    h.done(publish_token);
     assert_eq!(msg.props.as_ref().unwrap().response_topic.as_deref(), Some(private.as_str()));
     assert!(msg.props.unwrap().user.is_empty());
 
     // The second request reuses the subscription.
     h.feed(b"SEND\ndestination:/queue/rpc\nreply-to:/temp-queue/replies\n\nq2\0");
-    assert!(matches!(h.actions().as_slice(), [Action::Publish { .. }]));
+    let mut actions = h.actions();
+    assert!(matches!(actions.as_slice(), [Action::Publish { .. }]));
+    h.done(publish(actions.remove(0)).1);
 
     // A reply arrives as /temp-queue/replies with RabbitMQ's subscription id, no ack needed.
     let mut reply = message(50, &private, b"a1");
