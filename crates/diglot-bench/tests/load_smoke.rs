@@ -52,6 +52,14 @@ fn check(r: &Value) {
         "conns" => {
             assert_eq!(count(r, "connected"), 50, "{r}");
             assert!(count(r, "rss_after_bytes") > 0, "{r}");
+            if r["params"]["traffic"].is_string() {
+                // Messages flowed with the connections held, and again without them.
+                assert!(count(r, "during_received") > 0, "{r}");
+                assert!(count(r, "alone_received") > 0, "{r}");
+                if r["protocol"] == "mqtt" {
+                    assert_eq!(count(r, "alive_after_traffic"), 50, "{r}");
+                }
+            }
         }
         "durable" if r["applicable"] == Value::Bool(false) => {}
         "durable" => {
@@ -85,6 +93,7 @@ async fn every_scenario_against_diglot() {
         ("fanout", &stomp_ws, &["--subscribers", "4"]),
         ("latency", &mqtt_ws, &[]),
         ("conns", &mqtt_ws, &[]),
+        ("conns", &mqtt_ws, &["--traffic", "fanout", "--subscribers", "2"]),
         ("durable", &mqtt, &[]),
         ("durable", &stomp_ws, &[]),
         ("slow-consumer", &mqtt_ws, &[]),

@@ -22,8 +22,6 @@ use tokio::time::timeout;
 use yawc::{DeflateOptions, Options, UpgradeFut, WebSocket};
 
 use crate::auth::{ConnAuth, HandshakeRefusal};
-use crate::driver;
-use crate::echo;
 use crate::link::Link;
 use crate::negotiate::{choose, refusal_body, Choice, Proto};
 use crate::server::{Shared, WsRoutes};
@@ -40,14 +38,25 @@ struct Pending {
     identity: Option<diglot_auth::Identity>,
 }
 
-/// Serves one TCP connection on a WebSocket listener.
+/// What a WebSocket listener's HTTP exchange ended with.
+pub(crate) enum Upgraded {
+    /// A protocol connection for the driver.
+    Protocol(Box<crate::server::Handshaken>),
+    /// The echo path (WebSocket conformance suites).
+    Echo(Box<WebSocket<yawc::HttpStream>>),
+}
+
+/// Serves one TCP connection on a WebSocket listener: plain HTTP requests until a WebSocket
+/// upgrade (or the end). Returns the upgraded connection, which the caller runs once this
+/// exchange's state (hyper's connection, the upgrade future) is gone.
 pub(crate) async fn serve<S>(
     shared: Arc<Shared>,
     routes: Arc<WsRoutes>,
     stream: S,
     peer: SocketAddr,
     mut conn_auth: ConnAuth,
-) where
+) -> Option<Upgraded>
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let deadline = Instant::now() + shared.handshake_timeout;
@@ -84,31 +93,35 @@ pub(crate) async fn serve<S>(
             shared.breach(diglot_core::Limit::HandshakeTimeout);
         }
         tracing::debug!(%peer, error = %e, "http connection ended");
-        return;
+        return None;
     }
-    let Some(pending) = slot.lock().take() else { return };
-    let ws = match timeout(deadline.saturating_duration_since(Instant::now()), pending.fut).await {
+    let Pending { fut, proto, echo, identity } = slot.lock().take()?;
+    let ws = match timeout(deadline.saturating_duration_since(Instant::now()), fut).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "websocket upgrade failed");
-            return;
+            return None;
         }
         Err(_) => {
             shared.breach(diglot_core::Limit::HandshakeTimeout);
             tracing::debug!(%peer, "websocket upgrade timed out");
-            return;
+            return None;
         }
     };
-    let Some(proto) = pending.proto else {
-        echo::run(&shared, ws).await;
-        return;
-    };
+    let Some(proto) = proto else { return Some(Upgraded::Echo(Box::new(ws))) };
     let ping = ping_interval.map(crate::link::Ping::new);
     let link = Link::Ws { ws: Box::new(ws), binary_only: proto == Proto::Mqtt, scratch: Vec::new(), ping };
-    if pending.identity.is_some() {
-        conn_auth.identity = pending.identity;
+    if identity.is_some() {
+        conn_auth.identity = identity;
     }
-    driver::run(shared, link, proto, Transport::WebSocket, peer, pending.echo, conn_auth).await;
+    Some(Upgraded::Protocol(Box::new(crate::server::Handshaken {
+        link,
+        proto,
+        transport: Transport::WebSocket,
+        peer,
+        subprotocol: echo,
+        conn_auth,
+    })))
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
@@ -231,6 +244,14 @@ fn respond(
     }
 }
 
+/// The WebSocket read buffer an idle connection keeps. yawc grows it for a larger frame and
+/// gives the growth back after that frame; a client's control frames, PINGREQs and small
+/// publishes fit as they are.
+const WS_READ_BUFFER: usize = 128;
+
+/// The write buffer an idle connection keeps: none; each write reserves what its frame needs.
+const WS_WRITE_BUFFER: usize = 0;
+
 fn ws_options(shared: &Shared, routes: &WsRoutes) -> Options {
     // `limits.max_ws_frame_bytes` bounds one frame; `limits.max_ws_message_bytes` bounds a
     // reassembled fragmented message and an inflated one (a decompression bomb is refused at
@@ -241,8 +262,8 @@ fn ws_options(shared: &Shared, routes: &WsRoutes) -> Options {
         .with_utf8()
         .with_no_delay()
         .with_limits(frame, message)
-        .with_read_buffer_capacity(4 * 1024)
-        .with_write_buffer_capacity(4 * 1024);
+        .with_read_buffer_capacity(WS_READ_BUFFER)
+        .with_write_buffer_capacity(WS_WRITE_BUFFER);
     if let Some(c) = routes.compression {
         // Offered by the client, agreed here (RFC 7692 §7.1). Without context takeover the
         // server also asks the client to reset its window after each message, which RFC 7692

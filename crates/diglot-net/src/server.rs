@@ -513,53 +513,116 @@ impl Acceptor {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let shared = self.shared.clone();
-            let kind = self.kind.clone();
-            let tls = self.tls.as_ref().map(|t| (t.acceptor(), t.cert_cn_as_username()));
-            let mut conn_auth = crate::auth::ConnAuth { anonymous_ok: self.allow_anonymous, identity: None };
-            self.tracker.spawn(async move {
-                // The TLS handshake runs here, in the connection's task, under the handshake
-                // timeout; never on the accept loop.
-                let stream: Box<dyn crate::link::Io> = match tls {
-                    None => Box::new(stream),
-                    Some((acceptor, cn_as_username)) => {
-                        match tokio::time::timeout(shared.handshake_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(tls_stream)) => {
-                                if cn_as_username {
-                                    conn_auth.identity = cert_identity(&tls_stream);
-                                }
-                                Box::new(tls_stream)
-                            }
-                            Ok(Err(e)) => {
-                                tracing::info!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                shared.breach(diglot_core::Limit::HandshakeTimeout);
-                                tracing::info!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        }
-                    }
-                };
-                match &*kind {
-                    ListenerKind::Ws(routes) => {
-                        http::serve(shared, Arc::new(routes.clone()), stream, peer, conn_auth).await;
-                    }
-                    ListenerKind::Mqtt => {
-                        let link = Link::Tcp(stream);
-                        driver::run(shared, link, Proto::Mqtt, Transport::Tcp, peer, None, conn_auth).await
-                    }
-                    ListenerKind::Stomp => {
-                        let link = Link::Tcp(stream);
-                        driver::run(shared, link, Proto::Stomp, Transport::Tcp, peer, None, conn_auth).await
-                    }
-                }
-                drop(ip_slot);
-                drop(permit);
-            });
+            let accepted = Accepted {
+                shared: self.shared.clone(),
+                kind: self.kind.clone(),
+                tls: self.tls.as_ref().map(|t| (t.acceptor(), t.cert_cn_as_username())),
+                conn_auth: crate::auth::ConnAuth { anonymous_ok: self.allow_anonymous, identity: None },
+                stream,
+                peer,
+                ip_slot,
+                permit,
+            };
+            self.tracker.spawn(serve_conn(Box::new(accepted)));
         }
     }
+}
+
+/// One accepted connection, with the permits it holds until it ends.
+struct Accepted {
+    shared: Arc<Shared>,
+    kind: Arc<ListenerKind>,
+    tls: Option<(tokio_rustls::TlsAcceptor, bool)>,
+    conn_auth: crate::auth::ConnAuth,
+    stream: TcpStream,
+    peer: SocketAddr,
+    ip_slot: IpSlot,
+    permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// A connection's task: the handshakes, then the driver (or the echo path) until it ends.
+///
+/// tokio keeps a task's whole future in one allocation for the connection's life, sized for
+/// its largest state, so this future is part of every idle connection's memory. The
+/// handshakes (TLS, hyper's HTTP exchange, the WebSocket upgrade) run boxed, and their state
+/// is freed before the driver starts; the test `a_connection_task_stays_small` bounds the rest.
+async fn serve_conn(accepted: Box<Accepted>) {
+    // Boxed for the same reason as the handshake: an async fn's arguments stay in its state.
+    let Accepted { shared, kind, tls, conn_auth, stream, peer, ip_slot, permit } = unbox(accepted);
+    // A statement of its own, so that the boxed handshake is freed before the driver starts.
+    let upgraded = Box::pin(handshake(shared.clone(), kind, tls, conn_auth, stream, peer)).await;
+    match upgraded {
+        Some(http::Upgraded::Protocol(h)) => driver::run(shared, h).await,
+        // The echo path (conformance suites) is rare: its state is boxed rather than sizing
+        // every connection's task.
+        Some(http::Upgraded::Echo(ws)) => Box::pin(crate::echo::run(&shared, *ws)).await,
+        None => {}
+    }
+    drop(ip_slot);
+    drop(permit);
+}
+
+/// Moves a value out of its box and frees the box now (moving out of `*b` in place would keep
+/// the allocation until the end of the enclosing scope: in an async fn, the connection's life).
+// Taking the box by value is the point: it is freed when this returns.
+#[allow(clippy::boxed_local)]
+pub(crate) fn unbox<T>(b: Box<T>) -> T {
+    *b
+}
+
+/// A connection whose handshakes are done, ready for the driver.
+pub(crate) struct Handshaken {
+    pub(crate) link: Link,
+    pub(crate) proto: Proto,
+    pub(crate) transport: Transport,
+    pub(crate) peer: SocketAddr,
+    /// The WebSocket subprotocol value echoed to the client.
+    pub(crate) subprotocol: Option<String>,
+    pub(crate) conn_auth: crate::auth::ConnAuth,
+}
+
+/// TLS (under the handshake timeout, in the connection's task, never on the accept loop),
+/// then, on a WebSocket listener, the HTTP exchange up to the upgrade.
+async fn handshake(
+    shared: Arc<Shared>,
+    kind: Arc<ListenerKind>,
+    tls: Option<(tokio_rustls::TlsAcceptor, bool)>,
+    mut conn_auth: crate::auth::ConnAuth,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<http::Upgraded> {
+    let stream: Box<dyn crate::link::Io> = match tls {
+        None => Box::new(stream),
+        Some((acceptor, cn_as_username)) => {
+            match tokio::time::timeout(shared.handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => {
+                    if cn_as_username {
+                        conn_auth.identity = cert_identity(&tls_stream);
+                    }
+                    Box::new(tls_stream)
+                }
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, error = %e, "TLS handshake failed");
+                    return None;
+                }
+                Err(_) => {
+                    shared.breach(diglot_core::Limit::HandshakeTimeout);
+                    tracing::info!(%peer, "TLS handshake timed out");
+                    return None;
+                }
+            }
+        }
+    };
+    let proto = match &*kind {
+        ListenerKind::Ws(routes) => {
+            return http::serve(shared, Arc::new(routes.clone()), stream, peer, conn_auth).await
+        }
+        ListenerKind::Mqtt => Proto::Mqtt,
+        ListenerKind::Stomp => Proto::Stomp,
+    };
+    let link = Link::Tcp(stream);
+    let h = Handshaken { link, proto, transport: Transport::Tcp, peer, subprotocol: None, conn_auth };
+    Some(http::Upgraded::Protocol(Box::new(h)))
 }
 
 /// The identity a verified client certificate names: its subject's CN as the username.
@@ -683,4 +746,23 @@ async fn refuse(mut stream: TcpStream, http: bool) {
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(resp.as_bytes())).await;
     }
     let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future that `f` returns, without calling it.
+    fn future_size<A, Fut: std::future::Future, F: FnOnce(A) -> Fut>(_: &F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Issue 8: the connection task's future is part of every idle connection's memory. It
+    /// was 5.3 KB (debug build) with the handshakes and the driver's handlers inline; boxed,
+    /// it is about 2 KB.
+    #[test]
+    fn a_connection_task_stays_small() {
+        let size = future_size(&serve_conn);
+        assert!(size <= 2_600, "the connection task's future is {size} bytes");
+    }
 }

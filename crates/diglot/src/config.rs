@@ -430,7 +430,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         let l = Limits::default();
         LimitsConfig {
-            max_connections: 10_000,
+            max_connections: 100_000,
             max_connections_per_ip: 1_000,
             max_http_header_bytes: 16 * 1024,
             max_ws_frame_bytes: 2 * 1024 * 1024,

@@ -148,6 +148,8 @@ pub enum Event {
     Connected,
     /// The broker acknowledged DISCONNECT, or closed the connection.
     Closed,
+    /// MQTT PINGRESP.
+    Pong,
 }
 
 /// How to acknowledge one delivery.
@@ -231,6 +233,18 @@ impl Client {
         tx.send_scratch().await?;
         tx.flush().await?;
         self.wait(|e| matches!(e, Event::Subscribed), "the SUBACK/RECEIPT").await
+    }
+
+    /// Whether the broker still answers: an MQTT PINGREQ answered by PINGRESP within 10 s.
+    /// STOMP and the relay have no such request; for them this is `Ok(None)`.
+    pub async fn ping(&mut self) -> anyhow::Result<Option<bool>> {
+        if self.tx.proto != Proto::Mqtt {
+            return Ok(None);
+        }
+        mqtt::pingreq(&mut self.tx.scratch);
+        self.tx.send_scratch().await?;
+        self.tx.flush().await?;
+        Ok(Some(self.wait(|e| matches!(e, Event::Pong), "the PINGRESP").await.is_ok()))
     }
 
     /// Says goodbye (MQTT DISCONNECT; STOMP DISCONNECT and its RECEIPT) and waits up to 5 s
@@ -386,6 +400,7 @@ impl Rx {
                         Event::Message { payload, ack: (qos > 0).then_some(Ack::Mqtt(pid)) }
                     }
                     Some(mqtt::Packet::PubAck(_)) => Event::Acked,
+                    Some(mqtt::Packet::Other(13)) => Event::Pong,
                     Some(mqtt::Packet::Other(_)) => continue,
                 },
                 Proto::Stomp => match stomp::decode(&mut self.buf).map_err(|e| anyhow!("malformed STOMP: {}", e.0))? {

@@ -112,6 +112,11 @@ pub struct LoadArgs {
     /// Seconds to hold the connections open before reading memory (conns).
     #[arg(long, default_value_t = 1.0)]
     pub hold_secs: f64,
+    /// With the idle connections held (conns), run this scenario (fanin or fanout, with its
+    /// options) on extra connections, check with an MQTT PINGREQ that the idle ones still
+    /// answer, then close them and run it again: the throughput with and without them.
+    #[arg(long, value_enum)]
+    pub traffic: Option<Scenario>,
     /// QoS 1 messages to publish while the subscriber is away (durable).
     #[arg(long, default_value_t = 10_000)]
     pub messages: u64,
@@ -127,6 +132,7 @@ pub struct LoadArgs {
 }
 
 /// What a scenario needs to run.
+#[derive(Clone)]
 pub struct Ctx {
     /// The parsed target.
     pub ep: Endpoint,
@@ -146,7 +152,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let run_id = format!("{millis}-{}", std::process::id());
     let ctx = Ctx { ep, auth, args, run_id };
     // The hard bound of the whole run: its phases are bounded one by one, this is the backstop.
-    let bound = Duration::from_secs_f64(3.0 * ctx.args.duration_secs + 2.0 * ctx.args.drain_secs + 120.0);
+    // conns: setting up (and pinging) tens of thousands of connections takes its own time.
+    let conns = ctx.args.hold_secs + ctx.args.connections as f64 / 250.0;
+    let bound = Duration::from_secs_f64(3.0 * ctx.args.duration_secs + 2.0 * ctx.args.drain_secs + 120.0 + conns);
     let load_before = loadavg();
     let result = tokio::time::timeout(bound, scenario::run(&ctx)).await;
     let params = scenario::params(&ctx);

@@ -103,6 +103,11 @@ pub fn puback(buf: &mut BytesMut, pid: u16) {
     buf.put_u16(pid);
 }
 
+/// Appends a PINGREQ.
+pub fn pingreq(buf: &mut BytesMut) {
+    buf.put_slice(&[0xC0, 0x00]);
+}
+
 /// Appends a DISCONNECT.
 pub fn disconnect(buf: &mut BytesMut) {
     buf.put_slice(&[0xE0, 0x00]);

@@ -4,6 +4,11 @@
 //! before, after, and per connection. The first `--ports-per-source` connections use the
 //! kernel's choice of source address (127.0.0.1); later ones bind 127.0.0.2, 127.0.0.3, … so
 //! that one source address running out of ephemeral ports (about 28k) does not end the run.
+//!
+//! With `--traffic fanin|fanout`, messages flow while the connections are held: that
+//! scenario runs on extra connections (`during_*` metrics, and the broker's memory after it),
+//! every idle connection is asked for a PINGRESP (`alive_after_traffic`), the idle ones are
+//! closed, and the scenario runs again on its own (`alone_*`).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -14,8 +19,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::super::client::{Client, Spec};
-use super::super::{measure, Ctx};
-use super::{per_sec, put, Metrics};
+use super::super::{measure, Ctx, LoadArgs, Scenario};
+use super::{per_sec, put, throughput, Metrics};
 
 /// The source address of connection `i`: the kernel's choice for the first block, then
 /// 127.0.0.2, 127.0.0.3, ….
@@ -77,9 +82,63 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Metrics> {
     if let Some(e) = first_error {
         put(&mut m, "first_error", e);
     }
+    if let Some(traffic) = a.traffic {
+        anyhow::ensure!(
+            matches!(traffic, Scenario::Fanin | Scenario::Fanout),
+            "--traffic takes fanin or fanout, not {}",
+            traffic.name()
+        );
+        let run = |phase: &str| Ctx {
+            args: LoadArgs { scenario: traffic, ..a.clone() },
+            run_id: format!("{}-{phase}", ctx.run_id),
+            ..ctx.clone()
+        };
+        let during = throughput::run(&run("during")).await?;
+        merge(&mut m, "during", &during);
+        if let Some(rss) = a.pid.and_then(measure::rss) {
+            put(&mut m, "rss_after_traffic_bytes", rss);
+        }
+        let (alive, checked) = alive(&mut open, a.concurrency).await;
+        if checked > 0 {
+            put(&mut m, "alive_after_traffic", alive);
+        }
+        drop(open);
+        // Let the broker take the closed connections down before the run without them.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let alone = throughput::run(&run("alone")).await?;
+        merge(&mut m, "alone", &alone);
+        let ratio = |k: &str| Some(m.get(&format!("during_{k}"))?.as_f64()? / m.get(&format!("alone_{k}"))?.as_f64()?);
+        if let Some(r) = ratio("deliveries_per_s").filter(|r| r.is_finite()) {
+            put(&mut m, "during_vs_alone", (r * 1000.0).round() / 1000.0);
+        }
+        return Ok(m);
+    }
     // Closing is not measured; dropping the sockets closes them.
     drop(open);
     Ok(m)
+}
+
+/// Copies a traffic run's main figures into `m` as `{prefix}_{key}`.
+fn merge(m: &mut Metrics, prefix: &str, run: &Metrics) {
+    for key in ["msgs_per_s", "deliveries_per_s", "delivered_ratio", "sent", "received", "first_error"] {
+        if let Some(v) = run.get(key) {
+            put(m, &format!("{prefix}_{key}"), v.clone());
+        }
+    }
+}
+
+/// Pings every connection (`concurrency` at a time): how many answered, of how many that can
+/// be asked (MQTT only).
+async fn alive(open: &mut [Client], concurrency: usize) -> (u64, u64) {
+    use futures::stream::{self, StreamExt};
+    let answers: Vec<Option<bool>> = stream::iter(open.iter_mut())
+        .map(|c| async move { c.ping().await.unwrap_or(Some(false)) })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let checked = answers.iter().flatten().count() as u64;
+    let alive = answers.iter().flatten().filter(|ok| **ok).count() as u64;
+    (alive, checked)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ mod throughput;
 use serde_json::{json, Map, Value};
 
 use super::client::{Client, Proto, Spec};
-use super::{Ctx, Scenario};
+use super::{Ctx, LoadArgs, Scenario};
 
 /// The scenario's metrics, merged into its record.
 pub type Metrics = Map<String, Value>;
@@ -25,6 +25,9 @@ pub const SUMMARY_KEYS: &[(&str, &str)] = &[
     ("connected", "conns"),
     ("setup_per_s", "setup/s"),
     ("per_conn_bytes", "B/conn"),
+    ("during_deliveries_per_s", "deliveries/s-held"),
+    ("alone_deliveries_per_s", "deliveries/s-alone"),
+    ("alive_after_traffic", "alive"),
     ("ack_per_s", "acked/s"),
     ("drain_per_s", "drained/s"),
     ("complete", "complete"),
@@ -68,10 +71,18 @@ pub fn params(ctx: &Ctx) -> Value {
             "duration_secs": a.duration_secs, "batch": a.batch, "inflight": a.inflight,
         }),
         Scenario::Latency => json!({"rate": sh.rate, "size": sh.size, "qos": 0, "duration_secs": a.duration_secs}),
-        Scenario::Conns => json!({
-            "connections": a.connections, "concurrency": a.concurrency, "keep_alive": 60,
-            "ports_per_source": a.ports_per_source, "hold_secs": a.hold_secs,
-        }),
+        Scenario::Conns => {
+            let mut p = json!({
+                "connections": a.connections, "concurrency": a.concurrency, "keep_alive": 60,
+                "ports_per_source": a.ports_per_source, "hold_secs": a.hold_secs,
+            });
+            if let Some(t) = a.traffic {
+                let traffic = Ctx { args: LoadArgs { scenario: t, ..a.clone() }, ..ctx.clone() };
+                p["traffic"] = json!(t.name());
+                p["traffic_params"] = params(&traffic);
+            }
+            p
+        }
         Scenario::Durable => json!({"messages": a.messages, "window": a.window, "size": sh.size, "qos": 1}),
         Scenario::SlowConsumer => json!({
             "rate": sh.rate, "size": sh.size, "qos": 0, "slow_factor": a.slow_factor,
