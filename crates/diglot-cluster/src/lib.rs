@@ -437,7 +437,11 @@ impl Bridge for Cluster {
             inner.stats.handoff_full.fetch_add(1, Ordering::Relaxed);
             let me = inner.id();
             let kept = Assignment {
-                groups: a.groups.iter().map(|g| Assigned { key: g.key.clone(), node: me.to_string(), here: true }).collect(),
+                groups: a
+                    .groups
+                    .iter()
+                    .map(|g| Assigned { key: g.key.clone(), node: me.to_string(), here: true })
+                    .collect(),
             };
             let data = envelope::encode_assigned(me, msg, Some(&kept));
             inner.send(Out::Message { data, retained, confirm: None });

@@ -641,6 +641,10 @@ mod tests {
         let (_, rep) = r.publish_serving(msg("jobs/x", Qos::AtLeastOnce), &|k| k == "$share/b/jobs/+");
         assert_eq!(rep.delivered, 2, "the plain subscriber and group b");
         assert_eq!((outboxes[0].len() + outboxes[1].len(), outboxes[2].len(), plain.len()), (0, 1, 1));
+        // A hand-off that was not confirmed: only the group, not the plain subscriber again.
+        let (_, rep) = r.publish_groups(msg("jobs/x", Qos::AtLeastOnce), &|k| k == "$share/a/jobs/+");
+        assert_eq!(rep.delivered, 1, "group a only");
+        assert_eq!((outboxes[0].len() + outboxes[1].len(), outboxes[2].len(), plain.len()), (1, 1, 1));
         assert!(r.unsubscribe(&f, 1, 1));
         assert!(r.unsubscribe(&f, 3, 1));
         assert_eq!(r.groups(), vec![("$share/a/jobs/+".to_string(), 1)]);

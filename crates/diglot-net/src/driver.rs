@@ -433,7 +433,8 @@ async fn execute_one(
                 }
                 // Only other nodes store it: the acknowledgement waits for them, not the reads.
                 Ok((None, Some(handoff))) if conn.pipeline => {
-                    conn.pending.push_back(Box::pin(async move { Stored { token, outcome: Outcome::Done(handoff.await) } }));
+                    conn.pending
+                        .push_back(Box::pin(async move { Stored { token, outcome: Outcome::Done(handoff.await) } }));
                     return Ok(());
                 }
                 Ok((Some((msg, append)), handoff)) => {
