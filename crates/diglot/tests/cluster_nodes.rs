@@ -365,7 +365,22 @@ async fn issue_9_a_queue_message_whose_node_died_is_kept_on_the_senders_node_aft
     // Acknowledged, so stored: in A's own copy of the queue, since B never confirmed.
     assert_eq!(depth(a.daemon.ws, "orphan").await, 1);
     assert_eq!(counter(a.daemon.ws, "handoff_timeout").await, 1);
+
+    // The same over MQTT, whose PUBACKs are pipelined: the PUBACK waits for the fallback too.
+    let addr = a.daemon.mqtt;
+    let (client, mut ev) = AsyncClient::new(MqttOptions::new("mqtt-sender", addr.ip().to_string(), addr.port()), 10);
+    client.publish("$queue/orphan", QoS::AtLeastOnce, false, "mqtt on a").await.unwrap();
+    let acked = tokio::time::timeout(PATIENCE, async {
+        while !matches!(ev.poll().await.expect("MQTT connection"), Event::Incoming(Packet::PubAck(_))) {}
+    })
+    .await;
+    assert!(acked.is_ok(), "a PUBACK in time");
+    assert_eq!(depth(a.daemon.ws, "orphan").await, 2, "acknowledged, so in A's copy of the queue");
+    assert_eq!(counter(a.daemon.ws, "handoff_timeout").await, 2);
+
     let mut on_a = queue_consumer(a.daemon.stomp, "orphan", "auto").await;
-    let m = frame_in_time(&mut on_a).await;
-    assert_eq!((m.command.as_str(), m.body.as_slice()), ("MESSAGE", &b"saved on a"[..]));
+    for body in [&b"saved on a"[..], b"mqtt on a"] {
+        let m = frame_in_time(&mut on_a).await;
+        assert_eq!((m.command.as_str(), m.body.as_slice()), ("MESSAGE", body));
+    }
 }
