@@ -449,7 +449,10 @@ impl Bridge for Cluster {
         };
         let data = envelope::encode_confirmed(inner.id(), msg, Some(a), Some(id));
         if !inner.send(Out::Message { data, retained, confirm: Some(id) }) {
-            inner.cut_short(Some(id));
+            // Not sent (the outbound queue is full): dropping the wait forgets it.
+            drop(wait);
+            inner.stats.handoff_full.fetch_add(1, Ordering::Relaxed);
+            return Some(serve_here(elsewhere(a)));
         }
         Some(wait)
     }
@@ -545,5 +548,61 @@ impl Bridge for Cluster {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inner(handoff: Duration) -> Arc<Inner> {
+        let settings = Settings {
+            redis_url: "redis://127.0.0.1:1/".into(),
+            node_id: Some("a".into()),
+            channel_prefix: "t".into(),
+            heartbeat: HEARTBEAT,
+            node_timeout: NODE_TIMEOUT,
+            handoff_timeout: handoff,
+        };
+        Cluster::new(settings).unwrap().inner
+    }
+
+    fn handed() -> Assignment {
+        let g = |key: &str, node: &str| Assigned { key: key.into(), node: node.into(), here: node == "a" };
+        Assignment { groups: vec![g("$queue/q", "b"), g("$share/s/#", "c"), g("$share/t/#", "a")] }
+    }
+
+    #[tokio::test]
+    async fn a_hand_off_ends_with_what_no_node_confirmed() {
+        let inner = inner(Duration::from_secs(60));
+        let (id, wait) = inner.request(&handed()).unwrap();
+        inner.confirmed(&envelope::Confirm { id, node: "b".into() });
+        inner.confirmed(&envelope::Confirm { id: id + 1, node: "c".into() });
+        inner.confirmed(&envelope::Confirm { id, node: "c".into() });
+        assert!(wait.await.is_empty(), "both nodes confirmed");
+        assert_eq!(inner.stats.confirmed.load(Ordering::Relaxed), 1);
+
+        let (id, wait) = inner.request(&handed()).unwrap();
+        inner.confirmed(&envelope::Confirm { id, node: "c".into() });
+        inner.cut_short(None);
+        assert_eq!(wait.await, vec!["$queue/q".to_string()], "the link went down before b answered");
+        assert_eq!(inner.stats.handoff_link_down.load(Ordering::Relaxed), 1);
+        assert!(inner.waits.lock().map.is_empty());
+
+        let (_, wait) = inner.request(&handed()).unwrap();
+        drop(wait);
+        assert!(inner.waits.lock().map.is_empty(), "a dropped wait is forgotten");
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_hand_off_times_out_and_the_waits_are_bounded() {
+        let inner = inner(Duration::from_millis(20));
+        let (_, wait) = inner.request(&handed()).unwrap();
+        assert_eq!(wait.await, vec!["$queue/q".to_string(), "$share/s/#".to_string()]);
+        assert_eq!(inner.stats.handoff_timeout.load(Ordering::Relaxed), 1);
+        let held: Vec<_> = (0..MAX_PENDING_CONFIRMATIONS).map(|_| inner.request(&handed()).unwrap()).collect();
+        assert!(inner.request(&handed()).is_none(), "beyond the cap the publisher serves at once");
+        drop(held);
+        assert!(inner.request(&handed()).is_some());
     }
 }
