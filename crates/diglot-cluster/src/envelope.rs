@@ -3,9 +3,10 @@
 //!
 //! Layout, all integers big-endian:
 //! ```text
-//! "DGM" version:u8(1 or 2) flags:u8 qos:u8
+//! "DGM" version:u8(1, 2 or 3) flags:u8 qos:u8
 //! origin:str32 topic:str32 expires_unix_ms:u64 (0: none)
-//! [version 2 only] group_count:u32 (group_key:str32 node_id:str32)*
+//! [version 2 and 3] group_count:u32 (group_key:str32 node_id:str32)*
+//! [version 3 only] confirm_id:u64
 //! [props, if flags & PROPS] content_type:str32 response_topic:str32 correlation:bytes32
 //!                           user_count:u32 (key:str32 value:str32)*
 //! payload: the rest
@@ -18,7 +19,11 @@
 //! Version 2 carries the publisher's [`Assignment`]: the node that serves each share group
 //! and named queue the message matched. A node writes version 2 only for a message that has
 //! one, and version 1 otherwise, so that a node that reads version 1 only (an older release
-//! in a rolling upgrade) still takes every other message. A version 1 envelope without flag
+//! in a rolling upgrade) still takes every other message. Version 3 is version 2 with a
+//! confirmation request: a QoS ≥ 1 message whose groups went to other nodes, which each
+//! answer with a [`Confirm`] on `<prefix>:confirm:<origin>` once they stored it. An older
+//! node rejects version 3 (and counts it); the publisher, unconfirmed, serves the groups
+//! itself after `handoff_timeout_ms`. A version 1 envelope without flag
 //! 64 comes from such an older node, which assigns nothing: the receiver serves every local
 //! group, as that release did.
 //!
@@ -33,8 +38,11 @@ use diglot_core::cluster::Assignment;
 use diglot_core::{Message, Props, Qos, Topic};
 
 const MAGIC: &[u8; 3] = b"DGM";
-/// The newest envelope version this node writes and reads (it reads 1 too).
-pub const VERSION: u8 = 2;
+/// The newest envelope version this node writes and reads (it reads 1 and 2 too).
+pub const VERSION: u8 = 3;
+
+/// The version of an envelope with an assignment and no confirmation request.
+const ASSIGNED: u8 = 2;
 
 /// The version of an envelope without an assignment.
 const PLAIN: u8 = 1;
@@ -77,6 +85,8 @@ pub struct Envelope {
     /// (group key, node id) for each group the publisher assigned; `None` from an older node
     /// that assigns nothing.
     pub groups: Option<Vec<(String, String)>>,
+    /// The publisher's request id: the nodes assigned a group confirm under it.
+    pub confirm: Option<u64>,
 }
 
 fn now_unix_ms() -> u64 {
@@ -97,11 +107,22 @@ pub fn encode(origin: &str, msg: &Message) -> Bytes {
 /// Encodes `msg` with the publisher's group assignment: version 2 if it assigns any group,
 /// version 1 otherwise.
 pub fn encode_assigned(origin: &str, msg: &Message, assignment: Option<&Assignment>) -> Bytes {
+    encode_confirmed(origin, msg, assignment, None)
+}
+
+/// Encodes `msg` with the publisher's group assignment and, with `confirm`, a confirmation
+/// request (version 3; only with some group assigned).
+pub fn encode_confirmed(origin: &str, msg: &Message, assignment: Option<&Assignment>, confirm: Option<u64>) -> Bytes {
     let groups = assignment.map_or(&[][..], |a| a.groups.as_slice());
+    let confirm = confirm.filter(|_| !groups.is_empty());
     let props = msg.props.as_deref();
-    let mut out = BytesMut::with_capacity(32 + origin.len() + msg.topic.as_str().len() + msg.payload.len());
+    let mut out = BytesMut::with_capacity(40 + origin.len() + msg.topic.as_str().len() + msg.payload.len());
     out.put_slice(MAGIC);
-    out.put_u8(if groups.is_empty() { PLAIN } else { VERSION });
+    out.put_u8(match (groups.is_empty(), confirm) {
+        (true, _) => PLAIN,
+        (false, None) => ASSIGNED,
+        (false, Some(_)) => VERSION,
+    });
     let mut flags = ASSIGNS | if msg.retain { RETAIN } else { 0 };
     if let Some(p) = props {
         flags |= PROPS;
@@ -124,6 +145,9 @@ pub fn encode_assigned(origin: &str, msg: &Message, assignment: Option<&Assignme
             put_str(&mut out, &g.key);
             put_str(&mut out, &g.node);
         }
+    }
+    if let Some(id) = confirm {
+        out.put_u64(id);
     }
     if let Some(p) = props {
         put_str(&mut out, p.content_type.as_deref().unwrap_or(""));
@@ -215,6 +239,7 @@ pub fn decode(data: Bytes) -> Result<Envelope, DecodeError> {
     } else {
         (flags & ASSIGNS != 0).then(Vec::new)
     };
+    let confirm = if version >= 3 { Some(r.u64()?) } else { None };
     let props = if flags & PROPS != 0 {
         let content_type = r.str()?;
         let response_topic = r.str()?;
@@ -242,7 +267,54 @@ pub fn decode(data: Bytes) -> Result<Envelope, DecodeError> {
         msg.expires_unix_ms = Some(expires);
         msg.expires_at = Some(Instant::now() + Duration::from_millis(expires.saturating_sub(now_unix_ms())));
     }
-    Ok(Envelope { origin, msg, groups })
+    Ok(Envelope { origin, msg, groups, confirm })
+}
+
+const CONFIRM_MAGIC: &[u8; 3] = b"DGC";
+const CONFIRM_VERSION: u8 = 1;
+
+/// Longest node id a [`Confirm`] may carry.
+const MAX_NODE_ID: usize = 1024;
+
+/// A node's answer to a confirmation request, on `<prefix>:confirm:<origin>`:
+/// `"DGC" version:u8(1) confirm_id:u64 node:str32`. It says that `node` stored what the
+/// message matched there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirm {
+    /// The request id from the envelope.
+    pub id: u64,
+    /// The node that stored it.
+    pub node: String,
+}
+
+impl Confirm {
+    /// Its bytes on the channel.
+    pub fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(16 + self.node.len());
+        out.put_slice(CONFIRM_MAGIC);
+        out.put_u8(CONFIRM_VERSION);
+        out.put_u64(self.id);
+        put_str(&mut out, &self.node);
+        out.freeze()
+    }
+
+    /// Reads one; anything else (a wrong length, version, a huge node id) is an error.
+    pub fn decode(data: Bytes) -> Result<Confirm, DecodeError> {
+        let mut r = Reader(data);
+        if r.bytes(3).map_err(|_| DecodeError::Magic)?.as_ref() != CONFIRM_MAGIC {
+            return Err(DecodeError::Magic);
+        }
+        let version = r.u8()?;
+        if version != CONFIRM_VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        let id = r.u64()?;
+        let node = r.str()?;
+        if node.len() > MAX_NODE_ID || r.0.has_remaining() {
+            return Err(DecodeError::Invalid("confirmation"));
+        }
+        Ok(Confirm { id, node })
+    }
 }
 
 #[cfg(test)]
@@ -303,6 +375,16 @@ mod tests {
         for n in 0..data.len() - b"hello".len() {
             assert!(decode(data.slice(..n)).is_err(), "truncated at {n}");
         }
+        assert_eq!(e.confirm, None);
+        let asked = encode_confirmed("n", &m, Some(&a), Some(77));
+        assert_eq!(asked[3], 3);
+        let e = decode(asked.clone()).unwrap();
+        assert_eq!((e.confirm, e.groups.map(|g| g.len())), (Some(77), Some(2)));
+        assert_eq!(e.msg.payload, m.payload);
+        for n in 0..asked.len() - b"hello".len() {
+            assert!(decode(asked.slice(..n)).is_err(), "truncated at {n}");
+        }
+        assert_eq!(encode_confirmed("n", &m, None, Some(1))[3], 1, "nothing assigned: nothing to confirm");
         let plain = encode_assigned("n", &m, Some(&Assignment::default()));
         assert_eq!(plain[3], 1, "no group: version 1, readable by older nodes");
         assert_eq!(decode(plain).unwrap().groups, Some(vec![]));
@@ -332,5 +414,27 @@ mod tests {
             let _ = decode(Bytes::from(v));
         }
         assert_eq!(origin(b"DGM"), None);
+    }
+
+    #[test]
+    fn a_confirmation_round_trips_and_garbage_is_an_error() {
+        let c = Confirm { id: u64::MAX - 1, node: "b:8080".into() };
+        let data = c.encode();
+        assert_eq!(Confirm::decode(data.clone()).unwrap(), c);
+        for n in 0..data.len() {
+            assert!(Confirm::decode(data.slice(..n)).is_err(), "truncated at {n}");
+        }
+        let mut longer = data.to_vec();
+        longer.push(0);
+        assert!(Confirm::decode(Bytes::from(longer)).is_err());
+        let mut v = data.to_vec();
+        v[3] = 2;
+        assert_eq!(Confirm::decode(Bytes::from(v)).unwrap_err(), DecodeError::Version(2));
+        assert!(Confirm::decode(encode("n", &sample())).is_err());
+        for i in 0..data.len() {
+            let mut v = data.to_vec();
+            v[i] ^= 0xff;
+            let _ = Confirm::decode(Bytes::from(v));
+        }
     }
 }

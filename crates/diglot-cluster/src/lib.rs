@@ -11,7 +11,10 @@
 //!   and announces changes on `<prefix>:ctl`; the other nodes read them and keep a trie of
 //!   what each node wants;
 //! - serves each share group and named queue once cluster-wide: the publishing node picks
-//!   the node for each matched group ([`groups`]) and the envelope carries the choice;
+//!   the node for each matched group ([`groups`]) and the envelope carries the choice; for a
+//!   QoS ≥ 1 message it also asks those nodes to confirm, on `<prefix>:confirm:<origin>`,
+//!   once they stored it, and its acknowledgement waits for that (at most
+//!   `handoff_timeout_ms`; unconfirmed groups it serves itself, see [`Confirmation`]);
 //! - heartbeats into the hash `<prefix>:nodes` (node → last heartbeat, Unix ms) every
 //!   `heartbeat_ms`; a node whose heartbeat is older than `node_timeout_ms` is forgotten by its
 //!   peers;
@@ -35,11 +38,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use diglot_core::cluster::{Assignment, BoxFuture, Bridge, Node};
-use diglot_core::{Filter, Message};
+use diglot_core::cluster::{Assigned, Assignment, BoxFuture, Bridge, Confirmation, Node};
+use diglot_core::{Filter, Message, Qos};
 use parking_lot::{Mutex, RwLock};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// How often a node heartbeats (and checks its link), unless `heartbeat_ms` says otherwise.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -53,6 +56,14 @@ const OUTBOUND_CAPACITY: usize = 16 * 1024;
 
 /// Most retained changes kept while the link is down, to publish once it is back.
 const MAX_PENDING_RETAINED: usize = 10_000;
+
+/// Most QoS ≥ 1 messages waiting for other nodes' confirmations; beyond it, the publishing
+/// node serves the groups itself at once.
+pub const MAX_PENDING_CONFIRMATIONS: usize = 16 * 1024;
+
+/// How long a publisher's acknowledgement waits for the confirmation of a node it handed a
+/// group to, unless `handoff_timeout_ms` says otherwise.
+pub const HANDOFF_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `[cluster]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +80,9 @@ pub struct Settings {
     /// A peer whose last heartbeat is older than this is taken as gone; longer than
     /// `heartbeat`.
     pub node_timeout: Duration,
+    /// How long a QoS ≥ 1 message's acknowledgement waits for the nodes its groups were
+    /// handed to; not zero.
+    pub handoff_timeout: Duration,
 }
 
 /// Why the cluster could not be set up.
@@ -80,14 +94,24 @@ pub enum Error {
     /// The heartbeat is zero or not shorter than the node timeout.
     #[error("cluster.node_timeout_ms must be greater than cluster.heartbeat_ms, which must not be 0")]
     Timing,
+    /// The hand-off timeout is zero.
+    #[error("cluster.handoff_timeout_ms must not be 0")]
+    Handoff,
 }
 
 /// One operation for the link, in the order the node did it.
 pub(crate) enum Out {
-    /// A message to publish; with the topic when it is retained (kept in the retained hash).
+    /// A message to publish; with the topic when it is retained (kept in the retained hash),
+    /// and the id of the confirmation the publisher waits for.
     Message {
         data: Bytes,
         retained: Option<(String, bool)>,
+        confirm: Option<u64>,
+    },
+    /// This node stored a message that `origin` asked it to confirm under `id`.
+    Confirm {
+        origin: String,
+        id: u64,
     },
     Interest {
         filter: String,
@@ -116,6 +140,32 @@ pub(crate) struct Stats {
     pub(crate) dropped_inbound: AtomicU64,
     /// Received but malformed (or from a newer envelope version).
     pub(crate) rejected: AtomicU64,
+    /// QoS ≥ 1 messages whose groups every node they went to confirmed.
+    pub(crate) confirmed: AtomicU64,
+    /// … that some node did not confirm in `handoff_timeout_ms`: served here.
+    pub(crate) handoff_timeout: AtomicU64,
+    /// … whose wait ended because the link was or went down: served here.
+    pub(crate) handoff_link_down: AtomicU64,
+    /// … that found `MAX_PENDING_CONFIRMATIONS` waits (or a full outbound queue): served
+    /// here at once.
+    pub(crate) handoff_full: AtomicU64,
+    /// Confirmations this node sent for messages it stored.
+    pub(crate) confirms_sent: AtomicU64,
+}
+
+/// One message waiting for confirmations.
+pub(crate) struct Wait {
+    /// The nodes that have not confirmed yet.
+    nodes: Vec<String>,
+    /// Wakes the publisher: all confirmed, or the wait was cut short.
+    done: Option<oneshot::Sender<()>>,
+}
+
+/// Every message waiting for confirmations, by request id.
+#[derive(Default)]
+pub(crate) struct Waits {
+    next: u64,
+    map: HashMap<u64, Wait>,
 }
 
 /// A peer as the last heartbeat read saw it.
@@ -149,6 +199,7 @@ pub(crate) struct Inner {
     /// The Redis epoch (`<prefix>:epoch`) this node last saw: another one means Redis lost its
     /// data, and the nodes seed it again.
     pub(crate) epoch: Mutex<Option<String>>,
+    pub(crate) waits: Mutex<Waits>,
     pub(crate) stopping: tokio::sync::watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -163,10 +214,11 @@ impl Inner {
         format!("{}:{name}", self.settings.channel_prefix)
     }
 
-    fn send(&self, op: Out) {
+    /// Queues `op` for the writer; `false` if a message or confirmation was dropped.
+    fn send(&self, op: Out) -> bool {
         match self.out.try_send(op) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(Out::Message { .. })) => {
+            Ok(()) => return true,
+            Err(mpsc::error::TrySendError::Full(Out::Message { .. } | Out::Confirm { .. })) => {
                 let n = self.stats.dropped_full.fetch_add(1, Ordering::Relaxed);
                 if n.is_multiple_of(10_000) {
                     tracing::warn!(dropped = n + 1, "cluster outbound queue full: message not forwarded");
@@ -175,7 +227,95 @@ impl Inner {
             // Interest and session changes are rebuilt whole at the next heartbeat.
             Err(_) => self.resync.store(true, Ordering::Relaxed),
         }
+        false
     }
+
+    /// `c.node` confirmed request `c.id`: wakes the publisher once every node did.
+    pub(crate) fn confirmed(&self, c: &envelope::Confirm) {
+        let mut waits = self.waits.lock();
+        let Some(w) = waits.map.get_mut(&c.id) else { return };
+        w.nodes.retain(|n| *n != c.node);
+        if w.nodes.is_empty() {
+            if let Some(done) = w.done.take() {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Ends the wait of request `id` (its message was not sent), or of every request (`None`:
+    /// the link went down): the publishers serve what is unconfirmed themselves.
+    pub(crate) fn cut_short(&self, id: Option<u64>) {
+        let mut waits = self.waits.lock();
+        let wake = |w: &mut Wait| {
+            if let Some(done) = w.done.take() {
+                let _ = done.send(());
+            }
+        };
+        match id {
+            Some(id) => waits.map.get_mut(&id).into_iter().for_each(wake),
+            None => waits.map.values_mut().for_each(wake),
+        }
+    }
+
+    /// For a QoS ≥ 1 message with groups assigned to other nodes: the request id to put in
+    /// its envelope (or `None`: too many waits already) and the [`Confirmation`].
+    fn request(self: &Arc<Self>, assignment: &Assignment) -> Option<(u64, Confirmation)> {
+        let mut nodes: Vec<String> = assignment.groups.iter().filter(|g| !g.here).map(|g| g.node.clone()).collect();
+        nodes.sort();
+        nodes.dedup();
+        let (tx, rx) = oneshot::channel();
+        let id = {
+            let mut waits = self.waits.lock();
+            if waits.map.len() >= MAX_PENDING_CONFIRMATIONS {
+                return None;
+            }
+            waits.next = waits.next.wrapping_add(1);
+            let id = waits.next;
+            waits.map.insert(id, Wait { nodes, done: Some(tx) });
+            id
+        };
+        // Dropped with the future (a connection that closes first): the entry goes too.
+        let guard = WaitGuard { inner: self.clone(), id };
+        let groups: Vec<Assigned> = assignment.groups.iter().filter(|g| !g.here).cloned().collect();
+        let wait = async move {
+            let inner = &guard.inner;
+            let woken = tokio::time::timeout(inner.settings.handoff_timeout, rx).await.is_ok();
+            let left = inner.waits.lock().map.remove(&id).map(|w| w.nodes).unwrap_or_default();
+            let counter = match (left.is_empty(), woken) {
+                (true, _) => &inner.stats.confirmed,
+                (false, true) => &inner.stats.handoff_link_down,
+                (false, false) => &inner.stats.handoff_timeout,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            if !left.is_empty() {
+                tracing::debug!(request = id, nodes = ?left, woken, "cluster: a hand-off was not confirmed; serving it here");
+            }
+            groups.into_iter().filter(|g| left.contains(&g.node)).map(|g| g.key).collect()
+        };
+        Some((id, Box::pin(wait)))
+    }
+}
+
+/// Removes a wait whose [`Confirmation`] is gone.
+struct WaitGuard {
+    inner: Arc<Inner>,
+    id: u64,
+}
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        self.inner.waits.lock().map.remove(&self.id);
+    }
+}
+
+/// The keys of the groups assigned to other nodes.
+fn elsewhere(assignment: &Assignment) -> Vec<String> {
+    assignment.groups.iter().filter(|g| !g.here).map(|g| g.key.clone()).collect()
+}
+
+/// A confirmation that ends at once: the publisher serves `keys` itself.
+fn serve_here(keys: Vec<String>) -> Confirmation {
+    Box::pin(std::future::ready(keys))
 }
 
 /// The Redis bridge of one node.
@@ -196,6 +336,9 @@ impl Cluster {
         if settings.heartbeat.is_zero() || settings.node_timeout <= settings.heartbeat {
             return Err(Error::Timing);
         }
+        if settings.handoff_timeout.is_zero() {
+            return Err(Error::Handoff);
+        }
         let client = link::client(&settings.redis_url).map_err(|e| Error::Url(e.to_string()))?;
         let (out, out_rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let inner = Inner {
@@ -213,6 +356,7 @@ impl Cluster {
             pending_retained: Mutex::default(),
             pending_overflow: AtomicBool::new(false),
             epoch: Mutex::default(),
+            waits: Mutex::default(),
             stopping: tokio::sync::watch::channel(false).0,
             tasks: Mutex::default(),
         };
@@ -252,13 +396,15 @@ impl Bridge for Cluster {
         inner.remote.read().groups.assign(&msg.topic, inner.id(), local_only)
     }
 
-    fn forward(&self, msg: &Arc<Message>, assignment: Option<&Assignment>) {
+    fn forward(&self, msg: &Arc<Message>, assignment: Option<&Assignment>) -> Option<Confirmation> {
         let topic = msg.topic.as_str();
         let crosses = assignment.is_some_and(Assignment::any_elsewhere);
         // `$SYS/…` is per node; `$queue/<name>` crosses only to the node that serves the queue.
         if topic.starts_with('$') && !(crosses && topic.starts_with("$queue/")) {
-            return;
+            return None;
         }
+        // A QoS ≥ 1 message handed to other nodes: the acknowledgement waits for them.
+        let handed = assignment.filter(|_| crosses && msg.qos != Qos::AtMostOnce);
         let inner = &self.inner;
         if !inner.up.load(Ordering::Relaxed) {
             if msg.retain {
@@ -272,14 +418,43 @@ impl Bridge for Cluster {
             if msg.retain || crosses || inner.remote.read().wants(&msg.topic) {
                 inner.stats.dropped_link_down.fetch_add(1, Ordering::Relaxed);
             }
-            return;
+            return handed.map(|a| {
+                inner.stats.handoff_link_down.fetch_add(1, Ordering::Relaxed);
+                serve_here(elsewhere(a))
+            });
         }
         if !msg.retain && !crosses && !inner.remote.read().wants(&msg.topic) {
-            return;
+            return None;
         }
-        let data = envelope::encode_assigned(inner.id(), msg, assignment);
         let retained = msg.retain.then(|| (topic.to_string(), msg.payload.is_empty()));
-        inner.send(Out::Message { data, retained });
+        let Some(a) = handed else {
+            let data = envelope::encode_assigned(inner.id(), msg, assignment);
+            inner.send(Out::Message { data, retained, confirm: None });
+            return None;
+        };
+        let Some((id, wait)) = inner.request(a) else {
+            // Too many waits: this node serves the groups, and tells the others it does.
+            inner.stats.handoff_full.fetch_add(1, Ordering::Relaxed);
+            let me = inner.id();
+            let kept = Assignment {
+                groups: a
+                    .groups
+                    .iter()
+                    .map(|g| Assigned { key: g.key.clone(), node: me.to_string(), here: true })
+                    .collect(),
+            };
+            let data = envelope::encode_assigned(me, msg, Some(&kept));
+            inner.send(Out::Message { data, retained, confirm: None });
+            return Some(serve_here(elsewhere(a)));
+        };
+        let data = envelope::encode_confirmed(inner.id(), msg, Some(a), Some(id));
+        if !inner.send(Out::Message { data, retained, confirm: Some(id) }) {
+            // Not sent (the outbound queue is full): dropping the wait forgets it.
+            drop(wait);
+            inner.stats.handoff_full.fetch_add(1, Ordering::Relaxed);
+            return Some(serve_here(elsewhere(a)));
+        }
+        Some(wait)
     }
 
     fn interest(&self, filter: &Filter, added: bool) {
@@ -319,6 +494,11 @@ impl Bridge for Cluster {
             ("dropped_link_down", load(&s.dropped_link_down)),
             ("dropped_outbound_full", load(&s.dropped_full)),
             ("dropped_inbound_full", load(&s.dropped_inbound)),
+            ("confirmed", load(&s.confirmed)),
+            ("handoff_timeout", load(&s.handoff_timeout)),
+            ("handoff_link_down", load(&s.handoff_link_down)),
+            ("handoff_full", load(&s.handoff_full)),
+            ("confirms_sent", load(&s.confirms_sent)),
         ]
     }
 
@@ -350,6 +530,7 @@ impl Bridge for Cluster {
             "channel_prefix": inner.settings.channel_prefix,
             "heartbeat_ms": inner.settings.heartbeat.as_millis() as u64,
             "node_timeout_ms": inner.settings.node_timeout.as_millis() as u64,
+            "handoff_timeout_ms": inner.settings.handoff_timeout.as_millis() as u64,
             "nodes": nodes,
             "messages": messages,
         })
@@ -367,5 +548,61 @@ impl Bridge for Cluster {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inner(handoff: Duration) -> Arc<Inner> {
+        let settings = Settings {
+            redis_url: "redis://127.0.0.1:1/".into(),
+            node_id: Some("a".into()),
+            channel_prefix: "t".into(),
+            heartbeat: HEARTBEAT,
+            node_timeout: NODE_TIMEOUT,
+            handoff_timeout: handoff,
+        };
+        Cluster::new(settings).unwrap().inner
+    }
+
+    fn handed() -> Assignment {
+        let g = |key: &str, node: &str| Assigned { key: key.into(), node: node.into(), here: node == "a" };
+        Assignment { groups: vec![g("$queue/q", "b"), g("$share/s/#", "c"), g("$share/t/#", "a")] }
+    }
+
+    #[tokio::test]
+    async fn a_hand_off_ends_with_what_no_node_confirmed() {
+        let inner = inner(Duration::from_secs(60));
+        let (id, wait) = inner.request(&handed()).unwrap();
+        inner.confirmed(&envelope::Confirm { id, node: "b".into() });
+        inner.confirmed(&envelope::Confirm { id: id + 1, node: "c".into() });
+        inner.confirmed(&envelope::Confirm { id, node: "c".into() });
+        assert!(wait.await.is_empty(), "both nodes confirmed");
+        assert_eq!(inner.stats.confirmed.load(Ordering::Relaxed), 1);
+
+        let (id, wait) = inner.request(&handed()).unwrap();
+        inner.confirmed(&envelope::Confirm { id, node: "c".into() });
+        inner.cut_short(None);
+        assert_eq!(wait.await, vec!["$queue/q".to_string()], "the link went down before b answered");
+        assert_eq!(inner.stats.handoff_link_down.load(Ordering::Relaxed), 1);
+        assert!(inner.waits.lock().map.is_empty());
+
+        let (_, wait) = inner.request(&handed()).unwrap();
+        drop(wait);
+        assert!(inner.waits.lock().map.is_empty(), "a dropped wait is forgotten");
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_hand_off_times_out_and_the_waits_are_bounded() {
+        let inner = inner(Duration::from_millis(20));
+        let (_, wait) = inner.request(&handed()).unwrap();
+        assert_eq!(wait.await, vec!["$queue/q".to_string(), "$share/s/#".to_string()]);
+        assert_eq!(inner.stats.handoff_timeout.load(Ordering::Relaxed), 1);
+        let held: Vec<_> = (0..MAX_PENDING_CONFIRMATIONS).map(|_| inner.request(&handed()).unwrap()).collect();
+        assert!(inner.request(&handed()).is_none(), "beyond the cap the publisher serves at once");
+        drop(held);
+        assert!(inner.request(&handed()).is_some());
     }
 }

@@ -1,6 +1,6 @@
 //! The link to Redis: a writer task (outbound operations in order, heartbeats, registration
 //! after every (re)connect, the clean leave) and a reader task (Pub/Sub pushes: messages from
-//! other nodes, control notices).
+//! other nodes, control notices, confirmations of the messages this node handed over).
 //!
 //! The connection is a lazy `ConnectionManager`: when Redis is unreachable at start or the
 //! link drops, commands fail, the node keeps serving local traffic, and the manager reconnects
@@ -165,7 +165,7 @@ async fn flush(inner: &Inner, conn: &mut ConnectionManager, batch: &mut Vec<Out>
     let mut interest_changed = false;
     for op in batch.iter() {
         match op {
-            Out::Message { data, retained: r } => {
+            Out::Message { data, retained: r, .. } => {
                 messages += 1;
                 match r {
                     Some((topic, true)) => pipe.hdel(&retained, topic).ignore(),
@@ -197,6 +197,10 @@ async fn flush(inner: &Inner, conn: &mut ConnectionManager, batch: &mut Vec<Out>
             Out::Release(client_id) => {
                 pipe.cmd("EVAL").arg(RELEASE_SCRIPT).arg(1).arg(&clients).arg(client_id).arg(id).ignore();
             }
+            Out::Confirm { origin, id: request } => {
+                let confirm = envelope::Confirm { id: *request, node: id.to_string() };
+                pipe.publish(inner.key(&format!("confirm:{origin}")), confirm.encode().as_ref()).ignore();
+            }
         }
     }
     if interest_changed {
@@ -205,6 +209,8 @@ async fn flush(inner: &Inner, conn: &mut ConnectionManager, batch: &mut Vec<Out>
     match pipe.query_async::<()>(conn).await {
         Ok(()) => {
             inner.stats.forwarded.fetch_add(messages, Ordering::Relaxed);
+            let confirms = batch.iter().filter(|op| matches!(op, Out::Confirm { .. })).count();
+            inner.stats.confirms_sent.fetch_add(confirms as u64, Ordering::Relaxed);
             batch.clear();
         }
         Err(e) => {
@@ -220,7 +226,14 @@ async fn flush(inner: &Inner, conn: &mut ConnectionManager, batch: &mut Vec<Out>
 fn drop_batch(inner: &Inner, batch: &mut Vec<Out>) {
     for op in batch.drain(..) {
         match op {
-            Out::Message { .. } => {
+            Out::Message { confirm, .. } => {
+                inner.stats.dropped_link_down.fetch_add(1, Ordering::Relaxed);
+                if confirm.is_some() {
+                    inner.cut_short(confirm);
+                }
+            }
+            // The publisher times out and serves it itself.
+            Out::Confirm { .. } => {
                 inner.stats.dropped_link_down.fetch_add(1, Ordering::Relaxed);
             }
             _ => inner.resync.store(true, Ordering::Relaxed),
@@ -232,6 +245,8 @@ fn mark_down(inner: &Inner, e: &redis::RedisError) {
     if inner.up.swap(false, Ordering::Relaxed) {
         tracing::warn!(error = %e, "cluster: link to Redis down; serving local traffic only, reconnecting");
     }
+    // No confirmation can come now: the publishers serve their hand-offs themselves.
+    inner.cut_short(None);
 }
 
 /// One heartbeat: say this node is alive, notice the link's edges, read the peers.
@@ -257,7 +272,8 @@ async fn heartbeat(
     let came_up = !inner.up.load(Ordering::Relaxed);
     if came_up {
         if !*subscribed {
-            match conn.subscribe(&[inner.key("msg"), inner.key("ctl")]).await {
+            let confirm = inner.key(&format!("confirm:{id}"));
+            match conn.subscribe(&[inner.key("msg"), inner.key("ctl"), confirm]).await {
                 Ok(()) => *subscribed = true,
                 Err(e) => return mark_down(inner, &e),
             }
@@ -473,6 +489,7 @@ async fn leave(inner: &Inner, conn: &mut ConnectionManager) {
 /// view of the cluster.
 async fn read(inner: Arc<Inner>, node: Arc<dyn Node>, mut conn: ConnectionManager, mut rx: mpsc::Receiver<PushInfo>) {
     let (msg_channel, ctl_channel) = (inner.key("msg"), inner.key("ctl"));
+    let confirm_channel = inner.key(&format!("confirm:{}", inner.id()));
     let mut stopping = inner.stopping.subscribe();
     loop {
         let push = tokio::select! {
@@ -486,6 +503,7 @@ async fn read(inner: Arc<Inner>, node: Arc<dyn Node>, mut conn: ConnectionManage
             PushKind::Message => {}
             PushKind::Disconnection => {
                 inner.up.store(false, Ordering::Relaxed);
+                inner.cut_short(None);
                 continue;
             }
             _ => continue,
@@ -498,6 +516,13 @@ async fn read(inner: Arc<Inner>, node: Arc<dyn Node>, mut conn: ConnectionManage
             on_message(&inner, node.as_ref(), payload).await;
         } else if channel == ctl_channel.as_bytes() {
             on_ctl(&inner, node.as_ref(), &mut conn, &payload).await;
+        } else if channel == confirm_channel.as_bytes() {
+            match envelope::Confirm::decode(Bytes::from(payload)) {
+                Ok(c) => inner.confirmed(&c),
+                Err(_) => {
+                    inner.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
     }
 }
@@ -513,7 +538,12 @@ async fn on_message(inner: &Inner, node: &dyn Node, payload: Vec<u8>) {
             let assignment = e.groups.map(|groups| Assignment {
                 groups: groups.into_iter().map(|(key, node)| Assigned { here: node == me, key, node }).collect(),
             });
-            node.deliver(e.msg, assignment).await;
+            let confirm = e.confirm.filter(|_| assignment.as_ref().is_some_and(Assignment::any_here));
+            let stored = node.deliver(e.msg, assignment).await;
+            // Unstored (the store refused or failed): no confirmation; the publisher serves it.
+            if let (Some(id), true) = (confirm, stored) {
+                inner.send(Out::Confirm { origin: e.origin, id });
+            }
         }
         Err(e) => {
             let n = inner.stats.rejected.fetch_add(1, Ordering::Relaxed);

@@ -25,6 +25,13 @@ use crate::topic::Filter;
 /// A boxed future, for the async methods of the object-safe traits below.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What [`Bridge::forward`] returns for a QoS ≥ 1 message whose groups went to other nodes:
+/// it resolves once every such node confirmed that it stored what the message matched there,
+/// or the wait ended (`handoff_timeout_ms`, the link went down, too many waits): to the keys
+/// of the groups that no node confirmed, which the publishing node then serves itself before
+/// it acknowledges.
+pub type Confirmation = BoxFuture<'static, Vec<String>>;
+
 /// The cluster name of the named queue `name` (STOMP `/queue/<name>`): its topic,
 /// `$queue/<name>`. A share group's is its [`crate::ShareGroup::key`].
 pub fn queue_group(name: &str) -> String {
@@ -66,6 +73,11 @@ impl Assignment {
     pub fn any_elsewhere(&self) -> bool {
         self.groups.iter().any(|g| !g.here)
     }
+
+    /// Whether some group was assigned to this node (a receiving node confirms it).
+    pub fn any_here(&self) -> bool {
+        self.groups.iter().any(|g| g.here)
+    }
 }
 
 /// What the local node tells the cluster.
@@ -83,8 +95,10 @@ pub trait Bridge: Send + Sync + std::fmt::Debug + 'static {
 
     /// A message was published on this node by a client or the HTTP API and routed locally
     /// (with `assignment`, from [`Bridge::assign`]). The bridge sends it on if another node
-    /// wants it or serves one of its groups; it must not wait.
-    fn forward(&self, msg: &Arc<Message>, assignment: Option<&Assignment>);
+    /// wants it or serves one of its groups; it must not wait. For a QoS ≥ 1 message with a
+    /// group assigned to another node it returns the [`Confirmation`] that the publisher's
+    /// acknowledgement also waits for; otherwise `None` (no allocation).
+    fn forward(&self, msg: &Arc<Message>, assignment: Option<&Assignment>) -> Option<Confirmation>;
 
     /// `filter` got its first local plain subscription (`true`) or lost its last one (`false`).
     fn interest(&self, filter: &Filter, added: bool);
@@ -118,8 +132,9 @@ pub trait Node: Send + Sync + 'static {
     /// Routes a message published on another node to local subscribers only (never forwarded
     /// again), and to the local groups the publisher assigned here; with no assignment (an
     /// older publishing node), to every local group. QoS ≥ 1 messages that match durable
-    /// queues are stored before this resolves.
-    fn deliver(&self, msg: Message, assignment: Option<Assignment>) -> BoxFuture<'_, ()>;
+    /// queues are stored before this resolves: to `false` if the store refused or failed
+    /// (the publishing node then gets no confirmation and serves the groups itself).
+    fn deliver(&self, msg: Message, assignment: Option<Assignment>) -> BoxFuture<'_, bool>;
 
     /// Puts a retained message set (or cleared, with an empty payload) on another node into
     /// the local cache and store, without delivering it.

@@ -365,17 +365,24 @@ impl Router {
     /// Publishes a message to every matching subscriber and returns the shared message and
     /// what happened. Sets the message id.
     pub fn publish(&self, msg: Message) -> (Arc<Message>, PublishReport) {
-        self.route(msg, None)
+        self.route(msg, None, false)
     }
 
     /// Publishes like [`Router::publish`], but serves only the share groups for which `serve`
     /// says yes: in a cluster, each matched group is served by one node (see
     /// [`crate::cluster::Assignment`]). Plain subscribers and queue bindings all get theirs.
     pub fn publish_serving(&self, msg: Message, serve: Serve<'_>) -> (Arc<Message>, PublishReport) {
-        self.route(msg, Some(serve))
+        self.route(msg, Some(serve), false)
     }
 
-    fn route(&self, mut msg: Message, serve: Option<Serve<'_>>) -> (Arc<Message>, PublishReport) {
+    /// Publishes to the share groups for which `serve` says yes and to nothing else: in a
+    /// cluster, the publishing node serves a group itself when the node it was handed to did
+    /// not confirm it in time.
+    pub fn publish_groups(&self, msg: Message, serve: Serve<'_>) -> (Arc<Message>, PublishReport) {
+        self.route(msg, Some(serve), true)
+    }
+
+    fn route(&self, mut msg: Message, serve: Option<Serve<'_>>, groups_only: bool) -> (Arc<Message>, PublishReport) {
         msg.id = self.next_msg_id();
         self.stats.published.fetch_add(1, Ordering::Relaxed);
         let msg = Arc::new(msg);
@@ -396,6 +403,9 @@ impl Router {
                         }
                         if let Some(group) = &s.share {
                             shared.push((Arc::as_ptr(group) as usize, s.clone()));
+                            return;
+                        }
+                        if groups_only {
                             return;
                         }
                         match &s.target {
@@ -631,6 +641,10 @@ mod tests {
         let (_, rep) = r.publish_serving(msg("jobs/x", Qos::AtLeastOnce), &|k| k == "$share/b/jobs/+");
         assert_eq!(rep.delivered, 2, "the plain subscriber and group b");
         assert_eq!((outboxes[0].len() + outboxes[1].len(), outboxes[2].len(), plain.len()), (0, 1, 1));
+        // A hand-off that was not confirmed: only the group, not the plain subscriber again.
+        let (_, rep) = r.publish_groups(msg("jobs/x", Qos::AtLeastOnce), &|k| k == "$share/a/jobs/+");
+        assert_eq!(rep.delivered, 1, "group a only");
+        assert_eq!((outboxes[0].len() + outboxes[1].len(), outboxes[2].len(), plain.len()), (1, 1, 1));
         assert!(r.unsubscribe(&f, 1, 1));
         assert!(r.unsubscribe(&f, 3, 1));
         assert_eq!(r.groups(), vec![("$share/a/jobs/+".to_string(), 1)]);

@@ -11,11 +11,17 @@
 //! locally without the groups assigned elsewhere, and the receiving nodes serve only the
 //! groups assigned to them. A named queue assigned elsewhere is not stored here; one with no
 //! consumer anywhere stays in this node's queue.
+//!
+//! Acknowledged means durable across nodes too: a QoS ≥ 1 message handed to other nodes is
+//! acknowledged once they confirmed they stored it ([`Handoff`]); a group that no node
+//! confirmed within `handoff_timeout_ms` (or when the link is down) is served here: a named
+//! queue gets the message in this node's copy, a share group a local member. That may
+//! duplicate a message the other node did store (at least once in faults).
 
 use std::sync::{Arc, Weak};
 
-use diglot_core::cluster::{queue_group, Assignment, BoxFuture, Node};
-use diglot_core::{Filter, Message, PublishReport};
+use diglot_core::cluster::{queue_group, Assignment, BoxFuture, Confirmation, Node};
+use diglot_core::{Filter, Message, PublishError, PublishReport, Qos};
 use serde_json::{json, Value};
 
 use crate::server::Shared;
@@ -39,16 +45,24 @@ pub(crate) async fn stop(shared: &Shared) {
     }
 }
 
+/// What a publisher's acknowledgement waits for besides the local store: the nodes that a
+/// QoS ≥ 1 message's groups were handed to, and then this node serving the groups they did
+/// not confirm.
+pub(crate) type Handoff = BoxFuture<'static, Result<(), PublishError>>;
+
 /// Routes a message published on this node: locally, without the share groups and named
 /// queue that the cluster assigned to other nodes, and then to the nodes that want it.
-/// Without a cluster it is `Router::publish` alone.
+/// Without a cluster it is `Router::publish` alone (no hand-off).
 #[inline]
-pub(crate) fn publish(shared: &Shared, msg: Message) -> (Arc<Message>, PublishReport) {
-    let Some(bridge) = &shared.cluster else { return shared.router.publish(msg) };
+pub(crate) fn publish(shared: &Arc<Shared>, msg: Message) -> (Arc<Message>, PublishReport, Option<Handoff>) {
+    let Some(bridge) = &shared.cluster else {
+        let (msg, report) = shared.router.publish(msg);
+        return (msg, report, None);
+    };
     let Some(assignment) = bridge.assign(&msg) else {
         let (msg, report) = shared.router.publish(msg);
-        bridge.forward(&msg, None);
-        return (msg, report);
+        let _ = bridge.forward(&msg, None);
+        return (msg, report, None);
     };
     let queue_elsewhere = queue_of(&msg).filter(|name| !assignment.serves_here(&queue_group(name)));
     let excluded = queue_elsewhere.and_then(|name| shared.durable.named_id(name));
@@ -56,8 +70,50 @@ pub(crate) fn publish(shared: &Shared, msg: Message) -> (Arc<Message>, PublishRe
     if let Some(id) = excluded {
         report.queues.retain(|(q, _)| *q != id);
     }
-    bridge.forward(&msg, Some(&assignment));
-    (msg, report)
+    let handoff = bridge.forward(&msg, Some(&assignment)).map(|wait| handoff(shared.clone(), msg.clone(), wait));
+    (msg, report, handoff)
+}
+
+/// Waits for the confirmations, then serves here what they did not confirm.
+fn handoff(shared: Arc<Shared>, msg: Arc<Message>, wait: Confirmation) -> Handoff {
+    Box::pin(async move {
+        let unconfirmed = wait.await;
+        if unconfirmed.is_empty() {
+            return Ok(());
+        }
+        serve_here(&shared, &msg, &unconfirmed).await
+    })
+}
+
+/// Serves the groups `keys` of a message published here whose nodes did not confirm it: a
+/// named queue stores it in this node's copy, a share group goes to a local member (stored
+/// if that member is a durable queue). Resolves once that is durable.
+async fn serve_here(shared: &Arc<Shared>, msg: &Message, keys: &[String]) -> Result<(), PublishError> {
+    let mut fresh = msg.clone();
+    fresh.id = 0;
+    let (msg, mut queues) = if keys.iter().any(|k| k.starts_with("$share/")) {
+        let (msg, report) = shared.router.publish_groups(fresh, &|key| keys.iter().any(|k| k == key));
+        (msg, report.queues)
+    } else {
+        fresh.id = shared.router.next_msg_id();
+        (Arc::new(fresh), Vec::new())
+    };
+    if let Some(name) = queue_of(&msg).filter(|name| keys.contains(&queue_group(name))) {
+        shared.durable.ensure_named(&shared.router, name).await.map_err(|e| PublishError::Store(e.to_string()))?;
+        if let Some(id) = shared.durable.named_id(name) {
+            queues.push((id, msg.qos.max(Qos::AtLeastOnce)));
+        }
+    }
+    if queues.is_empty() {
+        return Ok(());
+    }
+    match shared.durable.submit(&msg, &queues).await? {
+        Some(append) => {
+            let reply = append.write.await;
+            shared.durable.complete(&msg, append.queues, reply).await
+        }
+        None => Ok(()),
+    }
 }
 
 /// The queue name of a `$queue/<name>` topic.
@@ -112,10 +168,10 @@ pub(crate) fn view(shared: &Shared) -> Value {
 struct LocalNode(Weak<Shared>);
 
 impl Node for LocalNode {
-    fn deliver(&self, msg: Message, assignment: Option<Assignment>) -> BoxFuture<'_, ()> {
+    fn deliver(&self, msg: Message, assignment: Option<Assignment>) -> BoxFuture<'_, bool> {
         Box::pin(async move {
-            let Some(shared) = self.0.upgrade() else { return };
-            deliver(&shared, msg, assignment).await;
+            let Some(shared) = self.0.upgrade() else { return false };
+            deliver(&shared, msg, assignment).await
         })
     }
 
@@ -170,8 +226,9 @@ impl Node for LocalNode {
 /// Routes a remote message locally, as `driver::route` does a local one but without
 /// forwarding it, and waits for the durable queues it matched. Only the groups assigned here
 /// are served; a named queue assigned here is created if needed, one assigned elsewhere (or
-/// with no assignment: the older node kept it) is not stored here.
-async fn deliver(shared: &Arc<Shared>, msg: Message, assignment: Option<Assignment>) {
+/// with no assignment: the older node kept it) is not stored here. `false`: what it matched
+/// could not be stored.
+async fn deliver(shared: &Arc<Shared>, msg: Message, assignment: Option<Assignment>) -> bool {
     let queue = queue_of(&msg).map(str::to_string);
     let queue_here = match (&queue, &assignment) {
         (Some(name), Some(a)) => a.assigned_here(&queue_group(name)),
@@ -180,7 +237,7 @@ async fn deliver(shared: &Arc<Shared>, msg: Message, assignment: Option<Assignme
     if let (Some(name), true) = (&queue, queue_here) {
         if let Err(e) = shared.durable.ensure_named(&shared.router, name).await {
             tracing::warn!(queue = %name, error = %e, "a message from another node was not stored");
-            return;
+            return false;
         }
     }
     let excluded = queue.as_deref().filter(|_| !queue_here).and_then(|name| shared.durable.named_id(name));
@@ -198,7 +255,7 @@ async fn deliver(shared: &Arc<Shared>, msg: Message, assignment: Option<Assignme
         }
     }
     if report.queues.is_empty() {
-        return;
+        return true;
     }
     let stored = match shared.durable.submit(&msg, &report.queues).await {
         Ok(Some(append)) => {
@@ -208,7 +265,8 @@ async fn deliver(shared: &Arc<Shared>, msg: Message, assignment: Option<Assignme
         Ok(None) => Ok(()),
         Err(e) => Err(e),
     };
-    if let Err(e) = stored {
+    if let Err(e) = &stored {
         tracing::warn!(topic = %msg.topic, error = %e, "a message from another node was not stored");
     }
+    stored.is_ok()
 }

@@ -69,8 +69,9 @@ struct Stored {
 enum Outcome {
     /// Already decided.
     Done(Result<(), PublishError>),
-    /// Written: hand it to the queues' consumers, then acknowledge.
-    Written(Arc<diglot_core::Message>, Vec<Arc<Queue>>, crate::durable::AppendReply),
+    /// Written: hand it to the queues' consumers, then acknowledge (with what the cluster
+    /// hand-off of its groups to other nodes came to: always `Ok` without a cluster).
+    Written(Arc<diglot_core::Message>, Vec<Arc<Queue>>, crate::durable::AppendReply, Result<(), PublishError>),
 }
 
 /// The publishes waiting for the store, in order. Created on first use: `FuturesOrdered`
@@ -399,7 +400,7 @@ async fn stored_done(
     let Stored { token, outcome } = stored;
     let result = match outcome {
         Outcome::Done(result) => result,
-        Outcome::Written(msg, queues, reply) => shared.durable.complete(&msg, queues, reply).await,
+        Outcome::Written(msg, queues, reply, handed) => shared.durable.complete(&msg, queues, reply).await.and(handed),
     };
     match token {
         Some(token) => adapter.on_publish_done(token, result, out, actions),
@@ -506,14 +507,27 @@ async fn execute_one(
                 }
             }
             let stored = match route(shared, msg).await {
-                Ok(Some((msg, append))) => {
-                    conn.pending.push_back(Box::pin(async move {
-                        let reply = append.write.await;
-                        Stored { token, outcome: Outcome::Written(msg, append.queues, reply) }
-                    }));
+                Ok((Some((msg, append)), handoff)) => {
+                    let pending: PendingPublish = match handoff {
+                        None => Box::pin(async move {
+                            let reply = append.write.await;
+                            Stored { token, outcome: Outcome::Written(msg, append.queues, reply, Ok(())) }
+                        }),
+                        Some(handoff) => Box::pin(async move {
+                            let (reply, handed) = futures::join!(append.write, handoff);
+                            Stored { token, outcome: Outcome::Written(msg, append.queues, reply, handed) }
+                        }),
+                    };
+                    conn.pending.push_back(pending);
                     return Ok(());
                 }
-                Ok(None) => Ok(()),
+                // Only other nodes store it: the acknowledgement waits for them, not the reads.
+                Ok((None, Some(handoff))) => {
+                    conn.pending
+                        .push_back(Box::pin(async move { Stored { token, outcome: Outcome::Done(handoff.await) } }));
+                    return Ok(());
+                }
+                Ok((None, None)) => Ok(()),
                 Err(e) => Err(e),
             };
             if !conn.pending.is_empty() {
@@ -655,16 +669,20 @@ fn log_unacked_failure(conn: u64, result: Result<(), PublishError>) {
     }
 }
 
+/// A routed message's store write, if it matched durable queues here.
+type Routed = Option<(Arc<diglot_core::Message>, crate::durable::Append)>;
+
 /// Routes a message now and returns, if it matched durable queues, the store write that
-/// must be durable before the message is acknowledged.
+/// must be durable before the message is acknowledged, and in a cluster the hand-off to the
+/// nodes that serve its groups, which the acknowledgement waits for too.
 async fn route(
     shared: &Arc<Shared>,
     msg: diglot_core::Message,
-) -> Result<Option<(Arc<diglot_core::Message>, crate::durable::Append)>, PublishError> {
+) -> Result<(Routed, Option<crate::cluster::Handoff>), PublishError> {
     if let Some(name) = msg.topic.as_str().strip_prefix(QUEUE_TOPIC_PREFIX) {
         shared.durable.ensure_named(&shared.router, name).await.map_err(|e| PublishError::Store(e.to_string()))?;
     }
-    let (msg, report) = crate::cluster::publish(shared, msg);
+    let (msg, report, handoff) = crate::cluster::publish(shared, msg);
     if msg.retain {
         let change = shared.router.retained().update(&msg);
         if let Err(e) = shared.durable.save_retained(&msg, change).await {
@@ -673,18 +691,21 @@ async fn route(
         }
     }
     if report.queues.is_empty() {
-        return Ok(None);
+        return Ok((None, handoff));
     }
-    Ok(shared.durable.submit(&msg, &report.queues).await?.map(|append| (msg, append)))
+    Ok((shared.durable.submit(&msg, &report.queues).await?.map(|append| (msg, append)), handoff))
 }
 
-/// Routes a message and, if it matched durable queues, waits until they have it.
+/// Routes a message and, if it matched durable queues (here or, in a cluster, on the nodes
+/// it was handed to), waits until they have it.
 pub(crate) async fn publish(shared: &Arc<Shared>, msg: diglot_core::Message) -> Result<(), PublishError> {
-    match route(shared, msg).await? {
-        Some((msg, append)) => {
-            let reply = append.write.await;
-            shared.durable.complete(&msg, append.queues, reply).await
-        }
+    let (routed, handoff) = route(shared, msg).await?;
+    if let Some((msg, append)) = routed {
+        let reply = append.write.await;
+        shared.durable.complete(&msg, append.queues, reply).await?;
+    }
+    match handoff {
+        Some(handoff) => handoff.await,
         None => Ok(()),
     }
 }

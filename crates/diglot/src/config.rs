@@ -56,6 +56,9 @@ pub struct ClusterConfig {
     /// A peer whose last heartbeat is older than this is taken as gone (a `kill -9`ed node),
     /// in milliseconds; greater than `heartbeat_ms`.
     pub node_timeout_ms: u64,
+    /// How long a QoS ≥ 1 publish's acknowledgement waits for the nodes its named queue or
+    /// share groups were handed to, in milliseconds, before this node serves them itself.
+    pub handoff_timeout_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -66,6 +69,7 @@ impl Default for ClusterConfig {
             channel_prefix: "diglot".into(),
             heartbeat_ms: 1000,
             node_timeout_ms: 5000,
+            handoff_timeout_ms: 2000,
         }
     }
 }
@@ -79,6 +83,7 @@ impl ClusterConfig {
             channel_prefix: self.channel_prefix.clone(),
             heartbeat: std::time::Duration::from_millis(self.heartbeat_ms),
             node_timeout: std::time::Duration::from_millis(self.node_timeout_ms),
+            handoff_timeout: std::time::Duration::from_millis(self.handoff_timeout_ms),
         })
     }
 }
@@ -648,6 +653,12 @@ impl Config {
                     self.cluster.node_timeout_ms, self.cluster.heartbeat_ms
                 ));
             }
+            if !(1..=60_000).contains(&self.cluster.handoff_timeout_ms) {
+                return Err(format!(
+                    "cluster.handoff_timeout_ms ({}) must be between 1 and 60000",
+                    self.cluster.handoff_timeout_ms
+                ));
+            }
         }
         Ok(())
     }
@@ -867,6 +878,13 @@ mod tests {
         for bad in ["heartbeat_ms = 1000\nnode_timeout_ms = 1000\n", "heartbeat_ms = 0\n"] {
             let e = Config::parse(&cluster(bad), "b.toml").unwrap_err().to_string();
             assert!(e.contains("cluster.node_timeout_ms") && e.contains("cluster.heartbeat_ms"), "{e}");
+        }
+        assert_eq!(settings.handoff_timeout.as_millis(), 2000);
+        let short = Config::parse(&cluster("handoff_timeout_ms = 300\n"), "b.toml").unwrap();
+        assert_eq!(short.cluster.settings().unwrap().handoff_timeout.as_millis(), 300);
+        for bad in ["handoff_timeout_ms = 0\n", "handoff_timeout_ms = 60001\n"] {
+            let e = Config::parse(&cluster(bad), "b.toml").unwrap_err().to_string();
+            assert!(e.contains("cluster.handoff_timeout_ms"), "{e}");
         }
     }
 

@@ -2,7 +2,9 @@
 //! config and store) on one real redis-server. A shared subscription with members on every
 //! node, and a STOMP `/queue` with consumers on two nodes and its sender on the third, get
 //! each message exactly once cluster-wide; a node killed with SIGKILL is timed out by the
-//! others, after which its group gets nothing more.
+//! others, after which its group gets nothing more. A `/queue` message handed to another node
+//! is acknowledged only once that node stored it, or, if it cannot answer, once the sender's
+//! node stored it itself.
 //!
 //! Every daemon is killed when its guard drops, so a failing test leaves no process behind.
 
@@ -27,9 +29,14 @@ struct Node {
 /// Starts `diglot` as cluster node `id`, heartbeating fast so that a killed node times out
 /// within the test.
 fn node(redis: &Redis, id: &str, prefix: &str) -> Node {
+    node_with(redis, id, prefix, "node_timeout_ms = 1500\n")
+}
+
+/// [`node`] with more `[cluster]` keys (`node_timeout_ms` among them).
+fn node_with(redis: &Redis, id: &str, prefix: &str, cluster: &str) -> Node {
     let dir = tempfile::Builder::new().prefix(&format!("diglot-node-{id}-")).tempdir().unwrap();
     let extra = format!(
-        "[cluster]\nredis_url = {:?}\nnode_id = {id:?}\nchannel_prefix = {prefix:?}\nheartbeat_ms = 200\nnode_timeout_ms = 1500\n",
+        "[cluster]\nredis_url = {:?}\nnode_id = {id:?}\nchannel_prefix = {prefix:?}\nheartbeat_ms = 200\n{cluster}",
         redis.url()
     );
     Node { daemon: Daemon::start_with(dir.path(), &extra), _dir: dir }
@@ -274,4 +281,106 @@ async fn a_stomp_queue_with_consumers_on_two_processes_gets_each_message_once_fr
         .and_then(|qs| qs.iter().find(|q| q["name"] == "queue/work"))
         .map(|q| q["depth"].clone());
     assert!(depth.is_none() || depth == Some(serde_json::json!(0)), "stored on the sender's node too: {body}");
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to a daemon.
+fn signal(daemon: &Daemon, signal: &str) {
+    let pid = daemon.child.id().to_string();
+    let status = std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// The depth of `queue/<name>` on a node (0 if it has no such queue).
+async fn depth(ws: SocketAddr, name: &str) -> u64 {
+    let (status, body) = http_get(ws, "/api/v1/queues").await;
+    assert_eq!(status, 200, "{body}");
+    let queues: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let queue = format!("queue/{name}");
+    let found = queues["queues"].as_array().and_then(|qs| qs.iter().find(|q| q["name"] == queue.as_str()).cloned());
+    found.map_or(0, |q| q["depth"].as_u64().expect("a depth"))
+}
+
+/// The node's `messages` counter `outcome` in its cluster view.
+async fn counter(ws: SocketAddr, outcome: &str) -> u64 {
+    view(ws).await["messages"][outcome].as_u64().unwrap_or(0)
+}
+
+/// A STOMP client subscribed to `/queue/<name>` (with `ack`), receipt confirmed.
+async fn queue_consumer(addr: SocketAddr, name: &str, ack: &str) -> Stomp {
+    let mut s = stomp(addr).await;
+    let destination = format!("/queue/{name}");
+    s.send("SUBSCRIBE", &[("id", "0"), ("destination", &destination), ("ack", ack), ("receipt", "r")], "").await;
+    assert_eq!(s.frame().await.unwrap().command, "RECEIPT");
+    s
+}
+
+async fn frame_in_time(s: &mut Stomp) -> StompFrame {
+    tokio::time::timeout(PATIENCE, s.frame()).await.expect("a frame in time").expect("connection open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_9_a_receipt_for_a_queue_message_handed_to_another_node_waits_until_it_stored_it() {
+    let redis = Redis::start().await;
+    // Long timeouts: B stays assigned while it is stopped, and no fallback can answer first.
+    let cluster = "node_timeout_ms = 30000\nhandoff_timeout_ms = 60000\n";
+    let a = node_with(&redis, "a", "n3", cluster);
+    let b = node_with(&redis, "b", "n3", cluster);
+    let mut on_b = queue_consumer(b.daemon.stomp, "handed", "client").await;
+    wait_members(a.daemon.ws, "$queue/handed", &[("a", 0), ("b", 1)]).await;
+    let mut sender = stomp(a.daemon.stomp).await;
+
+    // B cannot store anything while it is stopped: A must not acknowledge meanwhile.
+    signal(&b.daemon, "STOP");
+    let receipt = [("destination", "/queue/handed"), ("persistent", "true"), ("receipt", "one")];
+    sender.send("SEND", &receipt, "kept on b").await;
+    let early = tokio::time::timeout(Duration::from_millis(1500), sender.frame()).await;
+    signal(&b.daemon, "CONT");
+    assert!(early.is_err(), "acknowledged before the node it was handed to stored it: {early:?}");
+
+    let f = frame_in_time(&mut sender).await;
+    assert_eq!((f.command.as_str(), f.header("receipt-id")), ("RECEIPT", Some("one")), "{f:?}");
+    let m = frame_in_time(&mut on_b).await;
+    assert_eq!((m.command.as_str(), m.body.as_slice()), ("MESSAGE", &b"kept on b"[..]));
+    assert!(counter(a.daemon.ws, "confirmed").await >= 1);
+    assert!(counter(b.daemon.ws, "confirms_sent").await >= 1);
+    assert_eq!(depth(a.daemon.ws, "handed").await, 0, "confirmed, so not kept on the sender's node");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_9_a_queue_message_whose_node_died_is_kept_on_the_senders_node_after_the_handoff_timeout() {
+    let redis = Redis::start().await;
+    // B stays assigned for the whole test after its kill; A waits 300 ms for it.
+    let a = node_with(&redis, "a", "n4", "node_timeout_ms = 30000\nhandoff_timeout_ms = 300\n");
+    let mut b = node_with(&redis, "b", "n4", "node_timeout_ms = 30000\n");
+    let _on_b = queue_consumer(b.daemon.stomp, "orphan", "auto").await;
+    wait_members(a.daemon.ws, "$queue/orphan", &[("a", 0), ("b", 1)]).await;
+    b.daemon.child.kill().unwrap();
+    let _ = b.daemon.child.wait();
+
+    let mut sender = stomp(a.daemon.stomp).await;
+    let receipt = [("destination", "/queue/orphan"), ("persistent", "true"), ("receipt", "two")];
+    sender.send("SEND", &receipt, "saved on a").await;
+    let f = frame_in_time(&mut sender).await;
+    assert_eq!((f.command.as_str(), f.header("receipt-id")), ("RECEIPT", Some("two")), "{f:?}");
+    // Acknowledged, so stored: in A's own copy of the queue, since B never confirmed.
+    assert_eq!(depth(a.daemon.ws, "orphan").await, 1);
+    assert_eq!(counter(a.daemon.ws, "handoff_timeout").await, 1);
+
+    // The same over MQTT, whose PUBACKs are pipelined: the PUBACK waits for the fallback too.
+    let addr = a.daemon.mqtt;
+    let (client, mut ev) = AsyncClient::new(MqttOptions::new("mqtt-sender", addr.ip().to_string(), addr.port()), 10);
+    client.publish("$queue/orphan", QoS::AtLeastOnce, false, "mqtt on a").await.unwrap();
+    let acked = tokio::time::timeout(PATIENCE, async {
+        while !matches!(ev.poll().await.expect("MQTT connection"), Event::Incoming(Packet::PubAck(_))) {}
+    })
+    .await;
+    assert!(acked.is_ok(), "a PUBACK in time");
+    assert_eq!(depth(a.daemon.ws, "orphan").await, 2, "acknowledged, so in A's copy of the queue");
+    assert_eq!(counter(a.daemon.ws, "handoff_timeout").await, 2);
+
+    let mut on_a = queue_consumer(a.daemon.stomp, "orphan", "auto").await;
+    for body in [&b"saved on a"[..], b"mqtt on a"] {
+        let m = frame_in_time(&mut on_a).await;
+        assert_eq!((m.command.as_str(), m.body.as_slice()), ("MESSAGE", body));
+    }
 }
