@@ -319,7 +319,7 @@ async fn frame_in_time(s: &mut Stomp) -> StompFrame {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_9_a_receipt_for_a_queue_message_handed_to_another_node_waits_until_it_stored_it() {
+async fn a_receipt_for_a_queue_message_handed_to_another_node_waits_until_it_stored_it() {
     let redis = Redis::start().await;
     // Long timeouts: B stays assigned while it is stopped, and no fallback can answer first.
     let cluster = "node_timeout_ms = 30000\nhandoff_timeout_ms = 60000\n";
@@ -347,7 +347,7 @@ async fn issue_9_a_receipt_for_a_queue_message_handed_to_another_node_waits_unti
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_9_a_queue_message_whose_node_died_is_kept_on_the_senders_node_after_the_handoff_timeout() {
+async fn a_queue_message_whose_node_died_is_kept_on_the_senders_node_after_the_handoff_timeout() {
     let redis = Redis::start().await;
     // B stays assigned for the whole test after its kill; A waits 300 ms for it.
     let a = node_with(&redis, "a", "n4", "node_timeout_ms = 30000\nhandoff_timeout_ms = 300\n");
