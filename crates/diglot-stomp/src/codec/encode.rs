@@ -60,11 +60,7 @@ impl<'a> FrameWriter<'a> {
     /// so that only the value is checked for escapes: a MESSAGE's `subscription` on every
     /// delivery.
     pub fn known_header(&mut self, name: &'static str, value: &str) -> &mut FrameWriter<'a> {
-        debug_assert!(
-            memchr3(b'\\', b'\n', b':', name.as_bytes()).is_none() && memchr(b'\r', name.as_bytes()).is_none()
-        );
-        self.buf.put_slice(name.as_bytes());
-        self.buf.put_u8(b':');
+        self.put_known_name(name);
         self.put_escaped(value.as_bytes(), false);
         self.buf.put_u8(b'\n');
         self
@@ -73,11 +69,7 @@ impl<'a> FrameWriter<'a> {
     /// Writes a header whose value is a number; the name is one of STOMP's own, a constant
     /// with nothing to escape.
     pub fn header_u64(&mut self, name: &'static str, value: u64) -> &mut FrameWriter<'a> {
-        debug_assert!(
-            memchr3(b'\\', b'\n', b':', name.as_bytes()).is_none() && memchr(b'\r', name.as_bytes()).is_none()
-        );
-        self.buf.put_slice(name.as_bytes());
-        self.buf.put_u8(b':');
+        self.put_known_name(name);
         put_decimal(self.buf, value);
         self.buf.put_u8(b'\n');
         self
@@ -96,8 +88,15 @@ impl<'a> FrameWriter<'a> {
         self.buf.put_u8(0);
     }
 
+    /// Writes `name:` for a header name of STOMP's own, which has nothing to escape.
+    fn put_known_name(&mut self, name: &'static str) {
+        debug_assert!(!needs_escape(name.as_bytes()));
+        self.buf.put_slice(name.as_bytes());
+        self.buf.put_u8(b':');
+    }
+
     fn put_escaped(&mut self, raw: &[u8], is_name: bool) {
-        let needs_work = memchr3(b'\\', b'\n', b':', raw).is_some() || memchr(b'\r', raw).is_some();
+        let needs_work = needs_escape(raw);
         if !needs_work {
             self.buf.put_slice(raw);
             return;
@@ -141,4 +140,9 @@ pub fn encode(frame: &Frame, version: Version, buf: &mut BytesMut) {
     }
     let content_length = !frame.body.is_empty() || matches!(frame.command, Command::Message | Command::Error);
     w.finish(&frame.body, content_length);
+}
+
+/// Whether a header name or value holds an octet that STOMP 1.1+ escapes (`\`, LF, `:`, CR).
+fn needs_escape(raw: &[u8]) -> bool {
+    memchr3(b'\\', b'\n', b':', raw).is_some() || memchr(b'\r', raw).is_some()
 }
