@@ -300,6 +300,38 @@ impl Output {
         self.buf.split().freeze()
     }
 
+    /// Hands every frame written so far to `f`, in order, then forgets them; the buffer keeps
+    /// its capacity for the next batch unless it grew past [`Output::KEPT_CAPACITY`].
+    pub fn drain_frames(&mut self, mut f: impl FnMut(&[u8])) {
+        self.end_frame();
+        let mut start = 0;
+        for &end in &self.ends {
+            f(&self.buf[start..end]);
+            start = end;
+        }
+        self.clear();
+    }
+
+    /// Hands everything written so far to `f` as one slice, then forgets it (see
+    /// [`Output::drain_frames`]).
+    pub fn drain_all(&mut self, f: impl FnOnce(&[u8])) {
+        f(&self.buf);
+        self.clear();
+    }
+
+    /// The most a drained buffer keeps for the next batch; a larger one (after a burst) is
+    /// given back, so an idle connection does not hold a burst's memory.
+    pub const KEPT_CAPACITY: usize = 16 * 1024;
+
+    fn clear(&mut self) {
+        self.ends.clear();
+        if self.buf.capacity() > Self::KEPT_CAPACITY {
+            self.buf = BytesMut::new();
+        } else {
+            self.buf.clear();
+        }
+    }
+
     /// Takes everything written so far, one chunk per frame.
     pub fn take_frames(&mut self, into: &mut Vec<Bytes>) {
         self.end_frame();

@@ -153,7 +153,12 @@ impl Link {
                 s.write_all(&bytes).await
             }
             Link::Ws { ws, scratch, .. } => {
-                if out.prefers_text() {
+                if let Some(buf) = ws.raw_write_buffer() {
+                    // Framed here, straight into the write buffer: one header per frame next
+                    // to the adapter's bytes, no `Frame` per message (no permessage-deflate on
+                    // this connection, so nothing to compress).
+                    put_ws_frames(buf, out);
+                } else if out.prefers_text() {
                     out.take_frames(scratch);
                     for chunk in scratch.drain(..) {
                         let frame =
@@ -184,6 +189,45 @@ impl Link {
     }
 }
 
+/// Appends `out` to a server's WebSocket write buffer as complete frames (RFC 6455 §5.2: FIN,
+/// no RSV bits, unmasked): one text frame per protocol frame that is valid UTF-8 when the
+/// protocol prefers text (STOMP; a binary frame otherwise), or all of it as one binary frame
+/// (MQTT packets may share a WebSocket message [MQTT-6.0.0-2]).
+fn put_ws_frames(buf: &mut BytesMut, out: &mut Output) {
+    if out.prefers_text() {
+        buf.reserve(out.len() + 16);
+        out.drain_frames(|frame| {
+            let opcode = if std::str::from_utf8(frame).is_ok() { WS_TEXT } else { WS_BINARY };
+            put_ws_header(buf, opcode, frame.len());
+            buf.extend_from_slice(frame);
+        });
+    } else {
+        out.drain_all(|all| {
+            buf.reserve(all.len() + 10);
+            put_ws_header(buf, WS_BINARY, all.len());
+            buf.extend_from_slice(all);
+        });
+    }
+}
+
+const WS_TEXT: u8 = 0x1;
+const WS_BINARY: u8 = 0x2;
+
+/// A final, unmasked frame's header (RFC 6455 §5.2): 2, 4 or 10 bytes.
+fn put_ws_header(buf: &mut BytesMut, opcode: u8, len: usize) {
+    use bytes::BufMut;
+    buf.put_u8(0x80 | opcode);
+    if len < 126 {
+        buf.put_u8(len as u8);
+    } else if let Ok(short) = u16::try_from(len) {
+        buf.put_u8(126);
+        buf.put_u16(short);
+    } else {
+        buf.put_u8(127);
+        buf.put_u64(len as u64);
+    }
+}
+
 fn ws_err(e: yawc::WebSocketError) -> io::Error {
     io::Error::other(e.to_string())
 }
@@ -204,5 +248,51 @@ fn ws_close_code(reason: &CloseReason) -> (CloseCode, &'static str) {
         CloseReason::NotAuthorized(_) => (CloseCode::Policy, "not authorized"),
         CloseReason::Io(_) => (CloseCode::Error, "i/o error"),
         CloseReason::ClientDisconnect | CloseReason::PeerClosed => (CloseCode::Normal, ""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ws_headers_take_the_shortest_length_form() {
+        let header = |len: usize| {
+            let mut b = BytesMut::new();
+            put_ws_header(&mut b, WS_BINARY, len);
+            b.to_vec()
+        };
+        assert_eq!(header(0), [0x82, 0]);
+        assert_eq!(header(125), [0x82, 125]);
+        assert_eq!(header(126), [0x82, 126, 0, 126]);
+        assert_eq!(header(65_535), [0x82, 126, 0xff, 0xff]);
+        assert_eq!(header(65_536), [0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn stomp_frames_become_one_message_each_and_text_only_when_utf8() {
+        let mut out = Output::new();
+        out.set_prefer_text(true);
+        out.push_frame(b"MESSAGE\n\nhi\0");
+        out.push_frame(b"MESSAGE\n\n\xff\0");
+        let mut buf = BytesMut::new();
+        put_ws_frames(&mut buf, &mut out);
+        let mut want = vec![0x81, 12];
+        want.extend_from_slice(b"MESSAGE\n\nhi\0");
+        want.extend_from_slice(&[0x82, 11]);
+        want.extend_from_slice(b"MESSAGE\n\n\xff\0");
+        assert_eq!(&buf[..], &want[..]);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn mqtt_packets_share_one_binary_message() {
+        let mut out = Output::new();
+        out.push_frame(&[0xd0, 0]);
+        out.push_frame(&[0x30, 3, 0, 1, b't']);
+        let mut buf = BytesMut::new();
+        put_ws_frames(&mut buf, &mut out);
+        assert_eq!(&buf[..], &[0x82, 7, 0xd0, 0, 0x30, 3, 0, 1, b't']);
+        assert!(out.is_empty());
     }
 }

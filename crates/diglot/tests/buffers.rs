@@ -153,3 +153,114 @@ async fn issue8_large_messages_after_idle_buffers_shrank_over_tcp() {
     round_trip(Peer::Plain(conn, Vec::new()), "tcp").await;
     b.shutdown().await;
 }
+
+/// A client frame (RFC 6455 §5.2: FIN, binary, masked with `key`) around `payload`.
+fn masked_frame(payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![0x82];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&key);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    f
+}
+
+/// A publisher whose frames arrive back to back, many per read, with frame boundaries falling
+/// anywhere in a read: the broker raises its small idle read buffer for the burst, lowers it
+/// when the socket runs dry, raises it again for the next burst, and every message of both
+/// bursts arrives whole and in order (the partial frame at the end of each read survives
+/// each change of buffer).
+#[tokio::test]
+async fn back_to_back_frames_across_read_buffer_changes_arrive_in_order() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = broker_with(config()).await;
+    let addr = b.ws_addr().expect("ws");
+    let Ok(mut sub) = ws_connect(addr, "/ws", &["mqtt"]).await else { panic!("upgrade refused") };
+    sub.send_binary(&mqtt_connect_bytes("burst-sub", 60, true)).await.expect("connect");
+    let mut inbox = Vec::new();
+    let next = |inbox: &mut Vec<u8>| split_packet(inbox).map(|(p, used)| (p, inbox.drain(..used).count()).0);
+    async fn fill(sub: &mut Conn, inbox: &mut Vec<u8>) {
+        inbox.extend_from_slice(&sub.recv().await.expect("the broker closed the subscriber"));
+    }
+    let first = loop {
+        if let Some(p) = next(&mut inbox) {
+            break p;
+        }
+        fill(&mut sub, &mut inbox).await;
+    };
+    assert_eq!(first.0 >> 4, 2, "CONNACK");
+    sub.send_binary(&subscribe311(1, &["burst"])).await.expect("subscribe");
+    loop {
+        if let Some(p) = next(&mut inbox) {
+            assert_eq!(p.0 >> 4, 9, "SUBACK");
+            break;
+        }
+        fill(&mut sub, &mut inbox).await;
+    }
+
+    // The publisher: a hand-made handshake, then raw frames.
+    let mut io = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+    );
+    io.write_all(request.as_bytes()).await.expect("request");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(io.read_u8().await.expect("response head"));
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "upgrade");
+    io.write_all(&masked_frame(&mqtt_connect_bytes("burst-pub", 60, true), [1, 2, 3, 4])).await.expect("connect");
+    let mut connack = [0u8; 6];
+    io.read_exact(&mut connack).await.expect("CONNACK");
+    assert_eq!(connack, [0x82, 4, 0x20, 2, 0, 0], "CONNACK in one frame");
+
+    // Sizes from 1 byte to past the 16 KiB busy buffer, pseudo-random; written in pieces of
+    // odd lengths so that reads end mid-frame.
+    let mut seq = 0u32;
+    let mut sizes = payload(1200, 7).into_iter();
+    let mut expected = Vec::new();
+    for burst in 0..2 {
+        let mut bytes = Vec::new();
+        for _ in 0..600 {
+            let r = usize::from(sizes.next().expect("a size"));
+            let len = if r % 50 == 0 { 20_000 + r } else { 4 + r };
+            let mut body = payload(len, u64::from(seq));
+            body[..4].copy_from_slice(&seq.to_be_bytes());
+            bytes.extend(masked_frame(&publish(false, "burst", 0, 0, &body), seq.to_be_bytes()));
+            expected.push(body);
+            seq += 1;
+        }
+        for piece in bytes.chunks(7_001 + burst * 2_048) {
+            io.write_all(piece).await.expect("publish");
+        }
+        // A round trip between the bursts: the broker has read everything and found the socket
+        // empty (PINGRESP, alone in its frame, comes after every publish was handled).
+        io.write_all(&masked_frame(&[0xc0, 0], [9, 9, 9, 9])).await.expect("PINGREQ");
+        let mut pingresp = [0u8; 4];
+        io.read_exact(&mut pingresp).await.expect("PINGRESP");
+        assert_eq!(pingresp, [0x82, 2, 0xd0, 0], "PINGRESP");
+    }
+
+    for (i, want) in expected.iter().enumerate() {
+        let (first, body) = loop {
+            if let Some(p) = next(&mut inbox) {
+                break p;
+            }
+            fill(&mut sub, &mut inbox).await;
+        };
+        assert_eq!(first >> 4, 3, "message {i}: PUBLISH");
+        assert_eq!(&body[..7], b"\x00\x05burst", "message {i}: topic");
+        assert!(body[7..] == want[..], "message {i} ({} bytes) arrived whole and in order", want.len());
+    }
+    b.shutdown().await;
+}
