@@ -119,7 +119,7 @@ pub struct Session {
     /// or `$queue/<name>`), and its id [MQTT-3.8.4-3].
     subs: HashMap<String, SubId>,
     /// The options of each subscription, by id, for its deliveries.
-    sub_opts: HashMap<SubId, subscribe::SubOpts>,
+    sub_opts: rustc_hash::FxHashMap<SubId, subscribe::SubOpts>,
     next_sub: SubId,
     /// Whether a CONNACK accepting the connection was written; no DISCONNECT goes out
     /// before it [MQTT-3.14.0-1].
@@ -165,7 +165,7 @@ impl Session {
             aliases_out: HashMap::new(),
             aliases_out_max: 0,
             subs: HashMap::new(),
-            sub_opts: HashMap::new(),
+            sub_opts: rustc_hash::FxHashMap::default(),
             next_sub: 1,
             connack_sent: false,
             goodbye_done: false,

@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 use diglot::{Broker, Config};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's malloc: a broker allocates and frees small blocks on every
+/// message, from both worker threads (docs/architecture.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Diglot: an MQTT and STOMP broker on one WebSocket port.
 #[derive(Debug, Parser)]
 #[command(version, about)]

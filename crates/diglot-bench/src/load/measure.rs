@@ -122,10 +122,15 @@ pub async fn consume(mut client: Client, plan: Plan) -> (Seen, Client) {
                 break;
             }
         }
+        // One clock read per message: an event that was already buffered arrived at `now`.
+        let mut waited = false;
         let next = match client.rx.try_next() {
             Ok(Some(event)) => Ok(Ok(event)),
             Ok(None) => match client.tx.flush().await {
-                Ok(()) => tokio::time::timeout(Duration::from_millis(100), client.rx.next()).await,
+                Ok(()) => {
+                    waited = true;
+                    tokio::time::timeout(Duration::from_millis(100), client.rx.next()).await
+                }
                 Err(e) => Ok(Err(e.into())),
             },
             Err(e) => Ok(Err(e)),
@@ -134,12 +139,14 @@ pub async fn consume(mut client: Client, plan: Plan) -> (Seen, Client) {
             Err(_) => continue,
             Ok(Ok(Event::Message { payload, ack })) => {
                 seen.received += 1;
-                seen.last = Some(Instant::now());
+                seen.last = Some(if waited { Instant::now() } else { now });
                 if let Some(p) = &plan.progress {
                     p.store(seen.received, Ordering::Release);
                 }
-                if let (Some(h), Some(t)) = (seen.hist.as_mut(), read_stamp(&payload)) {
-                    let _ = h.record((now_ns().saturating_sub(t) / 1000).max(1));
+                if let Some(h) = seen.hist.as_mut() {
+                    if let Some(t) = read_stamp(&payload) {
+                        let _ = h.record((now_ns().saturating_sub(t) / 1000).max(1));
+                    }
                 }
                 if let Some(ack) = ack {
                     if let Err(e) = client.tx.ack(&ack).await {

@@ -65,31 +65,49 @@ fn header_end(buf: &[u8]) -> Option<(usize, usize)> {
 }
 
 /// Takes one complete frame off the front of `buf`; `Ok(None)` if it is not complete yet.
+/// Allocates nothing for a MESSAGE: the `ack` value and the body are slices of the frame's
+/// bytes (the generator must not be what limits a fan-out of small messages).
 pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, Malformed> {
     let skip = buf.iter().take_while(|b| **b == b'\n' || **b == b'\r').count();
     buf.advance(skip);
     let Some((head_len, body_start)) = header_end(buf) else { return Ok(None) };
-    let mut lines = buf[..head_len].split(|b| *b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
-    let command = lines.next().unwrap_or_default().to_vec();
+    let head = &buf[..head_len];
+    let strip = |l: &[u8]| l.len() - usize::from(l.last() == Some(&b'\r'));
+    let command_end = memchr::memchr(b'\n', head).unwrap_or(head.len());
+    let command = &head[..strip(&head[..command_end])];
+    let kind = match command {
+        b"CONNECTED" => Kind::Connected,
+        b"MESSAGE" => Kind::Message,
+        b"RECEIPT" => Kind::Receipt,
+        b"ERROR" => Kind::Error,
+        _ => Kind::Other,
+    };
+    // Header values as ranges of `buf`; STOMP 1.2 "Repeated header entries": the first counts.
     let (mut ack, mut message_id, mut receipt, mut message, mut length) = (None, None, None, None, None);
-    for line in lines {
+    let mut pos = command_end + 1;
+    while pos < head_len {
+        let line_end = memchr::memchr(b'\n', &head[pos..]).map_or(head_len, |n| pos + n);
+        let line = &head[pos..pos + strip(&head[pos..line_end])];
         let Some(colon) = memchr::memchr(b':', line) else { return Err(Malformed("header without a colon")) };
-        let (key, value) = (&line[..colon], &line[colon + 1..]);
-        // STOMP 1.2 "Repeated header entries": the first one counts.
-        let slot = match key {
+        let value = pos + colon + 1..pos + line.len();
+        let slot = match &line[..colon] {
             b"ack" => &mut ack,
             b"message-id" => &mut message_id,
             b"receipt-id" => &mut receipt,
             b"message" => &mut message,
             b"content-length" => &mut length,
-            _ => continue,
+            _ => {
+                pos = line_end + 1;
+                continue;
+            }
         };
         if slot.is_none() {
-            *slot = Some(value.to_vec());
+            *slot = Some(value);
         }
+        pos = line_end + 1;
     }
     let body_len = match length {
-        Some(l) => std::str::from_utf8(&l)
+        Some(l) => std::str::from_utf8(&buf[l])
             .ok()
             .and_then(|s| s.trim().parse::<usize>().ok())
             .ok_or(Malformed("bad content-length"))?,
@@ -104,20 +122,29 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, Malformed> {
     if buf[body_start + body_len] != 0 {
         return Err(Malformed("frame not ended by NUL"));
     }
-    let mut whole = buf.split_to(body_start + body_len + 1).freeze();
-    whole.advance(body_start);
-    whole.truncate(body_len);
-    Ok(Some(match command.as_slice() {
-        b"CONNECTED" => Frame::Connected,
-        b"MESSAGE" => Frame::Message { ack: ack.or(message_id).map(Bytes::from), body: whole },
-        b"RECEIPT" => Frame::Receipt(Bytes::from(receipt.unwrap_or_default())),
-        b"ERROR" => Frame::Error(format!(
+    let whole = buf.split_to(body_start + body_len + 1).freeze();
+    let body = whole.slice(body_start..body_start + body_len);
+    let text = |r: Option<std::ops::Range<usize>>| r.map(|r| whole.slice(r)).unwrap_or_default();
+    Ok(Some(match kind {
+        Kind::Connected => Frame::Connected,
+        Kind::Message => Frame::Message { ack: ack.or(message_id).map(|r| whole.slice(r)), body },
+        Kind::Receipt => Frame::Receipt(text(receipt)),
+        Kind::Error => Frame::Error(format!(
             "{}: {}",
-            String::from_utf8_lossy(&message.unwrap_or_default()),
-            String::from_utf8_lossy(&whole)
+            String::from_utf8_lossy(&text(message)),
+            String::from_utf8_lossy(&body)
         )),
-        _ => Frame::Other,
+        Kind::Other => Frame::Other,
     }))
+}
+
+/// The commands [`decode`] tells apart.
+enum Kind {
+    Connected,
+    Message,
+    Receipt,
+    Error,
+    Other,
 }
 
 #[cfg(test)]

@@ -65,8 +65,7 @@ impl Session {
             self.drop_expired(d, now);
             return;
         }
-        let ack = self.subs.track(d.sub, msg.id, d.durable);
-        let Some(sub) = self.subs.get(d.sub) else {
+        let Some((ack, sub)) = self.subs.deliver(d.sub, msg.id, d.durable) else {
             // Unsubscribed while the delivery sat in the outbox.
             tracing::trace!(conn = self.info.id, sub = d.sub, "delivery for a removed subscription dropped");
             return;

@@ -20,6 +20,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use rustc_hash::FxHashMap;
+
 use diglot_core::{DurableRef, Filter, SubId};
 
 /// A subscription's `ack` mode.
@@ -121,9 +123,11 @@ pub(crate) enum AddError {
 #[derive(Debug)]
 pub(crate) struct Subscriptions {
     by_id: HashMap<String, SubId>,
-    subs: HashMap<SubId, Sub>,
+    /// Keyed by the broker's own ids, so hashed with FxHash (no SipHash per delivery).
+    subs: FxHashMap<SubId, Sub>,
     /// Which subscription holds each unacked ack id.
-    by_ack: HashMap<u64, SubId>,
+    /// Ack ids are the broker's, sequential; a client's ACK only looks one up.
+    by_ack: FxHashMap<u64, SubId>,
     /// How many subscriptions read each temporary queue (by name).
     temps: HashMap<String, usize>,
     next_sub: SubId,
@@ -136,8 +140,8 @@ impl Subscriptions {
     pub(crate) fn new(max: usize) -> Subscriptions {
         Subscriptions {
             by_id: HashMap::new(),
-            subs: HashMap::new(),
-            by_ack: HashMap::new(),
+            subs: FxHashMap::default(),
+            by_ack: FxHashMap::default(),
             temps: HashMap::new(),
             next_sub: 1,
             next_ack: 1,
@@ -207,16 +211,23 @@ impl Subscriptions {
 
     /// Records a delivery of message `msg` on `sub`, from the store entry `durable` if it came
     /// from a durable queue. Returns the ack id if the subscription needs an acknowledgement.
+    #[cfg(test)]
     pub(crate) fn track(&mut self, sub: SubId, msg: u64, durable: Option<DurableRef>) -> Option<u64> {
+        self.deliver(sub, msg, durable).and_then(|(ack, _)| ack)
+    }
+
+    /// [`Subscriptions::track`] and [`Subscriptions::get`] in one lookup: the subscription a
+    /// delivery is for, if it still exists, with the ack id if it needs an acknowledgement.
+    pub(crate) fn deliver(&mut self, sub: SubId, msg: u64, durable: Option<DurableRef>) -> Option<(Option<u64>, &Sub)> {
         let s = self.subs.get_mut(&sub)?;
         if s.ack == AckMode::Auto {
-            return None;
+            return Some((None, s));
         }
         let ack = self.next_ack;
         self.next_ack += 1;
         s.unacked.push_back(Unacked { ack, msg, durable });
         self.by_ack.insert(ack, sub);
-        Some(ack)
+        Some((Some(ack), s))
     }
 
     /// The message with ack id `ack` (STOMP 1.2 ACK `id`).

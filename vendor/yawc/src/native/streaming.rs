@@ -168,9 +168,11 @@ pub struct Streaming<S> {
     // flag to indicate the writer to flush sends
     flush_sends: bool,
     // compressor
-    deflate: Option<Compressor>,
+    // boxed (diglot patch): 208 and 216 bytes that a connection without permessage-deflate
+    // would carry as `None`
+    deflate: Option<Box<Compressor>>,
     // decompressor
-    inflate: Option<Decompressor>,
+    inflate: Option<Box<Decompressor>>,
     max_payload_read: usize,
     // messages sent as one frame below this size are not compressed
     compression_threshold: usize,
@@ -220,8 +222,8 @@ where
             wake_proxy: Arc::new(WakeProxy::default()),
             obligated_sends: VecDeque::new(),
             flush_sends: false,
-            deflate: negotiated.compressor(),
-            inflate: negotiated.decompressor(),
+            deflate: negotiated.compressor().map(Box::new),
+            inflate: negotiated.decompressor().map(Box::new),
             max_payload_read: negotiated.max_payload_read,
             compression_threshold: negotiated.compression_threshold,
             read_buffer_capacity: negotiated
