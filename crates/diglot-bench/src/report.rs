@@ -42,6 +42,7 @@ fn metrics(scenario: &str) -> &'static [Metric] {
             Metric("deliveries_per_s", "deliveries/s", true),
             Metric("msgs_per_s", "published msgs/s", true),
             Metric("delivered_ratio", "delivered / published×subscribers", true),
+            Metric("target_cpu_ns_per_delivery", "target's CPU ns per delivery", false),
         ],
         "latency" => &[
             Metric("p50_us", "p50 µs", false),

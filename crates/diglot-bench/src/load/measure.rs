@@ -46,6 +46,18 @@ pub fn rss(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// CPU time a process has used (user + system), in seconds, from `/proc/PID/stat` (fields 14
+/// and 15, in clock ticks of 1/100 s on Linux).
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 /// When a subscriber stops: once `done` is set (publishers finished), after `expected`
 /// deliveries, or after `idle` without one, and in any case at `deadline`.
 #[derive(Clone)]

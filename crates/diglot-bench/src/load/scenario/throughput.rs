@@ -103,6 +103,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Metrics> {
         pubs.push(super::publisher(ctx, &topic, i).await.context("publisher")?);
     }
     let duration = Duration::from_secs_f64(ctx.args.duration_secs);
+    let cpu_before = ctx.args.pid.and_then(measure::cpu_secs);
     let start = Instant::now();
     let plan = Plan::until(start + duration + Duration::from_secs_f64(ctx.args.drain_secs), false);
     let flow = Arc::new(Flow {
@@ -154,6 +155,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Metrics> {
     put(&mut m, "delivered_ratio", if expected > 0 { received as f64 / expected as f64 } else { 0.0 });
     put(&mut m, "presumed_dropped", flow.forgiven.load(Ordering::Acquire));
     put(&mut m, "deliveries_per_s", per_sec(received, (last - start).as_secs_f64()).round());
+    // The target's own CPU per delivery: what a delivery costs the broker, whatever limits
+    // the rate (on 2 shared cores that can be the generator itself).
+    if let (Some(before), Some(after)) = (cpu_before, ctx.args.pid.and_then(measure::cpu_secs)) {
+        put(&mut m, "target_cpu_secs", after - before);
+        if received > 0 {
+            put(&mut m, "target_cpu_ns_per_delivery", ((after - before) * 1e9 / received as f64).round());
+        }
+    }
     put(&mut m, "min_per_subscriber", if min_sub == u64::MAX { 0 } else { min_sub });
     put(&mut m, "max_per_subscriber", max_sub);
     put(&mut m, "subscribers_closed", closed);
