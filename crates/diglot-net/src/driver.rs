@@ -245,6 +245,7 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
                 Some(reason)
             }
             Event::Read(Ok(Read::Data(n))) => {
+                link.heard(now);
                 conn.bytes_in += n as u64;
                 conn.entry.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 if let Some(b) = conn.byte_rate.as_mut() {
@@ -293,6 +294,13 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
                 Box::pin(execute(&shared, &mut conn, adapter.as_mut(), &mut actions, &mut out)).await
             }
         };
+        if out.is_empty() {
+            // Nothing to write (a QoS 0 publisher's usual event): no write timer to arm.
+            if let Some(reason) = closed {
+                break reason;
+            }
+            continue;
+        }
         let limit = if closed.is_some() { GOODBYE_TIMEOUT.min(shared.write_timeout) } else { shared.write_timeout };
         let len = out.len() as u64;
         match timeout(limit, link.write(&mut out)).await {

@@ -56,8 +56,8 @@ impl Ping {
         Ping { interval, last_seen: std::time::Instant::now(), sent: None }
     }
 
-    fn seen(&mut self) {
-        self.last_seen = std::time::Instant::now();
+    fn seen(&mut self, now: std::time::Instant) {
+        self.last_seen = now;
         self.sent = None;
     }
 
@@ -98,8 +98,12 @@ impl Link {
                     Err(e) if e.is_protocol_error() => return Ok(Read::Violation(e.to_string())),
                     Err(e) => return Err(io::Error::other(e.to_string())),
                 };
-                if let Some(p) = ping.as_mut() {
-                    p.seen();
+                // A data frame is marked seen by the driver ([`Link::heard`]), with the clock
+                // reading it takes for the event anyway: no clock read per frame here.
+                if !matches!(frame.opcode(), OpCode::Binary | OpCode::Text) {
+                    if let Some(p) = ping.as_mut() {
+                        p.seen(std::time::Instant::now());
+                    }
                 }
                 match frame.opcode() {
                     OpCode::Binary => {
@@ -116,6 +120,14 @@ impl Link {
                     OpCode::Ping | OpCode::Pong | OpCode::Continuation => continue,
                 }
             },
+        }
+    }
+
+    /// The peer sent data at `now` (a [`Read::Data`] from this link): no server ping is due
+    /// until an interval after it.
+    pub fn heard(&mut self, now: std::time::Instant) {
+        if let Link::Ws { ping: Some(p), .. } = self {
+            p.seen(now);
         }
     }
 
