@@ -79,21 +79,7 @@ impl Peer {
 /// A yawc client that offers permessage-deflate and `mqtt`; panics unless the broker agreed
 /// to deflate. The handshake is written by hand, so that the agreed extension can be checked.
 async fn deflate_client(addr: std::net::SocketAddr) -> Peer {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut io = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Protocol: mqtt\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
-    );
-    io.write_all(request.as_bytes()).await.expect("request");
-    // Byte by byte up to the blank line, so that no WebSocket frame is read with the head.
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        head.push(io.read_u8().await.expect("response head"));
-    }
-    let head = String::from_utf8(head).expect("ascii head");
-    assert!(head.starts_with("HTTP/1.1 101"), "upgrade: {head}");
+    let (io, head) = raw_upgrade(addr, "Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
     let extension = head
         .lines()
         .find_map(|l| l.strip_prefix("sec-websocket-extensions: ").or(l.strip_prefix("Sec-WebSocket-Extensions: ")))
@@ -104,6 +90,27 @@ async fn deflate_client(addr: std::net::SocketAddr) -> Peer {
     let ws = yawc::WebSocket::from_stream_with_extensions(io, yawc::Role::Client, Some(&extension), options)
         .expect("a deflate client");
     Peer::Deflate(Box::new(ws), Vec::new())
+}
+
+/// A WebSocket upgrade to `/ws` offering `mqtt` (and `extra` header lines), written by hand;
+/// the response head is read byte by byte up to the blank line, so that no WebSocket frame is
+/// read with it. Panics unless the broker answered 101.
+async fn raw_upgrade(addr: std::net::SocketAddr, extra: &str) -> (tokio::net::TcpStream, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut io = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: mqtt\r\n{extra}\r\n"
+    );
+    io.write_all(request.as_bytes()).await.expect("request");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(io.read_u8().await.expect("response head"));
+    }
+    let head = String::from_utf8(head).expect("ascii head");
+    assert!(head.starts_with("HTTP/1.1 101"), "upgrade: {head}");
+    (io, head)
 }
 
 /// Subscribes to `t`, publishes every size of [`SIZES`] to it at QoS 0, and checks that each
@@ -186,39 +193,14 @@ async fn back_to_back_frames_across_read_buffer_changes_arrive_in_order() {
     let Ok(mut sub) = ws_connect(addr, "/ws", &["mqtt"]).await else { panic!("upgrade refused") };
     sub.send_binary(&mqtt_connect_bytes("burst-sub", 60, true)).await.expect("connect");
     let mut inbox = Vec::new();
-    let next = |inbox: &mut Vec<u8>| split_packet(inbox).map(|(p, used)| (p, inbox.drain(..used).count()).0);
-    async fn fill(sub: &mut Conn, inbox: &mut Vec<u8>) {
-        inbox.extend_from_slice(&sub.recv().await.expect("the broker closed the subscriber"));
-    }
-    let first = loop {
-        if let Some(p) = next(&mut inbox) {
-            break p;
-        }
-        fill(&mut sub, &mut inbox).await;
-    };
+    let first = next_packet(&mut sub, &mut inbox).await;
     assert_eq!(first.0 >> 4, 2, "CONNACK");
     sub.send_binary(&subscribe311(1, &["burst"])).await.expect("subscribe");
-    loop {
-        if let Some(p) = next(&mut inbox) {
-            assert_eq!(p.0 >> 4, 9, "SUBACK");
-            break;
-        }
-        fill(&mut sub, &mut inbox).await;
-    }
+    let p = next_packet(&mut sub, &mut inbox).await;
+    assert_eq!(p.0 >> 4, 9, "SUBACK");
 
     // The publisher: a hand-made handshake, then raw frames.
-    let mut io = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Protocol: mqtt\r\n\r\n"
-    );
-    io.write_all(request.as_bytes()).await.expect("request");
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        head.push(io.read_u8().await.expect("response head"));
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "upgrade");
+    let (mut io, _) = raw_upgrade(addr, "").await;
     io.write_all(&masked_frame(&mqtt_connect_bytes("burst-pub", 60, true), [1, 2, 3, 4])).await.expect("connect");
     let mut connack = [0u8; 6];
     io.read_exact(&mut connack).await.expect("CONNACK");
@@ -252,15 +234,21 @@ async fn back_to_back_frames_across_read_buffer_changes_arrive_in_order() {
     }
 
     for (i, want) in expected.iter().enumerate() {
-        let (first, body) = loop {
-            if let Some(p) = next(&mut inbox) {
-                break p;
-            }
-            fill(&mut sub, &mut inbox).await;
-        };
+        let (first, body) = next_packet(&mut sub, &mut inbox).await;
         assert_eq!(first >> 4, 3, "message {i}: PUBLISH");
         assert_eq!(&body[..7], b"\x00\x05burst", "message {i}: topic");
         assert!(body[7..] == want[..], "message {i} ({} bytes) arrived whole and in order", want.len());
     }
     b.shutdown().await;
+}
+
+/// The next MQTT packet from `sub`, with `inbox` holding what arrived past the last one.
+async fn next_packet(sub: &mut Conn, inbox: &mut Vec<u8>) -> (u8, Vec<u8>) {
+    loop {
+        if let Some((p, used)) = split_packet(inbox) {
+            inbox.drain(..used);
+            return p;
+        }
+        inbox.extend_from_slice(&sub.recv().await.expect("the broker closed the subscriber"));
+    }
 }
