@@ -369,10 +369,15 @@ impl Rx {
             if let Some(event) = self.decode()? {
                 return Ok(event);
             }
-            match self.reader.next_chunk().await? {
-                None => return Ok(Event::Closed),
-                Some(chunk) if self.proto == Proto::Raw => return Ok(Event::Message { payload: chunk, ack: None }),
-                Some(chunk) => self.buf.extend_from_slice(&chunk),
+            if self.proto == Proto::Raw {
+                return match self.reader.next_chunk().await? {
+                    None => Ok(Event::Closed),
+                    Some(chunk) => Ok(Event::Message { payload: chunk, ack: None }),
+                };
+            }
+            // MQTT and STOMP decode a byte stream: a WebSocket's payloads are appended to it.
+            if !self.reader.fill(&mut self.buf).await? {
+                return Ok(Event::Closed);
             }
         }
     }
@@ -403,11 +408,13 @@ impl Rx {
                     Some(mqtt::Packet::Other(13)) => Event::Pong,
                     Some(mqtt::Packet::Other(_)) => continue,
                 },
-                Proto::Stomp => match stomp::decode(&mut self.buf).map_err(|e| anyhow!("malformed STOMP: {}", e.0))? {
+                Proto::Stomp => match stomp::decode(&mut self.buf, self.stomp_acks)
+                    .map_err(|e| anyhow!("malformed STOMP: {}", e.0))?
+                {
                     None => return Ok(None),
                     Some(stomp::Frame::Connected) => Event::Connected,
                     Some(stomp::Frame::Message { ack, body }) => {
-                        Event::Message { payload: body, ack: ack.filter(|_| self.stomp_acks).map(Ack::Stomp) }
+                        Event::Message { payload: body, ack: ack.map(Ack::Stomp) }
                     }
                     Some(stomp::Frame::Receipt(id)) => match &id[..] {
                         b"sub" => Event::Subscribed,

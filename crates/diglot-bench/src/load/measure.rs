@@ -122,8 +122,10 @@ pub async fn consume(mut client: Client, plan: Plan) -> (Seen, Client) {
         hist: plan.latency.then(|| Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds")),
     };
     let mut done_at = None;
+    // The clock is read once per wait for the socket, not once per message: events that were
+    // already buffered arrived when the read that brought them returned.
+    let mut now = Instant::now();
     loop {
-        let now = Instant::now();
         if now >= plan.deadline {
             break;
         }
@@ -134,14 +136,13 @@ pub async fn consume(mut client: Client, plan: Plan) -> (Seen, Client) {
                 break;
             }
         }
-        // One clock read per message: an event that was already buffered arrived at `now`.
-        let mut waited = false;
         let next = match client.rx.try_next() {
             Ok(Some(event)) => Ok(Ok(event)),
             Ok(None) => match client.tx.flush().await {
                 Ok(()) => {
-                    waited = true;
-                    tokio::time::timeout(Duration::from_millis(100), client.rx.next()).await
+                    let next = tokio::time::timeout_at(now + Duration::from_millis(100), client.rx.next()).await;
+                    now = Instant::now();
+                    next
                 }
                 Err(e) => Ok(Err(e.into())),
             },
@@ -151,7 +152,7 @@ pub async fn consume(mut client: Client, plan: Plan) -> (Seen, Client) {
             Err(_) => continue,
             Ok(Ok(Event::Message { payload, ack })) => {
                 seen.received += 1;
-                seen.last = Some(if waited { Instant::now() } else { now });
+                seen.last = Some(now);
                 if let Some(p) = &plan.progress {
                     p.store(seen.received, Ordering::Release);
                 }
@@ -169,6 +170,7 @@ pub async fn consume(mut client: Client, plan: Plan) -> (Seen, Client) {
                 if let Some(rate) = plan.pace {
                     let due = start + Duration::from_secs_f64(seen.received as f64 / rate);
                     tokio::time::sleep_until(due).await;
+                    now = Instant::now();
                 }
             }
             Ok(Ok(Event::Closed)) => {
