@@ -20,7 +20,8 @@ pub struct Limits {
     pub max_subscriptions: usize,
     /// Most deliveries waiting in one connection's outbox.
     pub outbox_max_messages: usize,
-    /// Most payload bytes waiting in one connection's outbox.
+    /// Most memory held by one connection's outbox: each waiting delivery counts
+    /// [`Delivery::cost`](crate::Delivery::cost), twice its payload and topic plus a fixed overhead.
     pub outbox_max_bytes: usize,
     /// Most unacknowledged QoS 1/2 deliveries in flight to one client.
     pub max_inflight: u16,

@@ -81,7 +81,20 @@ pub struct Message {
 
 impl Message {
     /// A message with no properties, stamped now. The id is set by the router.
+    ///
+    /// A payload that is a slice of a larger buffer (the publisher's read buffer, a Redis
+    /// reply) is copied into an allocation of its own size first: otherwise a message waiting
+    /// in a slow subscriber's outbox, a durable queue's memory or the retained store would keep
+    /// the whole buffer alive, several kilobytes for a small message, and a connection's
+    /// outbox would hold far more memory than its byte bound counts. Payloads over
+    /// [`Message::OWN_COPY_MAX`] are kept as they are: they make up most of any buffer they
+    /// share, so the copy would cost more than it saves.
     pub fn new(topic: Topic, payload: Bytes, qos: Qos, retain: bool) -> Message {
+        let payload = if payload.is_empty() || payload.len() > Self::OWN_COPY_MAX || payload.is_unique() {
+            payload
+        } else {
+            Bytes::copy_from_slice(&payload)
+        };
         Message {
             id: 0,
             topic,
@@ -96,6 +109,9 @@ impl Message {
             encoded: Encodings::default(),
         }
     }
+
+    /// The largest payload [`Message::new`] copies out of a shared buffer.
+    pub const OWN_COPY_MAX: usize = 64 * 1024;
 }
 
 /// One wire encoding of a message that every subscriber speaking it can share: the bytes
@@ -217,8 +233,56 @@ impl Delivery {
         self.redeliveries > 0
     }
 
-    /// The bytes this delivery charges against its outbox's byte limit.
+    /// The bytes this delivery charges against its outbox's byte limit: a conservative
+    /// estimate of the memory it keeps alive while it waits. That is its message (payload,
+    /// topic, and the message's own bookkeeping) and one wire encoding of it: the shared
+    /// encoding a fan-out keeps with the message ([`Encodings`]) or this subscriber's own
+    /// frame, each about the size of the payload and topic again. It depends only on what
+    /// never changes in a message, so the outbox takes off exactly what it added.
     pub fn cost(&self) -> usize {
-        self.msg.payload.len() + self.msg.topic.as_str().len() + 64
+        2 * (self.msg.payload.len() + self.msg.topic.as_str().len()) + Self::OVERHEAD
+    }
+
+    /// What a waiting delivery holds besides its payload and topic bytes, allocator rounding
+    /// included: the `Message` and its `Arc` (about 200 bytes), the [`Encodings`] slots
+    /// (about 200), the frame's headers, and the outbox's own slot for the `Delivery`.
+    const OVERHEAD: usize = 512;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn within(part: &[u8], whole: &[u8]) -> bool {
+        let (p, w) = (part.as_ptr() as usize, whole.as_ptr() as usize);
+        p >= w && p < w + whole.len()
+    }
+
+    #[test]
+    fn a_payload_sliced_from_a_read_buffer_gets_its_own_allocation() {
+        let read = Bytes::from(vec![7u8; 8192]);
+        let payload = read.slice(100..116);
+        let m = Message::new(Topic::new("a/b").unwrap(), payload, Qos::AtMostOnce, false);
+        assert_eq!(&m.payload[..], &[7u8; 16][..]);
+        assert!(!within(&m.payload, &read), "the message must not keep the read buffer alive");
+    }
+
+    #[test]
+    fn an_owned_or_large_payload_is_not_copied() {
+        let owned = Bytes::from(vec![1u8; 32]);
+        let at = owned.as_ptr();
+        let m = Message::new(Topic::new("t").unwrap(), owned, Qos::AtMostOnce, false);
+        assert_eq!(m.payload.as_ptr(), at);
+        let big = Bytes::from(vec![2u8; Message::OWN_COPY_MAX * 2]);
+        let part = big.slice(..Message::OWN_COPY_MAX + 1);
+        let m = Message::new(Topic::new("t").unwrap(), part, Qos::AtMostOnce, false);
+        assert!(within(&m.payload, &big));
+    }
+
+    #[test]
+    fn a_delivery_costs_its_message_and_one_encoding() {
+        let m = Message::new(Topic::new("abcd").unwrap(), Bytes::from(vec![0u8; 1000]), Qos::AtMostOnce, false);
+        let d = Delivery::new(Arc::new(m), 1, Qos::AtMostOnce);
+        assert_eq!(d.cost(), 2 * 1004 + Delivery::OVERHEAD);
     }
 }
