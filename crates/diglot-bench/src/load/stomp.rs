@@ -239,25 +239,30 @@ enum Kind {
 mod tests {
     use super::*;
 
+    /// Feeds `input` to [`decode`] `piece` bytes at a time; every frame it yields, in order.
+    fn decode_in_pieces(input: &[u8], piece: usize) -> Vec<Frame> {
+        let (mut buf, mut got) = (BytesMut::new(), Vec::new());
+        for chunk in input.chunks(piece) {
+            buf.put_slice(chunk);
+            while let Some(f) = decode(&mut buf, true).expect("well formed") {
+                got.push(f);
+            }
+        }
+        assert!(buf.is_empty(), "bytes left over: {buf:?}");
+        got
+    }
+
+    fn message(ack: Option<&'static [u8]>, body: &'static [u8]) -> Frame {
+        Frame::Message { ack: ack.map(Bytes::from_static), body: Bytes::from_static(body) }
+    }
+
     #[test]
     fn a_message_takes_the_first_of_its_headers_by_exact_name() {
-        let mut input = BytesMut::from(
-            &b"MESSAGE\nx-ack:no\nsubscription:0\nack:a1\nack:a2\ncontent-length:3\ncontent-length:9\n\nab\0\0\
-               MESSAGE\r\n\r\nbare\0MESSAGE\nmessage-id:m3\r\n\r\nx\0"[..],
-        );
-        let mut got = Vec::new();
-        while let Some(f) = decode(&mut input, true).expect("well formed") {
-            got.push(f);
-        }
-        assert_eq!(
-            got,
-            vec![
-                Frame::Message { ack: Some(Bytes::from_static(b"a1")), body: Bytes::from_static(b"ab\0") },
-                Frame::Message { ack: None, body: Bytes::from_static(b"bare") },
-                Frame::Message { ack: Some(Bytes::from_static(b"m3")), body: Bytes::from_static(b"x") },
-            ]
-        );
-        assert!(input.is_empty());
+        let input = b"MESSAGE\nx-ack:no\nsubscription:0\nack:a1\nack:a2\ncontent-length:3\ncontent-length:9\n\nab\0\0\
+               MESSAGE\r\n\r\nbare\0MESSAGE\nmessage-id:m3\r\n\r\nx\0";
+        let want = vec![message(Some(b"a1"), b"ab\0"), message(None, b"bare"), message(Some(b"m3"), b"x")];
+        assert_eq!(decode_in_pieces(input, input.len()), want);
+        assert_eq!(decode_in_pieces(input, 1), want);
     }
 
     #[test]
@@ -267,20 +272,12 @@ mod tests {
         frame(&mut out, "MESSAGE", &[("message-id", "m1"), ("ack", "a1")], b"hello\0x");
         frame(&mut out, "RECEIPT", &[("receipt-id", "7")], b"");
         out.put_slice(b"MESSAGE\r\nmessage-id:m2\r\n\r\nno-length\0");
-        let mut input = BytesMut::new();
-        let mut got = Vec::new();
-        for byte in out.iter() {
-            input.put_u8(*byte);
-            while let Some(f) = decode(&mut input, true).expect("well formed") {
-                got.push(f);
-            }
-        }
         assert_eq!(
-            got,
+            decode_in_pieces(&out, 1),
             vec![
-                Frame::Message { ack: Some(Bytes::from_static(b"a1")), body: Bytes::from_static(b"hello\0x") },
+                message(Some(b"a1"), b"hello\0x"),
                 Frame::Receipt(Bytes::from_static(b"7")),
-                Frame::Message { ack: Some(Bytes::from_static(b"m2")), body: Bytes::from_static(b"no-length") },
+                message(Some(b"m2"), b"no-length"),
             ]
         );
     }
