@@ -83,11 +83,8 @@ pub async fn websocket(
     opts: &SocketOpts,
 ) -> io::Result<(Reader, Writer)> {
     let rest = url.strip_prefix("ws://").ok_or_else(|| io::Error::other(format!("{url}: not a ws:// URL")))?;
-    let (host, path) = match rest.find(['/', '?']) {
-        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], &rest[i..]),
-        Some(i) => (&rest[..i], "/"),
-        None => (rest, "/"),
-    };
+    // `ws://h:p?q` asks for `/?q`: the query stays.
+    let (host, path) = rest.find(['/', '?']).map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
     let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
     let mut stream = tcp(addr, opts).await?;
     let local = stream.local_addr().map_or(0, |a| u64::from(a.port()));
@@ -305,7 +302,8 @@ pub enum Reader {
 impl Reader {
     /// Appends what arrives next to `out`: for TCP the bytes of one read, for a WebSocket the
     /// payloads of every whole data frame one read brought (at least one). `Ok(false)` when the
-    /// peer closed. Cancel-safe: nothing is lost if the future is dropped while it waits.
+    /// peer closed. Cancel-safe while it waits for the socket: nothing is lost if the future is
+    /// dropped then (not while it writes a pong, which the broker only asks for when idle).
     pub async fn fill(&mut self, out: &mut BytesMut) -> io::Result<bool> {
         match self {
             Reader::Tcp { read, .. } => {
