@@ -7,6 +7,7 @@
 //! (tokio-tungstenite, once it speaks permessage-deflate) return without touching the driver.
 
 use std::io;
+use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use diglot_core::{CloseReason, Output};
@@ -37,7 +38,14 @@ pub enum Link {
     /// Raw TCP (or TLS over TCP).
     Tcp(Box<dyn Io>),
     /// A WebSocket; `binary_only` refuses text messages (MQTT requires binary [MQTT-6.0.0-1]).
-    Ws { ws: Box<WebSocket<HttpStream>>, binary_only: bool, scratch: Vec<Bytes>, ping: Option<Ping> },
+    Ws {
+        ws: Box<WebSocket<HttpStream>>,
+        binary_only: bool,
+        scratch: Vec<Bytes>,
+        ping: Option<Ping>,
+        /// How the stream ended, found by a read that still had data to return.
+        deferred: Option<io::Result<Read>>,
+    },
 }
 
 /// Server-side WebSocket pings: after `interval` without any frame from the client, send a
@@ -80,6 +88,9 @@ pub enum LinkTimer {
 /// How much a TCP read asks for at once.
 const TCP_READ_CHUNK: usize = 8 * 1024;
 
+/// After this many bytes of WebSocket payload, a read returns without taking the next frame.
+const WS_READ_BATCH: usize = 16 * 1024;
+
 impl Link {
     /// Reads the next chunk of bytes into `input`. Cancel-safe: nothing is lost if the future is
     /// dropped before it completes.
@@ -90,36 +101,59 @@ impl Link {
                 let n = s.read_buf(input).await?;
                 Ok(if n == 0 { Read::Closed } else { Read::Data(n) })
             }
-            Link::Ws { ws, binary_only, ping, .. } => loop {
-                let frame = match ws.next_frame().await {
-                    Ok(f) => f,
-                    Err(yawc::WebSocketError::ConnectionClosed) => return Ok(Read::Closed),
-                    Err(e @ yawc::WebSocketError::FrameTooLarge) => return Ok(Read::TooLarge(e.to_string())),
-                    Err(e) if e.is_protocol_error() => return Ok(Read::Violation(e.to_string())),
-                    Err(e) => return Err(io::Error::other(e.to_string())),
-                };
-                // A data frame is marked seen by the driver ([`Link::heard`]), with the clock
-                // reading it takes for the event anyway: no clock read per frame here.
-                if !matches!(frame.opcode(), OpCode::Binary | OpCode::Text) {
-                    if let Some(p) = ping.as_mut() {
-                        p.seen(std::time::Instant::now());
-                    }
+            Link::Ws { ws, binary_only, ping, deferred, .. } => {
+                if let Some(end) = deferred.take() {
+                    return end;
                 }
-                match frame.opcode() {
-                    OpCode::Binary => {
-                        input.extend_from_slice(frame.payload());
-                        return Ok(Read::Data(frame.payload().len()));
-                    }
-                    OpCode::Text if !*binary_only => {
-                        input.extend_from_slice(frame.payload());
-                        return Ok(Read::Data(frame.payload().len()));
-                    }
-                    OpCode::Text => return Ok(Read::Violation("text WebSocket message on an MQTT connection".into())),
-                    OpCode::Close => return Ok(Read::Closed),
-                    // yawc answers pings itself and reassembles continuation frames.
-                    OpCode::Ping | OpCode::Pong | OpCode::Continuation => continue,
-                }
-            },
+                // Every data frame that has already arrived, up to `WS_READ_BATCH` bytes, in one
+                // read: a client sends one frame per packet, and the driver's cost per event
+                // (the select, the counters, the clock) should not be paid per packet. What
+                // ends the stream after some data waits in `deferred` for the next read. Within
+                // one poll either data is taken and returned, or nothing is: cancel-safe.
+                let mut got: Option<usize> = None;
+                std::future::poll_fn(|cx| loop {
+                    let end = match ws.poll_next_frame(cx) {
+                        Poll::Pending => return got.map_or(Poll::Pending, |n| Poll::Ready(Ok(Read::Data(n)))),
+                        Poll::Ready(Ok(frame)) => {
+                            let text = frame.opcode() == OpCode::Text;
+                            match frame.opcode() {
+                                OpCode::Binary | OpCode::Text if !(text && *binary_only) => {
+                                    // A data frame is marked seen by the driver ([`Link::heard`]),
+                                    // with the clock reading it takes for the event anyway.
+                                    input.extend_from_slice(frame.payload());
+                                    let n = got.unwrap_or(0) + frame.payload().len();
+                                    got = Some(n);
+                                    if input.len() >= WS_READ_BATCH {
+                                        return Poll::Ready(Ok(Read::Data(n)));
+                                    }
+                                    continue;
+                                }
+                                OpCode::Binary | OpCode::Text => Ok(Read::Violation("text WebSocket message on an MQTT connection".into())),
+                                OpCode::Close => Ok(Read::Closed),
+                                // yawc answers pings itself and reassembles continuation frames.
+                                OpCode::Ping | OpCode::Pong | OpCode::Continuation => {
+                                    if let Some(p) = ping.as_mut() {
+                                        p.seen(std::time::Instant::now());
+                                    }
+                                    continue;
+                                }
+                            }
+                        }
+                        Poll::Ready(Err(yawc::WebSocketError::ConnectionClosed)) => Ok(Read::Closed),
+                        Poll::Ready(Err(e @ yawc::WebSocketError::FrameTooLarge)) => Ok(Read::TooLarge(e.to_string())),
+                        Poll::Ready(Err(e)) if e.is_protocol_error() => Ok(Read::Violation(e.to_string())),
+                        Poll::Ready(Err(e)) => Err(io::Error::other(e.to_string())),
+                    };
+                    return Poll::Ready(match got {
+                        None => end,
+                        Some(n) => {
+                            *deferred = Some(end);
+                            Ok(Read::Data(n))
+                        }
+                    });
+                })
+                .await
+            }
         }
     }
 
