@@ -10,6 +10,7 @@
 pub mod adapter;
 pub mod auth;
 pub mod close;
+pub mod counter;
 pub mod cluster;
 pub mod limits;
 pub mod message;
@@ -25,6 +26,7 @@ pub use adapter::{
 };
 pub use auth::{AllowAll, Credentials, Grant, LoginOutcome, LoginRefusal, LoginRequest, Permissions, JWT_AUTH_METHOD};
 pub use close::CloseReason;
+pub use counter::Counter;
 pub use limits::{Breaches, Bucket, Limit, Limits};
 pub use message::{Delivery, DurableRef, Encodings, Message, Props, Qos, QueueId, Seq, WireSlot};
 pub use outbox::{Outbox, PushOutcome};

@@ -90,6 +90,12 @@ impl Message {
     /// [`Message::OWN_COPY_MAX`] are kept as they are: they make up most of any buffer they
     /// share, so the copy would cost more than it saves.
     pub fn new(topic: Topic, payload: Bytes, qos: Qos, retain: bool) -> Message {
+        Message::received(topic, payload, qos, retain, Instant::now())
+    }
+
+    /// A message like [`Message::new`] that reached the broker at `at`: an adapter passes the
+    /// clock reading of the event that brought it, rather than reading the clock again.
+    pub fn received(topic: Topic, payload: Bytes, qos: Qos, retain: bool, at: Instant) -> Message {
         let payload = if payload.is_empty() || payload.len() > Self::OWN_COPY_MAX || payload.is_unique() {
             payload
         } else {
@@ -102,7 +108,7 @@ impl Message {
             qos,
             retain,
             origin: None,
-            received_at: Instant::now(),
+            received_at: at,
             expires_at: None,
             expires_unix_ms: None,
             props: None,

@@ -91,6 +91,46 @@ impl Outbox {
         PushOutcome::Queued
     }
 
+    /// Queues deliveries without waiting, each as [`Outbox::try_push`] would, under one lock;
+    /// `outcome` is told what happened to each.
+    pub fn push_all(&self, ds: &mut dyn Iterator<Item = Delivery>, outcome: &mut dyn FnMut(PushOutcome)) {
+        let mut st = self.state.lock();
+        let was_empty = st.queue.is_empty();
+        let (mut dropped, mut slow) = (0u64, false);
+        for d in ds {
+            if st.closed {
+                outcome(PushOutcome::Closed);
+                continue;
+            }
+            let cost = d.cost();
+            let full =
+                st.queue.len() >= self.max_messages || (!st.queue.is_empty() && st.bytes + cost > self.max_bytes);
+            if !full {
+                st.bytes += cost;
+                st.queue.push_back(d);
+                outcome(PushOutcome::Queued);
+            } else if d.qos == Qos::AtMostOnce {
+                dropped += 1;
+                outcome(PushOutcome::Dropped);
+            } else {
+                st.slow = true;
+                slow = true;
+                outcome(PushOutcome::SlowConsumer);
+            }
+        }
+        let wake = slow || (was_empty && !st.queue.is_empty());
+        drop(st);
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped, Ordering::Relaxed);
+        }
+        if wake {
+            self.notify.notify_one();
+        }
+        if slow {
+            self.slow_notify.notify_one();
+        }
+    }
+
     /// Whether a delivery would be queued now rather than dropped or refused (used by durable
     /// queues, which keep a message rather than overflow an outbox).
     pub fn has_room(&self) -> bool {
@@ -200,5 +240,25 @@ mod tests {
         assert_eq!(o.try_push(d(Qos::AtMostOnce, 10)), PushOutcome::Queued);
         o.close();
         assert_eq!(o.try_push(d(Qos::AtMostOnce, 10)), PushOutcome::Closed);
+    }
+
+    #[test]
+    fn push_all_keeps_the_bounds_of_one_push_at_a_time() {
+        let o = Outbox::new(2, 1 << 20);
+        let mut outcomes = Vec::new();
+        let mut ds = [d(Qos::AtMostOnce, 1), d(Qos::AtMostOnce, 1), d(Qos::AtMostOnce, 1), d(Qos::AtLeastOnce, 1)]
+            .into_iter();
+        o.push_all(&mut ds, &mut |p| outcomes.push(p));
+        use PushOutcome::*;
+        assert_eq!(outcomes, [Queued, Queued, Dropped, SlowConsumer]);
+        assert_eq!(o.dropped(), 1);
+        assert!(o.is_ready());
+        let mut v = Vec::new();
+        assert!(!o.drain(&mut v, 10), "marked slow");
+        assert_eq!(v.len(), 2);
+        o.close();
+        outcomes.clear();
+        o.push_all(&mut [d(Qos::AtMostOnce, 1)].into_iter(), &mut |p| outcomes.push(p));
+        assert_eq!(outcomes, [Closed]);
     }
 }

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::counter::Counter;
 use crate::message::{Delivery, Message, Qos, QueueId};
 use crate::outbox::{Outbox, PushOutcome};
 use crate::retained::Retained;
@@ -116,11 +117,11 @@ pub struct PublishReport {
 #[derive(Debug, Default)]
 pub struct RouterStats {
     /// Messages published into the router.
-    pub published: AtomicU64,
+    pub published: Counter,
     /// Deliveries queued to subscribers.
-    pub delivered: AtomicU64,
+    pub delivered: Counter,
     /// Deliveries dropped at full outboxes.
-    pub dropped: AtomicU64,
+    pub dropped: Counter,
 }
 
 /// Told when a filter gets its first plain (not shared) subscription (`true`) or loses its
@@ -159,13 +160,11 @@ pub struct Router {
 }
 
 /// A subscription waiting to be merged with the same connection's (or queue's) other
-/// matches: (is a queue, connection or queue id), QoS, sub id, target.
-type MergeEntry = ((bool, u64), Qos, SubId, Target);
+/// matches: (is a queue, connection or queue id), QoS, sub id, target (in the trie, which is
+/// read-locked while these live).
+type MergeEntry<'g> = ((bool, u64), Qos, SubId, &'g Target);
 
 thread_local! {
-    /// Reused buffer for subscriptions that need merging per connection, so that a publish
-    /// does not allocate.
-    static MERGE: RefCell<Vec<MergeEntry>> = const { RefCell::new(Vec::new()) };
     /// Reused buffer for members of shared subscriptions, keyed by their group.
     static SHARED: RefCell<Vec<(usize, Subscriber)>> = const { RefCell::new(Vec::new()) };
 }
@@ -382,64 +381,125 @@ impl Router {
         self.route(msg, Some(serve), true)
     }
 
-    fn route(&self, mut msg: Message, serve: Option<Serve<'_>>, groups_only: bool) -> (Arc<Message>, PublishReport) {
-        msg.id = self.next_msg_id();
-        self.stats.published.fetch_add(1, Ordering::Relaxed);
-        let msg = Arc::new(msg);
+    fn route(&self, msg: Message, serve: Option<Serve<'_>>, groups_only: bool) -> (Arc<Message>, PublishReport) {
+        let trie = self.trie.read();
+        let mut merge = Vec::new();
         let mut report = PublishReport::default();
-        if msg.is_expired(Instant::now()) {
-            return (msg, report);
+        let msg = self.route_one(&trie, msg, serve, groups_only, &mut merge, &mut report, &mut |outbox, d, report| {
+            push(report, outbox, d)
+        });
+        drop(trie);
+        self.count_deliveries(&report);
+        (msg, report)
+    }
+
+    /// Publishes `msgs` (drained) one after another, each as [`Router::publish`] would, but
+    /// under one read of the subscriptions and with the deliveries to one outbox in a row
+    /// pushed under one lock of it: a connection's burst of publishes to the same subscribers
+    /// takes each shared lock once, not once per message. Each message that matched durable
+    /// queues is appended to `queued` with them, in publish order; the caller stores it.
+    pub fn publish_batch(&self, msgs: &mut Vec<Message>, queued: &mut Vec<(Arc<Message>, Vec<(QueueId, Qos)>)>) {
+        if msgs.is_empty() {
+            return;
         }
-        MERGE.with(|merge| {
-            SHARED.with(|shared| {
-                let (mut merge, mut shared) = (merge.borrow_mut(), shared.borrow_mut());
-                merge.clear();
-                shared.clear();
-                {
-                    let trie = self.trie.read();
-                    trie.for_each_match(&msg.topic, |s| {
-                        if s.no_local && msg.origin == Some(s.conn) {
-                            return;
-                        }
-                        if let Some(group) = &s.share {
-                            shared.push((Arc::as_ptr(group) as usize, s.clone()));
-                            return;
-                        }
-                        if groups_only {
-                            return;
-                        }
-                        match &s.target {
-                            Target::Conn(outbox) if !s.merge => {
-                                let qos = msg.qos.min(s.qos);
-                                push(&mut report, outbox, Delivery::new(msg.clone(), s.sub, qos));
-                            }
-                            target => {
-                                let key = s.key();
-                                merge.push(((key.0, key.1), s.qos, s.sub, target.clone()));
-                            }
-                        }
-                    });
+        let trie = self.trie.read();
+        let mut merge = Vec::new();
+        let mut staged: Vec<(&Outbox, Delivery)> = Vec::new();
+        let mut total = PublishReport::default();
+        for msg in msgs.drain(..) {
+            let mut report = PublishReport::default();
+            let msg = self.route_one(&trie, msg, None, false, &mut merge, &mut report, &mut |outbox, d, _| {
+                staged.push((outbox, d))
+            });
+            (total.delivered, total.dropped) = (total.delivered + report.delivered, total.dropped + report.dropped);
+            if !report.queues.is_empty() {
+                queued.push((msg, report.queues));
+            }
+        }
+        let mut staged = staged.drain(..).peekable();
+        while let Some((outbox, first)) = staged.next() {
+            let mut run = std::iter::once(first)
+                .chain(std::iter::from_fn(|| staged.next_if(|(o, _)| std::ptr::eq(*o, outbox)).map(|(_, d)| d)));
+            outbox.push_all(&mut run, &mut |outcome| count_push(&mut total, outcome));
+        }
+        drop(staged);
+        drop(trie);
+        self.count_deliveries(&total);
+    }
+
+    fn count_deliveries(&self, report: &PublishReport) {
+        if report.delivered > 0 {
+            self.stats.delivered.add(report.delivered as u64);
+        }
+        if report.dropped > 0 {
+            self.stats.dropped.add(report.dropped as u64);
+        }
+    }
+
+    /// Routes one message through `trie`: gives it its id, then hands every delivery to a
+    /// connection to `emit` (in match order, merged per connection where the subscription
+    /// asks for it) and reports the durable queues it matched.
+    #[allow(clippy::too_many_arguments)]
+    fn route_one<'g>(
+        &self,
+        trie: &'g Trie<Subscriber>,
+        mut msg: Message,
+        serve: Option<Serve<'_>>,
+        groups_only: bool,
+        merge: &mut Vec<MergeEntry<'g>>,
+        report: &mut PublishReport,
+        emit: &mut dyn FnMut(&'g Outbox, Delivery, &mut PublishReport),
+    ) -> Arc<Message> {
+        msg.id = self.next_msg_id();
+        self.stats.published.add(1);
+        let msg = Arc::new(msg);
+        // No clock read for the usual message, which does not expire.
+        if msg.expires_at.is_some() && msg.is_expired(Instant::now()) {
+            return msg;
+        }
+        merge.clear();
+        SHARED.with(|shared| {
+            let mut shared = shared.borrow_mut();
+            shared.clear();
+            trie.for_each_match(&msg.topic, |s| {
+                if s.no_local && msg.origin == Some(s.conn) {
+                    return;
                 }
-                if merge.len() > 1 {
-                    // Highest QoS first within each connection or queue, then keep the first of each.
-                    merge.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-                    merge.dedup_by_key(|e| e.0);
+                if let Some(group) = &s.share {
+                    shared.push((Arc::as_ptr(group) as usize, s.clone()));
+                    return;
                 }
-                for (_, qos, sub, target) in merge.drain(..) {
-                    match target {
-                        Target::Conn(outbox) => {
-                            let qos = msg.qos.min(qos);
-                            push(&mut report, &outbox, Delivery::new(msg.clone(), sub, qos));
-                        }
-                        Target::Queue(q) => report.queues.push((q, qos)),
+                if groups_only {
+                    return;
+                }
+                match &s.target {
+                    Target::Conn(outbox) if !s.merge => {
+                        let qos = msg.qos.min(s.qos);
+                        emit(outbox, Delivery::new(msg.clone(), s.sub, qos), report);
+                    }
+                    target => {
+                        let key = s.key();
+                        merge.push(((key.0, key.1), s.qos, s.sub, target));
                     }
                 }
-                deliver_shared(&mut report, &msg, &mut shared, serve);
-            })
+            });
+            if merge.len() > 1 {
+                // Highest QoS first within each connection or queue, then keep the first of each.
+                merge.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+                merge.dedup_by_key(|e| e.0);
+            }
+            for (_, qos, sub, target) in merge.drain(..) {
+                match target {
+                    Target::Conn(outbox) => {
+                        let qos = msg.qos.min(qos);
+                        emit(outbox, Delivery::new(msg.clone(), sub, qos), report);
+                    }
+                    Target::Queue(q) => report.queues.push((*q, qos)),
+                }
+            }
+            deliver_shared(report, &msg, &mut shared, serve);
         });
-        self.stats.delivered.fetch_add(report.delivered as u64, Ordering::Relaxed);
-        self.stats.dropped.fetch_add(report.dropped as u64, Ordering::Relaxed);
-        (msg, report)
+        msg
     }
 
     /// Whether any subscription matches `topic`.
@@ -492,7 +552,11 @@ fn deliver_shared(
 }
 
 fn push(report: &mut PublishReport, outbox: &Outbox, d: Delivery) {
-    match outbox.try_push(d) {
+    count_push(report, outbox.try_push(d));
+}
+
+fn count_push(report: &mut PublishReport, outcome: PushOutcome) {
+    match outcome {
         PushOutcome::Queued => report.delivered += 1,
         PushOutcome::Dropped => report.dropped += 1,
         PushOutcome::SlowConsumer => report.slow += 1,
@@ -527,6 +591,52 @@ mod tests {
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].qos, Qos::AtLeastOnce);
         assert_eq!(v[0].sub, 2);
+    }
+
+    #[test]
+    fn a_batch_routes_like_publishes_one_by_one() {
+        let r = Router::new();
+        let a = sub(&r, "t/+", 1, 1, Qos::AtMostOnce, true);
+        r.subscribe(&Filter::new("t/#").unwrap(), Subscriber::conn(1, 2, Qos::AtLeastOnce, a.clone(), false, true));
+        let b = sub(&r, "t/x", 2, 1, Qos::AtMostOnce, false);
+        r.subscribe(&Filter::new("t/#").unwrap(), Subscriber::queue(9, Qos::AtLeastOnce));
+        let mut msgs: Vec<Message> = (0..5u8)
+            .map(|i| {
+                let t = if i % 2 == 0 { "t/x" } else { "t/y" };
+                Message::new(Topic::new(t).unwrap(), Bytes::from(vec![i]), Qos::AtLeastOnce, false)
+            })
+            .collect();
+        let mut queued = Vec::new();
+        r.publish_batch(&mut msgs, &mut queued);
+        assert!(msgs.is_empty());
+        let drained = |o: &Outbox| {
+            let mut v = Vec::new();
+            o.drain(&mut v, 100);
+            v.iter().map(|d| (d.msg.payload[0], d.sub, d.qos)).collect::<Vec<_>>()
+        };
+        // Merged per connection (one copy, the highest QoS), in publish order.
+        assert_eq!(drained(&a), (0..5).map(|i| (i, 2, Qos::AtLeastOnce)).collect::<Vec<_>>());
+        // Only the matching messages, downgraded to the subscription's QoS.
+        assert_eq!(drained(&b), [(0, 1, Qos::AtMostOnce), (2, 1, Qos::AtMostOnce), (4, 1, Qos::AtMostOnce)]);
+        let order: Vec<u8> = queued.iter().map(|(m, _)| m.payload[0]).collect();
+        assert_eq!(order, [0, 1, 2, 3, 4]);
+        assert!(queued.iter().all(|(_, q)| *q == [(9, Qos::AtLeastOnce)]));
+        let ids: Vec<u64> = queued.iter().map(|(m, _)| m.id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in publish order: {ids:?}");
+        assert_eq!((r.stats().published.get(), r.stats().delivered.get()), (5, 8));
+    }
+
+    #[test]
+    fn a_batch_drops_qos0_at_a_full_outbox_and_counts_it() {
+        let r = Router::new();
+        let small = Arc::new(Outbox::new(2, 1 << 20));
+        r.subscribe(&Filter::new("t").unwrap(), Subscriber::conn(1, 1, Qos::AtMostOnce, small.clone(), false, true));
+        let mut msgs: Vec<Message> = (0..5).map(|_| msg("t", Qos::AtMostOnce)).collect();
+        r.publish_batch(&mut msgs, &mut Vec::new());
+        let mut v = Vec::new();
+        small.drain(&mut v, 10);
+        assert_eq!(v.len(), 2);
+        assert_eq!((r.stats().delivered.get(), r.stats().dropped.get(), small.dropped()), (2, 3, 3));
     }
 
     #[test]

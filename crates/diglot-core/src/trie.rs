@@ -121,12 +121,12 @@ impl<V> Trie<V> {
     }
 
     /// Calls `visit` for every entry whose filter matches `topic`.
-    pub fn for_each_match(&self, topic: &Topic, mut visit: impl FnMut(&V)) {
+    pub fn for_each_match<'t>(&'t self, topic: &Topic, mut visit: impl FnMut(&'t V)) {
         let levels: smallvec_levels::Levels<'_> = smallvec_levels::Levels::new(topic.as_str());
         Self::match_at(&self.root, levels.as_slice(), topic.is_dollar(), &mut visit);
     }
 
-    fn match_at(node: &Node<V>, levels: &[&str], dollar: bool, visit: &mut impl FnMut(&V)) {
+    fn match_at<'t>(node: &'t Node<V>, levels: &[&str], dollar: bool, visit: &mut impl FnMut(&'t V)) {
         // `dollar` is true only at the root of a `$` topic: no wildcard may match there.
         if !dollar {
             node.hash.iter().for_each(&mut *visit);

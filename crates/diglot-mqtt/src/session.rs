@@ -110,6 +110,9 @@ pub struct Session {
     problem_info: bool,
     /// Inbound topic aliases the client set up (MQTT 5), alias → topic.
     aliases_in: HashMap<u16, Topic>,
+    /// The topic of the last PUBLISH without an alias: a publisher usually sends to one topic,
+    /// and it is then neither validated nor allocated again.
+    last_topic: Option<Topic>,
     /// Outbound topic aliases (MQTT 5), topic → alias, assigned first come first served.
     aliases_out: HashMap<Topic, NonZeroU16>,
     /// How many outbound aliases may be used: min(client's Topic Alias Maximum,
@@ -162,6 +165,7 @@ impl Session {
             window,
             problem_info: true,
             aliases_in: HashMap::new(),
+            last_topic: None,
             aliases_out: HashMap::new(),
             aliases_out_max: 0,
             subs: HashMap::new(),

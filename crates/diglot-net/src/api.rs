@@ -384,8 +384,8 @@ async fn publish_checked(shared: &Arc<Shared>, caller: &Caller, p: PublishReques
     let qos = msg.qos as u8;
     shared.topics.record(&msg.topic);
     let traffic = shared.metrics.traffic(crate::metrics::Source::Http);
-    traffic.messages_in.fetch_add(1, Ordering::Relaxed);
-    traffic.bytes_in.fetch_add(msg.payload.len() as u64, Ordering::Relaxed);
+    traffic.messages_in.add(1);
+    traffic.bytes_in.add(msg.payload.len() as u64);
     match crate::driver::publish(shared, msg).await {
         Ok(()) => Ok(json!({ "topic": topic, "qos": qos, "durable": qos > 0 })),
         Err(PublishError::QueueFull(e)) => Err((StatusCode::TOO_MANY_REQUESTS, format!("queue full: {e}"))),
@@ -441,11 +441,11 @@ pub(crate) fn stats(shared: &Shared) -> Value {
         "messages": {
             "received": shared.metrics.messages_in(),
             "sent": shared.metrics.messages_out(),
-            "dropped": router.dropped.load(Ordering::Relaxed),
+            "dropped": router.dropped.get(),
         },
         "bytes": {
-            "received": shared.bytes_in.load(Ordering::Relaxed),
-            "sent": shared.bytes_out.load(Ordering::Relaxed),
+            "received": shared.bytes_in.get(),
+            "sent": shared.bytes_out.get(),
         },
         "subscriptions": shared.router.subscription_count(),
         "retained": shared.router.retained().len(),

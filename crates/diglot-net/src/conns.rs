@@ -221,20 +221,25 @@ pub(crate) struct TopTopics {
 impl TopTopics {
     /// Counts one publish to `topic`.
     pub(crate) fn record(&self, topic: &diglot_core::Topic) {
+        self.record_n(topic, 1);
+    }
+
+    /// Counts `n` publishes to `topic`.
+    pub(crate) fn record_n(&self, topic: &diglot_core::Topic, n: u64) {
         let mut counts = self.counts.lock();
-        if let Some(n) = counts.get_mut(topic) {
-            *n += 1;
+        if let Some(count) = counts.get_mut(topic) {
+            *count += n;
             return;
         }
         if counts.len() < TOP_TOPICS_CAP {
-            counts.insert(topic.clone(), 1);
+            counts.insert(topic.clone(), n);
             return;
         }
         let Some((victim, min)) = counts.iter().min_by_key(|(_, n)| **n).map(|(t, n)| (t.clone(), *n)) else {
             return;
         };
         counts.remove(&victim);
-        counts.insert(topic.clone(), min + 1);
+        counts.insert(topic.clone(), min + n);
     }
 
     /// The `n` busiest topics, busiest first.
@@ -244,6 +249,33 @@ impl TopTopics {
         all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         all.truncate(n);
         all
+    }
+}
+
+/// A connection's publishes to one topic in a row, counted into [`TopTopics`] together: a
+/// publisher sends many messages to the same topic, and the table is one lock that every
+/// publishing connection takes.
+#[derive(Default)]
+pub(crate) struct TopicRun(Option<(diglot_core::Topic, u64)>);
+
+impl TopicRun {
+    /// One more publish to `topic`; a run to another topic is counted first.
+    pub(crate) fn count(&mut self, top: &TopTopics, topic: &diglot_core::Topic) {
+        match &mut self.0 {
+            Some((t, n)) if t == topic => *n += 1,
+            run => {
+                if let Some((t, n)) = run.replace((topic.clone(), 1)) {
+                    top.record_n(&t, n);
+                }
+            }
+        }
+    }
+
+    /// Counts the run so far.
+    pub(crate) fn flush(&mut self, top: &TopTopics) {
+        if let Some((t, n)) = self.0.take() {
+            top.record_n(&t, n);
+        }
     }
 }
 
@@ -264,5 +296,20 @@ mod tests {
         assert_eq!(top[0].0, "hot");
         assert!(top[0].1 >= (TOP_TOPICS_CAP * 6) as u64);
         assert_eq!(t.top(usize::MAX).len(), TOP_TOPICS_CAP);
+    }
+
+    #[test]
+    fn a_run_of_publishes_counts_once_flushed() {
+        let t = TopTopics::default();
+        let (a, b) = (diglot_core::Topic::new("a").unwrap(), diglot_core::Topic::new("b").unwrap());
+        let mut run = TopicRun::default();
+        run.count(&t, &a);
+        run.count(&t, &a);
+        assert!(t.top(9).is_empty(), "a run is counted when it ends");
+        run.count(&t, &b);
+        assert_eq!(t.top(9), [("a".to_string(), 2)]);
+        run.flush(&t);
+        run.flush(&t);
+        assert_eq!(t.top(9), [("a".to_string(), 2), ("b".to_string(), 1)]);
     }
 }

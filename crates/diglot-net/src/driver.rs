@@ -39,6 +39,9 @@ const QUEUE_TOPIC_PREFIX: &str = "$queue/";
 /// Most deliveries encoded per wake-up before the driver writes and looks at its socket again.
 const DELIVERY_BATCH: usize = 256;
 
+/// Most QoS 0 publishes routed together ([`route_batch`]).
+const ROUTE_BATCH: usize = 64;
+
 /// How long a connection that takes a client id over waits for the old holder to finish.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 
@@ -144,6 +147,8 @@ struct Conn {
     source: Source,
     /// Deliveries so far, to sample their latency.
     delivered: u64,
+    /// Publishes to one topic in a row, not yet counted in the busiest-topics table.
+    topic_run: crate::conns::TopicRun,
 }
 
 impl Conn {
@@ -179,6 +184,7 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
                 Proto::Stomp => Source::Stomp,
             },
             delivered: 0,
+            topic_run: crate::conns::TopicRun::default(),
             id,
             outbox: Arc::new(Outbox::new(limits.outbox_max_messages, limits.outbox_max_bytes)),
             kick: Arc::new(Notify::new()),
@@ -255,8 +261,8 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
                         shared.breach(diglot_core::Limit::MaxBytesRate);
                     }
                 }
-                shared.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-                shared.metrics.traffic(conn.source).bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                shared.bytes_in.add(n as u64);
+                shared.metrics.traffic(conn.source).bytes_in.add(n as u64);
                 Box::pin(on_input(&shared, &mut conn, adapter.as_mut(), &mut input, now, &mut out, &mut actions)).await
             }
             // The pause is over: go on with what is already buffered.
@@ -294,6 +300,8 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
                 Box::pin(execute(&shared, &mut conn, adapter.as_mut(), &mut actions, &mut out)).await
             }
         };
+        // One lock of the busiest-topics table per event, not per publish.
+        conn.topic_run.flush(&shared.topics);
         if out.is_empty() {
             // Nothing to write (a QoS 0 publisher's usual event): no write timer to arm.
             if let Some(reason) = closed {
@@ -308,8 +316,8 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
                 if len > 0 {
                     conn.bytes_out += len;
                     conn.entry.bytes_out.fetch_add(len, Ordering::Relaxed);
-                    shared.bytes_out.fetch_add(len, Ordering::Relaxed);
-                    shared.metrics.traffic(conn.source).bytes_out.fetch_add(len, Ordering::Relaxed);
+                    shared.bytes_out.add(len);
+                    shared.metrics.traffic(conn.source).bytes_out.add(len);
                     adapter.on_sent(Instant::now());
                 }
             }
@@ -367,9 +375,26 @@ async fn on_input(
     actions: &mut Vec<Action>,
 ) -> Option<CloseReason> {
     let mut closed;
+    // Publishes that owe nothing back, routed together (see `plain_publishes`).
+    let mut batch = Vec::new();
     loop {
         let progressed = adapter.on_input(input, now, out, actions);
-        closed = execute(shared, conn, adapter, actions, out).await;
+        if plain_publishes(shared, actions) {
+            for action in actions.drain(..) {
+                if let Action::Publish { msg, .. } = action {
+                    count_publish(shared, conn, &msg);
+                    batch.push(msg);
+                }
+            }
+            if batch.len() >= ROUTE_BATCH {
+                route_batch(shared, conn, adapter, &mut batch, out).await;
+            }
+            closed = None;
+        } else {
+            // Anything else is carried out after the publishes before it.
+            route_batch(shared, conn, adapter, &mut batch, out).await;
+            closed = execute(shared, conn, adapter, actions, out).await;
+        }
         if closed.is_none() && adapter.awaits_publishes() && !conn.pending.is_empty() {
             // The adapter holds a frame whose reply must come after the acknowledgements of
             // the publishes still waiting: finish them, in order, then hand it over.
@@ -388,11 +413,51 @@ async fn on_input(
             break;
         }
     }
+    route_batch(shared, conn, adapter, &mut batch, out).await;
     if input.is_empty() && input.capacity() > 64 * 1024 {
         // Give back a buffer that grew for one large frame.
         *input = BytesMut::new();
     }
     closed
+}
+
+/// Whether `actions` are only publishes that can be routed in a batch: no acknowledgement
+/// owed (QoS 0), nothing retained, not into a named queue, and no cluster to hand them to.
+/// Those owe nothing back to the publisher, so routing them a few frames later within the
+/// same read changes nothing it can see, and their order is kept.
+fn plain_publishes(shared: &Shared, actions: &[Action]) -> bool {
+    shared.cluster.is_none()
+        && !actions.is_empty()
+        && actions.iter().all(|a| {
+            matches!(a, Action::Publish { msg, token: None }
+                if !msg.retain && !msg.topic.as_str().starts_with(QUEUE_TOPIC_PREFIX))
+        })
+}
+
+/// Routes the batched publishes ([`Router::publish_batch`]), then stores those that matched
+/// durable queues, in order.
+///
+/// [`Router::publish_batch`]: diglot_core::Router::publish_batch
+async fn route_batch(
+    shared: &Arc<Shared>,
+    conn: &mut Conn,
+    adapter: &mut dyn Adapter,
+    batch: &mut Vec<diglot_core::Message>,
+    out: &mut Output,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut queued = Vec::new();
+    shared.router.publish_batch(batch, &mut queued);
+    for (msg, queues) in queued {
+        let routed = match shared.durable.submit(&msg, &queues).await {
+            Ok(append) => Ok((append.map(|append| (msg, append)), None)),
+            Err(e) => Err(e),
+        };
+        // No acknowledgement is owed, so the adapter is not told and asks for nothing.
+        finish_publish(conn, adapter, None, routed, out, &mut Vec::new());
+    }
 }
 
 /// Finishes a publish whose store write is done: hands it to its queues' consumers and
@@ -461,7 +526,7 @@ async fn deliver(
     }
     // Counted once per run: the traffic counters are shared by every connection.
     conn.entry.messages_out.fetch_add(delivered, Ordering::Relaxed);
-    shared.metrics.traffic(conn.source).messages_out.fetch_add(delivered, Ordering::Relaxed);
+    shared.metrics.traffic(conn.source).messages_out.add(delivered);
     None
 }
 
@@ -505,48 +570,9 @@ async fn execute_one(
     };
     match action {
         Action::Publish { msg, token } => {
-            conn.entry.messages_in.fetch_add(1, Ordering::Relaxed);
-            shared.metrics.traffic(conn.source).messages_in.fetch_add(1, Ordering::Relaxed);
-            shared.topics.record(&msg.topic);
-            if let Some(b) = conn.publish_rate.as_mut() {
-                b.take(1.0, Instant::now());
-                if b.ready_at().is_some() {
-                    shared.breach(diglot_core::Limit::MaxPublishRate);
-                }
-            }
-            let stored = match route(shared, msg).await {
-                Ok((Some((msg, append)), handoff)) => {
-                    let pending: PendingPublish = match handoff {
-                        None => Box::pin(async move {
-                            let reply = append.write.await;
-                            Stored { token, outcome: Outcome::Written(msg, append.queues, reply, Ok(())) }
-                        }),
-                        Some(handoff) => Box::pin(async move {
-                            let (reply, handed) = futures::join!(append.write, handoff);
-                            Stored { token, outcome: Outcome::Written(msg, append.queues, reply, handed) }
-                        }),
-                    };
-                    conn.pending.push_back(pending);
-                    return Ok(());
-                }
-                // Only other nodes store it: the acknowledgement waits for them, not the reads.
-                Ok((None, Some(handoff))) => {
-                    conn.pending
-                        .push_back(Box::pin(async move { Stored { token, outcome: Outcome::Done(handoff.await) } }));
-                    return Ok(());
-                }
-                Ok((None, None)) => Ok(()),
-                Err(e) => Err(e),
-            };
-            if !conn.pending.is_empty() {
-                // Earlier publishes are still being stored: this acknowledgement waits its turn.
-                conn.pending.push_back(Box::pin(std::future::ready(Stored { token, outcome: Outcome::Done(stored) })));
-                return Ok(());
-            }
-            match token {
-                Some(token) => adapter.on_publish_done(token, stored, out, actions),
-                None => log_unacked_failure(conn.id, stored),
-            }
+            count_publish(shared, conn, &msg);
+            let routed = route(shared, msg).await;
+            finish_publish(conn, adapter, token, routed, out, actions);
         }
         Action::Subscribe { filter, sub, qos, no_local, merge, retained, share } => {
             let mut s = Subscriber::conn(conn.id, sub, qos, conn.outbox.clone(), no_local, merge);
@@ -679,6 +705,65 @@ fn log_unacked_failure(conn: u64, result: Result<(), PublishError>) {
 
 /// A routed message's store write, if it matched durable queues here.
 type Routed = Option<(Arc<diglot_core::Message>, crate::durable::Append)>;
+
+/// Counts a publish (the connection's, the protocol's and its topic's) and charges it to the
+/// publish rate limit.
+fn count_publish(shared: &Shared, conn: &mut Conn, msg: &diglot_core::Message) {
+    conn.entry.messages_in.fetch_add(1, Ordering::Relaxed);
+    shared.metrics.traffic(conn.source).messages_in.add(1);
+    conn.topic_run.count(&shared.topics, &msg.topic);
+    if let Some(b) = conn.publish_rate.as_mut() {
+        b.take(1.0, Instant::now());
+        if b.ready_at().is_some() {
+            shared.breach(diglot_core::Limit::MaxPublishRate);
+        }
+    }
+}
+
+/// Finishes a routed publish: waits in `conn.pending` for its store write (or for earlier
+/// ones), or reports it to the adapter now.
+fn finish_publish(
+    conn: &mut Conn,
+    adapter: &mut dyn Adapter,
+    token: Option<u64>,
+    routed: Result<(Routed, Option<crate::cluster::Handoff>), PublishError>,
+    out: &mut Output,
+    actions: &mut Vec<Action>,
+) {
+    let stored = match routed {
+        Ok((Some((msg, append)), handoff)) => {
+            let pending: PendingPublish = match handoff {
+                None => Box::pin(async move {
+                    let reply = append.write.await;
+                    Stored { token, outcome: Outcome::Written(msg, append.queues, reply, Ok(())) }
+                }),
+                Some(handoff) => Box::pin(async move {
+                    let (reply, handed) = futures::join!(append.write, handoff);
+                    Stored { token, outcome: Outcome::Written(msg, append.queues, reply, handed) }
+                }),
+            };
+            conn.pending.push_back(pending);
+            return;
+        }
+        // Only other nodes store it: the acknowledgement waits for them, not the reads.
+        Ok((None, Some(handoff))) => {
+            conn.pending
+                .push_back(Box::pin(async move { Stored { token, outcome: Outcome::Done(handoff.await) } }));
+            return;
+        }
+        Ok((None, None)) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if !conn.pending.is_empty() {
+        // Earlier publishes are still being stored: this acknowledgement waits its turn.
+        conn.pending.push_back(Box::pin(std::future::ready(Stored { token, outcome: Outcome::Done(stored) })));
+        return;
+    }
+    match token {
+        Some(token) => adapter.on_publish_done(token, stored, out, actions),
+        None => log_unacked_failure(conn.id, stored),
+    }
+}
 
 /// Routes a message now and returns, if it matched durable queues, the store write that
 /// must be durable before the message is acknowledged, and in a cluster the hand-off to the

@@ -12,7 +12,7 @@
 //! many queues cannot blow up a Prometheus server; `diglot_queues` gives the full count.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use diglot_core::{CloseReason, Limit, Transport};
@@ -73,10 +73,10 @@ impl Source {
 /// Messages and bytes of one [`Source`].
 #[derive(Debug, Default)]
 pub(crate) struct Traffic {
-    pub(crate) messages_in: AtomicU64,
-    pub(crate) messages_out: AtomicU64,
-    pub(crate) bytes_in: AtomicU64,
-    pub(crate) bytes_out: AtomicU64,
+    pub(crate) messages_in: diglot_core::Counter,
+    pub(crate) messages_out: diglot_core::Counter,
+    pub(crate) bytes_in: diglot_core::Counter,
+    pub(crate) bytes_out: diglot_core::Counter,
 }
 
 /// The broker's metrics.
@@ -145,12 +145,12 @@ impl Metrics {
     /// Messages clients published (MQTT, STOMP and the HTTP API; never the broker's own
     /// `$SYS` updates).
     pub(crate) fn messages_in(&self) -> u64 {
-        self.traffic.iter().map(|t| t.messages_in.load(Ordering::Relaxed)).sum()
+        self.traffic.iter().map(|t| t.messages_in.get()).sum()
     }
 
     /// Messages written to clients, from topics and from durable queues alike.
     pub(crate) fn messages_out(&self) -> u64 {
-        self.traffic.iter().map(|t| t.messages_out.load(Ordering::Relaxed)).sum()
+        self.traffic.iter().map(|t| t.messages_out.get()).sum()
     }
 
     /// Counts a connection that reached its protocol adapter.
@@ -231,10 +231,10 @@ pub(crate) fn render(shared: &Shared) -> String {
     for s in Source::ALL {
         let t = m.traffic(s);
         let l = [("protocol", s.label())];
-        m.counter("diglot_messages_received_total", &l).absolute(t.messages_in.load(Ordering::Relaxed));
-        m.counter("diglot_messages_sent_total", &l).absolute(t.messages_out.load(Ordering::Relaxed));
-        m.counter("diglot_bytes_received_total", &l).absolute(t.bytes_in.load(Ordering::Relaxed));
-        m.counter("diglot_bytes_sent_total", &l).absolute(t.bytes_out.load(Ordering::Relaxed));
+        m.counter("diglot_messages_received_total", &l).absolute(t.messages_in.get());
+        m.counter("diglot_messages_sent_total", &l).absolute(t.messages_out.get());
+        m.counter("diglot_bytes_received_total", &l).absolute(t.bytes_in.get());
+        m.counter("diglot_bytes_sent_total", &l).absolute(t.bytes_out.get());
     }
     for (&(protocol, transport), &n) in m.opened.lock().iter() {
         m.counter("diglot_connections_opened_total", &[("protocol", protocol), ("transport", transport)]).absolute(n);
@@ -248,9 +248,9 @@ pub(crate) fn render(shared: &Shared) -> String {
     let router = shared.router.stats();
     let store = shared.durable.store_stats();
     let auth = &shared.auth.counters;
-    m.counter("diglot_deliveries_total", &[]).absolute(router.delivered.load(Ordering::Relaxed));
+    m.counter("diglot_deliveries_total", &[]).absolute(router.delivered.get());
     let drops = [
-        ("slow_consumer", router.dropped.load(Ordering::Relaxed)),
+        ("slow_consumer", router.dropped.get()),
         ("queue_full", store.rejected_full),
         ("queue_overflow", store.dropped_overflow),
         ("expired", store.expired),

@@ -8,7 +8,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::raw_mqtt::{connect5, mqtt_str, packet, split_packet, Mqtt};
+use common::raw_mqtt::{connect5, mqtt_str, packet, publish, split_packet, subscribe311, Mqtt};
 use common::{broker, mqtt_connect_bytes, ws_connect, Conn, PATIENCE};
 use futures::SinkExt;
 
@@ -146,4 +146,76 @@ async fn issue_8_every_subscriber_gets_its_own_exact_packet_from_a_shared_encodi
         assert_eq!(late.link.packet().await, expected(v5, None, true, "fan/r", b"kept"));
     }
     b.shutdown().await;
+}
+
+/// QoS 0 publishes that arrive together are routed together (issue 8). A burst in one write,
+/// with a QoS 1 publish and a SUBSCRIBE of the publisher's own in the middle, must still reach
+/// a plain and a persistent-session subscriber complete and in order, and the SUBSCRIBE must
+/// take effect exactly between the publishes before it and those after it.
+#[tokio::test]
+async fn issue_8_a_burst_of_publishes_keeps_its_order_around_other_packets() {
+    let b = broker().await;
+    let mqtt = b.mqtt_addr().expect("mqtt");
+    let mut plain = Mqtt::connected311(mqtt, "plain").await;
+    plain.send(&subscribe311(1, &["burst/#"])).await;
+    plain.expect(9, "SUBACK").await;
+    let mut kept = Mqtt::open(mqtt).await;
+    kept.send(&mqtt_connect_bytes("kept", 60, false)).await;
+    kept.expect(2, "CONNACK").await;
+    kept.send(&subscribe311(1, &["burst/#"])).await;
+    kept.expect(9, "SUBACK").await;
+
+    let mut publisher = Mqtt::connected311(mqtt, "burster").await;
+    let mut burst = Vec::new();
+    let mut sent = Vec::new();
+    for i in 0..300u32 {
+        let payload = i.to_string().into_bytes();
+        if i == 100 {
+            burst.extend(publish(false, "burst/q1", 1, 7, &payload));
+        } else if i == 200 {
+            burst.extend(subscribe311(3, &["burst/#"]));
+            continue;
+        } else {
+            burst.extend(publish(false, "burst/q0", 0, 0, &payload));
+        }
+        sent.push(payload);
+    }
+    publisher.send(&burst).await;
+
+    let sent_with_qos: Vec<(u8, Vec<u8>)> =
+        sent.iter().map(|p| (u8::from(p.as_slice() == b"100"), p.clone())).collect();
+    assert_eq!(received(&mut plain, sent.len()).await, sent_with_qos, "plain: all, in order");
+    // A persistent session gets its QoS 1 message once the store has it, so a later QoS 0
+    // message to another topic may overtake it; each topic and QoS keeps its order
+    // [MQTT-4.6.0-6].
+    let mut kept_got = received(&mut kept, sent.len()).await;
+    kept_got.sort_by_key(|(qos, _)| *qos);
+    let mut sent_sorted = sent_with_qos.clone();
+    sent_sorted.sort_by_key(|(qos, _)| *qos);
+    assert_eq!(kept_got, sent_sorted, "kept: all, in order per topic and QoS");
+    // The publisher: PUBACK for its QoS 1 publish and its SUBACK (the PUBACK waits for the
+    // store, the SUBACK does not: MQTT orders acknowledgements only among publishes), then
+    // (MQTT 3.1.1 has no No Local) exactly its own publishes after the SUBSCRIBE, in order.
+    let mut acks = vec![publisher.packet().await.expect("an ack"), publisher.packet().await.expect("an ack")];
+    acks.sort();
+    assert_eq!(acks, [(0x40, 7u16.to_be_bytes().to_vec()), (0x90, vec![0, 3, 1])]);
+    for i in 201..300u32 {
+        let body = publisher.expect(3, "own PUBLISH").await;
+        assert_eq!(&body[2 + "burst/q0".len()..], i.to_string().as_bytes(), "own message {i}");
+    }
+    b.shutdown().await;
+}
+
+/// The next `n` PUBLISHes: QoS and payload of each.
+async fn received(sub: &mut Mqtt, n: usize) -> Vec<(u8, Vec<u8>)> {
+    let mut got = Vec::new();
+    for i in 0..n {
+        let (first, body) = sub.packet().await.unwrap_or_else(|| panic!("message {i}"));
+        assert_eq!(first >> 4, 3, "a PUBLISH");
+        let topic_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+        // A QoS 1 publish comes with a packet identifier after the topic.
+        let qos = (first >> 1) & 3;
+        got.push((qos, body[2 + topic_len + if qos > 0 { 2 } else { 0 }..].to_vec()));
+    }
+    got
 }

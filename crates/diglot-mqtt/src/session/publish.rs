@@ -130,7 +130,14 @@ impl Session {
                 return Err(Violation::Protocol("empty topic name without topic alias"))
             }
             // [MQTT-3.3.2-2] No wildcards in a topic name; [MQTT-4.7.3-1] not empty.
-            None => Topic::new(&p.topic).map_err(Violation::TopicName)?,
+            None => match &self.last_topic {
+                Some(last) if last.as_str() == &*p.topic => last.clone(),
+                _ => {
+                    let topic = Topic::new(&p.topic).map_err(Violation::TopicName)?;
+                    self.last_topic = Some(topic.clone());
+                    topic
+                }
+            },
         };
         if let (Qos::ExactlyOnce, Some(id)) = (qos, id) {
             // [MQTT-4.3.3-2] Until PUBREL, a PUBLISH with the same id (DUP or not) is
@@ -167,9 +174,8 @@ impl Session {
         }
         // RETAIN=1 asks the broker to keep (or, with an empty payload, clear) the topic's
         // retained message (§3.3.1.3); the driver does that when it routes the message.
-        let mut msg = Message::new(topic, p.payload.clone(), qos, p.retain);
+        let mut msg = Message::received(topic, p.payload.clone(), qos, p.retain, now);
         msg.origin = Some(self.info.id);
-        msg.received_at = now;
         msg.props = props;
         // §3.3.2.3.3 The message expires this many seconds after it reached the broker.
         msg.expires_at =

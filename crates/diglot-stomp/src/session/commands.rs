@@ -57,7 +57,14 @@ impl Session {
         actions: &mut Vec<Action>,
     ) -> Result<Reply, Fault> {
         let dest = require(&frame, "destination")?;
-        let topic = destination::send_topic(dest, &self.temp_token)?;
+        let topic = match &self.last_send {
+            Some((last, topic)) if **last == *dest => topic.clone(),
+            _ => {
+                let topic = destination::send_topic(dest, &self.temp_token)?;
+                self.last_send = Some((dest.into(), topic.clone()));
+                topic
+            }
+        };
         if !self.may_publish(&topic) {
             return Err(Fault::not_authorized(format!("This connection may not send to {dest:?}.")));
         }
@@ -170,9 +177,8 @@ impl Session {
                 }
             }
         }
-        let mut msg = Message::new(topic, frame.body, qos, false);
+        let mut msg = Message::received(topic, frame.body, qos, false, now);
         msg.origin = Some(self.info.id);
-        msg.received_at = now;
         if props != Props::default() {
             msg.props = Some(Box::new(props));
         }

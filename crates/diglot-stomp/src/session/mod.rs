@@ -177,6 +177,9 @@ pub struct Session {
     /// The broker-wide unique, unguessable token that names this session's temporary queues
     /// (`$temp/<token>/<name>`).
     temp_token: String,
+    /// The destination of the last SEND and the topic it maps to: a sender usually sends to
+    /// one destination, and its topic is then neither validated nor allocated again.
+    last_send: Option<(Box<str>, Topic)>,
     /// Actions owed from a call that had no action list ([`Adapter::on_delivery`] of an
     /// expired durable message: its [`Action::Ack`]), pushed at the next call that has one.
     pending: Vec<Action>,
@@ -213,6 +216,7 @@ impl Session {
             receipts: Receipts::default(),
             error_sent: false,
             temp_token: temp_token(info.id),
+            last_send: None,
             pending: Vec::new(),
             pending_since: None,
             held: None,
