@@ -115,13 +115,17 @@ impl std::fmt::Display for Command {
     }
 }
 
+/// A header name or value: UTF-8 text that may share the buffer it was decoded from.
+pub type HeaderText = bytestring::ByteString;
+
 /// One STOMP frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     /// The command.
     pub command: Command,
     /// Headers in wire order, unescaped. Repeats are kept; [`Frame::header`] returns the first.
-    pub headers: Vec<(String, String)>,
+    /// A decoded header without escapes shares the bytes it was read from.
+    pub headers: Vec<(HeaderText, HeaderText)>,
     /// The body (empty if there is none).
     pub body: Bytes,
 }
@@ -134,7 +138,7 @@ impl Frame {
 
     /// Adds a header (builder style).
     pub fn with_header(mut self, name: &str, value: &str) -> Frame {
-        self.headers.push((name.to_owned(), value.to_owned()));
+        self.headers.push((HeaderText::from(name), HeaderText::from(value)));
         self
     }
 
@@ -147,7 +151,7 @@ impl Frame {
     /// The value of header `name`. If the header is repeated, the FIRST one wins (STOMP 1.2
     /// "Repeated Header Entries").
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| &**v)
     }
 }
 

@@ -11,7 +11,7 @@ use diglot_core::Limits;
 use memchr::memchr;
 
 use super::{CodecError, Escaping};
-use crate::frame::{Command, Frame};
+use crate::frame::{Command, Frame, HeaderText};
 use crate::version::Version;
 
 /// One thing decoded from the stream.
@@ -48,7 +48,7 @@ pub struct Decoder {
     scanned: usize,
     /// Bytes of the current frame already consumed from the buffer.
     consumed: usize,
-    headers: Vec<(String, String)>,
+    headers: Vec<(HeaderText, HeaderText)>,
     content_length: Option<usize>,
 }
 
@@ -182,26 +182,30 @@ impl Decoder {
             return Ok(false);
         };
         self.check_frame(eol + 1)?;
-        let line = strip_cr(&buf[..eol]);
-        if line.is_empty() {
+        let len = strip_cr(&buf[..eol]).len();
+        if len == 0 {
             self.take(buf, eol + 1);
             self.state = State::Body(command);
             return Ok(true);
         }
-        if line.len() > self.max_header_bytes {
+        if len > self.max_header_bytes {
             return Err(CodecError::HeaderTooLong(self.max_header_bytes));
         }
         if self.headers.len() >= self.max_headers {
             return Err(CodecError::TooManyHeaders(self.max_headers));
         }
+        // The line is taken as shared bytes, so that the header needs no copy (after an error
+        // the stream is unusable anyway).
+        let line = buf.split_to(eol + 1).freeze().slice(..len);
+        self.consumed += eol + 1;
+        self.scanned = 0;
         let (name, value) = parse_header(line, Escaping::for_frame(command, self.version))?;
         // Repeated headers: only the first counts (STOMP 1.2 "Repeated Header Entries").
         if name == "content-length" && !self.headers.iter().any(|(n, _)| n == "content-length") {
-            let n = value.trim().parse::<usize>().map_err(|_| CodecError::BadContentLength(value.clone()))?;
+            let n = value.trim().parse::<usize>().map_err(|_| CodecError::BadContentLength(value.to_string()))?;
             self.content_length = Some(n);
         }
         self.headers.push((name, value));
-        self.take(buf, eol + 1);
         Ok(true)
     }
 
@@ -246,34 +250,39 @@ fn printable(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..bytes.len().min(32)]).escape_debug().to_string()
 }
 
-fn parse_header(line: &[u8], escaping: Escaping) -> Result<(String, String), CodecError> {
-    let colon = memchr(b':', line).ok_or(CodecError::MissingColon)?;
+fn parse_header(line: bytes::Bytes, escaping: Escaping) -> Result<(HeaderText, HeaderText), CodecError> {
+    let colon = memchr(b':', &line).ok_or(CodecError::MissingColon)?;
     if colon == 0 {
         return Err(CodecError::EmptyHeaderName);
     }
-    Ok((unescape(&line[..colon], escaping)?, unescape(&line[colon + 1..], escaping)?))
+    // Unescaping turns ASCII sequences into ASCII bytes, so the line is UTF-8 exactly when
+    // the decoded name and value are: one check for both.
+    let text = HeaderText::try_from(line).map_err(|_| CodecError::InvalidUtf8)?;
+    Ok((unescape(&text, &text[..colon], escaping)?, unescape(&text, &text[colon + 1..], escaping)?))
 }
 
-/// Decodes one header name or value (STOMP 1.2 "Value Encoding").
-fn unescape(raw: &[u8], escaping: Escaping) -> Result<String, CodecError> {
-    if escaping == Escaping::Raw || memchr(b'\\', raw).is_none() {
-        return std::str::from_utf8(raw).map(str::to_owned).map_err(|_| CodecError::InvalidUtf8);
+/// Decodes one header name or value, `part` of the header line `line` (STOMP 1.2 "Value
+/// Encoding"). Without escapes it shares the line's bytes.
+fn unescape(line: &HeaderText, part: &str, escaping: Escaping) -> Result<HeaderText, CodecError> {
+    if escaping == Escaping::Raw || memchr(b'\\', part.as_bytes()).is_none() {
+        return Ok(line.slice_ref(part));
     }
-    let mut out = Vec::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some(i) = memchr(b'\\', rest) {
-        out.extend_from_slice(&rest[..i]);
-        let decoded = match (rest.get(i + 1), escaping) {
-            (Some(b'\\'), _) => b'\\',
-            (Some(b'n'), _) => b'\n',
-            (Some(b'c'), _) => b':',
-            (Some(b'r'), Escaping::V12) => b'\r',
+    let mut out = String::with_capacity(part.len());
+    let mut rest = part;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let decoded = match (rest.as_bytes().get(i + 1), escaping) {
+            (Some(b'\\'), _) => '\\',
+            (Some(b'n'), _) => '\n',
+            (Some(b'c'), _) => ':',
+            (Some(b'r'), Escaping::V12) => '\r',
             (Some(&other), _) => return Err(CodecError::BadEscape(printable(&[b'\\', other]))),
             (None, _) => return Err(CodecError::BadEscape("\\".to_owned())),
         };
         out.push(decoded);
+        // The escape is two ASCII bytes: a character boundary follows it.
         rest = &rest[i + 2..];
     }
-    out.extend_from_slice(rest);
-    String::from_utf8(out).map_err(|_| CodecError::InvalidUtf8)
+    out.push_str(rest);
+    Ok(HeaderText::from(out))
 }

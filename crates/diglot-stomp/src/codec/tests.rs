@@ -432,7 +432,7 @@ fn random_valid_frames_round_trip_at_random_splits() {
             };
             let name = format!("h{}", word(&mut rng));
             let value = word(&mut rng);
-            f.headers.push((name, value));
+            f.headers.push((name.into(), value.into()));
         }
         f.body = (0..rng.below(40)).map(|_| rng.next() as u8).collect::<Vec<u8>>().into();
         let mut buf = BytesMut::new();

@@ -159,20 +159,22 @@ impl Session {
             frame.header("persistent") == Some("true") || destination::queue_name(topic.as_str()).is_some();
         let qos = if persistent { Qos::AtLeastOnce } else { Qos::AtMostOnce };
         let mut props = Props::default();
+        // What the message keeps is copied out: the decoded headers share the connection's
+        // read buffer, which a queued message must not hold on to.
         for (name, value) in frame.headers {
-            match name.as_str() {
+            match &*name {
                 n if SEND_CONTROL_HEADERS.contains(&n) => {}
-                "content-type" if props.content_type.is_none() => props.content_type = Some(value),
+                "content-type" if props.content_type.is_none() => props.content_type = Some(value.to_string()),
                 "reply-to" if props.response_topic.is_none() => {
                     props.response_topic = Some(destination::reply_to_canonical(&value, &self.temp_token));
                 }
                 "correlation-id" if props.correlation_data.is_none() => {
-                    props.correlation_data = Some(Bytes::from(value.into_bytes()));
+                    props.correlation_data = Some(Bytes::copy_from_slice(value.as_bytes()));
                 }
                 "content-type" | "reply-to" | "correlation-id" => {}
                 _ => {
-                    if !props.user.iter().any(|(n, _)| *n == name) {
-                        props.user.push((name, value));
+                    if !props.user.iter().any(|(n, _)| **n == *name) {
+                        props.user.push((name.to_string(), value.to_string()));
                     }
                 }
             }
