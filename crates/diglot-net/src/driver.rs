@@ -147,8 +147,6 @@ struct Conn {
     source: Source,
     /// Deliveries so far, to sample their latency.
     delivered: u64,
-    /// Publishes to one topic in a row, not yet counted in the busiest-topics table.
-    topic_run: crate::conns::TopicRun,
 }
 
 impl Conn {
@@ -184,7 +182,6 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
                 Proto::Stomp => Source::Stomp,
             },
             delivered: 0,
-            topic_run: crate::conns::TopicRun::default(),
             id,
             outbox: Arc::new(Outbox::new(limits.outbox_max_messages, limits.outbox_max_bytes)),
             kick: Arc::new(Notify::new()),
@@ -300,8 +297,6 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
                 Box::pin(execute(&shared, &mut conn, adapter.as_mut(), &mut actions, &mut out)).await
             }
         };
-        // One lock of the busiest-topics table per event, not per publish.
-        conn.topic_run.flush(&shared.topics);
         if out.is_empty() {
             // Nothing to write (a QoS 0 publisher's usual event): no write timer to arm.
             if let Some(reason) = closed {
@@ -375,14 +370,18 @@ async fn on_input(
     actions: &mut Vec<Action>,
 ) -> Option<CloseReason> {
     let mut closed;
-    // Publishes that owe nothing back, routed together (see `plain_publishes`).
+    // Publishes that owe nothing back, routed together (see `plain_publishes`), and counted
+    // into the busiest-topics table by runs to one topic: one lock of it per run, not per
+    // publish.
     let mut batch = Vec::new();
+    let mut topic_run = crate::conns::TopicRun::default();
     loop {
         let progressed = adapter.on_input(input, now, out, actions);
         if plain_publishes(shared, actions) {
             for action in actions.drain(..) {
                 if let Action::Publish { msg, .. } = action {
-                    count_publish(shared, conn, &msg);
+                    count_publish(shared, conn);
+                    topic_run.count(&shared.topics, &msg.topic);
                     batch.push(msg);
                 }
             }
@@ -414,6 +413,7 @@ async fn on_input(
         }
     }
     route_batch(shared, conn, adapter, &mut batch, out).await;
+    topic_run.flush(&shared.topics);
     if input.is_empty() && input.capacity() > 64 * 1024 {
         // Give back a buffer that grew for one large frame.
         *input = BytesMut::new();
@@ -570,7 +570,8 @@ async fn execute_one(
     };
     match action {
         Action::Publish { msg, token } => {
-            count_publish(shared, conn, &msg);
+            count_publish(shared, conn);
+            shared.topics.record(&msg.topic);
             let routed = route(shared, msg).await;
             finish_publish(conn, adapter, token, routed, out, actions);
         }
@@ -706,12 +707,11 @@ fn log_unacked_failure(conn: u64, result: Result<(), PublishError>) {
 /// A routed message's store write, if it matched durable queues here.
 type Routed = Option<(Arc<diglot_core::Message>, crate::durable::Append)>;
 
-/// Counts a publish (the connection's, the protocol's and its topic's) and charges it to the
-/// publish rate limit.
-fn count_publish(shared: &Shared, conn: &mut Conn, msg: &diglot_core::Message) {
+/// Counts a publish (the connection's and the protocol's; its topic's is the caller's) and
+/// charges it to the publish rate limit.
+fn count_publish(shared: &Shared, conn: &mut Conn) {
     conn.entry.messages_in.fetch_add(1, Ordering::Relaxed);
     shared.metrics.traffic(conn.source).messages_in.add(1);
-    conn.topic_run.count(&shared.topics, &msg.topic);
     if let Some(b) = conn.publish_rate.as_mut() {
         b.take(1.0, Instant::now());
         if b.ready_at().is_some() {

@@ -43,8 +43,9 @@ pub enum Link {
         binary_only: bool,
         scratch: Vec<Bytes>,
         ping: Option<Ping>,
-        /// How the stream ended, found by a read that still had data to return.
-        deferred: Option<io::Result<Read>>,
+        /// How the stream ended, found by a read that still had data to return (boxed: every
+        /// idle connection carries the field).
+        deferred: Option<Box<io::Result<Read>>>,
     },
 }
 
@@ -103,7 +104,7 @@ impl Link {
             }
             Link::Ws { ws, binary_only, ping, deferred, .. } => {
                 if let Some(end) = deferred.take() {
-                    return end;
+                    return *end;
                 }
                 // Every data frame that has already arrived, up to `WS_READ_BATCH` bytes, in one
                 // read: a client sends one frame per packet, and the driver's cost per event
@@ -147,7 +148,7 @@ impl Link {
                     return Poll::Ready(match got {
                         None => end,
                         Some(n) => {
-                            *deferred = Some(end);
+                            *deferred = Some(Box::new(end));
                             Ok(Read::Data(n))
                         }
                     });
