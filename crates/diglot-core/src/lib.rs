@@ -10,8 +10,8 @@
 pub mod adapter;
 pub mod auth;
 pub mod close;
-pub mod counter;
 pub mod cluster;
+pub mod counter;
 pub mod limits;
 pub mod message;
 pub mod outbox;

@@ -246,8 +246,8 @@ mod tests {
     fn push_all_keeps_the_bounds_of_one_push_at_a_time() {
         let o = Outbox::new(2, 1 << 20);
         let mut outcomes = Vec::new();
-        let mut ds = [d(Qos::AtMostOnce, 1), d(Qos::AtMostOnce, 1), d(Qos::AtMostOnce, 1), d(Qos::AtLeastOnce, 1)]
-            .into_iter();
+        let mut ds =
+            [d(Qos::AtMostOnce, 1), d(Qos::AtMostOnce, 1), d(Qos::AtMostOnce, 1), d(Qos::AtLeastOnce, 1)].into_iter();
         o.push_all(&mut ds, &mut |p| outcomes.push(p));
         use PushOutcome::*;
         assert_eq!(outcomes, [Queued, Queued, Dropped, SlowConsumer]);

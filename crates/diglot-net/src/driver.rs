@@ -747,8 +747,7 @@ fn finish_publish(
         }
         // Only other nodes store it: the acknowledgement waits for them, not the reads.
         Ok((None, Some(handoff))) => {
-            conn.pending
-                .push_back(Box::pin(async move { Stored { token, outcome: Outcome::Done(handoff.await) } }));
+            conn.pending.push_back(Box::pin(async move { Stored { token, outcome: Outcome::Done(handoff.await) } }));
             return;
         }
         Ok((None, None)) => Ok(()),

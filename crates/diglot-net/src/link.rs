@@ -129,7 +129,9 @@ impl Link {
                                     }
                                     continue;
                                 }
-                                OpCode::Binary | OpCode::Text => Ok(Read::Violation("text WebSocket message on an MQTT connection".into())),
+                                OpCode::Binary | OpCode::Text => {
+                                    Ok(Read::Violation("text WebSocket message on an MQTT connection".into()))
+                                }
                                 OpCode::Close => Ok(Read::Closed),
                                 // yawc answers pings itself and reassembles continuation frames.
                                 OpCode::Ping | OpCode::Pong | OpCode::Continuation => {
