@@ -113,6 +113,9 @@ pub struct PublishReport {
     pub slow: usize,
 }
 
+/// A routed message that matched durable queues, with them (and the highest QoS of each).
+pub type Queued = (Arc<Message>, Vec<(QueueId, Qos)>);
+
 /// Broker-wide message counters.
 #[derive(Debug, Default)]
 pub struct RouterStats {
@@ -398,7 +401,7 @@ impl Router {
     /// pushed under one lock of it: a connection's burst of publishes to the same subscribers
     /// takes each shared lock once, not once per message. Each message that matched durable
     /// queues is appended to `queued` with them, in publish order; the caller stores it.
-    pub fn publish_batch(&self, msgs: &mut Vec<Message>, queued: &mut Vec<(Arc<Message>, Vec<(QueueId, Qos)>)>) {
+    pub fn publish_batch(&self, msgs: &mut Vec<Message>, queued: &mut Vec<Queued>) {
         if msgs.is_empty() {
             return;
         }
