@@ -159,11 +159,7 @@ async fn issue_8_a_burst_of_publishes_keeps_its_order_around_other_packets() {
     let mut plain = Mqtt::connected311(mqtt, "plain").await;
     plain.send(&subscribe311(1, &["burst/#"])).await;
     plain.expect(9, "SUBACK").await;
-    let mut kept = Mqtt::open(mqtt).await;
-    kept.send(&mqtt_connect_bytes("kept", 60, false)).await;
-    kept.expect(2, "CONNACK").await;
-    kept.send(&subscribe311(1, &["burst/#"])).await;
-    kept.expect(9, "SUBACK").await;
+    let mut kept = Mqtt::subscribed_persistent311(mqtt, "kept", 60, "burst/#").await;
 
     let mut publisher = Mqtt::connected311(mqtt, "burster").await;
     let mut burst = Vec::new();

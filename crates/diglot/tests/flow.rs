@@ -28,11 +28,7 @@ async fn a_slow_durable_consumer_is_parked_and_resumes_in_order() {
     let mqtt = b.mqtt_addr().unwrap();
 
     // A persistent session subscribed at QoS 1 that reads nothing for now.
-    let mut slow = Mqtt::open(mqtt).await;
-    slow.send(&mqtt_connect_bytes("parked", 600, false)).await;
-    slow.expect(2, "CONNACK").await;
-    slow.send(&subscribe311(1, &["work/#"])).await;
-    slow.expect(9, "SUBACK").await;
+    let mut slow = Mqtt::subscribed_persistent311(mqtt, "parked", 600, "work/#").await;
 
     // N QoS 1 publishes, each acknowledged (so stored), far more than the outbox holds.
     let mut publisher = Mqtt::connected311(mqtt, "producer").await;

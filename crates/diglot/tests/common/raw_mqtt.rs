@@ -144,6 +144,17 @@ impl Mqtt {
         m
     }
 
+    /// An MQTT 3.1.1 client with a persistent session (clean session 0, keep-alive
+    /// `keep_alive`), subscribed to `filter` at QoS 1.
+    pub async fn subscribed_persistent311(addr: SocketAddr, id: &str, keep_alive: u16, filter: &str) -> Mqtt {
+        let mut m = Mqtt::open(addr).await;
+        m.send(&mqtt_connect_bytes(id, keep_alive, false)).await;
+        m.expect(2, "CONNACK").await;
+        m.send(&subscribe311(1, &[filter])).await;
+        m.expect(9, "SUBACK").await;
+        m
+    }
+
     /// An MQTT 5 client with a clean start, accepted.
     pub async fn connected5(addr: SocketAddr, id: &str) -> Mqtt {
         let mut m = Mqtt::open(addr).await;
