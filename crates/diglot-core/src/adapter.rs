@@ -246,6 +246,8 @@ pub fn durable_subscription_queue(client_id: &str, sub_id: &str) -> String {
 #[derive(Debug, Default)]
 pub struct Output {
     buf: BytesMut,
+    /// Where each frame ends, with [`Output::KNOWN_UTF8`] set for a frame the adapter knows to
+    /// be valid UTF-8.
     ends: Vec<usize>,
     text: bool,
 }
@@ -263,8 +265,26 @@ impl Output {
 
     /// Marks the end of a frame.
     pub fn end_frame(&mut self) {
-        if self.buf.len() > self.ends.last().copied().unwrap_or(0) {
-            self.ends.push(self.buf.len());
+        self.end_frame_as(0);
+    }
+
+    /// Marks the end of a frame that the adapter knows to be valid UTF-8 (a STOMP MESSAGE
+    /// whose body is), so that the transport need not check it again for each subscriber.
+    pub fn end_utf8_frame(&mut self) {
+        self.end_frame_as(Self::KNOWN_UTF8);
+    }
+
+    /// Set in an entry of `ends` whose frame is known to be valid UTF-8 (buffer offsets never
+    /// reach the top bit).
+    const KNOWN_UTF8: usize = 1 << (usize::BITS - 1);
+
+    fn last_end(&self) -> usize {
+        self.ends.last().map_or(0, |e| e & !Self::KNOWN_UTF8)
+    }
+
+    fn end_frame_as(&mut self, flag: usize) {
+        if self.buf.len() > self.last_end() {
+            self.ends.push(self.buf.len() | flag);
         }
     }
 
@@ -300,13 +320,16 @@ impl Output {
         self.buf.split().freeze()
     }
 
-    /// Hands every frame written so far to `f`, in order, then forgets them; the buffer keeps
-    /// its capacity for the next batch unless it grew past [`Output::KEPT_CAPACITY`].
-    pub fn drain_frames(&mut self, mut f: impl FnMut(&[u8])) {
+    /// Hands every frame written so far to `f`, in order, with whether it is valid UTF-8
+    /// (checked here unless the adapter said so), then forgets them; the buffer keeps its
+    /// capacity for the next batch unless it grew past [`Output::KEPT_CAPACITY`].
+    pub fn drain_frames(&mut self, mut f: impl FnMut(&[u8], bool)) {
         self.end_frame();
         let mut start = 0;
-        for &end in &self.ends {
-            f(&self.buf[start..end]);
+        for &e in &self.ends {
+            let end = e & !Self::KNOWN_UTF8;
+            let frame = &self.buf[start..end];
+            f(frame, e & Self::KNOWN_UTF8 != 0 || std::str::from_utf8(frame).is_ok());
             start = end;
         }
         self.clear();
@@ -336,7 +359,8 @@ impl Output {
     pub fn take_frames(&mut self, into: &mut Vec<Bytes>) {
         self.end_frame();
         let mut start = 0;
-        for &end in &self.ends {
+        for &e in &self.ends {
+            let end = e & !Self::KNOWN_UTF8;
             into.push(self.buf.split_to(end - start).freeze());
             start = end;
         }

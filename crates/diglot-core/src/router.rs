@@ -388,7 +388,8 @@ impl Router {
         let trie = self.trie.read();
         let mut merge = Vec::new();
         let mut report = PublishReport::default();
-        let msg = self.route_one(&trie, msg, serve, groups_only, &mut merge, &mut report, &mut |outbox, d, report| {
+        let msg = self.admit(msg);
+        self.route_admitted(&trie, &msg, serve, groups_only, &mut merge, &mut report, &mut |outbox, d, report| {
             push(report, outbox, d)
         });
         drop(trie);
@@ -397,10 +398,16 @@ impl Router {
     }
 
     /// Publishes `msgs` (drained) one after another, each as [`Router::publish`] would, but
-    /// under one read of the subscriptions and with the deliveries to one outbox in a row
-    /// pushed under one lock of it: a connection's burst of publishes to the same subscribers
-    /// takes each shared lock once, not once per message. Each message that matched durable
-    /// queues is appended to `queued` with them, in publish order; the caller stores it.
+    /// under one read of the subscriptions, and with each subscriber's share of a run of
+    /// publishes pushed under one lock of its outbox. A run is consecutive messages to the
+    /// same topic from the same origin: they match the same subscriptions, so the run is
+    /// matched once and each subscriber takes all of it at once (a fan-out of k messages to n
+    /// subscribers takes n outbox locks, not k×n). Single messages, and runs whose matches
+    /// include a share group or the same connection twice (two STOMP subscriptions on one
+    /// destination, whose MESSAGE frames alternate), are routed one at a time, with the
+    /// deliveries to one outbox in a row pushed together. Every outbox gets its deliveries in
+    /// publish order. Each message that matched durable queues is appended to `queued` with
+    /// them, in publish order; the caller stores it.
     pub fn publish_batch(&self, msgs: &mut Vec<Message>, queued: &mut Vec<Queued>) {
         if msgs.is_empty() {
             return;
@@ -408,24 +415,60 @@ impl Router {
         let trie = self.trie.read();
         let mut merge = Vec::new();
         let mut staged: Vec<(&Outbox, Delivery)> = Vec::new();
+        let mut run: Vec<Arc<Message>> = Vec::new();
+        let mut conns: Vec<(&Outbox, SubId, Qos)> = Vec::new();
+        let mut queues: Vec<(QueueId, Qos)> = Vec::new();
+        let mut seen: Vec<usize> = Vec::new();
         let mut total = PublishReport::default();
-        for msg in msgs.drain(..) {
-            let mut report = PublishReport::default();
-            let msg = self.route_one(&trie, msg, None, false, &mut merge, &mut report, &mut |outbox, d, _| {
-                staged.push((outbox, d))
-            });
-            (total.delivered, total.dropped) = (total.delivered + report.delivered, total.dropped + report.dropped);
-            if !report.queues.is_empty() {
-                queued.push((msg, report.queues));
+        let mut msgs = msgs.drain(..).peekable();
+        while let Some(first) = msgs.next() {
+            run.push(self.admit(first));
+            while let Some(m) = msgs.next_if(|m| m.topic == run[0].topic && m.origin == run[0].origin) {
+                run.push(self.admit(m));
+            }
+            if run.iter().any(|m| m.expires_at.is_some()) {
+                let now = Instant::now();
+                run.retain(|m| !m.is_expired(now));
+            }
+            let whole = run.len() > 1 && {
+                conns.clear();
+                queues.clear();
+                let shares = SHARED.with(|shared| {
+                    let mut shared = shared.borrow_mut();
+                    shared.clear();
+                    self.collect(&trie, &run[0], false, &mut merge, &mut shared, &mut queues, &mut |o, sub, qos| {
+                        conns.push((o, sub, qos))
+                    });
+                    !shared.is_empty()
+                });
+                !shares && !repeats_outbox(&conns, &mut seen)
+            };
+            if whole {
+                flush(&mut staged, &mut total);
+                for &(outbox, sub, qos) in &conns {
+                    let mut deliveries = run.iter().map(|m| Delivery::new(m.clone(), sub, m.qos.min(qos)));
+                    outbox.push_all(&mut deliveries, &mut |outcome| count_push(&mut total, outcome));
+                }
+                if !queues.is_empty() {
+                    queued.extend(run.drain(..).map(|m| (m, queues.clone())));
+                }
+                run.clear();
+                continue;
+            }
+            for msg in run.drain(..) {
+                let mut report = PublishReport::default();
+                self.route_admitted(&trie, &msg, None, false, &mut merge, &mut report, &mut |outbox, d, _| {
+                    staged.push((outbox, d))
+                });
+                (total.delivered, total.dropped) = (total.delivered + report.delivered, total.dropped + report.dropped);
+                if !report.queues.is_empty() {
+                    queued.push((msg, report.queues));
+                }
             }
         }
-        let mut staged = staged.drain(..).peekable();
-        while let Some((outbox, first)) = staged.next() {
-            let mut run = std::iter::once(first)
-                .chain(std::iter::from_fn(|| staged.next_if(|(o, _)| std::ptr::eq(*o, outbox)).map(|(_, d)| d)));
-            outbox.push_all(&mut run, &mut |outcome| count_push(&mut total, outcome));
-        }
+        flush(&mut staged, &mut total);
         drop(staged);
+        drop(conns);
         drop(trie);
         self.count_deliveries(&total);
     }
@@ -439,70 +482,89 @@ impl Router {
         }
     }
 
-    /// Routes one message through `trie`: gives it its id, then hands every delivery to a
-    /// connection to `emit` (in match order, merged per connection where the subscription
-    /// asks for it) and reports the durable queues it matched.
+    /// Gives a message its id and counts it as published.
+    fn admit(&self, mut msg: Message) -> Arc<Message> {
+        msg.id = self.next_msg_id();
+        self.stats.published.add(1);
+        Arc::new(msg)
+    }
+
+    /// Routes one admitted message through `trie`: hands every delivery to a connection to
+    /// `emit` (in match order, merged per connection where the subscription asks for it),
+    /// serves its share groups, and reports the durable queues it matched.
     #[allow(clippy::too_many_arguments)]
-    fn route_one<'g>(
+    fn route_admitted<'g>(
         &self,
         trie: &'g Trie<Subscriber>,
-        mut msg: Message,
+        msg: &Arc<Message>,
         serve: Option<Serve<'_>>,
         groups_only: bool,
         merge: &mut Vec<MergeEntry<'g>>,
         report: &mut PublishReport,
         emit: &mut dyn FnMut(&'g Outbox, Delivery, &mut PublishReport),
-    ) -> Arc<Message> {
-        msg.id = self.next_msg_id();
-        self.stats.published.add(1);
-        let msg = Arc::new(msg);
+    ) {
         // No clock read for the usual message, which does not expire.
         if msg.expires_at.is_some() && msg.is_expired(Instant::now()) {
-            return msg;
+            return;
         }
-        merge.clear();
+        let mut queues = std::mem::take(&mut report.queues);
         SHARED.with(|shared| {
             let mut shared = shared.borrow_mut();
             shared.clear();
-            trie.for_each_match(&msg.topic, |s| {
-                if s.no_local && msg.origin == Some(s.conn) {
-                    return;
-                }
-                if let Some(group) = &s.share {
-                    shared.push((Arc::as_ptr(group) as usize, s.clone()));
-                    return;
-                }
-                if groups_only {
-                    return;
-                }
-                match &s.target {
-                    Target::Conn(outbox) if !s.merge => {
-                        let qos = msg.qos.min(s.qos);
-                        emit(outbox, Delivery::new(msg.clone(), s.sub, qos), report);
-                    }
-                    target => {
-                        let key = s.key();
-                        merge.push(((key.0, key.1), s.qos, s.sub, target));
-                    }
-                }
+            self.collect(trie, msg, groups_only, merge, &mut shared, &mut queues, &mut |outbox, sub, qos| {
+                emit(outbox, Delivery::new(msg.clone(), sub, msg.qos.min(qos)), report)
             });
-            if merge.len() > 1 {
-                // Highest QoS first within each connection or queue, then keep the first of each.
-                merge.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-                merge.dedup_by_key(|e| e.0);
+            report.queues = queues;
+            deliver_shared(report, msg, &mut shared, serve);
+        });
+    }
+
+    /// The subscriptions `msg` matches in `trie`: each connection's (or, for subscriptions
+    /// that merge, each connection's highest QoS, once) to `conn` with the subscription's
+    /// QoS, in match order; each durable queue once with its highest QoS to `queues`; and the
+    /// members of share groups to `shared`, by group.
+    #[allow(clippy::too_many_arguments)]
+    fn collect<'g>(
+        &self,
+        trie: &'g Trie<Subscriber>,
+        msg: &Message,
+        groups_only: bool,
+        merge: &mut Vec<MergeEntry<'g>>,
+        shared: &mut Vec<(usize, Subscriber)>,
+        queues: &mut Vec<(QueueId, Qos)>,
+        conn: &mut dyn FnMut(&'g Outbox, SubId, Qos),
+    ) {
+        merge.clear();
+        trie.for_each_match(&msg.topic, |s| {
+            if s.no_local && msg.origin == Some(s.conn) {
+                return;
             }
-            for (_, qos, sub, target) in merge.drain(..) {
-                match target {
-                    Target::Conn(outbox) => {
-                        let qos = msg.qos.min(qos);
-                        emit(outbox, Delivery::new(msg.clone(), sub, qos), report);
-                    }
-                    Target::Queue(q) => report.queues.push((*q, qos)),
+            if let Some(group) = &s.share {
+                shared.push((Arc::as_ptr(group) as usize, s.clone()));
+                return;
+            }
+            if groups_only {
+                return;
+            }
+            match &s.target {
+                Target::Conn(outbox) if !s.merge => conn(outbox, s.sub, s.qos),
+                target => {
+                    let key = s.key();
+                    merge.push(((key.0, key.1), s.qos, s.sub, target));
                 }
             }
-            deliver_shared(report, &msg, &mut shared, serve);
         });
-        msg
+        if merge.len() > 1 {
+            // Highest QoS first within each connection or queue, then keep the first of each.
+            merge.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+            merge.dedup_by_key(|e| e.0);
+        }
+        for (_, qos, sub, target) in merge.drain(..) {
+            match target {
+                Target::Conn(outbox) => conn(outbox, sub, qos),
+                Target::Queue(q) => queues.push((*q, qos)),
+            }
+        }
     }
 
     /// Whether any subscription matches `topic`.
@@ -552,6 +614,27 @@ fn deliver_shared(
         start = end;
     }
     shared.clear();
+}
+
+/// Pushes what was staged, the deliveries to one outbox in a row under one lock.
+fn flush(staged: &mut Vec<(&Outbox, Delivery)>, total: &mut PublishReport) {
+    let mut staged = staged.drain(..).peekable();
+    while let Some((outbox, first)) = staged.next() {
+        let mut run = std::iter::once(first)
+            .chain(std::iter::from_fn(|| staged.next_if(|(o, _)| std::ptr::eq(*o, outbox)).map(|(_, d)| d)));
+        outbox.push_all(&mut run, &mut |outcome| count_push(total, outcome));
+    }
+}
+
+/// Whether two of `conns` go to the same outbox (`seen` is scratch space).
+fn repeats_outbox(conns: &[(&Outbox, SubId, Qos)], seen: &mut Vec<usize>) -> bool {
+    if conns.len() < 2 {
+        return false;
+    }
+    seen.clear();
+    seen.extend(conns.iter().map(|(o, _, _)| std::ptr::from_ref::<Outbox>(*o) as usize));
+    seen.sort_unstable();
+    seen.windows(2).any(|w| w[0] == w[1])
 }
 
 fn push(report: &mut PublishReport, outbox: &Outbox, d: Delivery) {
@@ -627,6 +710,81 @@ mod tests {
         let ids: Vec<u64> = queued.iter().map(|(m, _)| m.id).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in publish order: {ids:?}");
         assert_eq!((r.stats().published.get(), r.stats().delivered.get()), (5, 8));
+    }
+
+    #[test]
+    fn a_batch_routes_runs_of_one_topic_to_each_subscriber_at_once_in_publish_order() {
+        let r = Router::new();
+        // Plain subscribers of t/x, one of them MQTT-merged over two filters.
+        let a = sub(&r, "t/+", 1, 1, Qos::AtMostOnce, true);
+        r.subscribe(&Filter::new("t/#").unwrap(), Subscriber::conn(1, 2, Qos::AtMostOnce, a.clone(), false, true));
+        let c = sub(&r, "t/x", 3, 1, Qos::AtMostOnce, false);
+        // A publisher that subscribed itself with No Local.
+        let own = Arc::new(Outbox::new(100, 1 << 20));
+        r.subscribe(&Filter::new("t/#").unwrap(), Subscriber::conn(7, 1, Qos::AtMostOnce, own.clone(), true, true));
+        r.subscribe(&Filter::new("t/#").unwrap(), Subscriber::queue(9, Qos::AtMostOnce));
+        // Payloads 0..=6: topics x x x y y x x; payload 4 (on t/y) has expired.
+        let topics = ["t/x", "t/x", "t/x", "t/y", "t/y", "t/x", "t/x"];
+        let mut msgs: Vec<Message> = topics
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut m = Message::new(Topic::new(t).unwrap(), Bytes::from(vec![i as u8]), Qos::AtMostOnce, false);
+                m.origin = Some(7);
+                if i == 4 {
+                    m.expires_at = Some(Instant::now());
+                }
+                m
+            })
+            .collect();
+        let mut queued = Vec::new();
+        r.publish_batch(&mut msgs, &mut queued);
+        let drained = |o: &Outbox| {
+            let mut v = Vec::new();
+            o.drain(&mut v, 100);
+            v.iter().map(|d| (d.msg.payload[0], d.sub)).collect::<Vec<_>>()
+        };
+        assert_eq!(drained(&a), [(0, 2), (1, 2), (2, 2), (3, 2), (5, 2), (6, 2)]);
+        assert_eq!(drained(&c), [(0, 1), (1, 1), (2, 1), (5, 1), (6, 1)]);
+        assert!(own.is_empty(), "no local");
+        let order: Vec<u8> = queued.iter().map(|(m, _)| m.payload[0]).collect();
+        assert_eq!(order, [0, 1, 2, 3, 5, 6]);
+        let ids: Vec<u64> = queued.iter().map(|(m, _)| m.id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in publish order: {ids:?}");
+        assert_eq!((r.stats().published.get(), r.stats().delivered.get()), (7, 11));
+    }
+
+    #[test]
+    fn a_batch_keeps_two_subscriptions_of_one_connection_alternating_and_serves_groups() {
+        let r = Router::new();
+        // One STOMP connection with two subscriptions that match the same messages: each
+        // message's two MESSAGE frames come together, as when published one by one.
+        let b = sub(&r, "t/x", 2, 1, Qos::AtMostOnce, false);
+        r.subscribe(&Filter::new("t/#").unwrap(), Subscriber::conn(2, 2, Qos::AtMostOnce, b.clone(), false, false));
+        let mut msgs: Vec<Message> = (0..3u8)
+            .map(|i| Message::new(Topic::new("t/x").unwrap(), Bytes::from(vec![i]), Qos::AtMostOnce, false))
+            .collect();
+        r.publish_batch(&mut msgs, &mut Vec::new());
+        let mut v = Vec::new();
+        b.drain(&mut v, 100);
+        let got: Vec<(u8, SubId)> = v.iter().map(|d| (d.msg.payload[0], d.sub)).collect();
+        let payloads: Vec<u8> = got.iter().map(|g| g.0).collect();
+        assert_eq!(payloads, [0, 0, 1, 1, 2, 2], "{got:?}");
+        assert!(got.chunks(2).all(|pair| pair[0].1 != pair[1].1), "{got:?}");
+
+        // A share group matched by a run still takes turns, one member per message.
+        let f = Filter::new("jobs/+").unwrap();
+        let g = r.share_group("workers", &f);
+        let members: Vec<Arc<Outbox>> = (0..2).map(|_| Arc::new(Outbox::new(100, 1 << 20))).collect();
+        for (i, o) in members.iter().enumerate() {
+            let mut s = Subscriber::conn(10 + i as u64, 1, Qos::AtMostOnce, o.clone(), false, true);
+            s.share = Some(g.clone());
+            r.subscribe(&f, s);
+        }
+        let plain = sub(&r, "jobs/#", 20, 1, Qos::AtMostOnce, true);
+        let mut msgs: Vec<Message> = (0..6).map(|_| msg("jobs/a", Qos::AtMostOnce)).collect();
+        r.publish_batch(&mut msgs, &mut Vec::new());
+        assert_eq!((members[0].len(), members[1].len(), plain.len()), (3, 3, 6));
     }
 
     #[test]

@@ -245,8 +245,8 @@ impl Link {
 fn put_ws_frames(buf: &mut BytesMut, out: &mut Output) {
     if out.prefers_text() {
         buf.reserve(out.len() + 16);
-        out.drain_frames(|frame| {
-            let opcode = if std::str::from_utf8(frame).is_ok() { WS_TEXT } else { WS_BINARY };
+        out.drain_frames(|frame, utf8| {
+            let opcode = if utf8 { WS_TEXT } else { WS_BINARY };
             put_ws_header(buf, opcode, frame.len());
             buf.extend_from_slice(frame);
         });
@@ -332,6 +332,35 @@ mod tests {
         want.extend_from_slice(b"MESSAGE\n\n\xff\0");
         assert_eq!(&buf[..], &want[..]);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn frames_the_adapter_knows_to_be_utf8_are_text_and_keep_their_bounds() {
+        let mut out = Output::new();
+        out.set_prefer_text(true);
+        out.buf().extend_from_slice(b"MESSAGE\n\nhi\0");
+        out.end_utf8_frame();
+        out.buf().extend_from_slice(b"MESSAGE\n\n\xff\0");
+        out.end_frame();
+        out.buf().extend_from_slice(b"RECEIPT\n\n\0");
+        out.end_utf8_frame();
+        let mut buf = BytesMut::new();
+        put_ws_frames(&mut buf, &mut out);
+        let mut want = vec![0x81, 12];
+        want.extend_from_slice(b"MESSAGE\n\nhi\0");
+        want.extend_from_slice(&[0x82, 11]);
+        want.extend_from_slice(b"MESSAGE\n\n\xff\0");
+        want.extend_from_slice(&[0x81, 10]);
+        want.extend_from_slice(b"RECEIPT\n\n\0");
+        assert_eq!(&buf[..], &want[..]);
+        // The compressed path splits the same frames.
+        out.buf().extend_from_slice(b"A\0");
+        out.end_utf8_frame();
+        out.buf().extend_from_slice(b"B\0");
+        out.end_frame();
+        let mut chunks = Vec::new();
+        out.take_frames(&mut chunks);
+        assert_eq!(chunks, [Bytes::from_static(b"A\0"), Bytes::from_static(b"B\0")]);
     }
 
     #[test]

@@ -29,8 +29,10 @@ pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 /// Most durable queues with their own series.
 pub(crate) const MAX_QUEUE_SERIES: usize = 100;
 
-/// One delivery in this many (per connection) has its latency recorded.
-pub(crate) const LATENCY_SAMPLE: u64 = 16;
+/// One delivery in this many (per connection, the first included) has its latency recorded: a
+/// histogram sample is an atomic push that every core shares, 3 % of the broker in a 100-way
+/// fan-out when it was one in 16.
+pub(crate) const LATENCY_SAMPLE: u64 = 64;
 
 const META: Metadata<'static> = Metadata::new("diglot", Level::INFO, None);
 

@@ -100,7 +100,12 @@ impl Session {
         } else {
             write_tail(w, d, temp, now);
         }
-        out.end_frame();
+        // Headers are text, so the frame is valid UTF-8 exactly when the body is.
+        if std::str::from_utf8(&msg.payload).is_ok() {
+            out.end_utf8_frame();
+        } else {
+            out.end_frame();
+        }
     }
 
     /// Skips an expired delivery; a durable one that the client would have had to acknowledge
