@@ -304,6 +304,11 @@ impl Output {
         self.buf.len()
     }
 
+    /// How many frames are waiting, counting one being written.
+    pub fn frames(&self) -> usize {
+        self.ends.len() + usize::from(self.buf.len() > self.last_end())
+    }
+
     /// Prefer WebSocket text messages for frames that are valid UTF-8 (STOMP).
     pub fn set_prefer_text(&mut self, text: bool) {
         self.text = text;

@@ -244,7 +244,9 @@ impl Link {
 /// (MQTT packets may share a WebSocket message [MQTT-6.0.0-2]).
 fn put_ws_frames(buf: &mut BytesMut, out: &mut Output) {
     if out.prefers_text() {
-        buf.reserve(out.len() + 16);
+        // Room for every frame and its header at once (at most 10 bytes each), so the buffer
+        // does not grow, and copy what it holds, halfway through.
+        buf.reserve(out.len() + 10 * out.frames());
         out.drain_frames(|frame, utf8| {
             let opcode = if utf8 { WS_TEXT } else { WS_BINARY };
             put_ws_header(buf, opcode, frame.len());
@@ -343,7 +345,9 @@ mod tests {
         out.buf().extend_from_slice(b"MESSAGE\n\n\xff\0");
         out.end_frame();
         out.buf().extend_from_slice(b"RECEIPT\n\n\0");
+        assert_eq!(out.frames(), 3, "the frame being written counts");
         out.end_utf8_frame();
+        assert_eq!(out.frames(), 3);
         let mut buf = BytesMut::new();
         put_ws_frames(&mut buf, &mut out);
         let mut want = vec![0x81, 12];

@@ -80,10 +80,10 @@ pub struct LoadArgs {
     /// Seconds of publishing (fanin, fanout, latency; each phase of slow-consumer).
     #[arg(long, default_value_t = 5.0)]
     pub duration_secs: f64,
-    /// Publishers (default: fanin 8, otherwise 1).
+    /// Publishers (default: fanin 4, otherwise 1).
     #[arg(long)]
     pub publishers: Option<usize>,
-    /// Subscribers (default: fanout 16, otherwise 1).
+    /// Subscribers (default: fanout 100, otherwise 1).
     #[arg(long)]
     pub subscribers: Option<usize>,
     /// Payload bytes (at least 16: a stamp; default 16, slow-consumer 1024).

@@ -127,7 +127,11 @@ fn put_decimal(buf: &mut BytesMut, mut n: u64) {
             break;
         }
     }
-    buf.put_slice(&digits[i..]);
+    // Byte by byte: a copy call costs more than the handful of digits it would move.
+    buf.reserve(digits.len() - i);
+    for &d in &digits[i..] {
+        buf.put_u8(d);
+    }
 }
 
 /// Encodes `frame` for a peer speaking `version`. Any `content-length` header in the frame is

@@ -54,8 +54,8 @@ pub fn shape(ctx: &Ctx) -> Shape {
     let a = &ctx.args;
     let s = a.scenario;
     Shape {
-        publishers: a.publishers.unwrap_or(if s == Scenario::Fanin { 8 } else { 1 }),
-        subscribers: a.subscribers.unwrap_or(if s == Scenario::Fanout { 16 } else { 1 }),
+        publishers: a.publishers.unwrap_or(if s == Scenario::Fanin { 4 } else { 1 }),
+        subscribers: a.subscribers.unwrap_or(if s == Scenario::Fanout { 100 } else { 1 }),
         size: a.size.unwrap_or(if s == Scenario::SlowConsumer { 1024 } else { 16 }).max(16),
         rate: a.rate.unwrap_or(if s == Scenario::SlowConsumer { 5000.0 } else { 1000.0 }),
     }
