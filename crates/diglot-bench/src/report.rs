@@ -66,8 +66,9 @@ fn metrics(scenario: &str) -> &'static [Metric] {
             Metric("fast_baseline_per_s", "fast subscriber alone, msgs/s", true),
             Metric("fast_with_slow_per_s", "fast subscriber next to the slow one, msgs/s", true),
             Metric("slow_received", "slow subscriber received", true),
-            Metric("rss_growth_mib", "broker RSS growth during the slow phase, MiB", false),
-            Metric("rss_after_close_growth_mib", "RSS growth 1 s after the slow one left, MiB", false),
+            Metric("rss_slow_growth_mib", "RSS the slow subscriber added (peak with it − peak without), MiB", false),
+            Metric("rss_growth_mib", "broker RSS growth from before the first phase to the peak, MiB", false),
+            Metric("rss_after_close_growth_mib", "RSS growth from before, 1 s after the slow one left, MiB", false),
         ],
         _ => &[],
     }
@@ -79,6 +80,9 @@ fn value(r: &Value, key: &str) -> Option<f64> {
     let mib = |k: &str| Some((r.get(k)?.as_f64()? - r.get("rss_before_bytes")?.as_f64()?) / 1048576.0);
     match key {
         "rss_growth_mib" => mib("rss_max_bytes"),
+        "rss_slow_growth_mib" => {
+            Some((r.get("rss_max_bytes")?.as_f64()? - r.get("rss_baseline_max_bytes")?.as_f64()?) / 1048576.0)
+        }
         "rss_after_close_growth_mib" => mib("rss_after_close_bytes"),
         _ => r.get(key)?.as_f64(),
     }
