@@ -704,11 +704,7 @@ mod tests {
         assert_eq!(drained(&a), (0..5).map(|i| (i, 2, Qos::AtLeastOnce)).collect::<Vec<_>>());
         // Only the matching messages, downgraded to the subscription's QoS.
         assert_eq!(drained(&b), [(0, 1, Qos::AtMostOnce), (2, 1, Qos::AtMostOnce), (4, 1, Qos::AtMostOnce)]);
-        let order: Vec<u8> = queued.iter().map(|(m, _)| m.payload[0]).collect();
-        assert_eq!(order, [0, 1, 2, 3, 4]);
-        assert!(queued.iter().all(|(_, q)| *q == [(9, Qos::AtLeastOnce)]));
-        let ids: Vec<u64> = queued.iter().map(|(m, _)| m.id).collect();
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in publish order: {ids:?}");
+        assert_queued(&queued, &[0, 1, 2, 3, 4], &[(9, Qos::AtLeastOnce)]);
         assert_eq!((r.stats().published.get(), r.stats().delivered.get()), (5, 8));
     }
 
@@ -747,11 +743,18 @@ mod tests {
         assert_eq!(drained(&a), [(0, 2), (1, 2), (2, 2), (3, 2), (5, 2), (6, 2)]);
         assert_eq!(drained(&c), [(0, 1), (1, 1), (2, 1), (5, 1), (6, 1)]);
         assert!(own.is_empty(), "no local");
+        assert_queued(&queued, &[0, 1, 2, 3, 5, 6], &[(9, Qos::AtMostOnce)]);
+        assert_eq!((r.stats().published.get(), r.stats().delivered.get()), (7, 11));
+    }
+
+    /// `queued` holds the messages with these one-byte payloads, in publish order (and
+    /// increasing ids), each with `queues`.
+    fn assert_queued(queued: &[Queued], payloads: &[u8], queues: &[(QueueId, Qos)]) {
         let order: Vec<u8> = queued.iter().map(|(m, _)| m.payload[0]).collect();
-        assert_eq!(order, [0, 1, 2, 3, 5, 6]);
+        assert_eq!(order, payloads);
+        assert!(queued.iter().all(|(_, q)| q == queues));
         let ids: Vec<u64> = queued.iter().map(|(m, _)| m.id).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in publish order: {ids:?}");
-        assert_eq!((r.stats().published.get(), r.stats().delivered.get()), (7, 11));
     }
 
     #[test]

@@ -328,12 +328,18 @@ mod tests {
         out.push_frame(b"MESSAGE\n\n\xff\0");
         let mut buf = BytesMut::new();
         put_ws_frames(&mut buf, &mut out);
-        let mut want = vec![0x81, 12];
-        want.extend_from_slice(b"MESSAGE\n\nhi\0");
-        want.extend_from_slice(&[0x82, 11]);
-        want.extend_from_slice(b"MESSAGE\n\n\xff\0");
-        assert_eq!(&buf[..], &want[..]);
+        assert_eq!(&buf[..], &short_frames(&[(WS_TEXT, b"MESSAGE\n\nhi\0"), (WS_BINARY, b"MESSAGE\n\n\xff\0")])[..]);
         assert!(out.is_empty());
+    }
+
+    /// Final server frames under 126 bytes, one per `(opcode, payload)`.
+    fn short_frames(frames: &[(u8, &[u8])]) -> Vec<u8> {
+        let mut want = Vec::new();
+        for (opcode, payload) in frames {
+            want.extend_from_slice(&[0x80 | opcode, payload.len() as u8]);
+            want.extend_from_slice(payload);
+        }
+        want
     }
 
     #[test]
@@ -350,12 +356,11 @@ mod tests {
         assert_eq!(out.frames(), 3);
         let mut buf = BytesMut::new();
         put_ws_frames(&mut buf, &mut out);
-        let mut want = vec![0x81, 12];
-        want.extend_from_slice(b"MESSAGE\n\nhi\0");
-        want.extend_from_slice(&[0x82, 11]);
-        want.extend_from_slice(b"MESSAGE\n\n\xff\0");
-        want.extend_from_slice(&[0x81, 10]);
-        want.extend_from_slice(b"RECEIPT\n\n\0");
+        let want = short_frames(&[
+            (WS_TEXT, b"MESSAGE\n\nhi\0"),
+            (WS_BINARY, b"MESSAGE\n\n\xff\0"),
+            (WS_TEXT, b"RECEIPT\n\n\0"),
+        ]);
         assert_eq!(&buf[..], &want[..]);
         // The compressed path splits the same frames.
         out.buf().extend_from_slice(b"A\0");
