@@ -244,8 +244,8 @@ impl Link {
 /// (MQTT packets may share a WebSocket message [MQTT-6.0.0-2]).
 fn put_ws_frames(buf: &mut BytesMut, out: &mut Output) {
     if out.prefers_text() {
-        // Room for every frame and its header at once (at most 10 bytes each), so the buffer
-        // does not grow, and copy what it holds, halfway through.
+        // Room for every frame and its header (at most 10 bytes each) at once, so that the
+        // buffer does not have to grow, copying what it already holds, halfway through.
         buf.reserve(out.len() + 10 * out.frames());
         out.drain_frames(|frame, utf8| {
             let opcode = if utf8 { WS_TEXT } else { WS_BINARY };
