@@ -292,6 +292,7 @@ where
         cx: &mut Context<'_>,
         max_read_buffer: usize,
     ) -> Poll<Result<Frame>> {
+        self.make_read_room();
         let res = if self.stream.read_buffer().is_empty() {
             self.wake_proxy.set_waker(ContextKind::Read, cx.waker());
             self.wake_proxy
@@ -349,6 +350,20 @@ where
             self.read_buffer_capacity.max(BUSY_READ_CAPACITY)
         } else {
             self.read_buffer_capacity
+        }
+    }
+
+    /// Gives the next read at least half the usual capacity to read into (diglot patch).
+    /// tokio-util reads into whatever room is left at the end of the buffer (it only makes
+    /// sure of one byte), so after a few small frames a read could ask the socket for a handful
+    /// of bytes and need a second system call for the rest of the frame. Once the frames read
+    /// before are dropped the buffer is not shared, and `reserve` moves what is left of it to
+    /// the front instead of allocating.
+    fn make_read_room(&mut self) {
+        let usual = self.usual_read_capacity();
+        let buffer = self.stream.read_buffer_mut();
+        if buffer.len() < usual && buffer.capacity() - buffer.len() < usual / 2 {
+            buffer.reserve(usual - buffer.len());
         }
     }
 
