@@ -29,7 +29,7 @@ pub use close::CloseReason;
 pub use counter::Counter;
 pub use limits::{Breaches, Bucket, Limit, Limits};
 pub use message::{Delivery, DurableRef, Encodings, Message, Props, Qos, QueueId, Seq, WireSlot};
-pub use outbox::{Outbox, PushOutcome};
+pub use outbox::{Outbox, PushOutcome, Wake};
 pub use retained::{RetainChange, Retained};
 pub use router::{
     ConnId, GroupHook, InterestHook, PublishReport, Router, Serve, ShareGroup, SubId, Subscriber, Target,

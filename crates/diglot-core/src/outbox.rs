@@ -7,12 +7,19 @@
 //! durable subscriptions) never overflow an outbox: they hand over only while
 //! [`Outbox::has_room`] and their consumer's window allow, and otherwise keep the message in the
 //! store, so a slow durable consumer is parked, not closed.
+//!
+//! The outbox is also how the connection's driver is woken for anything else that closes it
+//! (a takeover, an administrator's kick, the server's shutdown: [`Outbox::signal`]). The driver
+//! is the only task that waits on it, so one [`AtomicWaker`] does: registering the waker and
+//! waking it are a few atomic operations, where a `Notify` per reason took its waiter list's
+//! lock twice per reason on every event the driver handled.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::task::{Context, Poll};
 
+use atomic_waker::AtomicWaker;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 
 use crate::message::{Delivery, Qos};
 
@@ -29,6 +36,27 @@ pub enum PushOutcome {
     Closed,
 }
 
+/// Control signals for a connection's driver ([`Outbox::signal`]); bits of one byte.
+pub mod signal {
+    /// Another connection took the client id (and its session) over.
+    pub const TAKEOVER: u8 = 1;
+    /// An administrator closed the connection.
+    pub const KICKED: u8 = 2;
+    /// The server is shutting down.
+    pub const SHUTDOWN: u8 = 4;
+}
+
+/// What the driver was woken for ([`Outbox::poll_wake`]), in the order it is looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// One or more [`signal`] bits (all of them that are set).
+    Signal(u8),
+    /// The consumer was marked slow.
+    Slow,
+    /// A delivery is waiting.
+    Ready,
+}
+
 struct State {
     queue: VecDeque<Delivery>,
     bytes: usize,
@@ -39,11 +67,25 @@ struct State {
 /// A bounded queue of deliveries for one connection.
 pub struct Outbox {
     state: Mutex<State>,
-    notify: Notify,
-    slow_notify: Notify,
+    /// The driver's waker: woken when a delivery arrives in an empty outbox, when the consumer
+    /// is marked slow, and for a signal.
+    waker: AtomicWaker,
+    signals: AtomicU8,
     max_messages: usize,
     max_bytes: usize,
     dropped: AtomicU64,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.state.lock();
+        f.debug_struct("Outbox")
+            .field("queued", &st.queue.len())
+            .field("bytes", &st.bytes)
+            .field("slow", &st.slow)
+            .field("signals", &self.signals.load(Ordering::Relaxed))
+            .finish()
+    }
 }
 
 impl Outbox {
@@ -51,8 +93,8 @@ impl Outbox {
     pub fn new(max_messages: usize, max_bytes: usize) -> Outbox {
         Outbox {
             state: Mutex::new(State { queue: VecDeque::new(), bytes: 0, closed: false, slow: false }),
-            notify: Notify::new(),
-            slow_notify: Notify::new(),
+            waker: AtomicWaker::new(),
+            signals: AtomicU8::new(0),
             max_messages: max_messages.max(1),
             max_bytes: max_bytes.max(1),
             dropped: AtomicU64::new(0),
@@ -77,8 +119,7 @@ impl Outbox {
             }
             st.slow = true;
             drop(st);
-            self.notify.notify_one();
-            self.slow_notify.notify_one();
+            self.waker.wake();
             return PushOutcome::SlowConsumer;
         }
         st.bytes += cost;
@@ -86,7 +127,7 @@ impl Outbox {
         let was_empty = st.queue.len() == 1;
         drop(st);
         if was_empty {
-            self.notify.notify_one();
+            self.waker.wake();
         }
         PushOutcome::Queued
     }
@@ -124,10 +165,7 @@ impl Outbox {
             self.dropped.fetch_add(dropped, Ordering::Relaxed);
         }
         if wake {
-            self.notify.notify_one();
-        }
-        if slow {
-            self.slow_notify.notify_one();
+            self.waker.wake();
         }
     }
 
@@ -157,27 +195,37 @@ impl Outbox {
         !st.queue.is_empty() || st.slow
     }
 
-    /// Waits until a delivery is queued or the consumer is marked slow. Cancel-safe.
-    pub async fn ready(&self) {
-        loop {
-            let notified = self.notify.notified();
-            if self.is_ready() {
-                return;
-            }
-            notified.await;
+    /// Sets signal bits ([`signal`]) and wakes the driver. A bit stays set: the driver closes
+    /// the connection for it.
+    pub fn signal(&self, bits: u8) {
+        self.signals.fetch_or(bits, Ordering::AcqRel);
+        self.waker.wake();
+    }
+
+    /// What the driver should handle now: a signal, a slow consumer (even while the driver is
+    /// not draining, for example because the client's inflight window is full), or, if
+    /// `deliver`, a waiting delivery. Otherwise `Pending`, and the task in `cx` is woken when
+    /// one of them happens. Only one task may wait on an outbox at a time (its driver).
+    pub fn poll_wake(&self, cx: &mut Context<'_>, deliver: bool) -> Poll<Wake> {
+        // Registered before looking, so that a push or signal after the look wakes the task.
+        self.waker.register(cx.waker());
+        let signals = self.signals.load(Ordering::Acquire);
+        if signals != 0 {
+            return Poll::Ready(Wake::Signal(signals));
+        }
+        let st = self.state.lock();
+        if st.slow {
+            Poll::Ready(Wake::Slow)
+        } else if deliver && !st.queue.is_empty() {
+            Poll::Ready(Wake::Ready)
+        } else {
+            Poll::Pending
         }
     }
 
-    /// Waits until the consumer is marked slow, even while the driver is not draining (for
-    /// example because the client's inflight window is full). Cancel-safe.
-    pub async fn slow(&self) {
-        loop {
-            let notified = self.slow_notify.notified();
-            if self.state.lock().slow {
-                return;
-            }
-            notified.await;
-        }
+    /// [`Outbox::poll_wake`] as a future. Cancel-safe.
+    pub async fn wake(&self, deliver: bool) -> Wake {
+        std::future::poll_fn(|cx| self.poll_wake(cx, deliver)).await
     }
 
     /// Refuses further pushes and discards what is queued.

@@ -16,7 +16,6 @@ use dashmap::DashMap;
 use diglot_core::{CloseReason, ConnId, Transport};
 use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::sync::Notify;
 
 /// How many closed connections [`Conns::recent_closes`] remembers.
 const RECENT_CLOSES: usize = 100;
@@ -49,8 +48,9 @@ pub(crate) struct ConnEntry {
     pub(crate) bytes_out: AtomicU64,
     pub(crate) messages_in: AtomicU64,
     pub(crate) messages_out: AtomicU64,
-    /// Woken by an administrator's kick.
-    pub(crate) kick: Notify,
+    /// The connection's outbox, which also wakes its driver for an administrator's kick and
+    /// the server's shutdown ([`diglot_core::Outbox::signal`]).
+    pub(crate) outbox: Arc<diglot_core::Outbox>,
     /// The connection's subscriptions: sub id → (filter, QoS, share group).
     pub(crate) subscriptions: Mutex<std::collections::HashMap<diglot_core::SubId, SubView>>,
     /// The durable queues the connection consumes: sub id → (queue, prefetch).
@@ -132,6 +132,7 @@ impl Conns {
         transport: Transport,
         peer: SocketAddr,
         protocol: &'static str,
+        outbox: Arc<diglot_core::Outbox>,
     ) -> Arc<ConnEntry> {
         let entry = Arc::new(ConnEntry {
             id,
@@ -143,12 +144,20 @@ impl Conns {
             bytes_out: AtomicU64::new(0),
             messages_in: AtomicU64::new(0),
             messages_out: AtomicU64::new(0),
-            kick: Notify::new(),
+            outbox,
             subscriptions: Mutex::new(std::collections::HashMap::new()),
             consuming: Mutex::new(std::collections::HashMap::new()),
         });
         self.open.insert(id, entry.clone());
         entry
+    }
+
+    /// Signals every open connection's driver ([`diglot_core::outbox::signal`]): the server's
+    /// shutdown. A connection opened after this looks at the shutdown flag itself.
+    pub(crate) fn signal_all(&self, bits: u8) {
+        for e in self.open.iter() {
+            e.outbox.signal(bits);
+        }
     }
 
     /// Removes a connection that ended, and remembers why.
@@ -193,7 +202,7 @@ impl Conns {
     pub(crate) fn kick(&self, client_id: &str) -> usize {
         let found = self.by_client_id(client_id);
         for e in &found {
-            e.kick.notify_one();
+            e.outbox.signal(diglot_core::outbox::signal::KICKED);
         }
         found.len()
     }

@@ -19,11 +19,10 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use diglot_core::{
     session_queue, Action, Adapter, CloseReason, ConnInfo, Delivery, Filter, Outbox, Output, PublishError,
-    RetainHandling, SubId, Subscriber, Transport,
+    RetainHandling, SubId, Subscriber, Transport, Wake,
 };
 use futures::stream::{FuturesOrdered, StreamExt};
-use tokio::sync::Notify;
-use tokio::time::{sleep_until, timeout};
+use tokio::time::timeout;
 
 use crate::auth::ConnAuth;
 use crate::conns::ConnEntry;
@@ -108,8 +107,9 @@ impl Pending {
 /// One connection's state that the driver (not the adapter) owns.
 struct Conn {
     id: u64,
+    /// The deliveries for this connection; it also wakes the driver for a takeover, an
+    /// administrator's kick and the shutdown ([`Outbox::signal`]).
     outbox: Arc<Outbox>,
-    kick: Arc<Notify>,
     /// Set to `true` once the connection has released its subscriptions and consumers.
     finished: crate::registry::Finished,
     subs: HashMap<SubId, Filter>,
@@ -173,7 +173,8 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
             Proto::Mqtt => Box::new(diglot_mqtt::Session::new(info, limits.clone(), shared.mqtt.clone(), started)),
             Proto::Stomp => Box::new(diglot_stomp::Session::new(info, limits.clone(), shared.stomp.clone(), started)),
         };
-        let entry = shared.conns.open(id, transport, peer, adapter.protocol());
+        let outbox = Arc::new(Outbox::new(limits.outbox_max_messages, limits.outbox_max_bytes));
+        let entry = shared.conns.open(id, transport, peer, adapter.protocol(), outbox.clone());
         shared.metrics.opened(adapter.protocol(), transport);
         let conn = Conn {
             entry,
@@ -183,8 +184,7 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
             },
             delivered: 0,
             id,
-            outbox: Arc::new(Outbox::new(limits.outbox_max_messages, limits.outbox_max_bytes)),
-            kick: Arc::new(Notify::new()),
+            outbox,
             finished: crate::registry::Finished::new(),
             subs: HashMap::new(),
             consumers: HashMap::new(),
@@ -207,10 +207,18 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
         (adapter, conn, usize::from(limits.max_inflight.max(1)))
     };
     shared.connections.fetch_add(1, Ordering::Relaxed);
-    let mut shutdown = shared.shutdown.clone();
+    let shutdown = shared.shutdown.clone();
     let mut input = BytesMut::new();
     let mut out = Output::new();
     let mut actions = Vec::new();
+    // One timer for every deadline, kept across events: each pending `Sleep` is ~100 bytes of
+    // every idle connection's task, and registering one takes the timer wheel's lock. It is
+    // moved only when a deadline comes earlier than the one it is set for (the keep-alive
+    // deadline moves later with every packet): at worst it then wakes once for nothing, and
+    // is set again for the deadline that is due by then.
+    let alarm = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(alarm);
+    let mut alarm_at: Option<Instant> = None;
 
     // The handlers below run boxed (`Box::pin(...).await`): tokio keeps a task's future in one
     // allocation, as large as its largest state, for the connection's whole life. Boxed, the
@@ -220,24 +228,35 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
         let timer = adapter.next_timer();
         let link_timer = link.next_timer();
         let paused = conn.paused_until().filter(|&t| t > Instant::now());
-        // One timer for every deadline: each pending `Sleep` in the select is ~100 bytes of
-        // every idle connection's task.
         let wake = [paused, timer, link_timer, conn.auth_deadline].into_iter().flatten().min();
+        if let Some(t) = wake.filter(|t| alarm_at.is_none_or(|at| *t < at)) {
+            alarm.as_mut().reset(t.into());
+            alarm_at = Some(t);
+        }
+        // The shutdown reaches a connection through its outbox (`Conns::signal_all`); one that
+        // opened after that looks here.
         let event = if *shutdown.borrow() {
             Event::Close(CloseReason::ServerShutdown)
         } else {
+            // Takeovers, kicks, the shutdown, a slow consumer and deliveries all wake the task
+            // through the outbox's one waker.
+            let outbox = &conn.outbox;
+            let can_deliver = adapter.can_deliver();
             tokio::select! {
                 biased;
-                _ = shutdown.changed() => Event::Close(CloseReason::ServerShutdown),
                 Some(stored) = conn.pending.next(), if !conn.pending.is_empty() => Event::Stored(stored),
                 // Input that already arrived goes before a takeover: a client that sent its last
                 // acknowledgements and DISCONNECT and then reconnected must have them honoured.
                 r = link.read(&mut input), if conn.pending.len() < max_pending && paused.is_none() => Event::Read(r),
-                _ = conn.kick.notified() => Event::Close(CloseReason::SessionTakenOver),
-                _ = conn.entry.kick.notified() => Event::Close(CloseReason::Kicked),
-                _ = conn.outbox.slow() => Event::Close(CloseReason::SlowConsumer),
-                _ = conn.outbox.ready(), if adapter.can_deliver() => Event::Deliver,
-                _ = sleep_or_never(wake) => due(Instant::now(), paused, timer, link_timer, conn.auth_deadline),
+                w = outbox.wake(can_deliver) => match w {
+                    Wake::Signal(bits) => Event::Close(signalled(bits)),
+                    Wake::Slow => Event::Close(CloseReason::SlowConsumer),
+                    Wake::Ready => Event::Deliver,
+                },
+                _ = alarm.as_mut(), if alarm_at.is_some() => {
+                    alarm_at = None;
+                    due(Instant::now(), paused, timer, link_timer, conn.auth_deadline)
+                }
             }
         };
         let now = Instant::now();
@@ -352,10 +371,16 @@ fn due(
     }
 }
 
-async fn sleep_or_never(deadline: Option<Instant>) {
-    match deadline {
-        Some(t) => sleep_until(t.into()).await,
-        None => std::future::pending().await,
+/// The close reason for a driver's signal bits ([`diglot_core::outbox::signal`]): the
+/// shutdown first, then a takeover, then an administrator's kick.
+fn signalled(bits: u8) -> CloseReason {
+    use diglot_core::outbox::signal::{SHUTDOWN, TAKEOVER};
+    if bits & SHUTDOWN != 0 {
+        CloseReason::ServerShutdown
+    } else if bits & TAKEOVER != 0 {
+        CloseReason::SessionTakenOver
+    } else {
+        CloseReason::Kicked
     }
 }
 
@@ -603,7 +628,7 @@ async fn execute_one(
             conn.entry.subscriptions.lock().remove(&sub);
         }
         Action::ClaimClientId(client_id) => {
-            let displaced = shared.registry.claim(&client_id, conn.id, &conn.kick, &conn.finished);
+            let displaced = shared.registry.claim(&client_id, conn.id, &conn.outbox, &conn.finished);
             {
                 let mut d = conn.entry.details.lock();
                 d.client_id = Some(client_id.clone());

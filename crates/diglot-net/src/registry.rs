@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use diglot_core::ConnId;
-use tokio::sync::Notify;
+use diglot_core::outbox::signal::TAKEOVER;
+use diglot_core::{ConnId, Outbox};
 use tokio_util::sync::CancellationToken;
 
-/// A handle that wakes a connection's driver to close it.
-pub type Kick = Arc<Notify>;
+/// A handle that wakes a connection's driver to close it: its outbox, signalled with
+/// [`TAKEOVER`].
+pub type Kick = Arc<Outbox>;
 
 /// Cancelled once a connection has released everything it held. (A token, not a `watch`
 /// channel: every connection has one, and a watch channel costs about 300 bytes more.)
@@ -37,7 +38,7 @@ impl Registry {
         if old.0 == conn {
             return None;
         }
-        old.1.notify_one();
+        old.1.signal(TAKEOVER);
         Some(old.2)
     }
 
@@ -54,7 +55,7 @@ impl Registry {
     /// Closes the connection that holds `client_id`, if any (another node took it over).
     pub fn kick(&self, client_id: &str) {
         if let Some(h) = self.holders.get(client_id) {
-            h.1.notify_one();
+            h.1.signal(TAKEOVER);
         }
     }
 

@@ -446,6 +446,9 @@ impl Server {
     /// shutdown grace) for them to finish. Returns `false` if some did not finish in time.
     pub async fn shutdown(self) -> bool {
         let _ = self.shutdown_tx.send(true);
+        // Every connection's driver is woken through its outbox; one that opens after this
+        // sees the flag just sent.
+        self.shared.conns.signal_all(diglot_core::outbox::signal::SHUTDOWN);
         self.tracker.close();
         let done = tokio::time::timeout(self.grace, self.tracker.wait()).await.is_ok();
         if !done {
