@@ -147,6 +147,7 @@ pub fn encode(frame: &Frame, version: Version, buf: &mut BytesMut) {
 }
 
 /// Whether a header name or value holds an octet that STOMP 1.1+ escapes (`\`, LF, `:`, CR).
-fn needs_escape(raw: &[u8]) -> bool {
+/// Whether a header name or value has a character that some version escapes or replaces.
+pub(crate) fn needs_escape(raw: &[u8]) -> bool {
     memchr3(b'\\', b'\n', b':', raw).is_some() || memchr(b'\r', raw).is_some()
 }

@@ -23,6 +23,7 @@ mod encode;
 mod tests;
 
 pub use decode::{Decoded, Decoder};
+pub(crate) use encode::needs_escape;
 pub use encode::{encode, FrameWriter};
 
 use crate::frame::Command;

@@ -14,9 +14,13 @@
 //!
 //! Encoded once: those three headers are this subscription's; everything after them (from
 //! `destination` to the body's NUL) depends on the message alone, so when a message goes to
-//! several connections it is encoded once per STOMP version, kept with the message
-//! ([`diglot_core::Encodings`]) and copied after each subscriber's three headers. Not shared:
-//! a `/temp-queue/` destination, a redelivery, and an `expires` computed from the clock.
+//! several connections it is encoded once per STOMP version and kept with the message
+//! ([`diglot_core::Encodings`]): as the whole frame of the first subscription it went to,
+//! without `ack`. A subscription with the same id and no `ack` header copies that frame
+//! whole (subscription ids repeat across connections: every stompjs client calls its first
+//! subscription `sub-0`); any other copies the part after the first two headers behind its
+//! own. Not shared: a `/temp-queue/` destination, a redelivery, and an `expires` computed
+//! from the clock.
 //!
 //! A delivery from a durable queue ([`Delivery::durable`]) on a `client` or
 //! `client-individual` subscription keeps its store entry with its unacked record, for the
@@ -71,12 +75,6 @@ impl Session {
             return;
         };
         out.set_prefer_text(true);
-        let mut w = FrameWriter::begin(out.buf(), Command::Message, version);
-        w.known_header("subscription", &sub.id);
-        w.header_u64("message-id", msg.id);
-        if let (Some(ack), Version::V1_2) = (ack, version) {
-            w.header_u64("ack", ack);
-        }
         let temp = match &sub.source {
             Source::Temp { name, .. } => Some(name.as_str()),
             _ => None,
@@ -86,19 +84,30 @@ impl Session {
             Version::V1_1 => WireSlot::Stomp11,
             Version::V1_2 => WireSlot::Stomp12,
         };
-        // The rest of the frame is the same for every subscriber of this version, unless it
-        // names this session's temporary queue, flags a redelivery, or carries an `expires`
-        // computed from the clock: then it is written here.
+        let ack = ack.filter(|_| version == Version::V1_2);
+        // The frame after the per-subscription headers is the same for every subscriber of
+        // this version, unless it names this session's temporary queue, flags a redelivery,
+        // or carries an `expires` computed from the clock: then it is written here.
         let fixed_expiry = msg.expires_at.is_none() || msg.expires_unix_ms.is_some();
         if temp.is_none() && !d.is_redelivery() && fixed_expiry && d.shares(slot) {
-            let tail = msg.encoded.get_or_encode(slot, || {
+            let whole = msg.encoded.get_or_encode(slot, || {
                 let mut buf = BytesMut::new();
-                write_tail(FrameWriter::headers(&mut buf, Command::Message, version), d, None, now);
+                let w = message_head(&mut buf, version, &sub.id, msg.id, None);
+                write_tail(w, d, None, now);
                 buf.freeze()
             });
-            out.buf().extend_from_slice(tail);
+            if ack.is_none() && sub.plain_id && is_for(whole, &sub.id) {
+                // Subscribers that gave their subscriptions the same id (every stompjs client
+                // calls its first one `sub-0`) share the whole frame.
+                out.buf().extend_from_slice(whole);
+            } else if let Some(tail) = tail_start(whole).and_then(|at| whole.get(at..)) {
+                message_head(out.buf(), version, &sub.id, msg.id, ack);
+                out.buf().extend_from_slice(tail);
+            } else {
+                write_tail(message_head(out.buf(), version, &sub.id, msg.id, ack), d, None, now);
+            }
         } else {
-            write_tail(w, d, temp, now);
+            write_tail(message_head(out.buf(), version, &sub.id, msg.id, ack), d, temp, now);
         }
         // Headers are text, so the frame is valid UTF-8 exactly when the body is.
         if std::str::from_utf8(&msg.payload).is_ok() {
@@ -118,6 +127,44 @@ impl Session {
             self.pending_since.get_or_insert(now);
         }
     }
+}
+
+/// Where the per-subscription headers of a MESSAGE end.
+const SUBSCRIPTION_AT: usize = "MESSAGE\nsubscription:".len();
+
+/// Begins a MESSAGE with its per-subscription headers: `subscription`, `message-id` and, on a
+/// STOMP 1.2 `client` or `client-individual` subscription, `ack`.
+fn message_head<'a>(
+    buf: &'a mut BytesMut,
+    version: Version,
+    sub_id: &str,
+    msg_id: u64,
+    ack: Option<u64>,
+) -> FrameWriter<'a> {
+    let mut w = FrameWriter::begin(buf, Command::Message, version);
+    w.known_header("subscription", sub_id);
+    w.header_u64("message-id", msg_id);
+    if let Some(ack) = ack {
+        w.header_u64("ack", ack);
+    }
+    w
+}
+
+/// Whether a whole MESSAGE (as [`message_head`] began it, without `ack`) is for a subscription
+/// whose id is `sub_id`, an id with nothing to escape.
+fn is_for(whole: &[u8], sub_id: &str) -> bool {
+    let end = SUBSCRIPTION_AT + sub_id.len();
+    whole.get(SUBSCRIPTION_AT..end) == Some(sub_id.as_bytes()) && whole.get(end) == Some(&b'\n')
+}
+
+/// Where the part of a whole MESSAGE (as [`message_head`] began it, without `ack`) that is
+/// the same for every subscriber begins: after the `subscription` and `message-id` lines.
+/// Header values hold no raw line feed in any version, so the second line feed after the
+/// command line ends them.
+fn tail_start(whole: &[u8]) -> Option<usize> {
+    let sub_end = SUBSCRIPTION_AT + memchr::memchr(b'\n', whole.get(SUBSCRIPTION_AT..)?)?;
+    let id_end = sub_end + 1 + memchr::memchr(b'\n', whole.get(sub_end + 1..)?)?;
+    Some(id_end + 1)
 }
 
 /// Writes the headers of a MESSAGE after `subscription`, `message-id` and `ack`, then the

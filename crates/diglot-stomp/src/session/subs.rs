@@ -82,6 +82,9 @@ struct Unacked {
 pub(crate) struct Sub {
     /// The client's id for it.
     pub(crate) id: String,
+    /// The id has nothing to escape, so it is written as it is in every version (a MESSAGE
+    /// for it may then be one that another subscriber's delivery encoded).
+    pub(crate) plain_id: bool,
     /// Where its messages come from.
     pub(crate) source: Source,
     /// The ack mode.
@@ -167,7 +170,16 @@ impl Subscriptions {
         if let Source::Temp { name, .. } = &source {
             *self.temps.entry(name.clone()).or_default() += 1;
         }
-        self.subs.insert(sub, Sub { id: id.to_owned(), source, ack, unacked: VecDeque::new() });
+        self.subs.insert(
+            sub,
+            Sub {
+                id: id.to_owned(),
+                plain_id: !crate::codec::needs_escape(id.as_bytes()),
+                source,
+                ack,
+                unacked: VecDeque::new(),
+            },
+        );
         Ok(sub)
     }
 
