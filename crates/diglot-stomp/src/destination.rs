@@ -134,18 +134,34 @@ impl fmt::Display for Separator {
 }
 
 thread_local! {
-    /// The separator of the session whose delivery is being encoded on this thread: set by
-    /// [`set_delivering`] before each delivery, read by the MESSAGE encoder, whose signature
-    /// carries no session.
+    /// The separator of the MESSAGE frames being encoded on this thread: [`Separator::Slash`]
+    /// except while a [`Delivering`] guard of another separator is alive. The MESSAGE encoder
+    /// reads it, as its signature carries no session.
     static DELIVERING: Cell<Separator> = const { Cell::new(Separator::Slash) };
 }
 
-/// Makes `sep` the separator of the MESSAGE frames encoded next on this thread.
-pub(crate) fn set_delivering(sep: Separator) {
-    DELIVERING.set(sep);
+/// While alive, the MESSAGE frames encoded on this thread use its separator; dropping it (also
+/// when unwinding) restores [`Separator::Slash`]. A session with the default separator needs
+/// none, so its deliveries do not touch the thread-local at all.
+#[derive(Debug)]
+pub(crate) struct Delivering(());
+
+impl Delivering {
+    /// Makes `sep` the separator of the MESSAGE frames encoded on this thread until the guard
+    /// is dropped.
+    pub(crate) fn with(sep: Separator) -> Delivering {
+        DELIVERING.set(sep);
+        Delivering(())
+    }
 }
 
-/// The separator of the delivery being encoded on this thread (see [`set_delivering`]).
+impl Drop for Delivering {
+    fn drop(&mut self) {
+        DELIVERING.set(Separator::Slash);
+    }
+}
+
+/// The separator of the MESSAGE frames being encoded on this thread (see [`Delivering`]).
 pub(crate) fn delivering() -> Separator {
     DELIVERING.get()
 }

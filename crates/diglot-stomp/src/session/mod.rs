@@ -505,9 +505,14 @@ impl Adapter for Session {
     }
 
     fn on_delivery(&mut self, delivery: Delivery, now: Instant, out: &mut Output) {
-        // The MESSAGE encoder reads the separator from here (its signature has no session).
-        destination::set_delivering(self.config.topic_separator);
-        self.deliver(&delivery, now, out);
+        match self.config.topic_separator {
+            // The default: what the MESSAGE encoder finds when no guard is set.
+            Separator::Slash => self.deliver(&delivery, now, out),
+            sep => {
+                let _encode_with = destination::Delivering::with(sep);
+                self.deliver(&delivery, now, out);
+            }
+        }
     }
 
     fn next_timer(&self) -> Option<Instant> {
