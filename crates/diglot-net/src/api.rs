@@ -338,7 +338,9 @@ struct BatchRequest {
 /// Why one publish was not taken: the HTTP status and the text.
 type Refused = (StatusCode, String);
 
-fn to_message(p: PublishRequest) -> Result<Message, Refused> {
+/// A publish request as a router message; a `destination` is read as a STOMP client's would be,
+/// with the broker's `stomp.topic_separator` (`sep`).
+fn to_message(p: PublishRequest, sep: diglot_stomp::Separator) -> Result<Message, Refused> {
     let bad = |s: String| (StatusCode::BAD_REQUEST, s);
     let topic = match (p.topic, p.destination) {
         (Some(t), None) => Topic::new(&t).map_err(|e| bad(format!("invalid topic: {e}")))?,
@@ -346,7 +348,7 @@ fn to_message(p: PublishRequest) -> Result<Message, Refused> {
             if d.starts_with("/temp-queue/") {
                 return Err(bad("a /temp-queue/ belongs to a STOMP session; publish to its reply topic".into()));
             }
-            diglot_stomp::destination::send_topic(&d, "").map_err(|e| bad(format!("invalid destination: {e}")))?
+            diglot_stomp::destination::send_topic(&d, "", sep).map_err(|e| bad(format!("invalid destination: {e}")))?
         }
         _ => return Err(bad("give exactly one of topic and destination".into())),
     };
@@ -374,7 +376,7 @@ fn to_message(p: PublishRequest) -> Result<Message, Refused> {
 /// Checks and publishes one message; answers once it is routed, and for QoS ≥ 1 once the
 /// durable queues it matched have it under the store's durability policy.
 async fn publish_checked(shared: &Arc<Shared>, caller: &Caller, p: PublishRequest) -> Result<Value, Refused> {
-    let msg = to_message(p)?;
+    let msg = to_message(p, shared.stomp.topic_separator)?;
     let permissions = shared.auth.permissions(caller.identity.as_ref(), "");
     // `may_publish` counts a denial itself (`diglot_acl_denied_total{action="publish"}`).
     if !permissions.may_publish(&msg.topic) {
@@ -571,7 +573,7 @@ mod tests {
             r#"{"destination":"/queue/jobs","payload":"aGk=","encoding":"base64","qos":1,"properties":[["k","v"]]}"#,
         )
         .unwrap();
-        let m = to_message(p).unwrap();
+        let m = to_message(p, diglot_stomp::Separator::Slash).unwrap();
         assert_eq!(m.topic.as_str(), "$queue/jobs");
         assert_eq!(&m.payload[..], b"hi");
         assert_eq!(m.qos, Qos::AtLeastOnce);
@@ -585,8 +587,15 @@ mod tests {
             r#"{"destination":"/temp-queue/x"}"#,
         ] {
             let p: PublishRequest = serde_json::from_str(bad).unwrap();
-            assert!(to_message(p).is_err(), "{bad}");
+            assert!(to_message(p, diglot_stomp::Separator::Slash).is_err(), "{bad}");
         }
         assert!(serde_json::from_str::<PublishRequest>(r#"{"topic":"a","qoss":1}"#).is_err());
+        // A destination is read with the broker's STOMP topic separator.
+        let dotted = r#"{"destination":"/topic/a.b%2Ec"}"#;
+        for (sep, topic) in [(diglot_stomp::Separator::Slash, "a.b%2Ec"), (diglot_stomp::Separator::Dot, "a/b.c")] {
+            assert_eq!(to_message(serde_json::from_str(dotted).unwrap(), sep).unwrap().topic.as_str(), topic);
+        }
+        let p: PublishRequest = serde_json::from_str(r#"{"destination":"/topic/a/b"}"#).unwrap();
+        assert!(to_message(p, diglot_stomp::Separator::Dot).is_err());
     }
 }

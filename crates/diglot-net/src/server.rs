@@ -145,9 +145,20 @@ impl ReloadHandle {
     /// logins and every open connection's checks), the per-connection limits and the
     /// per-address connection limit (for new connections), and the TLS certificates (loaded
     /// again from their files). All or nothing: on error nothing changes. Listeners, the store
-    /// and the protocol settings need a restart.
+    /// and the protocol settings need a restart. A changed `stomp.topic_separator` is not
+    /// applied either, but warned about: it would change what STOMP names mean under live and
+    /// durable subscriptions, so it only changes with a restart.
     pub fn apply(&self, spec: &Spec) -> Result<(), String> {
         let Some(shared) = self.0.upgrade() else { return Err("the server has stopped".into()) };
+        // Live and durable subscriptions hold the canonical filters their STOMP names were read
+        // into; a new separator would make the same names mean other topics under them.
+        if spec.stomp.topic_separator != shared.stomp.topic_separator {
+            tracing::warn!(
+                running = %shared.stomp.topic_separator,
+                configured = %spec.stomp.topic_separator,
+                "stomp.topic_separator cannot change while the broker runs; the running value stays until a restart"
+            );
+        }
         // Check everything first, then swap.
         let tls = shared.tls.lock().clone();
         for t in &tls {

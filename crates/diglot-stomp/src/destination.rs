@@ -1,6 +1,7 @@
 //! STOMP destinations mapped onto Diglot's canonical topic namespace.
 //!
-//! Rules (ARCHITECTURE.md, "Protocol mapping"):
+//! Rules (ARCHITECTURE.md, "Protocol mapping"), with the default [`Separator::Slash`]
+//! (`stomp.topic_separator = "/"`):
 //!
 //! - `/topic/<t>` is the canonical (MQTT) topic `<t>`, byte for byte. Nothing is rewritten, so
 //!   the mapping is lossless both ways: dots, `*`, spaces and any UTF-8 survive a round trip
@@ -42,9 +43,47 @@
 //! way (`/queue/q` ⇔ `$queue/q`), and `/temp-queue/<name>` becomes the session's private
 //! `$temp/<session>/<name>` (shown to other STOMP clients as `/topic/$temp/<session>/<name>`).
 //!
-//! Not here (yet): the RabbitMQ-style `stomp.topic_separator = "."` option.
+//! # RabbitMQ-style names: [`Separator::Dot`] (`stomp.topic_separator = "."`)
+//!
+//! Only the text after `/topic/` changes; it is read and written by the `dotted` module,
+//! whose table lists every escape:
+//!
+//! - Levels are separated by `.`: `/topic/a.b.c` is `a/b/c`, `/topic/.x` is `/x`,
+//!   `/topic/a..b` is `a//b`, `/topic/$SYS.broker.uptime` is `$SYS/broker/uptime`.
+//! - The wildcards are `*` (one whole level, MQTT `+`) and `#` (the whole last level):
+//!   SUBSCRIBE `/topic/a.*.c` is the filter `a/+/c`, `/topic/a.#` is `a/#`. `/topic/a*` and
+//!   `/topic/a.#.b` are misplaced wildcards; SEND `/topic/a.*` is a name with a wildcard.
+//! - Lossless: `%`, `.` and `*` inside a level are written `%25`, `%2E`, `%2A`, so MQTT
+//!   `fw/v1.2` is `/topic/fw.v1%2E2`, `a*b/50%` is `/topic/a%2Ab.50%25`, and every valid MQTT
+//!   topic survives MQTT → STOMP → MQTT unchanged. Spaces, `$`, `:` and any UTF-8 are
+//!   written as they are.
+//! - Refused ([`DestinationError::Dotted`]): a `%` that starts none of the escapes
+//!   (`/topic/50%`, `/topic/a%41`), a `/` (`/topic/a/b`: no level can contain one), a `+`
+//!   (`/topic/a.+`: the wildcard is `*`), and `%2B` / `%23` (a literal `+` or `#`) except in
+//!   `reply-to`.
+//! - The queue and temporary-queue spaces are read from the canonical text: `/topic/$queue.jobs`
+//!   is `/queue/jobs`, and `/topic/$temp.<session>.<name>` is another session's temporary
+//!   queue (a replier SENDs there; nobody may SUBSCRIBE). Queue and temporary queue names are
+//!   never split or escaped, as in RabbitMQ: `/queue/a.b` is `$queue/a.b` under either
+//!   separator, and a MESSAGE from it says `destination:/queue/a.b`.
+//! - `reply-to` follows the same rules both ways: `reply-to:/topic/resp.1` is the response topic
+//!   `resp/1`, an MQTT response topic `resp/v1.2` is shown as `reply-to:/topic/resp.v1%2E2`, and
+//!   a `$temp` reply topic as `/topic/$temp.<session>.<name>`. A `/topic/` reply-to that cannot
+//!   be read is an error (ERROR `invalid reply-to`), not kept verbatim.
+//!
+//! The separator is broker-wide: a message's encoded MESSAGE tail is shared by every STOMP
+//! subscriber of one version, so every session of a broker must use the same one.
+
+mod dotted;
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
 
 use diglot_core::{queue_topic, Filter, Topic, TopicError};
+
+pub use self::dotted::DottedError;
+use self::dotted::Read;
 
 /// The prefix of topic destinations.
 pub const TOPIC_PREFIX: &str = "/topic/";
@@ -57,6 +96,75 @@ pub const TEMP_QUEUE_PREFIX: &str = "/temp-queue/";
 pub const QUEUE_TOPIC_PREFIX: &str = "$queue/";
 /// The prefix of the canonical topics behind `/temp-queue/` destinations ([`temp_topic`]).
 pub const TEMP_TOPIC_PREFIX: &str = "$temp/";
+
+/// How the name after `/topic/` separates its levels (`[stomp] topic_separator`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Separator {
+    /// `"/"`, the default: the name is the canonical topic, byte for byte.
+    #[default]
+    Slash,
+    /// `"."`: RabbitMQ-style names, `*` and `#` as wildcards, escaped reversibly (see the
+    /// module's rules).
+    Dot,
+}
+
+impl Separator {
+    /// The separator that `value` (the configuration's text) names: `"/"` or `"."`.
+    pub fn parse(value: &str) -> Option<Separator> {
+        match value {
+            "/" => Some(Separator::Slash),
+            "." => Some(Separator::Dot),
+            _ => None,
+        }
+    }
+
+    /// The configuration's text for this separator.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Separator::Slash => "/",
+            Separator::Dot => ".",
+        }
+    }
+}
+
+impl fmt::Display for Separator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+thread_local! {
+    /// The separator of the MESSAGE frames being encoded on this thread: [`Separator::Slash`]
+    /// except while a [`Delivering`] guard of another separator is alive. The MESSAGE encoder
+    /// reads it, as its signature carries no session.
+    static DELIVERING: Cell<Separator> = const { Cell::new(Separator::Slash) };
+}
+
+/// While alive, the MESSAGE frames encoded on this thread use its separator; dropping it (also
+/// when unwinding) restores [`Separator::Slash`]. A session with the default separator needs
+/// none, so its deliveries do not touch the thread-local at all.
+#[derive(Debug)]
+pub(crate) struct Delivering(());
+
+impl Delivering {
+    /// Makes `sep` the separator of the MESSAGE frames encoded on this thread until the guard
+    /// is dropped.
+    pub(crate) fn with(sep: Separator) -> Delivering {
+        DELIVERING.set(sep);
+        Delivering(())
+    }
+}
+
+impl Drop for Delivering {
+    fn drop(&mut self) {
+        DELIVERING.set(Separator::Slash);
+    }
+}
+
+/// The separator of the MESSAGE frames being encoded on this thread (see [`Delivering`]).
+pub(crate) fn delivering() -> Separator {
+    DELIVERING.get()
+}
 
 /// The canonical topic of the temporary queue `name` of the session whose token is `session`:
 /// `$temp/<session>/<name>`.
@@ -74,13 +182,20 @@ pub fn is_temp(topic: &str) -> bool {
     topic.starts_with(TEMP_TOPIC_PREFIX)
 }
 
-/// A parsed STOMP destination, borrowing its name from the header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The name of a `/temp-queue/<name>` destination (`None` for any other destination, and for
+/// an empty name). Temporary queue names are never split, so this needs no separator.
+pub fn temp_queue_name(dest: &str) -> Option<&str> {
+    dest.strip_prefix(TEMP_QUEUE_PREFIX).filter(|n| !n.is_empty())
+}
+
+/// A parsed STOMP destination, borrowing its name from the header where it can.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination<'a> {
-    /// `/topic/<name>`: the canonical topic text (not yet validated).
-    Topic(&'a str),
-    /// `/queue/<name>` or `/topic/$queue/<name>`: the queue's name (not yet validated).
-    Queue(&'a str),
+    /// `/topic/<name>`: the canonical topic text (not yet validated), read with the separator.
+    Topic(Cow<'a, str>),
+    /// `/queue/<name>`, or a `/topic/` whose canonical text is `$queue/<name>`: the queue's name
+    /// (not yet validated).
+    Queue(Cow<'a, str>),
     /// `/temp-queue/<name>`.
     TempQueue(&'a str),
 }
@@ -103,6 +218,15 @@ pub enum DestinationError {
         /// What is wrong with the topic.
         err: TopicError,
     },
+    /// With [`Separator::Dot`]: the name after `/topic/` cannot be read (a bad escape, a `/`,
+    /// a `+`, or a literal `+` or `#`).
+    #[error("invalid topic in {dest:?}: {err}")]
+    Dotted {
+        /// The destination as given.
+        dest: String,
+        /// What cannot be read.
+        err: DottedError,
+    },
     /// A SUBSCRIBE to another session's temporary queue (`/topic/$temp/...`).
     #[error("{0:?} is a private temporary destination; subscribe to /temp-queue/<name> for your own")]
     PrivateTemp(String),
@@ -116,7 +240,7 @@ pub enum SubscribeTo<'a> {
     /// The named queue `name`, whose canonical topic is `filter` (`$queue/<name>`).
     Queue {
         /// The queue's name, as in `/queue/<name>`.
-        name: &'a str,
+        name: Cow<'a, str>,
         /// [`queue_topic`]`(name)` as a filter, for the queue's binding.
         filter: Filter,
     },
@@ -131,25 +255,57 @@ pub enum SubscribeTo<'a> {
 }
 
 impl<'a> Destination<'a> {
-    /// Recognises the prefix of `dest` and splits off the name.
-    pub fn parse(dest: &'a str) -> Result<Destination<'a>, DestinationError> {
-        let (kind, name): (fn(&'a str) -> Destination<'a>, &str) = if let Some(n) = dest.strip_prefix(TOPIC_PREFIX) {
-            match n.strip_prefix(QUEUE_TOPIC_PREFIX) {
-                Some(q) => (Destination::Queue, q),
-                None => (Destination::Topic, n),
+    /// Recognises the prefix of `dest`, splits off the name, and reads a `/topic/` name with
+    /// `sep` into its canonical text.
+    pub fn parse(dest: &'a str, sep: Separator) -> Result<Destination<'a>, DestinationError> {
+        Destination::parse_as(dest, sep, Read::Destination)
+    }
+
+    fn parse_as(dest: &'a str, sep: Separator, what: Read) -> Result<Destination<'a>, DestinationError> {
+        let empty = || DestinationError::Empty(dest.to_owned());
+        if let Some(n) = dest.strip_prefix(TOPIC_PREFIX) {
+            if n.is_empty() {
+                return Err(empty());
             }
-        } else if let Some(n) = dest.strip_prefix(QUEUE_PREFIX) {
-            (Destination::Queue, n)
+            let canonical = match sep {
+                Separator::Slash => Cow::Borrowed(n),
+                Separator::Dot => Cow::Owned(
+                    dotted::read(n, what).map_err(|err| DestinationError::Dotted { dest: dest.to_owned(), err })?,
+                ),
+            };
+            return match strip_queue_prefix(canonical) {
+                Ok(q) if q.is_empty() => Err(empty()),
+                Ok(q) => Ok(Destination::Queue(q)),
+                Err(t) => Ok(Destination::Topic(t)),
+            };
+        }
+        let (kind, name): (fn(&'a str) -> Destination<'a>, &str) = if let Some(n) = dest.strip_prefix(QUEUE_PREFIX) {
+            (|n| Destination::Queue(Cow::Borrowed(n)), n)
         } else if let Some(n) = dest.strip_prefix(TEMP_QUEUE_PREFIX) {
             (Destination::TempQueue, n)
         } else {
             return Err(DestinationError::Unknown(dest.to_owned()));
         };
         if name.is_empty() {
-            return Err(DestinationError::Empty(dest.to_owned()));
+            return Err(empty());
         }
         Ok(kind(name))
     }
+}
+
+/// The queue name of a canonical text `$queue/<name>` (`Ok`, possibly empty), or the text
+/// itself (`Err`), without copying what was borrowed.
+fn strip_queue_prefix(canonical: Cow<'_, str>) -> Result<Cow<'_, str>, Cow<'_, str>> {
+    if !canonical.starts_with(QUEUE_TOPIC_PREFIX) {
+        return Err(canonical);
+    }
+    Ok(match canonical {
+        Cow::Borrowed(s) => Cow::Borrowed(&s[QUEUE_TOPIC_PREFIX.len()..]),
+        Cow::Owned(mut s) => {
+            s.drain(..QUEUE_TOPIC_PREFIX.len());
+            Cow::Owned(s)
+        }
+    })
 }
 
 fn topic_err(dest: &str) -> impl FnOnce(TopicError) -> DestinationError + '_ {
@@ -159,22 +315,22 @@ fn topic_err(dest: &str) -> impl FnOnce(TopicError) -> DestinationError + '_ {
 /// The topic a SEND to `dest` publishes to: the topic itself, `$queue/<name>` for a queue
 /// (see [`queue_name`]), or `$temp/<session>/<name>` for the sending session's own temporary
 /// queue. A SEND to `/topic/$temp/...` is allowed: that is how a STOMP replier answers.
-pub fn send_topic(dest: &str, session: &str) -> Result<Topic, DestinationError> {
-    match Destination::parse(dest)? {
-        Destination::Topic(t) => Topic::new(t).map_err(topic_err(dest)),
-        Destination::Queue(name) => Topic::new(&queue_topic(name)).map_err(topic_err(dest)),
+pub fn send_topic(dest: &str, session: &str, sep: Separator) -> Result<Topic, DestinationError> {
+    match Destination::parse(dest, sep)? {
+        Destination::Topic(t) => Topic::new(&t).map_err(topic_err(dest)),
+        Destination::Queue(name) => Topic::new(&queue_topic(&name)).map_err(topic_err(dest)),
         Destination::TempQueue(name) => Topic::new(&temp_topic(session, name)).map_err(topic_err(dest)),
     }
 }
 
 /// What a SUBSCRIBE to `dest` by the session with token `session` attaches to.
-pub fn subscribe_target<'a>(dest: &'a str, session: &str) -> Result<SubscribeTo<'a>, DestinationError> {
-    match Destination::parse(dest)? {
-        Destination::Topic(t) if is_temp(t) => Err(DestinationError::PrivateTemp(dest.to_owned())),
-        Destination::Topic(t) => Filter::new(t).map(SubscribeTo::Topic).map_err(topic_err(dest)),
+pub fn subscribe_target<'a>(dest: &'a str, session: &str, sep: Separator) -> Result<SubscribeTo<'a>, DestinationError> {
+    match Destination::parse(dest, sep)? {
+        Destination::Topic(t) if is_temp(&t) => Err(DestinationError::PrivateTemp(dest.to_owned())),
+        Destination::Topic(t) => Filter::new(&t).map(SubscribeTo::Topic).map_err(topic_err(dest)),
         Destination::Queue(name) => {
             // A valid topic name (no wildcards) is a valid filter that matches only itself.
-            let topic = queue_topic(name);
+            let topic = queue_topic(&name);
             Topic::new(&topic).map_err(topic_err(dest))?;
             let filter = Filter::new(&topic).map_err(topic_err(dest))?;
             Ok(SubscribeTo::Queue { name, filter })
@@ -190,8 +346,8 @@ pub fn subscribe_target<'a>(dest: &'a str, session: &str) -> Result<SubscribeTo<
 
 /// The filter a SUBSCRIBE to `dest` subscribes to: the topic filter, `$queue/<name>` for a
 /// queue, or `$temp/<session>/<name>` for a temporary queue.
-pub fn subscribe_filter(dest: &str, session: &str) -> Result<Filter, DestinationError> {
-    Ok(match subscribe_target(dest, session)? {
+pub fn subscribe_filter(dest: &str, session: &str, sep: Separator) -> Result<Filter, DestinationError> {
+    Ok(match subscribe_target(dest, session, sep)? {
         SubscribeTo::Topic(f) | SubscribeTo::Queue { filter: f, .. } | SubscribeTo::Temp { filter: f, .. } => f,
     })
 }
@@ -202,196 +358,67 @@ pub fn queue_name(topic: &str) -> Option<&str> {
     topic.strip_prefix(QUEUE_TOPIC_PREFIX).filter(|n| !n.is_empty())
 }
 
-/// The STOMP destination of a canonical topic: `a/b` → `/topic/a/b`, `$queue/q` → `/queue/q`.
-pub fn to_stomp(topic: &str) -> String {
-    let (prefix, rest) = match queue_name(topic) {
-        Some(name) => (QUEUE_PREFIX, name),
-        None => (TOPIC_PREFIX, topic),
-    };
-    let mut s = String::with_capacity(prefix.len() + rest.len());
-    s.push_str(prefix);
-    s.push_str(rest);
+/// The text after `/topic/` for the canonical `topic`: the topic itself with
+/// [`Separator::Slash`] (borrowed: nothing is scanned or copied), its dotted form with
+/// [`Separator::Dot`].
+pub fn topic_name(topic: &str, sep: Separator) -> Cow<'_, str> {
+    match sep {
+        Separator::Slash => Cow::Borrowed(topic),
+        Separator::Dot => {
+            let mut s = String::new();
+            dotted::write(topic, &mut s);
+            Cow::Owned(s)
+        }
+    }
+}
+
+/// The STOMP destination of a canonical topic: `a/b` → `/topic/a/b` (`/topic/a.b` with
+/// [`Separator::Dot`]), `$queue/q` → `/queue/q` (queue names are never split).
+pub fn to_stomp(topic: &str, sep: Separator) -> String {
+    let mut s = String::with_capacity(TOPIC_PREFIX.len() + topic.len());
+    match (queue_name(topic), sep) {
+        (Some(name), _) => {
+            s.push_str(QUEUE_PREFIX);
+            s.push_str(name);
+        }
+        (None, Separator::Slash) => {
+            s.push_str(TOPIC_PREFIX);
+            s.push_str(topic);
+        }
+        (None, Separator::Dot) => {
+            s.push_str(TOPIC_PREFIX);
+            dotted::write(topic, &mut s);
+        }
+    }
     s
 }
 
-/// A SEND's `reply-to` as an MQTT response topic: `/topic/<t>` becomes `<t>`, `/queue/<q>`
-/// becomes `$queue/<q>` (so an MQTT replier publishes into the queue), and `/temp-queue/<x>`
-/// becomes the sending session's private `$temp/<session>/<x>` (RabbitMQ rewrites it the same
-/// way, to a `/reply-queue/`). Any other value (something this broker does not know) is kept
-/// verbatim, so it still reaches a STOMP replier unchanged.
-pub fn reply_to_canonical(reply_to: &str, session: &str) -> String {
-    match Destination::parse(reply_to) {
-        Ok(Destination::Topic(t)) => t.to_owned(),
-        Ok(Destination::Queue(q)) => queue_topic(q),
-        Ok(Destination::TempQueue(x)) => temp_topic(session, x),
-        _ => reply_to.to_owned(),
+/// A SEND's `reply-to` as an MQTT response topic: `/topic/<t>` becomes `<t>` (read with `sep`),
+/// `/queue/<q>` becomes `$queue/<q>` (so an MQTT replier publishes into the queue), and
+/// `/temp-queue/<x>` becomes the sending session's private `$temp/<session>/<x>` (RabbitMQ
+/// rewrites it the same way, to a `/reply-queue/`). Any other value (something this broker
+/// does not know) is kept verbatim, so it still reaches a STOMP replier unchanged. With
+/// [`Separator::Dot`], a `/topic/` name that cannot be read is an error; with
+/// [`Separator::Slash`] this never fails.
+pub fn reply_to_canonical(reply_to: &str, session: &str, sep: Separator) -> Result<String, DestinationError> {
+    match Destination::parse_as(reply_to, sep, Read::ReplyTo) {
+        Ok(Destination::Topic(t)) => Ok(t.into_owned()),
+        Ok(Destination::Queue(q)) => Ok(queue_topic(&q)),
+        Ok(Destination::TempQueue(x)) => Ok(temp_topic(session, x)),
+        Err(e @ DestinationError::Dotted { .. }) => Err(e),
+        Err(_) => Ok(reply_to.to_owned()),
     }
 }
 
 /// An MQTT response topic as a MESSAGE's `reply-to`: the reverse of [`reply_to_canonical`]
 /// through [`to_stomp`]. A temporary queue's `$temp/<session>/<x>` is shown as
-/// `/topic/$temp/<session>/<x>`, which a STOMP replier can SEND to. (A `reply-to` this broker
-/// did not know and kept verbatim, such as `/exchange/x`, comes back as `/topic//exchange/x`:
-/// it is a topic like any other.)
-pub fn reply_to_stomp(response_topic: &str) -> String {
-    to_stomp(response_topic)
+/// `/topic/$temp/<session>/<x>` (`/topic/$temp.<session>.<x>` with [`Separator::Dot`]), which
+/// a STOMP replier can SEND to. (A `reply-to` this broker did not know and kept verbatim, such
+/// as `/exchange/x`, comes back as `/topic//exchange/x`, or `/topic/.exchange.x`: it is a topic
+/// like any other.)
+pub fn reply_to_stomp(response_topic: &str, sep: Separator) -> String {
+    to_stomp(response_topic, sep)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn topics_map_losslessly() {
-        let cases = [
-            ("/topic/a", "a"),
-            ("/topic/a/b", "a/b"),
-            ("/topic/a.b.c", "a.b.c"),
-            ("/topic//x", "/x"),
-            ("/topic/a b/ü/€", "a b/ü/€"),
-            ("/topic/a*b", "a*b"),
-            ("/topic/a//b/", "a//b/"),
-            ("/topic/$SYS/x", "$SYS/x"),
-            ("/topic//", "/"),
-        ];
-        for (dest, topic) in cases {
-            assert_eq!(send_topic(dest, "S").unwrap().as_str(), topic, "{dest}");
-            assert_eq!(to_stomp(topic), dest);
-            assert_eq!(subscribe_filter(dest, "S").unwrap().as_str(), topic);
-        }
-    }
-
-    #[test]
-    fn send_refuses_wildcards_and_empty_names() {
-        for dest in ["/topic/a/+", "/topic/#", "/topic/a+b"] {
-            assert!(
-                matches!(send_topic(dest, "S"), Err(DestinationError::Topic { err: TopicError::WildcardInName, .. })),
-                "{dest}"
-            );
-        }
-        assert_eq!(send_topic("/topic/", "S"), Err(DestinationError::Empty("/topic/".into())));
-        assert!(matches!(send_topic("/topic/a\0b", "S"), Err(DestinationError::Topic { err: TopicError::Nul, .. })));
-    }
-
-    #[test]
-    fn subscribe_takes_mqtt_wildcards() {
-        for dest in ["/topic/a/+/c", "/topic/#", "/topic/a/#", "/topic/+", "/topic//+"] {
-            assert!(subscribe_filter(dest, "S").is_ok(), "{dest}");
-        }
-        for dest in ["/topic/a#", "/topic/a/#/b", "/topic/a+", "/topic/+a/b"] {
-            assert!(
-                matches!(
-                    subscribe_filter(dest, "S"),
-                    Err(DestinationError::Topic { err: TopicError::BadWildcard, .. })
-                ),
-                "{dest}"
-            );
-        }
-    }
-
-    #[test]
-    fn queues_map_to_their_canonical_topic() {
-        assert_eq!(QUEUE_TOPIC_PREFIX, queue_topic(""));
-        assert_eq!(Destination::parse("/queue/jobs"), Ok(Destination::Queue("jobs")));
-        assert_eq!(Destination::parse("/topic/$queue/jobs"), Ok(Destination::Queue("jobs")));
-        assert_eq!(Destination::parse("/topic/$queue"), Ok(Destination::Topic("$queue")));
-        for (dest, name) in [("/queue/jobs", "jobs"), ("/queue/a/b", "a/b"), ("/queue/dlq.x y", "dlq.x y")] {
-            let topic = send_topic(dest, "S").unwrap();
-            assert_eq!(topic.as_str(), queue_topic(name));
-            assert_eq!(queue_name(topic.as_str()), Some(name));
-            assert_eq!(to_stomp(topic.as_str()), dest);
-            match subscribe_target(dest, "S").unwrap() {
-                SubscribeTo::Queue { name: n, filter } => {
-                    assert_eq!(n, name);
-                    assert_eq!(filter.as_str(), queue_topic(name));
-                }
-                other => panic!("{other:?}"),
-            }
-        }
-        // `/topic/$queue/<name>` is the same queue, in both directions.
-        assert_eq!(send_topic("/topic/$queue/jobs", "S").unwrap().as_str(), "$queue/jobs");
-        assert_eq!(
-            subscribe_target("/topic/$queue/jobs", "S").unwrap(),
-            SubscribeTo::Queue { name: "jobs", filter: Filter::new("$queue/jobs").unwrap() }
-        );
-        // The only topic with the prefix that is not a queue: the empty name.
-        assert_eq!(queue_name("$queue/"), None);
-        assert_eq!(queue_name("queue/x"), None);
-        assert_eq!(to_stomp("$queue"), "/topic/$queue");
-    }
-
-    #[test]
-    fn queue_names_are_checked() {
-        for dest in ["/queue/", "/topic/$queue/"] {
-            assert_eq!(send_topic(dest, "S"), Err(DestinationError::Empty(dest.into())));
-            assert_eq!(subscribe_target(dest, "S"), Err(DestinationError::Empty(dest.into())));
-        }
-        for dest in ["/queue/a/+", "/queue/#", "/topic/$queue/+", "/topic/$queue/#", "/queue/a+b"] {
-            assert!(
-                matches!(send_topic(dest, "S"), Err(DestinationError::Topic { err: TopicError::WildcardInName, .. })),
-                "{dest}"
-            );
-            assert!(
-                matches!(
-                    subscribe_target(dest, "S"),
-                    Err(DestinationError::Topic { err: TopicError::WildcardInName, .. })
-                ),
-                "{dest}"
-            );
-        }
-        assert!(matches!(send_topic("/queue/a\0b", "S"), Err(DestinationError::Topic { err: TopicError::Nul, .. })));
-        assert!(matches!(
-            subscribe_target("/queue/\0", "S"),
-            Err(DestinationError::Topic { err: TopicError::Nul, .. })
-        ));
-    }
-
-    #[test]
-    fn temp_queues_are_private_to_their_session() {
-        assert_eq!(Destination::parse("/temp-queue/r1"), Ok(Destination::TempQueue("r1")));
-        assert_eq!(temp_topic("S", "r1"), "$temp/S/r1");
-        assert_eq!(send_topic("/temp-queue/r1", "S").unwrap().as_str(), "$temp/S/r1");
-        assert_eq!(send_topic("/temp-queue/a/b", "S").unwrap().as_str(), "$temp/S/a/b");
-        assert_eq!(
-            subscribe_target("/temp-queue/r1", "S").unwrap(),
-            SubscribeTo::Temp { name: "r1", filter: Filter::new("$temp/S/r1").unwrap() }
-        );
-        // Repliers SEND to someone's temp topic; nobody may subscribe to it as a topic.
-        assert_eq!(send_topic("/topic/$temp/T/r1", "S").unwrap().as_str(), "$temp/T/r1");
-        for dest in ["/topic/$temp/T/r1", "/topic/$temp/#", "/topic/$temp/+/r1"] {
-            assert_eq!(subscribe_target(dest, "S"), Err(DestinationError::PrivateTemp(dest.into())), "{dest}");
-        }
-        assert!(subscribe_target("/topic/$temp", "S").is_ok(), "an ordinary topic");
-        for dest in ["/temp-queue/a/+", "/temp-queue/#", "/temp-queue/a\0"] {
-            assert!(send_topic(dest, "S").is_err() && subscribe_target(dest, "S").is_err(), "{dest}");
-        }
-        assert_eq!(send_topic("/temp-queue/", "S"), Err(DestinationError::Empty("/temp-queue/".into())));
-        // reply-to is rewritten to the private topic and shown to repliers as a topic.
-        assert_eq!(reply_to_canonical("/temp-queue/r1", "S"), "$temp/S/r1");
-        assert_eq!(reply_to_stomp("$temp/S/r1"), "/topic/$temp/S/r1");
-        assert_eq!(reply_to_canonical("/topic/$temp/S/r1", "X"), "$temp/S/r1");
-    }
-
-    #[test]
-    fn unknown_prefixes() {
-        for dest in ["/exchange/x", "/amq/queue/x", "topic/a", "/topic", "/a", "", "/TOPIC/a"] {
-            assert_eq!(Destination::parse(dest), Err(DestinationError::Unknown(dest.into())), "{dest}");
-        }
-    }
-
-    #[test]
-    fn reply_to_round_trips() {
-        for (stomp, canonical) in [("/topic/a/b", "a/b"), ("/topic/$temp/S/r", "$temp/S/r"), ("/queue/q", "$queue/q")] {
-            assert_eq!(reply_to_canonical(stomp, "S"), canonical);
-            assert_eq!(reply_to_stomp(canonical), stomp);
-        }
-        // Unknown STOMP names are kept verbatim on the way in.
-        assert_eq!(reply_to_canonical("/exchange/x", "S"), "/exchange/x");
-        // An MQTT response topic gains /topic/.
-        assert_eq!(reply_to_stomp("resp/1"), "/topic/resp/1");
-        // An MQTT response topic that looks like a STOMP queue is a topic like any other.
-        assert_eq!(reply_to_stomp("/queue/q"), "/topic//queue/q");
-        assert_eq!(reply_to_canonical("/topic//queue/q", "S"), "/queue/q");
-        assert_eq!(reply_to_canonical("/topic/$queue/q", "S"), "$queue/q");
-    }
-}
+mod tests;

@@ -11,6 +11,7 @@ pub mod session;
 pub mod version;
 
 pub use codec::{CodecError, Decoded, Decoder};
+pub use destination::Separator;
 pub use frame::{Command, Frame};
 pub use session::{Config, Session};
 pub use version::Version;

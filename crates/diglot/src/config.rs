@@ -487,6 +487,9 @@ pub struct StompConfig {
     pub heartbeat_recv_ms: u64,
     /// How many receive intervals of silence are tolerated before a client is closed.
     pub heartbeat_grace: f64,
+    /// How `/topic/` names separate their levels: `"/"` (the name is the MQTT topic) or `"."`
+    /// (RabbitMQ-style, `*` and `#` as wildcards, escaped reversibly). Not changed by a reload.
+    pub topic_separator: String,
 }
 
 impl Default for StompConfig {
@@ -497,6 +500,7 @@ impl Default for StompConfig {
             heartbeat_send_ms: d.heartbeat_send_ms,
             heartbeat_recv_ms: d.heartbeat_recv_ms,
             heartbeat_grace: d.heartbeat_grace,
+            topic_separator: d.topic_separator.as_str().to_owned(),
         }
     }
 }
@@ -624,6 +628,12 @@ impl Config {
         }
         if !(self.stomp.heartbeat_grace >= 1.0 && self.stomp.heartbeat_grace <= 100.0) {
             return Err("stomp.heartbeat_grace must be between 1.0 and 100.0".into());
+        }
+        if diglot_stomp::Separator::parse(&self.stomp.topic_separator).is_none() {
+            return Err(format!(
+                "stomp.topic_separator must be \"/\" (the default: /topic/a/b is MQTT a/b) or \".\" (RabbitMQ-style: /topic/a.b is MQTT a/b), not {:?}",
+                self.stomp.topic_separator
+            ));
         }
         for path in self.listeners.ws.paths.keys() {
             if !path.starts_with('/') {
@@ -762,6 +772,8 @@ impl Config {
                 heartbeat_send_ms: self.stomp.heartbeat_send_ms,
                 heartbeat_recv_ms: self.stomp.heartbeat_recv_ms,
                 heartbeat_grace: self.stomp.heartbeat_grace,
+                // Checked by `validate`.
+                topic_separator: diglot_stomp::Separator::parse(&self.stomp.topic_separator).unwrap_or_default(),
                 ..diglot_stomp::Config::default()
             },
             // Set by `Broker::start`: the bridge holds connections and tasks.
@@ -885,6 +897,19 @@ mod tests {
         for bad in ["handoff_timeout_ms = 0\n", "handoff_timeout_ms = 60001\n"] {
             let e = Config::parse(&cluster(bad), "b.toml").unwrap_err().to_string();
             assert!(e.contains("cluster.handoff_timeout_ms"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_topic_separator_is_slash_or_dot() {
+        let spec = |text: &str| Config::parse(text, "b.toml").map(|c| c.spec().stomp.topic_separator);
+        assert_eq!(spec("").unwrap(), diglot_stomp::Separator::Slash);
+        assert_eq!(spec("[stomp]\ntopic_separator = \"/\"\n").unwrap(), diglot_stomp::Separator::Slash);
+        assert_eq!(spec("[stomp]\ntopic_separator = \".\"\n").unwrap(), diglot_stomp::Separator::Dot);
+        for bad in ["", "//", ":", " .", "dot"] {
+            let e = spec(&format!("[stomp]\ntopic_separator = {bad:?}\n")).unwrap_err().to_string();
+            assert!(e.contains("stomp.topic_separator") && e.contains(&format!("{bad:?}")), "{e}");
+            assert!(!e.contains('\n'), "{e}");
         }
     }
 

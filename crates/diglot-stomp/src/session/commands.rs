@@ -13,7 +13,7 @@ use super::fault::Fault;
 use super::subs::{AckMode, AddError, Source, Target, Verdict};
 use super::tx::{TxError, TxOp};
 use super::{Reply, Session};
-use crate::destination::{self, Destination, SubscribeTo, TEMP_QUEUE_PREFIX};
+use crate::destination::{self, SubscribeTo, TEMP_QUEUE_PREFIX};
 use crate::frame::{Command, Frame};
 use crate::version::Version;
 
@@ -60,7 +60,7 @@ impl Session {
         let topic = match &self.last_send {
             Some((last, topic)) if **last == *dest => topic.clone(),
             _ => {
-                let topic = destination::send_topic(dest, &self.temp_token)?;
+                let topic = destination::send_topic(dest, &self.temp_token, self.config.topic_separator)?;
                 self.last_send = Some((dest.into(), topic.clone()));
                 topic
             }
@@ -82,15 +82,13 @@ impl Session {
         };
         // Kept as given, so that a STOMP subscriber sees the very same `expires` value.
         let expires_unix_ms = expires_at.and(frame.header("expires")).and_then(|v| v.trim().parse::<u64>().ok());
-        if let Some(rt) = frame.header("reply-to") {
-            if let Ok(Destination::TempQueue(_)) = Destination::parse(rt) {
-                self.ensure_temp(rt, actions)?;
-            }
+        if let Some(rt) = frame.header("reply-to").filter(|rt| destination::temp_queue_name(rt).is_some()) {
+            self.ensure_temp(rt, actions)?;
         }
-        if let Ok(Destination::TempQueue(_)) = Destination::parse(dest) {
+        if destination::temp_queue_name(dest).is_some() {
             self.ensure_temp(dest, actions)?;
         }
-        let mut msg = self.message_from(topic, frame, now);
+        let mut msg = self.message_from(topic, frame, now)?;
         msg.expires_at = expires_at;
         msg.expires_unix_ms = expires_unix_ms;
         if let Some(tx) = tx {
@@ -110,7 +108,9 @@ impl Session {
     /// subscription already reads it: a router subscription to `$temp/<token>/<x>` whose
     /// subscription id is `dest` itself, as RabbitMQ does, with `ack:auto`.
     fn ensure_temp(&mut self, dest: &str, actions: &mut Vec<Action>) -> Result<(), Fault> {
-        let SubscribeTo::Temp { name, filter } = destination::subscribe_target(dest, &self.temp_token)? else {
+        let SubscribeTo::Temp { name, filter } =
+            destination::subscribe_target(dest, &self.temp_token, self.config.topic_separator)?
+        else {
             return Ok(());
         };
         if self.subs.has_temp(name) {
@@ -153,8 +153,9 @@ impl Session {
     /// it. `content-type`, `reply-to` and `correlation-id` become the matching MQTT 5
     /// properties (a `/temp-queue/<x>` reply-to becomes the session's `$temp/<token>/<x>`);
     /// every other header except [`SEND_CONTROL_HEADERS`] becomes a user property, in order,
-    /// first occurrence only (STOMP 1.2 "Repeated Header Entries").
-    fn message_from(&self, topic: Topic, frame: Frame, now: Instant) -> Message {
+    /// first occurrence only (STOMP 1.2 "Repeated Header Entries"). A `reply-to` that cannot
+    /// be read with the separator is an ERROR `invalid reply-to`.
+    fn message_from(&self, topic: Topic, frame: Frame, now: Instant) -> Result<Message, Fault> {
         let persistent =
             frame.header("persistent") == Some("true") || destination::queue_name(topic.as_str()).is_some();
         let qos = if persistent { Qos::AtLeastOnce } else { Qos::AtMostOnce };
@@ -166,7 +167,10 @@ impl Session {
                 n if SEND_CONTROL_HEADERS.contains(&n) => {}
                 "content-type" if props.content_type.is_none() => props.content_type = Some(value.to_string()),
                 "reply-to" if props.response_topic.is_none() => {
-                    props.response_topic = Some(destination::reply_to_canonical(&value, &self.temp_token));
+                    let canonical =
+                        destination::reply_to_canonical(&value, &self.temp_token, self.config.topic_separator)
+                            .map_err(Fault::reply_to)?;
+                    props.response_topic = Some(canonical);
                 }
                 "correlation-id" if props.correlation_data.is_none() => {
                     props.correlation_data = Some(Bytes::copy_from_slice(value.as_bytes()));
@@ -184,7 +188,7 @@ impl Session {
         if props != Props::default() {
             msg.props = Some(Box::new(props));
         }
-        msg
+        Ok(msg)
     }
 
     /// SUBSCRIBE.
@@ -205,7 +209,7 @@ impl Session {
     /// ERROR `not authorized` and close, and nothing is subscribed.
     pub(super) fn on_subscribe(&mut self, frame: &Frame, actions: &mut Vec<Action>) -> Result<Reply, Fault> {
         let dest = require(frame, "destination")?;
-        let target = destination::subscribe_target(dest, &self.temp_token)?;
+        let target = destination::subscribe_target(dest, &self.temp_token, self.config.topic_separator)?;
         let allowed = match &target {
             SubscribeTo::Topic(filter) | SubscribeTo::Queue { filter, .. } => self.may_subscribe(filter),
             SubscribeTo::Temp { .. } => true,
@@ -223,7 +227,7 @@ impl Session {
             .ok_or_else(|| Fault::protocol("invalid ack mode", "ack must be auto, client or client-individual."))?;
         let plan = match target {
             SubscribeTo::Queue { name, filter } => {
-                Plan::Consume { queue: named_queue(name), durable: false, filter, prefetch: self.prefetch(frame)? }
+                Plan::Consume { queue: named_queue(&name), durable: false, filter, prefetch: self.prefetch(frame)? }
             }
             SubscribeTo::Topic(filter) if wants_durable(frame) => {
                 let client_id = self.client_id.as_deref().ok_or_else(|| {

@@ -175,7 +175,10 @@ fn write_tail(mut w: FrameWriter<'_>, d: &Delivery, temp: Option<&str>, now: Ins
     match (temp, destination::queue_name(msg.topic.as_str())) {
         (Some(name), _) => w.header_concat("destination", &[TEMP_QUEUE_PREFIX, name]),
         (_, Some(name)) => w.header_concat("destination", &[QUEUE_PREFIX, name]),
-        (_, None) => w.header_concat("destination", &[TOPIC_PREFIX, msg.topic.as_str()]),
+        (_, None) => w.header_concat(
+            "destination",
+            &[TOPIC_PREFIX, &destination::topic_name(msg.topic.as_str(), destination::delivering())],
+        ),
     };
     if msg.qos != Qos::AtMostOnce {
         w.header("persistent", "true");
@@ -193,7 +196,7 @@ fn write_tail(mut w: FrameWriter<'_>, d: &Delivery, temp: Option<&str>, now: Ins
             w.header("content-type", ct);
         }
         if let Some(rt) = &p.response_topic {
-            w.header("reply-to", &destination::reply_to_stomp(rt));
+            w.header("reply-to", &destination::reply_to_stomp(rt, destination::delivering()));
         }
         if let Some(cid) = p.correlation_data.as_ref().and_then(|c| std::str::from_utf8(c).ok()) {
             w.header("correlation-id", cid);

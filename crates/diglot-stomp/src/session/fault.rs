@@ -155,9 +155,19 @@ impl From<DestinationError> for Fault {
         let message = match e {
             DestinationError::Unknown(_) => "unknown destination",
             DestinationError::PrivateTemp(_) => "private destination",
-            DestinationError::Empty(_) | DestinationError::Topic { .. } => "invalid destination",
+            DestinationError::Empty(_) | DestinationError::Topic { .. } | DestinationError::Dotted { .. } => {
+                "invalid destination"
+            }
         };
         Fault::protocol(message, e.to_string())
+    }
+}
+
+impl Fault {
+    /// A SEND's `reply-to` that cannot be read (with `stomp.topic_separator = "."`: a
+    /// `/topic/` name with a bad escape, a `/` or a `+`).
+    pub(crate) fn reply_to(e: DestinationError) -> Fault {
+        Fault::protocol("invalid reply-to", e.to_string())
     }
 }
 

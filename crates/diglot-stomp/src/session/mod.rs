@@ -46,6 +46,10 @@
 //! `onUnhandledMessage`). An explicit SUBSCRIBE to `/temp-queue/<x>` takes the replies under
 //! the client's own id instead.
 //!
+//! `/topic/` names are read and written with [`Config::topic_separator`]: `/` (the default,
+//! the name is the MQTT topic) or `.` (RabbitMQ-style, escaped reversibly); the rules are in
+//! [`crate::destination`]. Queue and temporary queue names are never split.
+//!
 //! `expires` (ms since the Unix epoch, 0 = never) ⇔ `Message::expires_at`. An expired delivery
 //! is not sent; one from a durable queue on a `client`/`client-individual` subscription is
 //! acknowledged (`Ack`) at the next call that takes actions (the session asks for a timer).
@@ -99,6 +103,7 @@ use self::receipts::{Done, Receipts};
 use self::subs::Subscriptions;
 use self::tx::Transactions;
 use crate::codec::{CodecError, Decoded, Decoder, FrameWriter};
+use crate::destination::{self, Separator};
 use crate::frame::{Command, Frame};
 use crate::version::Version;
 
@@ -117,6 +122,11 @@ pub struct Config {
     pub heartbeat_grace: f64,
     /// How long a client has to send CONNECT after the connection opens (default 10 s).
     pub connect_timeout: Duration,
+    /// How `/topic/` names separate their levels (default [`Separator::Slash`]: the name is the
+    /// MQTT topic). Broker-wide: every session of one router must use the same value, since a
+    /// message's encoded MESSAGE tail is shared by its subscribers
+    /// ([`crate::destination`] has the rules).
+    pub topic_separator: Separator,
 }
 
 impl Default for Config {
@@ -127,6 +137,7 @@ impl Default for Config {
             heartbeat_recv_ms: 10_000,
             heartbeat_grace: 1.5,
             connect_timeout: Duration::from_secs(10),
+            topic_separator: Separator::Slash,
         }
     }
 }
@@ -494,7 +505,14 @@ impl Adapter for Session {
     }
 
     fn on_delivery(&mut self, delivery: Delivery, now: Instant, out: &mut Output) {
-        self.deliver(&delivery, now, out);
+        match self.config.topic_separator {
+            // The default: what the MESSAGE encoder finds when no guard is set.
+            Separator::Slash => self.deliver(&delivery, now, out),
+            sep => {
+                let _encode_with = destination::Delivering::with(sep);
+                self.deliver(&delivery, now, out);
+            }
+        }
     }
 
     fn next_timer(&self) -> Option<Instant> {

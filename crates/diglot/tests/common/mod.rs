@@ -466,8 +466,21 @@ pub async fn until5<T>(ev: &mut rumqttc::v5::EventLoop, mut want: impl FnMut(&ru
 
 /// A raw HTTP/1.1 GET (with `Connection: close`): the status and body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")).await
+}
+
+/// A raw HTTP/1.1 POST of a JSON `body` (with `Connection: close`, no credentials): the status
+/// and body.
+pub async fn http_post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
+    let len = body.len();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    );
+    http_request(addr, head + body).await
+}
+
+async fn http_request(addr: SocketAddr, req: String) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.expect("tcp connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("send request");
     let mut raw = Vec::new();
     tokio::time::timeout(PATIENCE, s.read_to_end(&mut raw)).await.expect("answer in time").expect("read answer");

@@ -10,6 +10,7 @@ mod messaging;
 mod pipelining;
 mod temp_and_expiry;
 mod timers;
+mod topic_separator;
 mod transactions;
 
 use std::net::SocketAddr;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use diglot_core::{
     Action, Adapter, CloseReason, ConnInfo, Delivery, DurableRef, Filter, Grant, Limits, LoginOutcome, LoginRequest,
-    Message, Output, Props, PublishError, Qos, SubId, Topic, Transport,
+    Message, Output, Props, PublishError, Qos, SubId, Topic, Transport, WireSlot,
 };
 
 use super::{Config, Session};
