@@ -77,7 +77,6 @@
 mod dotted;
 
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::fmt;
 
 use diglot_core::{queue_topic, Filter, Topic, TopicError};
@@ -131,39 +130,6 @@ impl fmt::Display for Separator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-thread_local! {
-    /// The separator of the MESSAGE frames being encoded on this thread: [`Separator::Slash`]
-    /// except while a [`Delivering`] guard of another separator is alive. The MESSAGE encoder
-    /// reads it, as its signature carries no session.
-    static DELIVERING: Cell<Separator> = const { Cell::new(Separator::Slash) };
-}
-
-/// While alive, the MESSAGE frames encoded on this thread use its separator; dropping it (also
-/// when unwinding) restores [`Separator::Slash`]. A session with the default separator needs
-/// none, so its deliveries do not touch the thread-local at all.
-#[derive(Debug)]
-pub(crate) struct Delivering(());
-
-impl Delivering {
-    /// Makes `sep` the separator of the MESSAGE frames encoded on this thread until the guard
-    /// is dropped.
-    pub(crate) fn with(sep: Separator) -> Delivering {
-        DELIVERING.set(sep);
-        Delivering(())
-    }
-}
-
-impl Drop for Delivering {
-    fn drop(&mut self) {
-        DELIVERING.set(Separator::Slash);
-    }
-}
-
-/// The separator of the MESSAGE frames being encoded on this thread (see [`Delivering`]).
-pub(crate) fn delivering() -> Separator {
-    DELIVERING.get()
 }
 
 /// The canonical topic of the temporary queue `name` of the session whose token is `session`:

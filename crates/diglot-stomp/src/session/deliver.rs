@@ -38,7 +38,7 @@ use diglot_core::{Action, Delivery, Output, Qos, WireSlot};
 use super::subs::{AckMode, Source};
 use super::{expiry, Phase, Session};
 use crate::codec::FrameWriter;
-use crate::destination::{self, QUEUE_PREFIX, TEMP_QUEUE_PREFIX, TOPIC_PREFIX};
+use crate::destination::{self, Separator, QUEUE_PREFIX, TEMP_QUEUE_PREFIX, TOPIC_PREFIX};
 use crate::frame::Command;
 use crate::version::Version;
 
@@ -85,6 +85,8 @@ impl Session {
             Version::V1_2 => WireSlot::Stomp12,
         };
         let ack = ack.filter(|_| version == Version::V1_2);
+        // Broker-wide, so every subscriber of a message shares one encoding of its name.
+        let sep = self.config.topic_separator;
         // The frame after the per-subscription headers is the same for every subscriber of
         // this version, unless it names this session's temporary queue, flags a redelivery,
         // or carries an `expires` computed from the clock: then it is written here.
@@ -93,7 +95,7 @@ impl Session {
             let whole = msg.encoded.get_or_encode(slot, || {
                 let mut buf = BytesMut::new();
                 let w = message_head(&mut buf, version, &sub.id, msg.id, None);
-                write_tail(w, d, None, now);
+                write_tail(w, d, None, now, sep);
                 buf.freeze()
             });
             if ack.is_none() && sub.plain_id && is_for(whole, &sub.id) {
@@ -104,10 +106,10 @@ impl Session {
                 message_head(out.buf(), version, &sub.id, msg.id, ack);
                 out.buf().extend_from_slice(tail);
             } else {
-                write_tail(message_head(out.buf(), version, &sub.id, msg.id, ack), d, None, now);
+                write_tail(message_head(out.buf(), version, &sub.id, msg.id, ack), d, None, now, sep);
             }
         } else {
-            write_tail(message_head(out.buf(), version, &sub.id, msg.id, ack), d, temp, now);
+            write_tail(message_head(out.buf(), version, &sub.id, msg.id, ack), d, temp, now, sep);
         }
         // Headers are text, so the frame is valid UTF-8 exactly when the body is.
         if std::str::from_utf8(&msg.payload).is_ok() {
@@ -170,15 +172,12 @@ fn tail_start(whole: &[u8]) -> Option<usize> {
 /// Writes the headers of a MESSAGE after `subscription`, `message-id` and `ack`, then the
 /// body: everything that depends on the message alone, and on the temporary queue `temp` if
 /// the subscription is on one.
-fn write_tail(mut w: FrameWriter<'_>, d: &Delivery, temp: Option<&str>, now: Instant) {
+fn write_tail(mut w: FrameWriter<'_>, d: &Delivery, temp: Option<&str>, now: Instant, sep: Separator) {
     let msg = &d.msg;
     match (temp, destination::queue_name(msg.topic.as_str())) {
         (Some(name), _) => w.header_concat("destination", &[TEMP_QUEUE_PREFIX, name]),
         (_, Some(name)) => w.header_concat("destination", &[QUEUE_PREFIX, name]),
-        (_, None) => w.header_concat(
-            "destination",
-            &[TOPIC_PREFIX, &destination::topic_name(msg.topic.as_str(), destination::delivering())],
-        ),
+        (_, None) => w.header_concat("destination", &[TOPIC_PREFIX, &destination::topic_name(msg.topic.as_str(), sep)]),
     };
     if msg.qos != Qos::AtMostOnce {
         w.header("persistent", "true");
@@ -196,7 +195,7 @@ fn write_tail(mut w: FrameWriter<'_>, d: &Delivery, temp: Option<&str>, now: Ins
             w.header("content-type", ct);
         }
         if let Some(rt) = &p.response_topic {
-            w.header("reply-to", &destination::reply_to_stomp(rt, destination::delivering()));
+            w.header("reply-to", &destination::reply_to_stomp(rt, sep));
         }
         if let Some(cid) = p.correlation_data.as_ref().and_then(|c| std::str::from_utf8(c).ok()) {
             w.header("correlation-id", cid);

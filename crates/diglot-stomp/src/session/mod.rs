@@ -103,7 +103,7 @@ use self::receipts::{Done, Receipts};
 use self::subs::Subscriptions;
 use self::tx::Transactions;
 use crate::codec::{CodecError, Decoded, Decoder, FrameWriter};
-use crate::destination::{self, Separator};
+use crate::destination::Separator;
 use crate::frame::{Command, Frame};
 use crate::version::Version;
 
@@ -505,14 +505,7 @@ impl Adapter for Session {
     }
 
     fn on_delivery(&mut self, delivery: Delivery, now: Instant, out: &mut Output) {
-        match self.config.topic_separator {
-            // The default: what the MESSAGE encoder finds when no guard is set.
-            Separator::Slash => self.deliver(&delivery, now, out),
-            sep => {
-                let _encode_with = destination::Delivering::with(sep);
-                self.deliver(&delivery, now, out);
-            }
-        }
+        self.deliver(&delivery, now, out);
     }
 
     fn next_timer(&self) -> Option<Instant> {
