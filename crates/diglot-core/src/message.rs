@@ -118,6 +118,28 @@ impl Message {
 
     /// The largest payload [`Message::new`] copies out of a shared buffer.
     pub const OWN_COPY_MAX: usize = 64 * 1024;
+
+    /// A message that arrived as `wire`, which is already its encoding for `slot` (an MQTT
+    /// 3.1.1 QoS 0 PUBLISH is sent to 3.1.1 subscribers exactly as it came in), with the
+    /// payload as its last `payload_len` bytes. The payload and that encoding share one
+    /// allocation, which the message owns (`wire` must not be a slice of a larger buffer), and
+    /// the message is never encoded for `slot` again: a message waiting in an outbox holds its
+    /// bytes once instead of twice.
+    pub fn with_wire(
+        topic: Topic,
+        wire: Bytes,
+        payload_len: usize,
+        qos: Qos,
+        retain: bool,
+        at: Instant,
+        slot: WireSlot,
+    ) -> Message {
+        let payload = wire.slice(wire.len().saturating_sub(payload_len)..);
+        let mut msg = Message::received(topic, Bytes::new(), qos, retain, at);
+        msg.payload = payload;
+        msg.encoded = Encodings::with(slot, wire);
+        msg
+    }
 }
 
 /// One wire encoding of a message that every subscriber speaking it can share: the bytes
@@ -149,6 +171,13 @@ const SLOTS: usize = 5;
 pub struct Encodings(OnceLock<Box<[OnceLock<Bytes>; SLOTS]>>);
 
 impl Encodings {
+    /// Encodings with `slot` already filled.
+    pub fn with(slot: WireSlot, bytes: Bytes) -> Encodings {
+        let slots: Box<[OnceLock<Bytes>; SLOTS]> = Default::default();
+        let _ = slots[slot as usize].set(bytes);
+        Encodings(OnceLock::from(slots))
+    }
+
     /// The bytes in `slot`, if they were encoded already.
     pub fn get(&self, slot: WireSlot) -> Option<&Bytes> {
         self.0.get().and_then(|slots| slots[slot as usize].get())
@@ -290,5 +319,27 @@ mod tests {
         let m = Message::new(Topic::new("abcd").unwrap(), Bytes::from(vec![0u8; 1000]), Qos::AtMostOnce, false);
         let d = Delivery::new(Arc::new(m), 1, Qos::AtMostOnce);
         assert_eq!(d.cost(), 2 * 1004 + Delivery::OVERHEAD);
+    }
+
+    #[test]
+    fn a_message_with_its_wire_bytes_holds_them_once_and_is_not_encoded_again() {
+        let wire = Bytes::from(b"\x30\x08\x00\x01thello!".to_vec());
+        let at = Instant::now();
+        let m = Message::with_wire(
+            Topic::new("t").unwrap(),
+            wire.clone(),
+            6,
+            Qos::AtMostOnce,
+            false,
+            at,
+            WireSlot::Mqtt3Qos0,
+        );
+        assert_eq!(&m.payload[..], b"hello!");
+        assert!(within(&m.payload, &wire), "the payload is the wire bytes' tail, not a copy");
+        assert_eq!(m.encoded.get(WireSlot::Mqtt3Qos0), Some(&wire));
+        assert_eq!(m.encoded.get_or_encode(WireSlot::Mqtt3Qos0, || unreachable!("encoded again")), &wire);
+        assert!(m.encoded.get(WireSlot::Mqtt5Qos0).is_none());
+        let d = Delivery::new(Arc::new(m), 1, Qos::AtMostOnce);
+        assert!(d.shares(WireSlot::Mqtt3Qos0), "an encoding is there: a single subscriber copies it");
     }
 }

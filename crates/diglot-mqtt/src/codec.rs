@@ -79,6 +79,28 @@ pub(crate) fn frame(buf: &[u8], max: usize) -> Frame {
     Frame::Malformed
 }
 
+/// The first byte of a QoS 0 PUBLISH with DUP and RETAIN clear: as an MQTT 3.x subscriber
+/// would be sent it.
+pub(crate) const PLAIN_PUBLISH_BYTE: u8 = 0x30;
+
+/// Whether a complete packet's Remaining Length takes as few bytes as its value needs, as the
+/// broker's own encoder writes it (a peer may pad it: 0x80 0x00 is 0).
+pub(crate) fn minimal_length(packet: &[u8]) -> bool {
+    let mut n = 0;
+    while packet.get(1 + n).is_some_and(|b| b & 0x80 != 0) {
+        n += 1;
+    }
+    let used = n + 1;
+    let value = packet.len().saturating_sub(1 + used);
+    let needed = match value {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    };
+    used == needed
+}
+
 /// The first byte of a CONNECT packet: type 1, reserved flags 0 [MQTT-2.2.2-2].
 pub(crate) const CONNECT_BYTE: u8 = 0x10;
 
@@ -785,5 +807,19 @@ mod tests {
         let long = "é".repeat(100);
         let r = reason_string(&long);
         assert!(r.len() <= MAX_REASON_BYTES && r.len() >= MAX_REASON_BYTES - 1);
+    }
+
+    #[test]
+    fn remaining_lengths_are_minimal_only_in_their_shortest_form() {
+        assert!(minimal_length(&[0x30, 0x00]));
+        assert!(minimal_length(&[0x30, 0x02, 0x00, 0x00]));
+        // 0 written in two bytes: a valid length, but not how the broker writes it.
+        assert!(!minimal_length(&[0x30, 0x80, 0x00]));
+        let mut two = vec![0x30, 0x80, 0x01];
+        two.resize(3 + 128, 0);
+        assert!(minimal_length(&two));
+        let mut padded = vec![0x30, 0xff, 0x80, 0x00];
+        padded.resize(4 + 127, 0);
+        assert!(!minimal_length(&padded));
     }
 }

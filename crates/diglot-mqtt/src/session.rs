@@ -231,7 +231,16 @@ impl Session {
         // A Topic Alias of 0 fails the codec's decoding, but is "Topic Alias invalid"
         // [MQTT-3.3.2-8], not a malformed packet.
         let alias_zero = v5 && packet.first().is_some_and(|b| b >> 4 == 3) && codec::publish_has_alias_zero(&packet);
+        // A QoS 0 PUBLISH to a 3.x session is kept as it came: it is already what a 3.x
+        // subscriber is sent, so the message can own those bytes once ([`Message::with_wire`])
+        // instead of a copy of its payload and, later, an encoding of it.
+        let as_sent = (!v5
+            && packet.first() == Some(&codec::PLAIN_PUBLISH_BYTE)
+            && packet.len() <= diglot_core::Message::OWN_COPY_MAX
+            && codec::minimal_length(&packet))
+        .then(|| bytes::Bytes::copy_from_slice(&packet));
         match wire.decode(packet) {
+            Ok(Inbound::Publish(p)) => self.on_publish(*p, as_sent, now, out, actions),
             Ok(p) => self.dispatch(p, now, out, actions),
             Err(_) if alias_zero => self.fail(Violation::TopicAlias, out, actions),
             Err(e) => self.fail(Violation::decode(&e), out, actions),
@@ -243,7 +252,7 @@ impl Session {
         match p {
             // [MQTT-3.1.0-2] A second CONNECT is a protocol violation.
             Inbound::Connect(_) => self.fail(Violation::Protocol("second CONNECT on one connection"), out, actions),
-            Inbound::Publish(p) => self.on_publish(*p, now, out, actions),
+            Inbound::Publish(p) => self.on_publish(*p, None, now, out, actions),
             Inbound::PubAck(id) => self.on_puback(id, actions),
             Inbound::PubRec(id, code) => self.on_pubrec(id, code, out, actions),
             Inbound::PubRel(id) => self.on_pubrel(id, out),

@@ -53,6 +53,7 @@
 use std::num::{NonZeroU16, NonZeroU32};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use bytestring::ByteString;
 use diglot_core::{Action, Delivery, Message, Output, PublishError, Qos, Topic, WireSlot};
 use rmqtt_codec::types::{Publish, QoS as WireQos};
@@ -99,9 +100,17 @@ struct Treatment {
 }
 
 impl Session {
-    /// An inbound PUBLISH.
-    pub(super) fn on_publish(&mut self, p: Publish, now: Instant, out: &mut Output, actions: &mut Vec<Action>) {
-        match self.check_publish(&p, now, out) {
+    /// An inbound PUBLISH; `as_sent`: the packet's own bytes, when they are exactly what an
+    /// MQTT 3.x subscriber of the message is sent.
+    pub(super) fn on_publish(
+        &mut self,
+        p: Publish,
+        as_sent: Option<Bytes>,
+        now: Instant,
+        out: &mut Output,
+        actions: &mut Vec<Action>,
+    ) {
+        match self.check_publish(&p, as_sent, now, out) {
             Ok(Some(msg)) if !self.may_publish(&msg.topic) => self.deny(&msg, p.packet_id, out),
             Ok(Some(msg)) => self.route(msg, p.packet_id, actions),
             Ok(None) => {}
@@ -111,7 +120,13 @@ impl Session {
 
     /// Validates a PUBLISH and builds its message; `Ok(None)` when it was answered without
     /// routing (a QoS 2 duplicate, or a refused MQTT 5 payload).
-    fn check_publish(&mut self, p: &Publish, now: Instant, out: &mut Output) -> Result<Option<Message>, Violation> {
+    fn check_publish(
+        &mut self,
+        p: &Publish,
+        as_sent: Option<Bytes>,
+        now: Instant,
+        out: &mut Output,
+    ) -> Result<Option<Message>, Violation> {
         let v5 = self.is_v5();
         let qos = Qos::from_u8(p.qos.value()).unwrap_or(Qos::AtMostOnce);
         // [MQTT-3.3.1-2] DUP must be 0 on QoS 0.
@@ -174,7 +189,10 @@ impl Session {
         }
         // RETAIN=1 asks the broker to keep (or, with an empty payload, clear) the topic's
         // retained message (§3.3.1.3); the driver does that when it routes the message.
-        let mut msg = Message::received(topic, p.payload.clone(), qos, p.retain, now);
+        let mut msg = match as_sent.filter(|w| w.len() > p.payload.len() && qos == Qos::AtMostOnce && !p.retain) {
+            Some(wire) => Message::with_wire(topic, wire, p.payload.len(), qos, false, now, WireSlot::Mqtt3Qos0),
+            None => Message::received(topic, p.payload.clone(), qos, p.retain, now),
+        };
         msg.origin = Some(self.info.id);
         msg.props = props;
         // §3.3.2.3.3 The message expires this many seconds after it reached the broker.
