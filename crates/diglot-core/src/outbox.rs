@@ -259,6 +259,7 @@ mod tests {
     use crate::topic::Topic;
     use bytes::Bytes;
     use std::sync::Arc;
+    use std::task::{Context, Poll};
 
     fn d(qos: Qos, n: usize) -> Delivery {
         let m = Message::new(Topic::new("t").unwrap(), Bytes::from(vec![0u8; n]), qos, false);
@@ -308,5 +309,38 @@ mod tests {
         outcomes.clear();
         o.push_all(&mut [d(Qos::AtMostOnce, 1)].into_iter(), &mut |p| outcomes.push(p));
         assert_eq!(outcomes, [Closed]);
+    }
+
+    /// A waker that counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_driver_is_woken_for_deliveries_slowness_and_signals_in_that_order_of_looking() {
+        let count = Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let o = Outbox::new(2, 1 << 20);
+        assert_eq!(o.poll_wake(&mut cx, true), Poll::Pending);
+        assert_eq!(o.try_push(d(Qos::AtMostOnce, 1)), PushOutcome::Queued);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "a delivery into an empty outbox wakes");
+        assert_eq!(o.poll_wake(&mut cx, false), Poll::Pending, "not draining: deliveries wait");
+        assert_eq!(o.poll_wake(&mut cx, true), Poll::Ready(Wake::Ready));
+        assert_eq!(o.try_push(d(Qos::AtMostOnce, 1)), PushOutcome::Queued);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "a second delivery does not wake again");
+        assert_eq!(o.try_push(d(Qos::AtLeastOnce, 1)), PushOutcome::SlowConsumer);
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        assert_eq!(o.poll_wake(&mut cx, false), Poll::Ready(Wake::Slow), "slow even while not draining");
+        o.signal(signal::KICKED);
+        o.signal(signal::SHUTDOWN);
+        assert_eq!(count.0.load(Ordering::SeqCst), 3, "the waker was taken by the first wake");
+        assert_eq!(o.poll_wake(&mut cx, true), Poll::Ready(Wake::Signal(signal::KICKED | signal::SHUTDOWN)));
+        o.signal(signal::TAKEOVER);
+        assert_eq!(count.0.load(Ordering::SeqCst), 4);
     }
 }

@@ -135,3 +135,44 @@ fn not_deliverable_before_connect() {
     let h = H::new();
     assert!(!h.s.can_deliver());
 }
+
+/// One message shared by several subscribers: each gets exactly the frame it would get alone,
+/// whether it copies the whole shared frame (same id, no `ack`), or puts its own
+/// `subscription`, `message-id` and `ack` before the shared rest.
+#[test]
+fn a_shared_message_is_the_same_frame_as_one_encoded_alone_for_every_subscription() {
+    let mut m = message(77, "room/1", b"hello");
+    m.props = Some(Box::new(Props {
+        content_type: Some("text/plain".into()),
+        user: vec![("k".into(), "v".into())],
+        ..Props::default()
+    }));
+    // Subscriptions in delivery order: the first one's frame becomes the shared one.
+    let subs =
+        [("sub-0", "auto"), ("sub-0", "auto"), ("sub-0", "client-individual"), ("x:y", "auto"), ("other", "client")];
+    let shared = Arc::new(m.clone());
+    let mut holders = Vec::new();
+    for (id, ack) in subs {
+        let alone = {
+            let mut h = H::new();
+            h.connect("1.2");
+            let sub = h.subscribe(id, "/topic/room/+", ack);
+            let now = h.t0;
+            // A message of its own: not shared, encoded straight into the output.
+            h.s.on_delivery(Delivery::new(Arc::new(m.clone()), sub, m.qos), now, &mut h.out);
+            h.chunks().pop().unwrap()
+        };
+        let mut h = H::new();
+        h.connect("1.2");
+        let sub = h.subscribe(id, "/topic/room/+", ack);
+        let now = h.t0;
+        h.s.on_delivery(Delivery::new(shared.clone(), sub, m.qos), now, &mut h.out);
+        let got = h.chunks().pop().unwrap();
+        assert_eq!(got, alone, "subscription {id} ({ack})");
+        assert!(shared.encoded.get(diglot_core::WireSlot::Stomp12).is_some());
+        holders.push(h);
+    }
+    assert!(std::str::from_utf8(&shared.encoded.get(diglot_core::WireSlot::Stomp12).unwrap()[..])
+        .unwrap()
+        .starts_with("MESSAGE\nsubscription:sub-0\nmessage-id:77\n"));
+}
