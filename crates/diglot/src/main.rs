@@ -76,6 +76,25 @@ fn tune_allocator() {
     }
 }
 
+/// How often a worker thread that runs out of work gives mimalloc a chance to collect.
+const COLLECT_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Run when a worker thread parks: at most every [`COLLECT_EVERY`], lets mimalloc take back the
+/// blocks other threads freed into this thread's pages and return the pages that emptied.
+fn collect_allocator() {
+    thread_local! {
+        static LAST: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+    }
+    let now = std::time::Instant::now();
+    if LAST.get().is_some_and(|at| now.duration_since(at) < COLLECT_EVERY) {
+        return;
+    }
+    LAST.set(Some(now));
+    // SAFETY: `mi_collect` only works on the calling thread's own heap and mimalloc's shared
+    // structures under their own locks; any thread may call it at any time.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
 fn main() -> ExitCode {
     tune_allocator();
     match run(Cli::parse()) {
@@ -141,6 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if config.server.worker_threads > 0 {
         rt.worker_threads(config.server.worker_threads);
     }
+    rt.on_thread_park(collect_allocator);
     let rt = rt.build().context("cannot start the async runtime")?;
     rt.block_on(serve(config, path))
 }
