@@ -168,26 +168,43 @@ const SLOTS: usize = 5;
 /// allocation of about 200 bytes for every slot, plus the encoded bytes themselves.
 /// A clone of a message starts empty, because a clone may be changed before it is shared.
 #[derive(Default)]
-pub struct Encodings(OnceLock<Box<[OnceLock<Bytes>; SLOTS]>>);
+pub struct Encodings(OnceLock<Box<Slots>>);
+
+#[derive(Default)]
+struct Slots {
+    bytes: [OnceLock<Bytes>; SLOTS],
+    /// Whether the payload is valid UTF-8 (a STOMP frame goes out as a text WebSocket message
+    /// when it is), found out once for all subscribers.
+    utf8: OnceLock<bool>,
+}
 
 impl Encodings {
     /// Encodings with `slot` already filled.
     pub fn with(slot: WireSlot, bytes: Bytes) -> Encodings {
-        let slots: Box<[OnceLock<Bytes>; SLOTS]> = Default::default();
-        let _ = slots[slot as usize].set(bytes);
+        let slots: Box<Slots> = Default::default();
+        let _ = slots.bytes[slot as usize].set(bytes);
         Encodings(OnceLock::from(slots))
     }
 
     /// The bytes in `slot`, if they were encoded already.
     pub fn get(&self, slot: WireSlot) -> Option<&Bytes> {
-        self.0.get().and_then(|slots| slots[slot as usize].get())
+        self.0.get().and_then(|slots| slots.bytes[slot as usize].get())
     }
 
     /// The bytes in `slot`, encoded by `encode` if no delivery did it before. If two
     /// deliveries race, both may encode, and one result is kept: they are equal.
     pub fn get_or_encode(&self, slot: WireSlot, encode: impl FnOnce() -> Bytes) -> &Bytes {
         let slots = self.0.get_or_init(Default::default);
-        slots[slot as usize].get_or_init(encode)
+        slots.bytes[slot as usize].get_or_init(encode)
+    }
+
+    /// Whether `payload` (the message's) is valid UTF-8: checked once, when encodings are kept
+    /// (a message that goes to several connections), else each time.
+    pub fn is_utf8(&self, payload: &[u8]) -> bool {
+        match self.0.get() {
+            Some(slots) => *slots.utf8.get_or_init(|| std::str::from_utf8(payload).is_ok()),
+            None => std::str::from_utf8(payload).is_ok(),
+        }
     }
 }
 
@@ -199,7 +216,7 @@ impl Clone for Encodings {
 
 impl std::fmt::Debug for Encodings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let filled = self.0.get().map_or(0, |slots| slots.iter().filter(|s| s.get().is_some()).count());
+        let filled = self.0.get().map_or(0, |slots| slots.bytes.iter().filter(|s| s.get().is_some()).count());
         write!(f, "Encodings({filled} filled)")
     }
 }

@@ -112,7 +112,7 @@ impl Session {
             write_tail(message_head(out.buf(), version, &sub.id, msg.id, ack), d, temp, now, sep);
         }
         // Headers are text, so the frame is valid UTF-8 exactly when the body is.
-        if std::str::from_utf8(&msg.payload).is_ok() {
+        if msg.encoded.is_utf8(&msg.payload) {
             out.end_utf8_frame();
         } else {
             out.end_frame();
