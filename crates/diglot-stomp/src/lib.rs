@@ -10,6 +10,9 @@ pub mod frame;
 pub mod session;
 pub mod version;
 
+#[cfg(test)]
+mod test_rng;
+
 pub use codec::{CodecError, Decoded, Decoder};
 pub use destination::Separator;
 pub use frame::{Command, Frame};

@@ -806,23 +806,6 @@ fn mqtt5(id: &str, b: &Broker) -> rumqttc::v5::MqttOptions {
     o
 }
 
-async fn mqtt5_until<T>(
-    ev: &mut rumqttc::v5::EventLoop,
-    mut want: impl FnMut(&rumqttc::v5::mqttbytes::v5::Packet) -> Option<T>,
-) -> T {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let rumqttc::v5::Event::Incoming(p) = ev.poll().await.expect("mqtt event loop") {
-                if let Some(t) = want(&p) {
-                    return t;
-                }
-            }
-        }
-    })
-    .await
-    .expect("expected MQTT packet within patience")
-}
-
 async fn mqtt5_subscribed(id: &str, b: &Broker, filter: &str) -> (rumqttc::v5::AsyncClient, rumqttc::v5::EventLoop) {
     use rumqttc::v5::mqttbytes::v5::Packet;
     let (c, mut ev) = rumqttc::v5::AsyncClient::new(mqtt5(id, b), 10);

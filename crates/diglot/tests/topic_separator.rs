@@ -77,20 +77,6 @@ fn mqtt(id: &str, b: &Broker) -> MqttOptions {
     o
 }
 
-async fn until(ev: &mut EventLoop, mut want: impl FnMut(&Packet) -> Option<Publish>) -> Publish {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let rumqttc::v5::Event::Incoming(p) = ev.poll().await.expect("mqtt event loop") {
-                if let Some(t) = want(&p) {
-                    return t;
-                }
-            }
-        }
-    })
-    .await
-    .expect("expected an MQTT packet within patience")
-}
-
 /// An MQTT 5 client subscribed to `filter` (its SUBACK received).
 async fn mqtt_subscribed(id: &str, b: &Broker, filter: &str) -> (AsyncClient, EventLoop) {
     let (c, mut ev) = AsyncClient::new(mqtt(id, b), 10);
@@ -104,7 +90,7 @@ async fn mqtt_subscribed(id: &str, b: &Broker, filter: &str) -> (AsyncClient, Ev
 }
 
 async fn next_publish(ev: &mut EventLoop) -> Publish {
-    until(ev, |p| match p {
+    mqtt5_until(ev, |p| match p {
         Packet::Publish(p) => Some(p.clone()),
         _ => None,
     })

@@ -6,22 +6,8 @@ use diglot_core::Limits;
 
 use super::*;
 use crate::frame::{Command, Frame};
+use crate::test_rng::Rng;
 use crate::version::Version;
-
-/// A tiny xorshift64* generator, so the fuzz-ish tests need no extra dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 fn limits() -> Limits {
     Limits { max_frame_bytes: 4096, max_headers: 16, max_header_bytes: 256, ..Limits::default() }

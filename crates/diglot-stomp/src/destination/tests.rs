@@ -2,6 +2,7 @@
 //! and names for the round trips, and every error.
 
 use super::*;
+use crate::test_rng::Rng;
 
 /// The default separator, as every test before the RabbitMQ-style option used.
 const SLASH: Separator = Separator::Slash;
@@ -168,26 +169,6 @@ fn reply_to_round_trips() {
 
 /// The RabbitMQ-style separator.
 const DOT: Separator = Separator::Dot;
-
-/// A tiny xorshift64* generator, so the generated cases need no extra dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn pick<'p>(&mut self, from: &[&'p str]) -> &'p str {
-        from[(self.next() % from.len() as u64) as usize]
-    }
-    /// Up to `max` pieces, concatenated.
-    fn text(&mut self, pieces: &[&str], max: u64) -> String {
-        let n = self.next() % (max + 1);
-        (0..n).map(|_| self.pick(pieces)).collect()
-    }
-}
 
 #[test]
 fn separator_values() {

@@ -513,3 +513,22 @@ pub fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &s
         })
         .sum()
 }
+
+/// The first packet from an MQTT 5 client's event loop that `want` picks out, within
+/// [`PATIENCE`].
+pub async fn mqtt5_until<T>(
+    ev: &mut rumqttc::v5::EventLoop,
+    mut want: impl FnMut(&rumqttc::v5::mqttbytes::v5::Packet) -> Option<T>,
+) -> T {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let rumqttc::v5::Event::Incoming(p) = ev.poll().await.expect("mqtt event loop") {
+                if let Some(t) = want(&p) {
+                    return t;
+                }
+            }
+        }
+    })
+    .await
+    .expect("expected an MQTT packet within patience")
+}
