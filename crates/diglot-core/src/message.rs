@@ -163,12 +163,17 @@ pub enum WireSlot {
 const SLOTS: usize = 5;
 
 /// Lazily filled encodings of one message, shared by all its deliveries (a QoS 0 message to
-/// 100 MQTT 3.1.1 subscribers is encoded once, not 100 times). It costs 16 bytes in
-/// [`Message`] (a `OnceLock` of a pointer) until the first encoding is stored; then one
-/// allocation of about 200 bytes for every slot, plus the encoded bytes themselves.
+/// 100 MQTT 3.1.1 subscribers is encoded once, not 100 times). It costs 56 bytes in
+/// [`Message`]: the encoding the message arrived as, if it is one of the slots (see
+/// [`Message::with_wire`]), and a `OnceLock` of a pointer to the other slots, which is one
+/// allocation of about 200 bytes once the first of them is stored, plus the encoded bytes.
 /// A clone of a message starts empty, because a clone may be changed before it is shared.
 #[derive(Default)]
-pub struct Encodings(OnceLock<Box<Slots>>);
+pub struct Encodings {
+    /// The bytes the message arrived as, already one of its encodings.
+    arrived: Option<(WireSlot, Bytes)>,
+    slots: OnceLock<Box<Slots>>,
+}
 
 #[derive(Default)]
 struct Slots {
@@ -179,29 +184,33 @@ struct Slots {
 }
 
 impl Encodings {
-    /// Encodings with `slot` already filled.
+    /// Encodings with `slot` already filled with the bytes the message arrived as, kept in
+    /// place (no allocation for the slots).
     pub fn with(slot: WireSlot, bytes: Bytes) -> Encodings {
-        let slots: Box<Slots> = Default::default();
-        let _ = slots.bytes[slot as usize].set(bytes);
-        Encodings(OnceLock::from(slots))
+        Encodings { arrived: Some((slot, bytes)), slots: OnceLock::new() }
     }
 
     /// The bytes in `slot`, if they were encoded already.
     pub fn get(&self, slot: WireSlot) -> Option<&Bytes> {
-        self.0.get().and_then(|slots| slots.bytes[slot as usize].get())
+        match &self.arrived {
+            Some((s, bytes)) if *s == slot => Some(bytes),
+            _ => self.slots.get().and_then(|slots| slots.bytes[slot as usize].get()),
+        }
     }
 
     /// The bytes in `slot`, encoded by `encode` if no delivery did it before. If two
     /// deliveries race, both may encode, and one result is kept: they are equal.
     pub fn get_or_encode(&self, slot: WireSlot, encode: impl FnOnce() -> Bytes) -> &Bytes {
-        let slots = self.0.get_or_init(Default::default);
-        slots.bytes[slot as usize].get_or_init(encode)
+        match &self.arrived {
+            Some((s, bytes)) if *s == slot => bytes,
+            _ => self.slots.get_or_init(Default::default).bytes[slot as usize].get_or_init(encode),
+        }
     }
 
     /// Whether `payload` (the message's) is valid UTF-8: checked once, when encodings are kept
     /// (a message that goes to several connections), else each time.
     pub fn is_utf8(&self, payload: &[u8]) -> bool {
-        match self.0.get() {
+        match self.slots.get() {
             Some(slots) => *slots.utf8.get_or_init(|| std::str::from_utf8(payload).is_ok()),
             None => std::str::from_utf8(payload).is_ok(),
         }
@@ -216,7 +225,8 @@ impl Clone for Encodings {
 
 impl std::fmt::Debug for Encodings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let filled = self.0.get().map_or(0, |slots| slots.bytes.iter().filter(|s| s.get().is_some()).count());
+        let filled = self.slots.get().map_or(0, |slots| slots.bytes.iter().filter(|s| s.get().is_some()).count())
+            + usize::from(self.arrived.is_some());
         write!(f, "Encodings({filled} filled)")
     }
 }
