@@ -107,9 +107,6 @@ impl Pending {
 /// One connection's state that the driver (not the adapter) owns.
 struct Conn {
     id: u64,
-    /// The deliveries for this connection; it also wakes the driver for a takeover, an
-    /// administrator's kick and the shutdown ([`Outbox::signal`]).
-    outbox: Arc<Outbox>,
     /// Set to `true` once the connection has released its subscriptions and consumers.
     finished: crate::registry::Finished,
     subs: HashMap<SubId, Filter>,
@@ -141,7 +138,9 @@ struct Conn {
     /// When the identity's credentials (a JWT) expire: the connection is closed then, unless
     /// an MQTT 5 re-authentication moved it.
     auth_deadline: Option<Instant>,
-    /// This connection in the table of open connections (admin API, metrics).
+    /// This connection in the table of open connections (admin API, metrics), with its outbox:
+    /// the deliveries for it, which also wake the driver for a takeover, an administrator's
+    /// kick and the shutdown ([`Outbox::signal`]).
     entry: Arc<ConnEntry>,
     /// The protocol, for the traffic metrics.
     source: Source,
@@ -174,7 +173,7 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
             Proto::Stomp => Box::new(diglot_stomp::Session::new(info, limits.clone(), shared.stomp.clone(), started)),
         };
         let outbox = Arc::new(Outbox::new(limits.outbox_max_messages, limits.outbox_max_bytes));
-        let entry = shared.conns.open(id, transport, peer, adapter.protocol(), outbox.clone());
+        let entry = shared.conns.open(id, transport, peer, adapter.protocol(), outbox);
         shared.metrics.opened(adapter.protocol(), transport);
         let conn = Conn {
             entry,
@@ -184,7 +183,6 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
             },
             delivered: 0,
             id,
-            outbox,
             finished: crate::registry::Finished::new(),
             subs: HashMap::new(),
             consumers: HashMap::new(),
@@ -240,7 +238,7 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
         } else {
             // Takeovers, kicks, the shutdown, a slow consumer and deliveries all wake the task
             // through the outbox's one waker.
-            let outbox = &conn.outbox;
+            let outbox = &conn.entry.outbox;
             let can_deliver = adapter.can_deliver();
             tokio::select! {
                 biased;
@@ -525,7 +523,7 @@ async fn deliver(
         if room == 0 {
             break;
         }
-        if !conn.outbox.drain(&mut batch, room) {
+        if !conn.entry.outbox.drain(&mut batch, room) {
             return Some(CloseReason::SlowConsumer);
         }
         if batch.is_empty() {
@@ -601,7 +599,7 @@ async fn execute_one(
             finish_publish(conn, adapter, token, routed, out, actions);
         }
         Action::Subscribe { filter, sub, qos, no_local, merge, retained, share } => {
-            let mut s = Subscriber::conn(conn.id, sub, qos, conn.outbox.clone(), no_local, merge);
+            let mut s = Subscriber::conn(conn.id, sub, qos, conn.entry.outbox.clone(), no_local, merge);
             s.share = share.as_deref().map(|group| shared.router.share_group(group, &filter));
             let existed = shared.router.subscribe(&filter, s);
             let view = crate::conns::SubView { filter: filter.to_string(), qos: qos as u8, share: share.clone() };
@@ -628,7 +626,7 @@ async fn execute_one(
             conn.entry.subscriptions.lock().remove(&sub);
         }
         Action::ClaimClientId(client_id) => {
-            let displaced = shared.registry.claim(&client_id, conn.id, &conn.outbox, &conn.finished);
+            let displaced = shared.registry.claim(&client_id, conn.id, &conn.entry.outbox, &conn.finished);
             {
                 let mut d = conn.entry.details.lock();
                 d.client_id = Some(client_id.clone());
@@ -665,7 +663,7 @@ async fn execute_one(
                 shared.durable.detach(&old, conn.id, Some(sub)).await;
             }
             conn.entry.consuming.lock().insert(sub, (queue.clone(), prefetch));
-            let spec = ConsumerSpec { conn: conn.id, sub, outbox: conn.outbox.clone(), prefetch };
+            let spec = ConsumerSpec { conn: conn.id, sub, outbox: conn.entry.outbox.clone(), prefetch };
             shared.durable.consume(&q, spec).await;
         }
         Action::Unconsume { sub, .. } => {
@@ -833,7 +831,7 @@ fn send_retained(shared: &Shared, conn: &Conn, filter: &Filter, sub: SubId, qos:
         let qos = msg.qos.min(qos);
         let mut d = Delivery::new(msg, sub, qos);
         d.retained = true;
-        if conn.outbox.try_push(d) != diglot_core::PushOutcome::Queued {
+        if conn.entry.outbox.try_push(d) != diglot_core::PushOutcome::Queued {
             tracing::warn!(conn = conn.id, %filter, "outbox full while sending retained messages");
             break;
         }
@@ -849,7 +847,7 @@ async fn finish(
     reason: CloseReason,
     started: Instant,
 ) {
-    conn.outbox.close();
+    conn.entry.outbox.close();
     match reason {
         CloseReason::SlowConsumer => shared.breach(diglot_core::Limit::SlowConsumer),
         CloseReason::HandshakeTimeout => shared.breach(diglot_core::Limit::HandshakeTimeout),

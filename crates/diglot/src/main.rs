@@ -92,15 +92,19 @@ fn collect_allocator() {
     use std::cell::Cell;
     use std::time::Instant;
     thread_local! {
-        static LAST: Cell<Option<(Instant, Instant)>> = const { Cell::new(None) };
+        static COLLECTED: Cell<Option<Instant>> = const { Cell::new(None) };
+        static RETURNED: Cell<Option<Instant>> = const { Cell::new(None) };
     }
     let now = Instant::now();
-    let (collected, returned) = LAST.get().unwrap_or((now - COLLECT_EVERY, now));
-    if now.duration_since(collected) < COLLECT_EVERY {
+    let due = |last: Option<Instant>, every| last.is_none_or(|at| now.duration_since(at) >= every);
+    if !due(COLLECTED.get(), COLLECT_EVERY) {
         return;
     }
-    let force = now.duration_since(returned) >= RETURN_EVERY;
-    LAST.set(Some((now, if force { now } else { returned })));
+    COLLECTED.set(Some(now));
+    let force = due(RETURNED.get(), RETURN_EVERY);
+    if force {
+        RETURNED.set(Some(now));
+    }
     // SAFETY: `mi_collect` only works on the calling thread's own heap and mimalloc's shared
     // structures under their own locks; any thread may call it at any time.
     unsafe { libmimalloc_sys::mi_collect(force) };
