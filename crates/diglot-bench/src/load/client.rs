@@ -188,7 +188,7 @@ impl Client {
         };
         let mut client = Client {
             tx: Tx { proto: ep.proto, writer, scratch: BytesMut::with_capacity(4096), next_id: 0 },
-            rx: Rx { proto: ep.proto, reader, buf: BytesMut::new(), stash: VecDeque::new(), stomp_acks: false },
+            rx: Rx { proto: ep.proto, reader, buf: BytesMut::new(), stash: VecDeque::new(), stomp_acks: false, keep_payloads: true },
         };
         let login = auth.login.as_deref().map(|l| (l, auth.passcode.as_deref().unwrap_or("")));
         match ep.proto {
@@ -356,9 +356,17 @@ pub struct Rx {
     stash: VecDeque<Event>,
     /// A subscription of this client wants client acks (otherwise MESSAGE needs no ACK).
     stomp_acks: bool,
+    /// Messages carry their payloads (otherwise an empty one: see [`Rx::skip_payloads`]).
+    keep_payloads: bool,
 }
 
 impl Rx {
+    /// Deliveries come without their payloads from now on: a run that only counts messages
+    /// does not pay for handing each one out (the generator shares the cores it measures on).
+    pub fn skip_payloads(&mut self) {
+        self.keep_payloads = false;
+    }
+
     /// The next event. A protocol error from the broker (CONNACK refusal, SUBACK failure,
     /// STOMP ERROR, a malformed frame) is an error; so is a transport error. Cancel-safe.
     pub async fn next(&mut self) -> anyhow::Result<Event> {
@@ -395,7 +403,7 @@ impl Rx {
         loop {
             let event = match self.proto {
                 Proto::Raw => return Ok(None),
-                Proto::Mqtt => match mqtt::decode(&mut self.buf).map_err(|e| anyhow!("malformed MQTT: {}", e.0))? {
+                Proto::Mqtt => match mqtt::decode(&mut self.buf, self.keep_payloads).map_err(|e| anyhow!("malformed MQTT: {}", e.0))? {
                     None => return Ok(None),
                     Some(mqtt::Packet::ConnAck { code: 0, .. }) => Event::Connected,
                     Some(mqtt::Packet::ConnAck { code, .. }) => bail!("CONNACK refused the connection (code {code})"),
@@ -408,7 +416,7 @@ impl Rx {
                     Some(mqtt::Packet::Other(13)) => Event::Pong,
                     Some(mqtt::Packet::Other(_)) => continue,
                 },
-                Proto::Stomp => match stomp::decode(&mut self.buf, self.stomp_acks)
+                Proto::Stomp => match stomp::decode(&mut self.buf, self.stomp_acks, self.keep_payloads)
                     .map_err(|e| anyhow!("malformed STOMP: {}", e.0))?
                 {
                     None => return Ok(None),

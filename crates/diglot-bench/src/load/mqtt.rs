@@ -114,7 +114,9 @@ pub fn disconnect(buf: &mut BytesMut) {
 }
 
 /// Takes one complete packet off the front of `buf`; `Ok(None)` if it is not complete yet.
-pub fn decode(buf: &mut BytesMut) -> Result<Option<Packet>, Malformed> {
+/// A PUBLISH's payload is split off `buf` only if `keep_payload`; otherwise it is skipped and
+/// the packet carries an empty one (a throughput run counts messages and reads none of them).
+pub fn decode(buf: &mut BytesMut, keep_payload: bool) -> Result<Option<Packet>, Malformed> {
     let mut len = 0usize;
     let mut shift = 0;
     let mut header = 1;
@@ -134,9 +136,22 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Packet>, Malformed> {
         return Ok(None);
     }
     let first = buf[0];
+    let short = Malformed("packet too short");
+    if first >> 4 == 3 && !keep_payload {
+        let qos = (first >> 1) & 3;
+        let body = &buf[header..header + len];
+        let id_len = if qos > 0 { 2 } else { 0 };
+        let topic_len = match body {
+            [a, b, ..] => usize::from(u16::from_be_bytes([*a, *b])),
+            _ => return Err(short),
+        };
+        let Some(pid) = body.get(2 + topic_len..2 + topic_len + id_len) else { return Err(short) };
+        let pid = if qos > 0 { u16::from_be_bytes([pid[0], pid[1]]) } else { 0 };
+        buf.advance(header + len);
+        return Ok(Some(Packet::Publish { qos, pid, payload: Bytes::new() }));
+    }
     let mut body = buf.split_to(header + len).freeze();
     body.advance(header);
-    let short = Malformed("packet too short");
     Ok(Some(match first >> 4 {
         2 if body.len() >= 2 => Packet::ConnAck { session_present: body[0] & 1 == 1, code: body[1] },
         3 => {
@@ -173,22 +188,28 @@ mod tests {
         let mut got = Vec::new();
         for byte in out.iter() {
             input.put_u8(*byte);
-            while let Some(p) = decode(&mut input).expect("well formed") {
+            while let Some(p) = decode(&mut input, true).expect("well formed") {
                 got.push(p);
             }
         }
         assert_eq!(got.len(), 2);
         assert_eq!(got[0], Packet::Publish { qos: 1, pid: 7, payload: Bytes::from(vec![9u8; 300]) });
         assert_eq!(got[1], Packet::Publish { qos: 0, pid: 0, payload: Bytes::from_static(b"x") });
+        // Without payloads: the same packets, the same ids, nothing left over.
+        let mut input = out.clone();
+        assert_eq!(decode(&mut input, false).ok().flatten(), Some(Packet::Publish { qos: 1, pid: 7, payload: Bytes::new() }));
+        assert_eq!(decode(&mut input, false).ok().flatten(), Some(Packet::Publish { qos: 0, pid: 0, payload: Bytes::new() }));
+        assert!(input.is_empty());
+        assert!(decode(&mut BytesMut::from(&[0x32, 3, 0, 1, b'a'][..]), false).is_err(), "QoS 1 without its id");
     }
 
     #[test]
     fn connack_suback_puback() {
         let mut input = BytesMut::from(&[0x20, 2, 1, 0, 0x90, 3, 0, 1, 1, 0x40, 2, 0, 5, 0xD0, 0][..]);
-        assert_eq!(decode(&mut input).ok().flatten(), Some(Packet::ConnAck { session_present: true, code: 0 }));
-        assert_eq!(decode(&mut input).ok().flatten(), Some(Packet::SubAck(1)));
-        assert_eq!(decode(&mut input).ok().flatten(), Some(Packet::PubAck(5)));
-        assert_eq!(decode(&mut input).ok().flatten(), Some(Packet::Other(13)));
+        assert_eq!(decode(&mut input, true).ok().flatten(), Some(Packet::ConnAck { session_present: true, code: 0 }));
+        assert_eq!(decode(&mut input, true).ok().flatten(), Some(Packet::SubAck(1)));
+        assert_eq!(decode(&mut input, true).ok().flatten(), Some(Packet::PubAck(5)));
+        assert_eq!(decode(&mut input, true).ok().flatten(), Some(Packet::Other(13)));
         assert!(input.is_empty());
     }
 }

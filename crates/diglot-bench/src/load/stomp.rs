@@ -56,7 +56,8 @@ pub fn frame(buf: &mut BytesMut, command: &str, headers: &[(&str, &str)], body: 
 /// then it is the one allocation. Otherwise a MESSAGE allocates nothing: its body is split off
 /// `buf` (the generator must not be what limits a fan-out of small messages). A MESSAGE's
 /// header lines are searched for the headers it needs rather than checked one by one.
-pub fn decode(buf: &mut BytesMut, want_ack: bool) -> Result<Option<Frame>, Malformed> {
+/// A MESSAGE's body is split off only if `keep_body` (see the MQTT reader's `decode`).
+pub fn decode(buf: &mut BytesMut, want_ack: bool, keep_body: bool) -> Result<Option<Frame>, Malformed> {
     if matches!(buf.first(), Some(b'\n' | b'\r')) {
         let skip = buf.iter().take_while(|b| **b == b'\n' || **b == b'\r').count();
         buf.advance(skip);
@@ -76,14 +77,10 @@ pub fn decode(buf: &mut BytesMut, want_ack: bool) -> Result<Option<Frame>, Malfo
     let (mut ack, mut message_id, mut receipt, mut message, mut length) = (None, None, None, None, None);
     let mut pos = command_end + 1;
     let body_start = if let Kind::Message = kind {
-        // The frame a fan-out reads most: find the blank line and the few headers it needs
-        // with a handful of vectorised searches instead of two per header line.
-        let Some(head) = message_head(buf, command_end) else { return Ok(None) };
-        length = head.find(buf, &FINDERS.content_length);
-        if want_ack {
-            ack = head.find(buf, &FINDERS.ack);
-            message_id = head.find(buf, &FINDERS.message_id);
-        }
+        // The frame a fan-out reads most: one pass over its header lines finds the blank line
+        // and the few headers it needs.
+        let Some(head) = message_head(buf, command_end + 1, want_ack) else { return Ok(None) };
+        (length, ack, message_id) = (head.length, head.ack, head.message_id);
         head.body_start
     } else {
         loop {
@@ -133,9 +130,15 @@ pub fn decode(buf: &mut BytesMut, want_ack: bool) -> Result<Option<Frame>, Malfo
         Kind::Connected => Frame::Connected,
         Kind::Message => {
             let ack = if want_ack { copy(ack.or(message_id)) } else { None };
-            buf.advance(body_start);
-            let body = buf.split_to(body_len).freeze();
-            buf.advance(1);
+            let body = if keep_body {
+                buf.advance(body_start);
+                let body = buf.split_to(body_len).freeze();
+                buf.advance(1);
+                body
+            } else {
+                buf.advance(body_start + body_len + 1);
+                Bytes::new()
+            };
             return Ok(Some(Frame::Message { ack, body }));
         }
         Kind::Receipt => Frame::Receipt(copy(receipt).unwrap_or_default()),
@@ -150,55 +153,102 @@ pub fn decode(buf: &mut BytesMut, want_ack: bool) -> Result<Option<Frame>, Malfo
     Ok(Some(frame))
 }
 
-/// The searches of the MESSAGE path, built once.
-struct Finders {
-    blank: memchr::memmem::Finder<'static>,
-    blank_crlf: memchr::memmem::Finder<'static>,
-    content_length: memchr::memmem::Finder<'static>,
-    ack: memchr::memmem::Finder<'static>,
-    message_id: memchr::memmem::Finder<'static>,
-}
-
-static FINDERS: std::sync::LazyLock<Finders> = std::sync::LazyLock::new(|| Finders {
-    blank: memchr::memmem::Finder::new(b"\n\n"),
-    blank_crlf: memchr::memmem::Finder::new(b"\n\r\n"),
-    content_length: memchr::memmem::Finder::new(b"\ncontent-length:"),
-    ack: memchr::memmem::Finder::new(b"\nack:"),
-    message_id: memchr::memmem::Finder::new(b"\nmessage-id:"),
-});
-
-/// A frame's header lines: `buf[start..end]` runs from the `\n` that ends the command line to
-/// the `\n` that ends the last header, so every header line starts right after a `\n` in it.
+/// What one pass over a MESSAGE's header lines found: where its body starts and the values
+/// (as ranges of the buffer, without a `\r`) of the first `content-length`, `ack` and
+/// `message-id` headers.
+#[derive(Default)]
 struct Head {
-    start: usize,
-    end: usize,
     body_start: usize,
+    length: Option<std::ops::Range<usize>>,
+    ack: Option<std::ops::Range<usize>>,
+    message_id: Option<std::ops::Range<usize>>,
 }
 
-impl Head {
-    /// The value of the first header called as `finder`'s `\nNAME:` says, without its `\r`.
-    fn find(&self, buf: &[u8], finder: &memchr::memmem::Finder<'_>) -> Option<std::ops::Range<usize>> {
-        let block = &buf[self.start..self.end];
-        let at = finder.find(block)? + finder.needle().len();
-        let len = memchr::memchr(b'\n', &block[at..])?;
-        let value = &block[at..at + len];
-        let len = value.len() - usize::from(value.last() == Some(&b'\r'));
-        Some(self.start + at..self.start + at + len)
+/// Reads the header lines that start at `from` up to the first empty line (`\n` or `\r\n`;
+/// header values never hold a raw EOL), keeping `ack` and `message-id` only if `want_ack`;
+/// `None` if the empty line has not arrived.
+fn message_head(buf: &[u8], from: usize, want_ack: bool) -> Option<Head> {
+    let mut head = Head::default();
+    let mut pos = from;
+    for nl in Newlines::new(buf.get(from..)?) {
+        let end = from + nl;
+        let line = &buf[pos..end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let (name, slot): (&[u8], _) = match line.first() {
+            None => {
+                head.body_start = end + 1;
+                return Some(head);
+            }
+            Some(b'c') => (b"content-length:", &mut head.length),
+            Some(b'a') if want_ack => (b"ack:", &mut head.ack),
+            Some(b'm') if want_ack => (b"message-id:", &mut head.message_id),
+            _ => {
+                pos = end + 1;
+                continue;
+            }
+        };
+        if slot.is_none() && line.starts_with(name) {
+            *slot = Some(pos + name.len()..pos + line.len());
+        }
+        pos = end + 1;
+    }
+    None
+}
+
+/// The positions of the line feeds in a few dozen bytes, found eight bytes at a time (a
+/// MESSAGE's header lines are short: a vectorised search per line costs more in calls than it
+/// saves).
+struct Newlines<'a> {
+    bytes: &'a [u8],
+    /// Where the word in `mask` starts.
+    base: usize,
+    /// The top bit of every byte of the current word that is a line feed and not handed out.
+    mask: u64,
+}
+
+impl<'a> Newlines<'a> {
+    fn new(bytes: &'a [u8]) -> Newlines<'a> {
+        let mut it = Newlines { bytes, base: 0, mask: 0 };
+        it.mask = it.word_mask();
+        it
+    }
+
+    /// The line feeds of the eight bytes at `base` (zeros past the end are none).
+    fn word_mask(&self) -> u64 {
+        const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+        let Some(rest) = self.bytes.get(self.base..) else { return 0 };
+        let word = match rest.first_chunk::<8>() {
+            Some(word) => *word,
+            None => {
+                let mut word = [0u8; 8];
+                for (w, b) in word.iter_mut().zip(rest) {
+                    *w = *b;
+                }
+                word
+            }
+        };
+        // A byte of `x` is zero exactly where the input holds `\n`; the sum sets the top bit
+        // of every byte whose low seven bits are not all zero, without carries between bytes.
+        let x = u64::from_le_bytes(word) ^ 0x0A0A_0A0A_0A0A_0A0A;
+        !(((x & LOW7) + LOW7) | x | LOW7)
     }
 }
 
-/// Where the header lines after the command line ending at `command_end` end (the first empty
-/// line, `\n` or `\r\n`; header values never hold a raw EOL); `None` if it has not arrived.
-fn message_head(buf: &[u8], command_end: usize) -> Option<Head> {
-    let rest = &buf[command_end..];
-    let lf = FINDERS.blank.find(rest);
-    let crlf = FINDERS.blank_crlf.find(&rest[..lf.map_or(rest.len(), |i| i + 1)]);
-    let (blank, eol) = match (lf, crlf) {
-        (_, Some(i)) => (i, 3),
-        (Some(i), None) => (i, 2),
-        (None, None) => return None,
-    };
-    Some(Head { start: command_end, end: command_end + blank + 1, body_start: command_end + blank + eol })
+impl Iterator for Newlines<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        while self.mask == 0 {
+            self.base += 8;
+            if self.base >= self.bytes.len() {
+                return None;
+            }
+            self.mask = self.word_mask();
+        }
+        let at = self.base + (self.mask.trailing_zeros() / 8) as usize;
+        self.mask &= self.mask - 1;
+        Some(at)
+    }
 }
 
 /// The line starting at `from`: where its `\n` is and where its first `:` is, if any; `None`
@@ -244,7 +294,7 @@ mod tests {
         let (mut buf, mut got) = (BytesMut::new(), Vec::new());
         for chunk in input.chunks(piece) {
             buf.put_slice(chunk);
-            while let Some(f) = decode(&mut buf, true).expect("well formed") {
+            while let Some(f) = decode(&mut buf, true, true).expect("well formed") {
                 got.push(f);
             }
         }
@@ -263,6 +313,23 @@ mod tests {
         let want = vec![message(Some(b"a1"), b"ab\0"), message(None, b"bare"), message(Some(b"m3"), b"x")];
         assert_eq!(decode_in_pieces(input, input.len()), want);
         assert_eq!(decode_in_pieces(input, 1), want);
+    }
+
+    #[test]
+    fn newlines_are_found_exactly_at_every_offset() {
+        for len in 0..40 {
+            for at in 0..len {
+                let mut bytes = vec![0x8Au8; len];
+                bytes[at] = b'\n';
+                if at + 1 < len {
+                    bytes[at + 1] = 0x0B;
+                }
+                assert_eq!(Newlines::new(&bytes).collect::<Vec<_>>(), vec![at], "len {len}, at {at}");
+            }
+        }
+        let text = b"MESSAGE\nsubscription:0\n\n\nx\n";
+        let want: Vec<usize> = text.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i).collect();
+        assert_eq!(Newlines::new(text).collect::<Vec<_>>(), want);
     }
 
     #[test]

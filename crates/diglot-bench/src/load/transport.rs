@@ -119,7 +119,7 @@ pub async fn websocket(
     let (read, write) = stream.into_split();
     let write = Arc::new(Mutex::new(write));
     let reader =
-        WsReader { read, buf, write: write.clone(), keys: Keys::new(local ^ 0x5555), message: BytesMut::new() };
+        WsReader { read, buf, write: write.clone(), keys: Keys::new(local ^ 0x5555), message: BytesMut::new(), pong: None };
     let writer = Writer::Ws { write, buf: BytesMut::with_capacity(64 * 1024), text, keys };
     Ok((Reader::Ws(reader), writer))
 }
@@ -233,14 +233,18 @@ pub struct WsReader {
     keys: Keys,
     /// The fragments of a message not finished yet ([`Reader::next_chunk`]).
     message: BytesMut,
+    /// Pongs not written yet (the result of a read of data stays small without them).
+    pong: Option<BytesMut>,
 }
 
 /// What [`WsReader::step`] found in the read buffer.
 enum Step {
     /// A data frame's payload was handed out; `true` if it ended its message.
     Data(bool),
-    /// A control frame was handled.
+    /// A pong frame was ignored.
     Control,
+    /// A ping came: its pong waits in [`WsReader::pong`] to be written.
+    Ping,
     /// The server closed the WebSocket.
     Closed,
     /// The buffer holds no whole frame.
@@ -248,8 +252,10 @@ enum Step {
 }
 
 impl WsReader {
-    /// Handles the first frame of the read buffer: a data frame's payload goes to `out`.
-    async fn step(&mut self, out: &mut BytesMut) -> io::Result<Step> {
+    /// Handles the first frame of the read buffer: a data frame's payload goes to `out`. Not
+    /// async: the frames one read brought are taken in one loop, and only a ping's pong is
+    /// left for the caller to write.
+    fn step(&mut self, out: &mut BytesMut) -> io::Result<Step> {
         let Some((fin, opcode, head, len)) = parse_header(&self.buf)? else { return Ok(Step::More) };
         if self.buf.len() < head + len {
             self.buf.reserve(head + len - self.buf.len());
@@ -264,11 +270,10 @@ impl WsReader {
             }
             8 => Ok(Step::Closed),
             9 => {
-                let mut pong = BytesMut::with_capacity(len + 14);
-                put_frame(&mut pong, 0xA, &self.buf[..len], &mut self.keys);
+                let pong = self.pong.get_or_insert_with(BytesMut::new);
+                put_frame(pong, 0xA, &self.buf[..len], &mut self.keys);
                 self.buf.advance(len);
-                self.write.lock().await.write_all(&pong).await?;
-                Ok(Step::Control)
+                Ok(Step::Ping)
             }
             0xA => {
                 self.buf.advance(len);
@@ -276,6 +281,14 @@ impl WsReader {
             }
             other => Err(io::Error::other(format!("a frame with the unknown opcode {other}"))),
         }
+    }
+
+    /// Writes the pongs that answer the pings read so far.
+    async fn send_pongs(&mut self) -> io::Result<()> {
+        if let Some(pong) = self.pong.take() {
+            self.write.lock().await.write_all(&pong).await?;
+        }
+        Ok(())
     }
 
     async fn read_more(&mut self) -> io::Result<bool> {
@@ -315,9 +328,10 @@ impl Reader {
             Reader::Ws(ws) => {
                 let mut got = false;
                 loop {
-                    match ws.step(out).await? {
+                    match ws.step(out)? {
                         Step::Data(_) => got = true,
                         Step::Control => {}
+                        Step::Ping => ws.send_pongs().await?,
                         Step::Closed => return Ok(got),
                         Step::More if got => return Ok(true),
                         Step::More => {
@@ -346,11 +360,12 @@ impl Reader {
             }
             Reader::Ws(ws) => loop {
                 let mut message = std::mem::take(&mut ws.message);
-                let step = ws.step(&mut message).await;
+                let step = ws.step(&mut message);
                 ws.message = message;
                 match step? {
                     Step::Data(true) => return Ok(Some(ws.message.split().freeze())),
                     Step::Data(false) | Step::Control => {}
+                    Step::Ping => ws.send_pongs().await?,
                     Step::Closed => return Ok(None),
                     Step::More => {
                         if !ws.read_more().await? {

@@ -113,7 +113,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Metrics> {
         window: ctx.args.inflight.max(ctx.args.batch as u64),
     });
     let mut readers = JoinSet::new();
-    for (client, progress) in subs.into_iter().zip(&flow.delivered) {
+    for (mut client, progress) in subs.into_iter().zip(&flow.delivered) {
+        // Counted, not read (no latency here).
+        client.rx.skip_payloads();
         readers.spawn(measure::consume(client, Plan { progress: Some(progress.clone()), ..plan.clone() }));
     }
     let mut writers = JoinSet::new();
