@@ -17,7 +17,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::auth::{LoginOutcome, LoginRequest};
 use crate::close::CloseReason;
@@ -243,13 +243,26 @@ pub fn durable_subscription_queue(client_id: &str, sub_id: &str) -> String {
 
 /// Protocol frames the adapter has written, with the boundaries between frames, so that a
 /// WebSocket transport can send one frame per message where a protocol expects that (STOMP).
+///
+/// For such a protocol over a WebSocket without compression, the transport can ask for the
+/// frames to be written as WebSocket frames in place ([`Output::set_ws_framing`]): two bytes
+/// are kept in front of each frame for its WebSocket header, filled in when the frame ends,
+/// and the transport sends the buffer as it is, without copying each frame behind a header.
 #[derive(Debug, Default)]
 pub struct Output {
     buf: BytesMut,
     /// Where each frame ends, with [`Output::KNOWN_UTF8`] set for a frame the adapter knows to
-    /// be valid UTF-8.
+    /// be valid UTF-8 (with WebSocket framing: where each WebSocket frame ends).
     ends: Vec<usize>,
     text: bool,
+    /// Frames are written as final, unmasked WebSocket frames (RFC 6455 §5.2), text when
+    /// valid UTF-8, binary otherwise.
+    ws: bool,
+    /// With WebSocket framing: where the payload of the frame being written starts, and the
+    /// room left in front of it for its header.
+    open: Option<(usize, usize)>,
+    /// With WebSocket framing: the bytes of `buf` that are WebSocket headers.
+    headers: usize,
 }
 
 impl Output {
@@ -260,7 +273,33 @@ impl Output {
 
     /// The buffer to append the next frame to. Call [`Output::end_frame`] after each frame.
     pub fn buf(&mut self) -> &mut BytesMut {
+        self.buf_sized(0)
+    }
+
+    /// [`Output::buf`], for a frame expected to be about `len` bytes long: with WebSocket
+    /// framing, its header gets the room that length needs, so that the frame does not have
+    /// to be moved when it ends (it still is if the guess was wrong).
+    pub fn buf_sized(&mut self, len: usize) -> &mut BytesMut {
+        if self.ws && self.open.is_none() {
+            let head = ws_header_len(len);
+            self.buf.extend_from_slice(&[0; 10][..head]);
+            self.headers += head;
+            self.open = Some((self.buf.len(), head));
+        }
         &mut self.buf
+    }
+
+    /// Writes each frame from now on as a WebSocket frame in place (see [`Output`]); the
+    /// transport then takes them with [`Output::take_ws_frames`] (or [`Output::take_frames`],
+    /// which gives the bare frames). Set before anything is written.
+    pub fn set_ws_framing(&mut self, on: bool) {
+        debug_assert!(self.buf.is_empty(), "WebSocket framing is chosen before the first frame");
+        self.ws = on;
+    }
+
+    /// Whether frames are written as WebSocket frames in place.
+    pub fn ws_framing(&self) -> bool {
+        self.ws
     }
 
     /// Marks the end of a frame.
@@ -283,29 +322,87 @@ impl Output {
     }
 
     fn end_frame_as(&mut self, flag: usize) {
-        if self.buf.len() > self.last_end() {
+        if self.ws {
+            self.end_ws_frame(flag != 0);
+        } else if self.buf.len() > self.last_end() {
             self.ends.push(self.buf.len() | flag);
         }
     }
 
+    /// Fills in the WebSocket header in front of the frame being written: text if it is known
+    /// to be valid UTF-8 or checked to be, binary otherwise; the length in the shortest form
+    /// (RFC 6455 §5.2 "the minimal number of bytes MUST be used"), moving the frame if the
+    /// room left for the header was not that form's. An empty frame is taken back with its
+    /// header.
+    fn end_ws_frame(&mut self, utf8: bool) {
+        let Some((start, room)) = self.open.take() else { return };
+        let len = self.buf.len() - start;
+        if len == 0 {
+            self.buf.truncate(start - room);
+            self.headers -= room;
+            return;
+        }
+        let utf8 = utf8 || std::str::from_utf8(&self.buf[start..]).is_ok();
+        let head = ws_header_len(len);
+        let at = start - room;
+        if head > room {
+            self.buf.resize(self.buf.len() + head - room, 0);
+            self.buf.copy_within(start..start + len, at + head);
+        } else if head < room {
+            self.buf.copy_within(start..start + len, at + head);
+            self.buf.truncate(at + head + len);
+        }
+        self.headers = self.headers + head - room;
+        let header = &mut self.buf[at..at + head];
+        header[0] = 0x80 | if utf8 { 0x1 } else { 0x2 };
+        match head {
+            2 => header[1] = len as u8,
+            4 => {
+                header[1] = 126;
+                header[2..].copy_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                header[1] = 127;
+                header[2..].copy_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        self.ends.push(self.buf.len());
+    }
+
+    /// Hands everything written so far, as complete WebSocket frames, to the end of `into`
+    /// (with WebSocket framing): when `into` is empty, by exchanging the buffers, so nothing
+    /// is copied. The buffer kept for the next batch follows [`Output::KEPT_CAPACITY`].
+    pub fn take_ws_frames(&mut self, into: &mut BytesMut) {
+        self.end_frame();
+        if into.is_empty() {
+            std::mem::swap(into, &mut self.buf);
+        } else {
+            into.extend_from_slice(&self.buf);
+        }
+        self.clear();
+    }
+
     /// Appends one complete frame.
     pub fn push_frame(&mut self, frame: &[u8]) {
-        self.buf.extend_from_slice(frame);
+        self.buf().extend_from_slice(frame);
         self.end_frame();
     }
 
     /// Whether there is nothing to send.
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.len() == 0
     }
 
-    /// Bytes waiting to be sent.
+    /// Bytes of frames waiting to be sent (without WebSocket headers).
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.headers
     }
 
     /// How many frames are waiting, counting one being written.
     pub fn frames(&self) -> usize {
+        if self.ws {
+            return self.ends.len() + usize::from(self.open.is_some_and(|(start, _)| self.buf.len() > start));
+        }
         self.ends.len() + usize::from(self.buf.len() > self.last_end())
     }
 
@@ -321,6 +418,7 @@ impl Output {
 
     /// Takes everything written so far as one chunk.
     pub fn take_all(&mut self) -> Bytes {
+        debug_assert!(!self.ws, "frames framed for a WebSocket are taken with take_ws_frames");
         self.ends.clear();
         self.buf.split().freeze()
     }
@@ -329,6 +427,7 @@ impl Output {
     /// (checked here unless the adapter said so), then forgets them; the buffer keeps its
     /// capacity for the next batch unless it grew past [`Output::KEPT_CAPACITY`].
     pub fn drain_frames(&mut self, mut f: impl FnMut(&[u8], bool)) {
+        debug_assert!(!self.ws, "frames framed for a WebSocket are taken with take_ws_frames");
         self.end_frame();
         let mut start = 0;
         for &e in &self.ends {
@@ -343,6 +442,7 @@ impl Output {
     /// Hands everything written so far to `f` as one slice, then forgets it (see
     /// [`Output::drain_frames`]).
     pub fn drain_all(&mut self, f: impl FnOnce(&[u8])) {
+        debug_assert!(!self.ws, "frames framed for a WebSocket are taken with take_ws_frames");
         f(&self.buf);
         self.clear();
     }
@@ -353,6 +453,8 @@ impl Output {
 
     fn clear(&mut self) {
         self.ends.clear();
+        self.open = None;
+        self.headers = 0;
         if self.buf.capacity() > Self::KEPT_CAPACITY {
             self.buf = BytesMut::new();
         } else {
@@ -361,15 +463,36 @@ impl Output {
     }
 
     /// Takes everything written so far, one chunk per frame.
+    /// With WebSocket framing, the frames come without their WebSocket headers.
     pub fn take_frames(&mut self, into: &mut Vec<Bytes>) {
         self.end_frame();
         let mut start = 0;
         for &e in &self.ends {
             let end = e & !Self::KNOWN_UTF8;
-            into.push(self.buf.split_to(end - start).freeze());
+            let mut frame = self.buf.split_to(end - start);
+            if self.ws {
+                let head = match frame.get(1) {
+                    Some(126) => 4,
+                    Some(127) => 10,
+                    _ => 2,
+                };
+                frame.advance(head);
+            }
+            into.push(frame.freeze());
             start = end;
         }
         self.ends.clear();
+        self.headers = 0;
+    }
+}
+
+/// The length of a server's WebSocket frame header for a payload of `len` bytes (RFC 6455
+/// §5.2, unmasked, the shortest form).
+fn ws_header_len(len: usize) -> usize {
+    match len {
+        0..=125 => 2,
+        126..=0xFFFF => 4,
+        _ => 10,
     }
 }
 

@@ -208,6 +208,9 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
     let shutdown = shared.shutdown.clone();
     let mut input = BytesMut::new();
     let mut out = Output::new();
+    // STOMP over a WebSocket sends one message per frame: written as WebSocket frames in
+    // place, the output goes out without being copied frame by frame behind headers.
+    out.set_ws_framing(proto == Proto::Stomp && link.frames_in_place());
     let mut actions = Vec::new();
     // One timer for every deadline, kept across events: each pending `Sleep` is ~100 bytes of
     // every idle connection's task, and registering one takes the timer wheel's lock. It is

@@ -160,6 +160,15 @@ impl Link {
         }
     }
 
+    /// Whether an adapter that wants one WebSocket message per frame (STOMP) can have its
+    /// output framed in place ([`Output::set_ws_framing`]): a WebSocket without compression.
+    pub fn frames_in_place(&mut self) -> bool {
+        match self {
+            Link::Tcp(_) => false,
+            Link::Ws { ws, .. } => ws.raw_write_buffer().is_some(),
+        }
+    }
+
     /// The peer sent data at `now` (a [`Read::Data`] from this link): no server ping is due
     /// until an interval after it.
     pub fn heard(&mut self, now: std::time::Instant) {
@@ -207,7 +216,7 @@ impl Link {
                     // to the adapter's bytes, no `Frame` per message (no permessage-deflate on
                     // this connection, so nothing to compress).
                     put_ws_frames(buf, out);
-                } else if out.prefers_text() {
+                } else if out.prefers_text() || out.ws_framing() {
                     out.take_frames(scratch);
                     for chunk in scratch.drain(..) {
                         let frame =
@@ -243,7 +252,10 @@ impl Link {
 /// protocol prefers text (STOMP; a binary frame otherwise), or all of it as one binary frame
 /// (MQTT packets may share a WebSocket message [MQTT-6.0.0-2]).
 fn put_ws_frames(buf: &mut BytesMut, out: &mut Output) {
-    if out.prefers_text() {
+    if out.ws_framing() {
+        // Framed by the adapter's output as it wrote them.
+        out.take_ws_frames(buf);
+    } else if out.prefers_text() {
         // Room for every frame and its header (at most 10 bytes each) at once, so that the
         // buffer does not have to grow, copying what it already holds, halfway through.
         buf.reserve(out.len() + 10 * out.frames());
@@ -370,6 +382,57 @@ mod tests {
         let mut chunks = Vec::new();
         out.take_frames(&mut chunks);
         assert_eq!(chunks, [Bytes::from_static(b"A\0"), Bytes::from_static(b"B\0")]);
+    }
+
+    #[test]
+    fn frames_framed_in_place_are_the_same_messages_and_the_same_frames() {
+        let big = vec![b'x'; 70_000];
+        let frames: [&[u8]; 5] = [b"MESSAGE\n\nhi\0", b"MESSAGE\n\n\xff\0", &big[..125], &big[..126], &big];
+        let write = |out: &mut Output| {
+            out.set_prefer_text(true);
+            for (i, f) in frames.iter().enumerate() {
+                out.buf().extend_from_slice(f);
+                if i == 0 {
+                    out.end_utf8_frame();
+                } else {
+                    out.end_frame();
+                }
+            }
+            // Room guessed wrong either way is made right; an empty frame is nothing; a frame
+            // left open is ended by the transport.
+            out.buf_sized(70_000).extend_from_slice(b"short");
+            out.end_frame();
+            out.buf_sized(10).extend_from_slice(&big[..300]);
+            out.end_frame();
+            out.buf_sized(200);
+            out.end_frame();
+            out.buf();
+            out.end_frame();
+            out.buf().extend_from_slice(b"\n");
+        };
+        let (mut copied, mut framed) = (Output::new(), Output::new());
+        framed.set_ws_framing(true);
+        write(&mut copied);
+        write(&mut framed);
+        assert_eq!(framed.len(), copied.len(), "WebSocket headers are not counted as output");
+        assert_eq!(framed.frames(), copied.frames());
+        let (mut want, mut got) = (BytesMut::new(), BytesMut::new());
+        put_ws_frames(&mut want, &mut copied);
+        put_ws_frames(&mut got, &mut framed);
+        assert_eq!(got, want);
+        assert!(framed.is_empty() && framed.frames() == 0);
+        // Behind bytes already waiting in the write buffer, the frames are appended.
+        write(&mut framed);
+        put_ws_frames(&mut got, &mut framed);
+        assert_eq!(&got[want.len()..], &want[..]);
+        // Where frames cannot be written in place (compression), they come out bare.
+        write(&mut framed);
+        let mut chunks = Vec::new();
+        framed.take_frames(&mut chunks);
+        let mut bare: Vec<&[u8]> = frames.to_vec();
+        bare.extend([&b"short"[..], &big[..300], b"\n"]);
+        assert_eq!(chunks.iter().map(|c| &c[..]).collect::<Vec<_>>(), bare);
+        assert!(framed.is_empty());
     }
 
     #[test]

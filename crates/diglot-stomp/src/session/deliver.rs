@@ -101,9 +101,10 @@ impl Session {
             if ack.is_none() && sub.plain_id && is_for(whole, &sub.id) {
                 // Subscribers that gave their subscriptions the same id (every stompjs client
                 // calls its first one `sub-0`) share the whole frame.
-                out.buf().extend_from_slice(whole);
+                out.buf_sized(whole.len()).extend_from_slice(whole);
             } else if let Some(tail) = tail_start(whole).and_then(|at| whole.get(at..)) {
-                message_head(out.buf(), version, &sub.id, msg.id, ack);
+                // About as long as the shared frame (its own id and `ack` line aside).
+                message_head(out.buf_sized(whole.len()), version, &sub.id, msg.id, ack);
                 out.buf().extend_from_slice(tail);
             } else {
                 write_tail(message_head(out.buf(), version, &sub.id, msg.id, ack), d, None, now, sep);
