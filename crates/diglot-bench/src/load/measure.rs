@@ -78,6 +78,24 @@ pub struct Plan {
     pub latency: bool,
     /// Where to publish the running count of deliveries (the publishers' flow control).
     pub progress: Option<Arc<AtomicU64>>,
+    /// Publishers waiting for that count to move, woken every [`Waiting::EVERY`] deliveries.
+    pub waiting: Option<Arc<Waiting>>,
+}
+
+/// Publishers that wait for subscribers to catch up: woken as deliveries arrive, not by a
+/// timer (tokio's timers tick in milliseconds, and a publisher that slept a millisecond each
+/// time its window filled would cap the rate it measures at about the window per millisecond).
+#[derive(Default)]
+pub struct Waiting {
+    /// How many publishers wait (a subscriber only wakes them then).
+    pub count: std::sync::atomic::AtomicUsize,
+    /// Where they wait.
+    pub notify: tokio::sync::Notify,
+}
+
+impl Waiting {
+    /// A subscriber wakes the waiting publishers once per this many deliveries.
+    pub const EVERY: u64 = 64;
 }
 
 impl Plan {
@@ -93,6 +111,7 @@ impl Plan {
             pace: None,
             latency,
             progress: None,
+            waiting: None,
         }
     }
 }
@@ -155,6 +174,11 @@ pub async fn consume(mut client: Client, plan: Plan) -> (Seen, Client) {
                 seen.last = Some(now);
                 if let Some(p) = &plan.progress {
                     p.store(seen.received, Ordering::Release);
+                }
+                if let Some(w) = &plan.waiting {
+                    if seen.received % Waiting::EVERY == 0 && w.count.load(Ordering::SeqCst) > 0 {
+                        w.notify.notify_waiters();
+                    }
                 }
                 if let Some(h) = seen.hist.as_mut() {
                     if let Some(t) = read_stamp(&payload) {

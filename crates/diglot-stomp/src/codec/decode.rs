@@ -196,7 +196,9 @@ impl Decoder {
         }
         // The line is taken as shared bytes, so that the header needs no copy (after an error
         // the stream is unusable anyway).
-        let line = buf.split_to(eol + 1).freeze().slice(..len);
+        let mut line = buf.split_to(eol + 1);
+        line.truncate(len);
+        let line = line.freeze();
         self.consumed += eol + 1;
         self.scanned = 0;
         let (name, value) = parse_header(line, Escaping::for_frame(command, self.version))?;
@@ -258,7 +260,31 @@ fn parse_header(line: bytes::Bytes, escaping: Escaping) -> Result<(HeaderText, H
     // Unescaping turns ASCII sequences into ASCII bytes, so the line is UTF-8 exactly when
     // the decoded name and value are: one check for both.
     let text = HeaderText::try_from(line).map_err(|_| CodecError::InvalidUtf8)?;
-    Ok((unescape(&text, &text[..colon], escaping)?, unescape(&text, &text[colon + 1..], escaping)?))
+    let name = match known_name(&text[..colon]) {
+        Some(name) => name,
+        None => unescape(&text, &text[..colon], escaping)?,
+    };
+    Ok((name, unescape(&text, &text[colon + 1..], escaping)?))
+}
+
+/// The header names clients send most, as static text: a name that is one of them needs no
+/// share of the line's bytes (no escapes to decode either: none holds a `\\`).
+fn known_name(name: &str) -> Option<HeaderText> {
+    const KNOWN: [&str; 12] = [
+        "destination",
+        "content-length",
+        "content-type",
+        "receipt",
+        "id",
+        "ack",
+        "persistent",
+        "transaction",
+        "subscription",
+        "message-id",
+        "expires",
+        "reply-to",
+    ];
+    KNOWN.iter().find(|k| **k == name).map(|k| HeaderText::from_static(k))
 }
 
 /// Decodes one header name or value, `part` of the header line `line` (STOMP 1.2 "Value

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::super::client::Client;
-use super::super::measure::{self, Plan};
+use super::super::measure::{self, Plan, Waiting};
 use super::super::Ctx;
 use super::{per_sec, put, shape, Metrics};
 
@@ -31,6 +31,7 @@ struct Flow {
     forgiven: AtomicU64,
     delivered: Vec<Arc<AtomicU64>>,
     window: u64,
+    waiting: Arc<Waiting>,
 }
 
 impl Flow {
@@ -43,11 +44,25 @@ impl Flow {
         behind.saturating_sub(self.slowest())
     }
 
-    /// Waits until the slowest subscriber is less than a window behind (or `until` passes).
+    /// Waits until the slowest subscriber is less than a window behind (or `until` passes),
+    /// woken by the subscribers as they read.
     async fn wait(&self, until: Instant) {
         let (mut seen, mut since) = (self.slowest(), Instant::now());
-        while self.lag() >= self.window && Instant::now() < until {
-            tokio::time::sleep(Duration::from_micros(200)).await;
+        loop {
+            let woken = self.waiting.notify.notified();
+            tokio::pin!(woken);
+            // Registered before the check, so a wake between the check and the wait counts.
+            // Counted as waiting before the check, so a subscriber that moves on after the
+            // check sees the count and wakes us.
+            woken.as_mut().enable();
+            self.waiting.count.fetch_add(1, Ordering::SeqCst);
+            if self.lag() < self.window || Instant::now() >= until {
+                self.waiting.count.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+            // The timeout is for a broker that dropped what is missing: nothing wakes us then.
+            let _ = tokio::time::timeout(Duration::from_millis(5), woken).await;
+            self.waiting.count.fetch_sub(1, Ordering::SeqCst);
             let now = self.slowest();
             if now != seen {
                 (seen, since) = (now, Instant::now());
@@ -111,12 +126,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Metrics> {
         forgiven: AtomicU64::new(0),
         delivered: (0..subs.len()).map(|_| Arc::new(AtomicU64::new(0))).collect(),
         window: ctx.args.inflight.max(ctx.args.batch as u64),
+        waiting: Arc::new(Waiting::default()),
     });
     let mut readers = JoinSet::new();
     for (mut client, progress) in subs.into_iter().zip(&flow.delivered) {
         // Counted, not read (no latency here).
         client.rx.skip_payloads();
-        readers.spawn(measure::consume(client, Plan { progress: Some(progress.clone()), ..plan.clone() }));
+        readers.spawn(measure::consume(client, Plan { progress: Some(progress.clone()), waiting: Some(flow.waiting.clone()), ..plan.clone() }));
     }
     let mut writers = JoinSet::new();
     for client in pubs {
