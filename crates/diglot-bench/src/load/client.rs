@@ -187,7 +187,7 @@ impl Client {
             transport::split_tcp(transport::tcp(ep.addr, &spec.socket).await?)
         };
         let mut client = Client {
-            tx: Tx { proto: ep.proto, writer, scratch: BytesMut::with_capacity(4096), next_id: 0 },
+            tx: Tx { proto: ep.proto, writer, scratch: BytesMut::with_capacity(4096), next_id: 0, dest: String::new() },
             rx: Rx { proto: ep.proto, reader, buf: BytesMut::new(), stash: VecDeque::new(), stomp_acks: false, keep_payloads: true },
         };
         let login = auth.login.as_deref().map(|l| (l, auth.passcode.as_deref().unwrap_or("")));
@@ -297,13 +297,21 @@ pub struct Tx {
     writer: Writer,
     scratch: BytesMut,
     next_id: u32,
+    /// The last STOMP destination written, kept so that a run of publishes to one topic does
+    /// not allocate it again for each.
+    dest: String,
 }
 
 impl Tx {
     async fn send_scratch(&mut self) -> std::io::Result<()> {
+        self.send_scratch_known(false).await
+    }
+
+    /// [`Tx::send_scratch`] for a packet known to be valid UTF-8 if `utf8`.
+    async fn send_scratch_known(&mut self, utf8: bool) -> std::io::Result<()> {
         let packet = self.scratch.split().freeze();
         if !packet.is_empty() {
-            self.writer.push(packet).await?;
+            self.writer.push_known(packet, utf8).await?;
         }
         Ok(())
     }
@@ -317,14 +325,26 @@ impl Tx {
             Proto::Raw => return self.writer.push(Bytes::copy_from_slice(payload)).await,
             Proto::Mqtt => mqtt::publish(&mut self.scratch, name, qos, (self.next_id % 65535 + 1) as u16, payload),
             Proto::Stomp => {
-                let dest = format!("/{}/{name}", if queue { "queue" } else { "topic" });
+                let kind = if queue { "/queue/" } else { "/topic/" };
+                if self.dest.len() != kind.len() + name.len()
+                    || !self.dest.starts_with(kind)
+                    || !self.dest.ends_with(name)
+                {
+                    self.dest.clear();
+                    self.dest.push_str(kind);
+                    self.dest.push_str(name);
+                }
+                let dest = self.dest.as_str();
                 if qos > 0 {
-                    let receipt = self.next_id.to_string();
-                    let headers = [("destination", dest.as_str()), ("persistent", "true"), ("receipt", &receipt)];
+                    let mut digits = [0u8; 20];
+                    let receipt = stomp::decimal(u64::from(self.next_id), &mut digits);
+                    let headers = [("destination", dest), ("persistent", "true"), ("receipt", receipt)];
                     stomp::frame(&mut self.scratch, "SEND", &headers, payload);
                 } else {
-                    stomp::frame(&mut self.scratch, "SEND", &[("destination", dest.as_str())], payload);
+                    stomp::frame(&mut self.scratch, "SEND", &[("destination", dest)], payload);
                 }
+                // Its headers are `&str`s: the frame is UTF-8 exactly when the payload is.
+                return self.send_scratch_known(std::str::from_utf8(payload).is_ok()).await;
             }
         }
         self.send_scratch().await

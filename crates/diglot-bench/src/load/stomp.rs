@@ -43,12 +43,27 @@ pub fn frame(buf: &mut BytesMut, command: &str, headers: &[(&str, &str)], body: 
     }
     if !body.is_empty() {
         buf.put_slice(b"content-length:");
-        buf.put_slice(body.len().to_string().as_bytes());
+        let mut digits = [0u8; 20];
+        buf.put_slice(decimal(body.len() as u64, &mut digits).as_bytes());
         buf.put_u8(b'\n');
     }
     buf.put_u8(b'\n');
     buf.put_slice(body);
     buf.put_u8(0);
+}
+
+/// `n` in decimal, written into `digits` (no allocation: the generator writes one per frame).
+pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &str {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&digits[at..]).unwrap_or("0")
 }
 
 /// Takes one complete frame off the front of `buf`; `Ok(None)` if it is not complete yet.
@@ -313,6 +328,14 @@ mod tests {
         let want = vec![message(Some(b"a1"), b"ab\0"), message(None, b"bare"), message(Some(b"m3"), b"x")];
         assert_eq!(decode_in_pieces(input, input.len()), want);
         assert_eq!(decode_in_pieces(input, 1), want);
+    }
+
+    #[test]
+    fn decimals_are_written_without_allocating() {
+        let mut digits = [0u8; 20];
+        for n in [0u64, 7, 10, 16, 65_535, u64::MAX] {
+            assert_eq!(decimal(n, &mut digits), n.to_string());
+        }
     }
 
     #[test]

@@ -403,10 +403,17 @@ pub enum Writer {
 impl Writer {
     /// Queues one packet (one WebSocket message) without writing it yet.
     pub async fn push(&mut self, packet: Bytes) -> io::Result<()> {
+        self.push_known(packet, false).await
+    }
+
+    /// [`Writer::push`] for a packet the caller knows to be valid UTF-8 if `utf8` (a STOMP
+    /// frame of text headers around a checked body), which a text message then need not check
+    /// again.
+    pub async fn push_known(&mut self, packet: Bytes, utf8: bool) -> io::Result<()> {
         match self {
             Writer::Tcp { buf, .. } => buf.extend_from_slice(&packet),
             Writer::Ws { buf, text, keys, .. } => {
-                if *text && std::str::from_utf8(&packet).is_err() {
+                if *text && !utf8 && std::str::from_utf8(&packet).is_err() {
                     return Err(io::Error::other("a text message that is not UTF-8"));
                 }
                 put_frame(buf, if *text { 1 } else { 2 }, &packet, keys);
