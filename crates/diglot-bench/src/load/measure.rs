@@ -176,7 +176,7 @@ pub async fn consume(mut client: Client, plan: Plan) -> (Seen, Client) {
                     p.store(seen.received, Ordering::Release);
                 }
                 if let Some(w) = &plan.waiting {
-                    if seen.received % Waiting::EVERY == 0 && w.count.load(Ordering::SeqCst) > 0 {
+                    if seen.received.is_multiple_of(Waiting::EVERY) && w.count.load(Ordering::SeqCst) > 0 {
                         w.notify.notify_waiters();
                     }
                 }
