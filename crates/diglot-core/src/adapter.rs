@@ -353,19 +353,8 @@ impl Output {
             self.buf.truncate(at + head + len);
         }
         self.headers = self.headers + head - room;
-        let header = &mut self.buf[at..at + head];
-        header[0] = 0x80 | if utf8 { 0x1 } else { 0x2 };
-        match head {
-            2 => header[1] = len as u8,
-            4 => {
-                header[1] = 126;
-                header[2..].copy_from_slice(&(len as u16).to_be_bytes());
-            }
-            _ => {
-                header[1] = 127;
-                header[2..].copy_from_slice(&(len as u64).to_be_bytes());
-            }
-        }
+        let (header, _) = ws_frame_header(if utf8 { 0x1 } else { 0x2 }, len);
+        self.buf[at..at + head].copy_from_slice(&header[..head]);
         self.ends.push(self.buf.len());
     }
 
@@ -494,6 +483,27 @@ fn ws_header_len(len: usize) -> usize {
         126..=0xFFFF => 4,
         _ => 10,
     }
+}
+
+/// A final, unmasked WebSocket frame header (RFC 6455 §5.2: FIN, no RSV bits, the length in
+/// the shortest form) for `opcode` and a `len`-byte payload: its bytes, and how many of the
+/// ten are used (2, 4 or 10).
+pub fn ws_frame_header(opcode: u8, len: usize) -> ([u8; 10], usize) {
+    let mut header = [0u8; 10];
+    header[0] = 0x80 | opcode;
+    let head = ws_header_len(len);
+    match head {
+        2 => header[1] = len as u8,
+        4 => {
+            header[1] = 126;
+            header[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            header[1] = 127;
+            header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    (header, head)
 }
 
 /// A protocol adapter: the protocol's session state and frame handling, without I/O.

@@ -21,8 +21,8 @@ pub mod topic;
 pub mod trie;
 
 pub use adapter::{
-    durable_subscription_queue, named_queue, queue_topic, session_queue, Action, Adapter, ConnInfo, Output,
-    PublishError, RetainHandling, Transport,
+    durable_subscription_queue, named_queue, queue_topic, session_queue, ws_frame_header, Action, Adapter, ConnInfo,
+    Output, PublishError, RetainHandling, Transport,
 };
 pub use auth::{AllowAll, Credentials, Grant, LoginOutcome, LoginRefusal, LoginRequest, Permissions, JWT_AUTH_METHOD};
 pub use close::CloseReason;

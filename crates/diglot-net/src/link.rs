@@ -278,17 +278,8 @@ const WS_BINARY: u8 = 0x2;
 
 /// A final, unmasked frame's header (RFC 6455 §5.2): 2, 4 or 10 bytes.
 fn put_ws_header(buf: &mut BytesMut, opcode: u8, len: usize) {
-    use bytes::BufMut;
-    buf.put_u8(0x80 | opcode);
-    if len < 126 {
-        buf.put_u8(len as u8);
-    } else if let Ok(short) = u16::try_from(len) {
-        buf.put_u8(126);
-        buf.put_u16(short);
-    } else {
-        buf.put_u8(127);
-        buf.put_u64(len as u64);
-    }
+    let (header, head) = diglot_core::ws_frame_header(opcode, len);
+    buf.extend_from_slice(&header[..head]);
 }
 
 fn ws_err(e: yawc::WebSocketError) -> io::Error {
