@@ -105,12 +105,16 @@ impl Decoder {
 
     /// Consumes EOLs between frames. Returns whether any were consumed; moves to
     /// [`State::Command`] when a frame starts.
+    ///
+    /// A NUL octet between frames is skipped like an EOL: the grammar has none there, but
+    /// clients that end a frame with two NULs (or begin one with a NUL) exist, and RabbitMQ
+    /// and ActiveMQ read past it. Refusing it would gain nothing.
     fn skip_eols(&mut self, buf: &mut BytesMut) -> Result<bool, CodecError> {
         let mut beat = false;
         loop {
             match buf.first() {
                 None => return Ok(beat),
-                Some(b'\n') => buf.advance(1),
+                Some(b'\n' | 0) => buf.advance(1),
                 Some(b'\r') => match buf.get(1) {
                     None => return Ok(beat),
                     Some(b'\n') => buf.advance(2),

@@ -13,7 +13,8 @@
 //! Deliberate leniencies, each shared with RabbitMQ and ActiveMQ: a header line is split at its
 //! FIRST colon, so a raw `:` inside a value is kept rather than refused; header names and
 //! values are not trimmed (1.2 says whitespace is significant); a `content-length` value may
-//! carry surrounding spaces; a CR inside a header line (not before its LF) is kept as data.
+//! carry surrounding spaces; a CR inside a header line (not before its LF) is kept as data; a
+//! NUL octet between frames (`...\0\0`, `\0SEND`) is skipped like a heart-beat EOL.
 //!
 //! This module knows nothing about what a command needs (that is the session's business).
 

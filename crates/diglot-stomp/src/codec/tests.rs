@@ -134,6 +134,20 @@ fn heart_beats_between_frames() {
     assert!(decoded.iter().filter(|d| **d == Decoded::HeartBeat).count() >= 2);
 }
 
+/// RabbitMQ's parsing suite (`test_newline_after_nul_and_leading_nul`) sends a NUL before a
+/// command and after a frame's NUL; both are skipped, like EOLs.
+#[test]
+fn nul_octets_between_frames_are_skipped() {
+    let input = b"\n\0SUBSCRIBE\nid:1\ndestination:/topic/a\n\n\0\n\0SEND\ndestination:/topic/a\n\nhi\n\0\0\n";
+    let (decoded, err) = decode_every_way(input, Version::V1_0);
+    assert_eq!(err, None);
+    let fs = frames(&decoded);
+    assert_eq!(fs.iter().map(|f| f.command).collect::<Vec<_>>(), vec![Command::Subscribe, Command::Send]);
+    assert_eq!(&fs[1].body[..], b"hi\n");
+    // A NUL inside a command line is still not a command.
+    assert!(matches!(error(b"SE\0ND\n\n\0", Version::V1_2), CodecError::UnknownCommand(_)));
+}
+
 #[test]
 fn lone_cr_between_frames_is_an_error() {
     assert_eq!(error(b"\rSEND\n\n\0", Version::V1_2), CodecError::BadLineEnding);
