@@ -376,7 +376,12 @@ impl Session {
                 return self.subs.by_ack(ack).map(|t| vec![t]).ok_or_else(unknown);
             }
         }
-        let msg = require(frame, "message-id")?.parse::<u64>().map_err(|_| unknown())?;
+        let msg = match frame.header("message-id") {
+            Some(msg) => msg.parse::<u64>().map_err(|_| unknown())?,
+            // A 1.2 client was told to name the message by `id`: say that.
+            None if self.version == Some(Version::V1_2) => return Err(Fault::missing(frame.command, "id")),
+            None => return Err(Fault::missing(frame.command, "message-id")),
+        };
         let sub = if self.version == Some(Version::V1_0) { None } else { frame.header("subscription") };
         let targets = self.subs.by_message(sub, msg);
         if targets.is_empty() {

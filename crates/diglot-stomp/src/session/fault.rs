@@ -92,7 +92,7 @@ impl Fault {
 
     /// A required header is missing.
     pub(crate) fn missing(command: Command, header: &str) -> Fault {
-        Fault::protocol("missing header", format!("{command} requires a {header:?} header."))
+        Fault::protocol("missing header", format!("{command} requires the {header:?} header."))
     }
 
     /// No CONNECT within the connect timeout.

@@ -302,8 +302,10 @@ impl Session {
         let command = frame.command;
         let result = if !command.is_client() {
             Err(Fault::protocol("unexpected frame", format!("{command} is sent by servers, not clients.")))
-        } else if !command.allows_body() && !frame.body.is_empty() {
-            // STOMP 1.2 "Frame Body": only SEND, MESSAGE and ERROR frames MAY have a body.
+        } else if !command.allows_body() && !is_blank(&frame.body) {
+            // STOMP 1.2 "Frame Body": only SEND, MESSAGE and ERROR frames MAY have a body. A
+            // "body" of line ends only (`CONNECT\n\n\n\0`, as RabbitMQ's own tests and
+            // hand-typed frames send) is the client's spacing, not content: it is ignored.
             Err(Fault::protocol("unexpected body", format!("{command} frames must not have a body.")))
         } else {
             match self.phase {
@@ -400,6 +402,11 @@ impl Session {
             actions.push(Action::Close(reason));
         }
     }
+}
+
+/// Whether a body holds nothing but line ends (CR and LF octets), or nothing at all.
+fn is_blank(body: &[u8]) -> bool {
+    body.iter().all(|b| matches!(b, b'\r' | b'\n'))
 }
 
 /// `<connection id>-<64 random bits in hex>`: unique among the broker's live connections (the

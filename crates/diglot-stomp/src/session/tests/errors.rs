@@ -37,6 +37,45 @@ fn server_frames_and_bodies_on_bodiless_frames_are_refused() {
     assert_eq!(f.header("receipt-id"), Some("r9"));
 }
 
+/// A body of line ends only on a frame that may not have a body is the client's spacing
+/// (`CONNECT\n...\n\n\n\0`, as RabbitMQ's STOMP test suite connects): it is ignored, not
+/// refused.
+#[test]
+fn line_ends_after_a_bodiless_frame_are_not_a_body() {
+    let mut h = H::new();
+    h.feed(b"CONNECT\nlogin:guest\npasscode:guest\n\n\n\0");
+    assert_eq!(h.one().command, Command::Connected);
+    h.feed(b"SUBSCRIBE\nid:1\ndestination:/topic/a\nreceipt:r1\n\n\r\n\n\0");
+    assert!(h.actions().iter().any(|a| matches!(a, Action::Subscribe { .. })));
+    assert_eq!(h.one().header("receipt-id"), Some("r1"));
+    h.feed(b"DISCONNECT\nreceipt:bye\n\n\n\0");
+    assert_eq!(h.one().header("receipt-id"), Some("bye"));
+    assert!(matches!(h.actions().as_slice(), [Action::Close(CloseReason::ClientDisconnect)]));
+
+    // Anything else is still a body, and refused.
+    let mut h = H::new();
+    h.connect("1.2");
+    h.feed(b"UNSUBSCRIBE\nid:1\n\n\n \n\0");
+    h.expect_error("unexpected body");
+}
+
+/// A 1.2 ACK or NACK names its message by `id`; one that names it by nothing is told so.
+#[test]
+fn ack_without_id_in_1_2_asks_for_id() {
+    let mut h = H::new();
+    h.connect("1.2");
+    h.feed(b"ACK\nreceipt:a\n\n\0");
+    let (f, _) = h.expect_error("missing header");
+    assert_eq!(&f.body[..], b"ACK requires the \"id\" header.");
+    assert_eq!(f.header("receipt-id"), Some("a"));
+
+    let mut h = H::new();
+    h.connect("1.1");
+    h.feed(b"NACK\nsubscription:1\n\n\0");
+    let (f, _) = h.expect_error("missing header");
+    assert_eq!(&f.body[..], b"NACK requires the \"message-id\" header.");
+}
+
 #[test]
 fn random_input_never_panics() {
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
