@@ -417,9 +417,25 @@ impl Wire {
 
     /// Decodes one complete packet, as found by [`frame`].
     pub(crate) fn decode(&mut self, mut packet: BytesMut) -> Result<Inbound, DecodeError> {
+        // rmqtt-codec 0.3 refuses an MQTT 5 CONNECT with an empty client id and Clean Start 0,
+        // the MQTT 3.1.1 rule [MQTT-3.1.3-8] that MQTT 5 dropped: there an empty id is
+        // assigned a unique one, and the CONNECT is processed as if the client had sent that
+        // id [MQTT-3.1.3-6] [MQTT-3.1.3-7], whatever its Clean Start. So such a CONNECT is
+        // decoded with the flag set, and the client's Clean Start 0 is put back afterwards.
+        let clean_start_was_0 = match self.codec {
+            Codec::V5(_) => set_clean_start_of_connect(&mut packet),
+            Codec::V3(_) => false,
+        };
         let decoded = match &mut self.codec {
             Codec::V3(c) => c.decode(&mut packet)?.map(|(p, _)| from_v3(p)),
             Codec::V5(c) => c.decode(&mut packet)?.map(|(p, _)| from_v5(p)),
+        };
+        let decoded = match decoded {
+            Some(Inbound::Connect(mut c)) if clean_start_was_0 => {
+                c.clean_start = false;
+                Some(Inbound::Connect(c))
+            }
+            other => other,
         };
         // `frame` handed over exactly one whole packet, so the codec must have produced it and
         // consumed every byte; anything else means the lengths inside disagree.
@@ -686,6 +702,31 @@ pub(crate) fn publish_has_alias_zero(packet: &[u8]) -> bool {
     scan(packet).unwrap_or(false)
 }
 
+/// If the complete packet `packet` is a CONNECT of protocol name `MQTT` whose Connect Flags
+/// (§3.1.2.3) have Clean Start 0, sets that flag and returns true; otherwise leaves the packet
+/// as it is and returns false.
+fn set_clean_start_of_connect(packet: &mut [u8]) -> bool {
+    const CLEAN_START: u8 = 0b0000_0010;
+    if packet.first() != Some(&CONNECT_BYTE) {
+        return false;
+    }
+    let Some(len_bytes) = packet.iter().skip(1).take(4).position(|b| b & 0x80 == 0) else {
+        return false;
+    };
+    // The type byte, the Remaining Length, the name `MQTT` with its length, the level.
+    let body = 2 + len_bytes;
+    if packet.get(body..body + 6) != Some(b"\x00\x04MQTT".as_slice()) {
+        return false;
+    }
+    match packet.get_mut(body + 7) {
+        Some(flags) if *flags & CLEAN_START == 0 => {
+            *flags |= CLEAN_START;
+            true
+        }
+        _ => false,
+    }
+}
+
 /// A Variable Byte Integer and the number of bytes it took.
 fn varint(b: &[u8]) -> Option<(usize, usize)> {
     let mut v = 0usize;
@@ -821,5 +862,24 @@ mod tests {
         let mut padded = vec![0x30, 0xff, 0x80, 0x00];
         padded.resize(4 + 127, 0);
         assert!(!minimal_length(&padded));
+    }
+
+    #[test]
+    fn sets_clean_start_of_a_connect_only() {
+        // CONNECT, Remaining Length, "MQTT", level 5, flags: Clean Start 0, then 1.
+        let mut p = [0x10, 10, 0, 4, b'M', b'Q', b'T', b'T', 5, 0b0000_0100, 0, 0];
+        assert!(set_clean_start_of_connect(&mut p));
+        assert_eq!(p[9], 0b0000_0110);
+        assert!(!set_clean_start_of_connect(&mut p), "already set");
+        // Not a CONNECT, another protocol name, cut short: untouched, no panic.
+        let mut publish = [0x30, 10, 0, 4, b'M', b'Q', b'T', b'T', 5, 0, 0, 0];
+        assert!(!set_clean_start_of_connect(&mut publish));
+        let mut mqisdp = [0x10, 12, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 0];
+        assert!(!set_clean_start_of_connect(&mut mqisdp));
+        for len in 0..10 {
+            let mut short = [0x10, 10, 0, 4, b'M', b'Q', b'T', b'T', 5, 0][..len].to_vec();
+            assert!(!set_clean_start_of_connect(&mut short));
+        }
+        assert!(!set_clean_start_of_connect(&mut [0x10, 0xff, 0xff, 0xff, 0xff, 0xff]));
     }
 }

@@ -148,7 +148,8 @@ impl Session {
         match decoded {
             Ok(Inbound::Connect(c)) => self.on_connect(*c, now, out, actions),
             Ok(_) => self.shut(CloseReason::ProtocolError("first packet is not CONNECT".into()), None, out, actions),
-            // The codec checks [MQTT-3.1.3-8] itself: an empty client id needs Clean Session 1.
+            // The codec checks [MQTT-3.1.3-8] itself for 3.x: an empty client id needs Clean
+            // Session 1.
             Err(DecodeError::InvalidClientId) => self.refuse(Refusal::IdentifierRejected, out, actions),
             Err(DecodeError::UnsupportedProtocolLevel) => self.refuse(Refusal::UnsupportedVersion, out, actions),
             // A reserved flag [MQTT-3.1.2-3], bad will flags [MQTT-3.1.2-11], bad UTF-8 and the
@@ -321,13 +322,16 @@ impl Session {
     /// The client id: the client's own, or one assigned for an empty id.
     fn client_id_for(&self, c: &ConnectReq, version: Version, now: Instant) -> Result<(String, bool), Refusal> {
         if c.client_id.is_empty() {
-            // [MQTT-3.1.3-8] Clean Session 0 with an empty id is refused (the codec already
-            // checks; this keeps the rule visible). MQTT 3.1 requires 1 to 23 characters.
-            if !c.clean_start || version == Version::V31 {
+            // MQTT 3.1.1 [MQTT-3.1.3-8]: Clean Session 0 with an empty id is refused (the codec
+            // already checks; this keeps the rule visible). MQTT 3.1 requires 1 to 23
+            // characters. MQTT 5 has no such rule: its Clean Start does not matter here.
+            if (!c.clean_start && !version.is_v5()) || version == Version::V31 {
                 return Err(Refusal::IdentifierRejected);
             }
-            // [MQTT-3.1.3-6] An empty id with Clean Session 1 gets a unique one. The
-            // connection id makes it unique; the hash keeps it from being guessed.
+            // [MQTT-3.1.3-6] An empty id gets a unique one, and the CONNECT is processed as if
+            // the client had sent it [MQTT-3.1.3-7] (MQTT 5: no stored session can match, so
+            // Session Present is 0 even with Clean Start 0). The connection id makes it
+            // unique; the hash keeps it from being guessed.
             let salt = std::collections::hash_map::RandomState::new().hash_one((self.info.id, now));
             return Ok((format!("diglot-{}-{:08x}", self.info.id, salt as u32), true));
         }

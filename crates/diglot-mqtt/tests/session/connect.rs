@@ -107,20 +107,39 @@ fn bad_protocol_name_closes_without_connack() {
 }
 
 #[test]
-fn empty_client_id_without_clean_session_is_rejected() {
+fn empty_client_id_without_clean_session_is_rejected_in_3_1_1() {
+    // [MQTT-3.1.3-8] of MQTT 3.1.1: CONNACK 0x02, then close.
     let mut c = Client::new();
     let a = c.send3(v3::Packet::Connect(Box::new(v3::Connect { clean_session: false, ..connect3("") })));
     assert!(matches!(close_of(&a), Some(CloseReason::ConnectRefused(_))), "{a:?}");
     assert!(
         matches!(&c.recv3()[..], [v3::Packet::ConnectAck(ack)] if ack.return_code == v3::ConnectAckReason::IdentifierRejected)
     );
+}
 
+/// Paho interoperability suite, client_test5 `test_zero_length_clientid`: MQTT 5 dropped the
+/// 3.1.1 rule above. An empty id is assigned a unique one and the CONNECT is processed as if
+/// the client had sent it [MQTT-3.1.3-6] [MQTT-3.1.3-7], Clean Start 0 included.
+#[test]
+fn empty_client_id_without_clean_start_is_assigned_in_mqtt_5() {
     let mut c = Client::new();
-    let a = c.send5(v5::Packet::Connect(Box::new(v5::Connect { clean_start: false, ..connect5("") })));
-    assert!(matches!(close_of(&a), Some(CloseReason::ConnectRefused(_))), "{a:?}");
-    assert!(
-        matches!(&c.recv5()[..], [v5::Packet::ConnectAck(ack)] if ack.reason_code == v5::ConnectAckReason::ClientIdentifierNotValid)
-    );
+    c.open = None;
+    let connect = v5::Connect { clean_start: false, session_expiry_interval_secs: 60, ..connect5("") };
+    let a = c.send5(v5::Packet::Connect(Box::new(connect)));
+    let [Action::ClaimClientId(id), Action::OpenSession { client_id, clean: false, persistent: true, expiry_secs }] =
+        &a[..]
+    else {
+        panic!("{a:?}")
+    };
+    assert_eq!(id, client_id);
+    assert!(id.starts_with(&format!("diglot-{CONN_ID}-")), "{id}");
+    assert_eq!(*expiry_secs, Some(60));
+    c.opened(false);
+    let [v5::Packet::ConnectAck(ack)] = &c.recv5()[..] else { panic!("no CONNACK") };
+    assert_eq!(ack.reason_code, v5::ConnectAckReason::Success);
+    assert!(!ack.session_present);
+    assert_eq!(ack.assigned_client_id.as_deref(), Some(id.as_str()));
+    assert_eq!(c.session.client_id(), Some(id.as_str()));
 }
 
 #[test]
