@@ -9,10 +9,13 @@
 //! An offer is declined when it has an unknown parameter, a parameter twice, a value where
 //! none belongs, or a window-bits value outside 8..=15 (§7.1.2); and when it asks for
 //! `server_max_window_bits=8`, which zlib cannot produce (it writes 9-bit windows instead; the
-//! RFC lets a server decline it, §7.1.2.1). `client_max_window_bits=8` is accepted, but its
-//! value is dropped from the offer: the server inflates with a 9..15-bit window, which reads
-//! what an 8-bit window wrote, and so need not echo a value it cannot repeat. Other extensions
-//! are ignored; the server supports none.
+//! RFC lets a server decline it, §7.1.2.1). `client_max_window_bits=8` is accepted, but the
+//! parameter is dropped from the offer, so the answer does not name it: the server inflates
+//! with its default 15-bit window, which reads what an 8-bit window wrote, and need not repeat
+//! a value zlib cannot produce (an answer may only name the offered value or a smaller one,
+//! §7.1.2.2). A bare `client_max_window_bits` (browsers send it) is answered by yawc with
+//! `client_max_window_bits=9`, a choice §7.1.2.2 leaves to the server. Other extensions are
+//! ignored; the server supports none.
 
 /// The one offer to negotiate, normalised (`permessage-deflate; key=value; …`, quotes removed),
 /// or `None` if no permessage-deflate offer is acceptable.
@@ -80,7 +83,10 @@ fn acceptable(offer: &str) -> Option<String> {
             },
             ("client_max_window_bits", None) => out.push_str("; client_max_window_bits"),
             ("client_max_window_bits", Some(v)) => match window_bits(v)? {
-                8 => out.push_str("; client_max_window_bits"),
+                // Dropped, not passed on bare: yawc answers a bare offer with 9, larger than
+                // the 8 offered, which §7.1.2.2 forbids. Unanswered, the client keeps its
+                // 8-bit window, and the server's default 15-bit one reads it.
+                8 => {}
                 bits => out.push_str(&format!("; client_max_window_bits={bits}")),
             },
             _ => return None,
@@ -153,9 +159,11 @@ mod tests {
             pick(&["permessage-deflate; client_max_window_bits=\"10\""]).as_deref(),
             Some("permessage-deflate; client_max_window_bits=10")
         );
+        // Handshake audit: passed on bare, it was answered with 9, larger than offered.
+        assert_eq!(pick(&["permessage-deflate; client_max_window_bits=8"]).as_deref(), Some("permessage-deflate"));
         assert_eq!(
-            pick(&["permessage-deflate; client_max_window_bits=8"]).as_deref(),
-            Some("permessage-deflate; client_max_window_bits")
+            pick(&["permessage-deflate; client_max_window_bits=8; client_no_context_takeover"]).as_deref(),
+            Some("permessage-deflate; client_no_context_takeover")
         );
     }
 }
