@@ -2,8 +2,8 @@
 //! and plain answers for everything else.
 //!
 //! The whole exchange runs in the connection's own task (never the accept loop), under the
-//! handshake timeout. hyper parses the request; yawc checks the WebSocket headers and builds
-//! the 101 answer, to which the negotiator's choice is added.
+//! handshake timeout. hyper parses the request; `handshake` checks it against RFC 6455 §4.2.1;
+//! yawc builds the 101 answer, to which the negotiator's choice is added.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,6 +22,7 @@ use tokio::time::timeout;
 use yawc::{DeflateOptions, Options, UpgradeFut, WebSocket};
 
 use crate::auth::{ConnAuth, HandshakeRefusal};
+use crate::handshake::{has_token, Refusal};
 use crate::link::Link;
 use crate::negotiate::{choose, refusal_body, Choice, Proto};
 use crate::server::{Shared, WsRoutes};
@@ -133,13 +134,25 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 }
 
 fn is_upgrade(req: &Request<Incoming>) -> bool {
-    let has_token = |name: header::HeaderName, token: &str| {
-        req.headers()
-            .get_all(name)
-            .iter()
-            .any(|v| v.to_str().map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))).unwrap_or(false))
-    };
-    has_token(header::UPGRADE, "websocket") && has_token(header::CONNECTION, "upgrade")
+    has_token(req.headers(), header::UPGRADE, "websocket") && has_token(req.headers(), header::CONNECTION, "upgrade")
+}
+
+/// The answer to an opening handshake that [`crate::handshake::check`] refused.
+fn refuse(shared: &Shared, refusal: Refusal) -> Response<Body> {
+    let mut resp = text(refusal.status, format!("{}\n", refusal.reason));
+    let headers = resp.headers_mut();
+    if refusal.asks_upgrade() {
+        // RFC 9110 §15.5.22: a 426 names the protocol to upgrade to; §7.8: Upgrade goes with
+        // Connection: Upgrade.
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    }
+    if refusal.attempted {
+        // RFC 6455 §4.4: the versions the server speaks.
+        headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        shared.rejected(refusal.status.as_u16());
+    }
+    resp
 }
 
 fn respond(
@@ -171,13 +184,8 @@ fn respond(
         shared.rejected(403);
         return text(StatusCode::FORBIDDEN, "origin not allowed\n");
     }
-    if req.method() != Method::GET || !is_upgrade(req) {
-        let mut resp = text(
-            StatusCode::UPGRADE_REQUIRED,
-            "this is a WebSocket endpoint for MQTT and STOMP; connect with a WebSocket client\n",
-        );
-        resp.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        return resp;
+    if let Err(refusal) = crate::handshake::check(req) {
+        return refuse(shared, refusal);
     }
     // A bearer token (header, cookie or `?token=`; browsers cannot set headers on a WebSocket)
     // is checked before the upgrade, so a bad one never gets a socket.
@@ -214,7 +222,10 @@ fn respond(
     };
     let echo_value = match echo.as_deref().map(HeaderValue::from_str) {
         Some(Ok(v)) => Some(v),
-        Some(Err(_)) => return text(StatusCode::BAD_REQUEST, refusal_body()),
+        Some(Err(_)) => {
+            shared.rejected(400);
+            return text(StatusCode::BAD_REQUEST, refusal_body());
+        }
         None => None,
     };
     if routes.compression.is_some() {
@@ -235,13 +246,11 @@ fn respond(
             *slot.lock() = Some(Pending { fut, proto, echo, identity });
             Response::from_parts(parts, Full::new(Bytes::new()))
         }
-        Err(yawc::WebSocketError::InvalidSecWebsocketVersion) => {
-            // RFC 6455 §4.4: answer with the versions we speak.
-            let mut resp = text(StatusCode::UPGRADE_REQUIRED, "unsupported WebSocket version; use 13\n");
-            resp.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-            resp
+        // `handshake::check` has seen the key and the version; what yawc still refuses is malformed.
+        Err(e) => {
+            shared.rejected(400);
+            text(StatusCode::BAD_REQUEST, format!("bad WebSocket handshake: {e}\n"))
         }
-        Err(e) => text(StatusCode::BAD_REQUEST, format!("bad WebSocket handshake: {e}\n")),
     }
 }
 

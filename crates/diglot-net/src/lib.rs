@@ -12,6 +12,7 @@ mod durable;
 mod echo;
 mod extensions;
 mod files;
+mod handshake;
 mod http;
 mod link;
 mod metrics;

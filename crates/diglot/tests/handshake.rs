@@ -1,0 +1,214 @@
+//! The HTTP upgrade handshake against RFC 6455 §4.2 and RFC 7692, with hand-written requests
+//! over raw TCP (a WebSocket client library would never send most of these).
+
+mod common;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+/// RFC 6455 §1.3's example answer to [`KEY`].
+const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// A handshake request line and headers; `drop` leaves out the headers it names, `extra` adds.
+fn request(request_line: &str, drop: &[&str], extra: &[&str]) -> String {
+    let mut lines = vec![request_line.to_string()];
+    for h in [
+        "Host: 127.0.0.1",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        &format!("Sec-WebSocket-Key: {KEY}"),
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Protocol: mqtt",
+    ] {
+        if !drop.iter().any(|d| h.to_ascii_lowercase().starts_with(&format!("{}:", d.to_ascii_lowercase()))) {
+            lines.push(h.to_string());
+        }
+    }
+    lines.extend(extra.iter().map(|s| s.to_string()));
+    format!("{}\r\n\r\n", lines.join("\r\n"))
+}
+
+/// One HTTP answer: the status, the head, and the bytes after it.
+struct Answer {
+    status: u16,
+    head: String,
+    rest: Vec<u8>,
+}
+
+impl Answer {
+    /// A header's value (`name` in lowercase).
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// Reads an answer's head, then (for a non-101 answer) its `content-length` body, or for a 101
+/// at least `more` bytes after the head.
+async fn read_answer(s: &mut TcpStream, more: usize) -> Answer {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read = async {
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status code");
+                let answer = Answer { status, head, rest: buf[end + 4..].to_vec() };
+                let want = if status == 101 {
+                    more
+                } else {
+                    answer.header("content-length").map_or(0, |n| n.parse().expect("a length"))
+                };
+                if answer.rest.len() >= want {
+                    return answer;
+                }
+            }
+            let n = s.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "the server closed before answering: {}", String::from_utf8_lossy(&buf));
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(PATIENCE, read).await.expect("an answer in time")
+}
+
+async fn exchange(addr: std::net::SocketAddr, req: &str) -> Answer {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    read_answer(&mut s, 0).await
+}
+
+/// A masked client frame (RFC 6455 §5.3) with a payload under 126 bytes.
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x11, 0x22, 0x33, 0x44];
+    let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+#[tokio::test]
+async fn a_good_handshake_is_101_with_the_rfc_accept_and_tokens_in_any_case() {
+    let b = broker().await;
+    let addr = b.ws_addr().unwrap();
+    for (drop, extra) in [
+        (&[][..], &[][..]),
+        (&["Upgrade"][..], &["Upgrade: WebSocket"][..]),
+        (&["Connection"][..], &["Connection: keep-alive, Upgrade"][..]),
+        (&["Connection"][..], &["Connection: UPGRADE"][..]),
+    ] {
+        let a = exchange(addr, &request("GET /ws HTTP/1.1", drop, extra)).await;
+        assert_eq!(a.status, 101, "{extra:?}: {}", a.head);
+        assert_eq!(a.header("sec-websocket-accept"), Some(ACCEPT), "{}", a.head);
+        assert_eq!(a.header("sec-websocket-protocol"), Some("mqtt"));
+    }
+    b.shutdown().await;
+}
+
+/// Handshake audit: each of these was answered 101 (key, method, HTTP/1.0, Host) or 426
+/// (Upgrade, Connection, a missing version) before; RFC 6455 §4.2.1 makes them malformed.
+#[tokio::test]
+async fn malformed_handshakes_are_400() {
+    let b = broker().await;
+    let addr = b.ws_addr().unwrap();
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        ("GET /ws HTTP/1.1", &["Sec-WebSocket-Key"], &[]),
+        ("GET /ws HTTP/1.1", &["Sec-WebSocket-Key"], &["Sec-WebSocket-Key: not base64!!"]),
+        ("GET /ws HTTP/1.1", &["Sec-WebSocket-Key"], &["Sec-WebSocket-Key: eHh4eHh4eHh4eHh4eHh4"]),
+        ("GET /ws HTTP/1.1", &["Sec-WebSocket-Key"], &["Sec-WebSocket-Key: eHh4eHh4eHh4eHh4eHh4eHg="]),
+        ("GET /ws HTTP/1.1", &[], &["Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA=="]),
+        ("POST /ws HTTP/1.1", &[], &["Content-Length: 0"]),
+        ("GET /ws HTTP/1.0", &[], &[]),
+        ("GET /ws HTTP/1.1", &["Upgrade"], &[]),
+        ("GET /ws HTTP/1.1", &["Connection"], &[]),
+        ("GET /ws HTTP/1.1", &["Connection"], &["Connection: keep-alive"]),
+        ("GET /ws HTTP/1.1", &["Host"], &[]),
+        ("GET /ws HTTP/1.1", &["Sec-WebSocket-Version"], &[]),
+        ("GET /ws HTTP/1.1", &["Sec-WebSocket-Version"], &["Sec-WebSocket-Version: 13, 8"]),
+    ];
+    for (line, drop, extra) in cases {
+        let a = exchange(addr, &request(line, drop, extra)).await;
+        assert_eq!(a.status, 400, "{line} without {drop:?} with {extra:?}: {}", a.head);
+        assert_eq!(a.header("sec-websocket-version"), Some("13"), "{}", a.head);
+    }
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unsupported_version_is_426_naming_13_and_plain_http_is_asked_to_upgrade() {
+    let b = broker().await;
+    let addr = b.ws_addr().unwrap();
+    let a =
+        exchange(addr, &request("GET /ws HTTP/1.1", &["Sec-WebSocket-Version"], &["Sec-WebSocket-Version: 8"])).await;
+    assert_eq!(a.status, 426, "{}", a.head);
+    assert_eq!(a.header("sec-websocket-version"), Some("13"));
+    // RFC 9110 §15.5.22 and §7.8: a 426 names the protocol, with Connection: Upgrade.
+    assert_eq!(a.header("upgrade"), Some("websocket"), "{}", a.head);
+    assert!(a.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("upgrade")), "{}", a.head);
+
+    let a = exchange(addr, "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(a.status, 426, "{}", a.head);
+    assert_eq!(a.header("upgrade"), Some("websocket"), "{}", a.head);
+    assert!(a.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("upgrade")), "{}", a.head);
+    b.shutdown().await;
+}
+
+/// RFC 7692 §7.1.2.2: the answer's `client_max_window_bits` is at most the offered value. An
+/// offer of 8 was answered with 9.
+#[tokio::test]
+async fn deflate_never_answers_a_client_window_larger_than_offered() {
+    let b = broker().await;
+    let addr = b.ws_addr().unwrap();
+    for (offer, answer) in [
+        ("permessage-deflate; client_max_window_bits=8", Some("permessage-deflate")),
+        ("permessage-deflate; client_max_window_bits=10", Some("permessage-deflate; client_max_window_bits=10")),
+        ("permessage-deflate; server_max_window_bits", None),
+        ("permessage-deflate; server_no_context_takeover; server_no_context_takeover", None),
+        (
+            "permessage-deflate; foo, permessage-deflate; server_max_window_bits=10",
+            Some("permessage-deflate; server_max_window_bits=10"),
+        ),
+    ] {
+        let ext = format!("Sec-WebSocket-Extensions: {offer}");
+        let a = exchange(addr, &request("GET /ws HTTP/1.1", &[], &[&ext])).await;
+        assert_eq!(a.status, 101, "{offer}: {}", a.head);
+        let got = a.header("sec-websocket-extensions");
+        match answer {
+            None => assert_eq!(got, None, "{offer}"),
+            Some(prefix) => {
+                let got = got.unwrap_or_else(|| panic!("{offer} declined"));
+                // The rest is this listener's no-context-takeover mode.
+                assert_eq!(got, format!("{prefix}; server_no_context_takeover; client_no_context_takeover"), "{offer}");
+            }
+        }
+    }
+    b.shutdown().await;
+}
+
+/// The first WebSocket frame may arrive in the same segment as the handshake, or the whole
+/// exchange one byte per write; neither loses a byte.
+#[tokio::test]
+async fn a_frame_pipelined_after_the_request_or_a_request_in_one_byte_writes_is_kept() {
+    let b = broker().await;
+    let addr = b.ws_addr().unwrap();
+    let mut bytes = request("GET /ws HTTP/1.1", &[], &[]).into_bytes();
+    bytes.extend(client_frame(0x2, &mqtt_connect_bytes("pipelined", 30, true)));
+    let connack = [0x82, 0x04, 0x20, 0x02, 0x00, 0x00];
+
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&bytes).await.unwrap();
+    let a = read_answer(&mut s, connack.len()).await;
+    assert_eq!((a.status, a.rest.as_slice()), (101, &connack[..]), "{}", a.head);
+
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    for byte in &bytes {
+        s.write_all(std::slice::from_ref(byte)).await.unwrap();
+        s.flush().await.unwrap();
+    }
+    let a = read_answer(&mut s, connack.len()).await;
+    assert_eq!((a.status, a.rest.as_slice()), (101, &connack[..]), "{}", a.head);
+    b.shutdown().await;
+}
