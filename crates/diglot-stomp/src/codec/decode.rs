@@ -79,6 +79,17 @@ impl Decoder {
         self.version
     }
 
+    /// The `receipt` header of the frame being decoded, if it was read before the decoder
+    /// stopped. After an error this is the receipt of the frame that failed (a body past the
+    /// frame limit, a bad escape in a later header), for the ERROR's `receipt-id` (STOMP 1.2
+    /// "ERROR": the server SHOULD name the frame the error is related to).
+    pub fn partial_receipt(&self) -> Option<&str> {
+        match self.state {
+            State::Headers(_) | State::Body(_) => self.headers.iter().find(|(n, _)| n == "receipt").map(|(_, v)| &**v),
+            State::Idle | State::Command => None,
+        }
+    }
+
     /// Decodes the next frame or heart-beat from the front of `buf`. `Ok(None)` means more
     /// bytes are needed; the bytes seen so far may already have been consumed into the
     /// decoder's state. After an error the stream is unusable.

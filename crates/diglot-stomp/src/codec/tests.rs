@@ -117,6 +117,19 @@ fn content_length_needs_trailing_nul() {
 }
 
 #[test]
+fn the_receipt_of_a_frame_that_failed_is_known() {
+    let mut d = Decoder::new(&limits());
+    let mut buf = BytesMut::from(&b"SEND\nreceipt:r1\ncontent-length:1\n\nab\0"[..]);
+    assert_eq!(d.decode(&mut buf), Err(CodecError::MissingNul));
+    assert_eq!(d.partial_receipt(), Some("r1"));
+    let mut d = Decoder::new(&limits());
+    let mut buf = BytesMut::from(&b"SEND\nreceipt:r1\n\n\0SE"[..]);
+    assert!(matches!(d.decode(&mut buf), Ok(Some(Decoded::Frame(_)))));
+    assert_eq!(d.decode(&mut buf), Ok(None));
+    assert_eq!(d.partial_receipt(), None);
+}
+
+#[test]
 fn bad_content_length() {
     for bad in
         [&b"SEND\ncontent-length:abc\n\n\0"[..], b"SEND\ncontent-length:-1\n\n\0", b"SEND\ncontent-length:\n\n\0"]

@@ -456,7 +456,9 @@ impl Adapter for Session {
                 if let Some(limit) = breached {
                     self.limits.breaches.hit(limit);
                 }
-                self.fail_in_order(Fault::from(e), None, out, actions);
+                // The failed frame's receipt, if its headers got that far.
+                let receipt = self.decoder.partial_receipt().map(str::to_owned);
+                self.fail_in_order(Fault::from(e), receipt, out, actions);
                 self.held.is_some()
             }
         }

@@ -76,6 +76,43 @@ fn ack_without_id_in_1_2_asks_for_id() {
     assert_eq!(&f.body[..], b"NACK requires the \"message-id\" header.");
 }
 
+/// STOMP 1.2 "ERROR": the ERROR for a frame that failed to decode names its `receipt`, when
+/// the receipt header was read before the fault (a client waiting on that receipt learns why).
+#[test]
+fn errors_while_decoding_a_frame_name_its_receipt() {
+    let limits = Limits { max_frame_bytes: 256, ..Limits::default() };
+    let mut h = H::with(None, limits.clone());
+    h.connect("1.2");
+    h.feed(b"SEND\ndestination:/topic/a\nreceipt:big\n\n");
+    h.feed(&[b'x'; 300]);
+    let (f, _) = h.expect_error("frame too large");
+    assert_eq!(f.header("receipt-id"), Some("big"));
+
+    let mut h = H::with(None, limits.clone());
+    h.connect("1.2");
+    h.feed(b"SEND\ndestination:/topic/a\nreceipt:a\\cb\ncontent-length:1\n\nxy\0");
+    let (f, _) = h.expect_error("malformed frame");
+    assert_eq!(f.header("receipt-id"), Some("a:b"));
+
+    let mut h = H::with(None, limits.clone());
+    h.connect("1.2");
+    h.feed(b"SEND\ndestination:/topic/a\nreceipt:r\nx:\\t\n\n\0");
+    let (f, _) = h.expect_error("malformed frame");
+    assert_eq!(f.header("receipt-id"), Some("r"));
+
+    // A receipt after the fault was never read; the next frame's is not this one's.
+    let mut h = H::with(None, limits);
+    h.connect("1.2");
+    h.feed(b"SEND\ndestination:/topic/a\nx:\\t\nreceipt:r\n\n\0");
+    let (f, _) = h.expect_error("malformed frame");
+    assert_eq!(f.header("receipt-id"), None);
+    let mut h = H::new();
+    h.connect("1.2");
+    h.feed(b"BEGIN\ntransaction:t\nreceipt:ok\n\n\0FOO\n\n\0");
+    let (f, _) = h.expect_error("malformed frame");
+    assert_eq!(f.header("receipt-id"), None);
+}
+
 #[test]
 fn random_input_never_panics() {
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
