@@ -317,7 +317,8 @@ fn unescape(line: &HeaderText, part: &str, escaping: Escaping) -> Result<HeaderT
             (Some(b'n'), _) => '\n',
             (Some(b'c'), _) => ':',
             (Some(b'r'), Escaping::V12) => '\r',
-            (Some(&other), _) => return Err(CodecError::BadEscape(printable(&[b'\\', other]))),
+            // Shown as sent: the backslash as it is, the octet after it escaped if need be.
+            (Some(&other), _) => return Err(CodecError::BadEscape(format!("\\{}", printable(&[other])))),
             (None, _) => return Err(CodecError::BadEscape("\\".to_owned())),
         };
         out.push(decoded);

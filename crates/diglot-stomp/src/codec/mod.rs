@@ -42,8 +42,8 @@ pub enum CodecError {
     /// A header line is longer than `max_header_bytes` (counted before it completes).
     #[error("header line longer than {0} bytes")]
     HeaderTooLong(usize),
-    /// The command line is not a STOMP command.
-    #[error("unknown command {0:?}")]
+    /// The command line is not a STOMP command (shown with control characters escaped).
+    #[error("unknown command \"{0}\"")]
     UnknownCommand(String),
     /// A header line has no colon.
     #[error("header line without a colon")]
@@ -55,7 +55,7 @@ pub enum CodecError {
     #[error("header is not valid UTF-8")]
     InvalidUtf8,
     /// An undefined escape sequence in a header ("Value Encoding": a fatal protocol error).
-    #[error("undefined escape sequence {0:?} in a header")]
+    #[error("undefined escape sequence \"{0}\" in a header")]
     BadEscape(String),
     /// `content-length` is not a non-negative decimal integer.
     #[error("invalid content-length {0:?}")]

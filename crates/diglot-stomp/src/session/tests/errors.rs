@@ -20,7 +20,15 @@ fn bad_escape_after_connect_is_an_error() {
     let mut h = H::new();
     h.connect("1.2");
     h.feed(b"SEND\ndestination:/topic/a\nx:\\t\n\n\0");
-    h.expect_error("malformed frame");
+    let (f, _) = h.expect_error("malformed frame");
+    // The offending bytes are shown once escaped, not twice.
+    assert_eq!(&f.body[..], br#"undefined escape sequence "\t" in a header"#);
+
+    let mut h = H::new();
+    h.connect("1.2");
+    h.feed(b"\0\x01SEND\n\n\0");
+    let (f, _) = h.expect_error("malformed frame");
+    assert_eq!(&f.body[..], br#"unknown command "\u{1}SEND""#);
 }
 
 #[test]
