@@ -25,10 +25,16 @@ fn require<'f>(frame: &'f Frame, header: &str) -> Result<&'f str, Fault> {
     frame.header(header).ok_or_else(|| Fault::missing(frame.command, header))
 }
 
+/// Whether the boolean header `name` is `true`. Case is ignored, as RabbitMQ does, because
+/// Python clients (stomp.py among them) write a `True` header value as `True`.
+fn flag(frame: &Frame, name: &str) -> bool {
+    frame.header(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
 /// Whether a SUBSCRIBE or UNSUBSCRIBE asks for a durable subscription: `durable:true`, or
 /// `persistent:true` as RabbitMQ also accepts.
 fn wants_durable(frame: &Frame) -> bool {
-    frame.header("durable") == Some("true") || frame.header("persistent") == Some("true")
+    flag(frame, "durable") || flag(frame, "persistent")
 }
 
 /// What a SUBSCRIBE sets up once it is validated.
@@ -156,8 +162,7 @@ impl Session {
     /// first occurrence only (STOMP 1.2 "Repeated Header Entries"). A `reply-to` that cannot
     /// be read with the separator is an ERROR `invalid reply-to`.
     fn message_from(&self, topic: Topic, frame: Frame, now: Instant) -> Result<Message, Fault> {
-        let persistent =
-            frame.header("persistent") == Some("true") || destination::queue_name(topic.as_str()).is_some();
+        let persistent = flag(&frame, "persistent") || destination::queue_name(topic.as_str()).is_some();
         let qos = if persistent { Qos::AtLeastOnce } else { Qos::AtMostOnce };
         let mut props = Props::default();
         // What the message keeps is copied out: the decoded headers share the connection's
@@ -333,8 +338,9 @@ impl Session {
         }
         let verdict = if nack {
             let requeue = match frame.header("requeue") {
-                None | Some("true") => true,
-                Some("false") => false,
+                None => true,
+                Some(v) if v.eq_ignore_ascii_case("true") => true,
+                Some(v) if v.eq_ignore_ascii_case("false") => false,
                 Some(_) => return Err(Fault::protocol("invalid requeue header", "requeue must be true or false.")),
             };
             Verdict::Nack { requeue }

@@ -414,3 +414,20 @@ fn publish_errors_are_reported_and_close() {
     assert_eq!((f.header("receipt-id"), &f.body[..]), (None, &b"store error: io"[..]));
     assert!(matches!(close, CloseReason::Io(_)));
 }
+
+/// stomp.py writes Python booleans as `True` / `False`: `durable:True` subscribes durably and
+/// `requeue:False` dead-letters, as with the lower-case values.
+#[test]
+fn boolean_headers_ignore_case() {
+    let mut h = connected("1.2", Some("c1"));
+    let (queue, ..) =
+        bind_consume(&mut h, "SUBSCRIBE\nid:d\ndestination:/topic/a\nack:client-individual\ndurable:True\n\n\0");
+    assert_eq!(queue, "$durable/c1/d");
+    let (_, _, sub, ..) = bind_consume(&mut h, "SUBSCRIBE\nid:q\ndestination:/queue/q\nack:client-individual\n\n\0");
+    let ids: Vec<String> =
+        (1..=2).map(|i| ack_header(&h.deliver_durable(sub, message(i, "$queue/q", b""), 10 + i, 0))).collect();
+    h.feed(format!("NACK\nid:{}\nrequeue:False\n\n\0NACK\nid:{}\nrequeue:TRUE\n\n\0", ids[0], ids[1]).as_bytes());
+    assert_eq!(acks(h.actions()), [(11, Some(false)), (12, Some(true))]);
+    h.feed(b"NACK\nid:99\nrequeue:no\n\n\0");
+    h.expect_error("invalid requeue header");
+}

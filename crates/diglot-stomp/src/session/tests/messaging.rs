@@ -44,6 +44,20 @@ fn subscribe_send_and_receipts() {
     assert_eq!(&f.body[..], b"store full");
 }
 
+/// stomp.py writes a Python `True` header value as `True`: boolean headers ignore case, as
+/// RabbitMQ's do, so `persistent=True` is not silently QoS 0.
+#[test]
+fn boolean_headers_ignore_case() {
+    let mut h = H::new();
+    h.connect("1.2");
+    for (value, qos) in [("True", Qos::AtLeastOnce), ("TRUE", Qos::AtLeastOnce), ("False", Qos::AtMostOnce)] {
+        h.feed(format!("SEND\ndestination:/topic/a\npersistent:{value}\n\nx\0").as_bytes());
+        let (msg, _) = publish(h.actions().remove(0));
+        assert_eq!(msg.qos, qos, "{value}");
+        assert!(msg.props.is_none(), "persistent is not a user property");
+    }
+}
+
 #[test]
 fn send_headers_become_properties() {
     let mut h = H::new();
