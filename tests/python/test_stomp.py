@@ -86,3 +86,20 @@ def test_rabbitmq_style_spacing_over_raw_tcp(broker):
         assert message.startswith(b"MESSAGE\n"), message
         assert b"\ndestination:" + destination.encode() + b"\n" in message
         assert message.endswith(b"\n\nhello\n")
+
+
+def test_python_true_header_value_is_persistent(broker):
+    # stomp.py writes a Python True as `persistent:True`; that is persistent (QoS 1), not a
+    # silent QoS 0 send.
+    destination = f"/topic/{unique('stomppy/persistent/')}"
+    sub = Stomp(*broker.stomp)
+    pub = Stomp(*broker.stomp)
+    try:
+        sub.subscribe(destination)
+        pub.send(destination, "kept", persistent=True)
+        m = sub.next()
+        assert m.body == "kept"
+        assert m.headers.get("persistent") == "true"
+    finally:
+        sub.close()
+        pub.close()
