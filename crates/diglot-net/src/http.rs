@@ -177,6 +177,36 @@ fn respond(
         None if is_echo => None,
         None => return crate::files::serve(&shared.http, req),
     };
+    let resp = upgrade(shared, routes, req, slot, peer, path_default, is_echo);
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return resp;
+    }
+    closing(resp)
+}
+
+/// A refused handshake ends its connection: a client whose upgrade failed does not reuse the
+/// socket (browsers close it), and one that reads to the end of the answer should not wait
+/// for the handshake timeout. `Connection` may already hold `Upgrade` (a 426).
+fn closing(mut resp: Response<Body>) -> Response<Body> {
+    let value = match resp.headers().get(header::CONNECTION).and_then(|v| v.to_str().ok()) {
+        Some(v) => HeaderValue::from_str(&format!("{v}, close")).unwrap_or(HeaderValue::from_static("close")),
+        None => HeaderValue::from_static("close"),
+    };
+    resp.headers_mut().insert(header::CONNECTION, value);
+    resp
+}
+
+/// The opening handshake on a WebSocket path: `Origin`, the request itself, the token, the
+/// subprotocol, permessage-deflate, then yawc's 101.
+fn upgrade(
+    shared: &Shared,
+    routes: &WsRoutes,
+    req: &mut Request<Incoming>,
+    slot: &Mutex<Option<Pending>>,
+    peer: SocketAddr,
+    path_default: Option<Proto>,
+    is_echo: bool,
+) -> Response<Body> {
     // A browser names the page that opens the WebSocket in `Origin` (RFC 6455 §4.2.1, §10.2):
     // refuse pages that are not allowed before anything else happens.
     let origin = req.headers().get(header::ORIGIN).map(|v| v.to_str().unwrap_or("\u{fffd}"));
