@@ -277,8 +277,8 @@ impl Session {
 
     /// DISCONNECT from the client.
     fn on_disconnect(&mut self, code: u8, session_expiry: Option<u32>, out: &mut Output, actions: &mut Vec<Action>) {
-        // [MQTT-3.14.2-2] A non-zero Session Expiry Interval in DISCONNECT is a protocol error
-        // when CONNECT set it to zero.
+        // A non-zero Session Expiry Interval in DISCONNECT is a protocol error when CONNECT set
+        // it to zero (§3.14.2.2.2; [MQTT-3.14.2-2] is the server's side: it never sends one).
         if self.session_expiry_secs == 0 && session_expiry.is_some_and(|s| s > 0) {
             self.fail(Violation::Protocol("session expiry set on DISCONNECT after 0 on CONNECT"), out, actions);
             return;
