@@ -1064,6 +1064,31 @@ async fn clean_and_persistent_sessions_with_session_present() {
     b.shutdown().await;
 }
 
+/// Paho interoperability suite, client_test5 `test_zero_length_clientid`: an MQTT 5 CONNECT
+/// with an empty client id and Clean Start 0 is accepted with an Assigned Client Identifier
+/// [MQTT-3.1.3-6] [MQTT-3.1.3-7] (the 3.1.1 refusal [MQTT-3.1.3-8] is not MQTT 5's), and its
+/// persistent session is kept under that id.
+#[tokio::test]
+async fn mqtt5_empty_client_id_without_clean_start_is_assigned_one() {
+    let b = broker().await;
+    for ws in BOTH {
+        let mut r = Raw::new(&b, ws, true).await;
+        let ack = r.connect5(connect5("", 60, false, Some(session_props(3600))), None).await;
+        assert_eq!(ack.code, p5::ConnectReturnCode::Success, "{}", via(ws));
+        assert!(!ack.session_present, "{}: a new id has no stored session", via(ws));
+        let id = ack.properties.and_then(|p| p.assigned_client_identifier).expect("Assigned Client Identifier");
+        assert!(!id.is_empty());
+        r.send(&[0xE0, 0]).await;
+        assert!(r.until_close().await.is_empty());
+        let mut r = Raw::new(&b, ws, true).await;
+        let ack = r.connect5(connect5(&id, 60, false, Some(session_props(3600))), None).await;
+        assert!(ack.session_present, "{}: the session was kept under the assigned id", via(ws));
+        r.send(&[0xE0, 0]).await;
+        assert!(r.until_close().await.is_empty());
+    }
+    b.shutdown().await;
+}
+
 /// A second CONNECT with the same client id closes the first connection [MQTT-3.1.4-2]; MQTT
 /// 5 tells the first client DISCONNECT 0x8E Session taken over (§4.13); the new connection
 /// works.
