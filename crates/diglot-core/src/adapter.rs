@@ -183,6 +183,10 @@ pub enum Action {
     },
     /// Delete a durable queue, its bindings and its messages.
     DeleteQueue(String),
+    /// Change how long the persistent session opened with [`Action::OpenSession`] outlives
+    /// the connection, in seconds (`None`: until a clean start deletes it). MQTT 5 DISCONNECT
+    /// with a Session Expiry Interval (§3.14.2.2.2). Nothing happens without such a session.
+    SetSessionExpiry(Option<u32>),
     /// The client acknowledged a durable delivery: delete it from the store.
     Ack(DurableRef),
     /// The client refused a durable delivery: return it to the queue (`requeue`) or move it to

@@ -38,12 +38,11 @@
 //! Identifiers, No Local, Maximum Packet Size both ways, Server Keep Alive, Assigned Client
 //! Identifier, Request/Response Information, Request Problem Information and Reason
 //! Strings, the Will Delay Interval and will properties (`Action::Will`), and the Session
-//! Expiry Interval (`OpenSession::expiry_secs`; set to 0 on DISCONNECT, it deletes the
-//! session queue).
+//! Expiry Interval (`OpenSession::expiry_secs`; a new value on DISCONNECT replaces it with
+//! `Action::SetSessionExpiry`, and 0 deletes the session queue).
 //!
 //! Not implemented: enhanced authentication methods other than `JWT`, and challenges (AUTH
-//! 0x18 from the server); a non-zero change of the Session Expiry Interval on DISCONNECT
-//! (ignored: the core has no action for it); No Local in persistent sessions (`Action::Bind`
+//! 0x18 from the server); No Local in persistent sessions (`Action::Bind`
 //! does not carry it); and persisting the PUBREL state of outbound QoS 2 (a durable QoS 2
 //! delivery stays in its queue until PUBCOMP, and is redelivered as a PUBLISH instead).
 //!

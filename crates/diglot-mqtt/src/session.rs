@@ -291,15 +291,23 @@ impl Session {
         } else {
             self.will_after_disconnect = true;
         }
-        // A persistent session whose client sets the Session Expiry Interval to 0 ends with
-        // this connection (§3.14.2.2.2): its queue is deleted now, and a delayed will goes
-        // out at once, as the session ends [MQTT-3.1.3-9]. Other changes of the interval are
-        // not carried out: the core has no action to change it, so the CONNECT value stays.
-        if session_expiry == Some(0) && self.session_expiry_secs > 0 {
-            self.session_expiry_secs = 0;
-            if let (true, Some(id)) = (self.uses_queue, self.client_id.as_deref()) {
-                actions.push(Action::DeleteQueue(session_queue(id)));
+        // The Session Expiry Interval on DISCONNECT replaces CONNECT's (§3.14.2.2.2). Set to
+        // 0, the persistent session ends with this connection: its queue is deleted now, and
+        // a delayed will goes out at once, as the session ends [MQTT-3.1.3-9]. Any other
+        // value is how long the session now outlives the connection (0xFFFFFFFF: it never
+        // expires), and caps the will's delay in the same way.
+        match session_expiry {
+            Some(0) if self.session_expiry_secs > 0 => {
+                self.session_expiry_secs = 0;
+                if let (true, Some(id)) = (self.uses_queue, self.client_id.as_deref()) {
+                    actions.push(Action::DeleteQueue(session_queue(id)));
+                }
             }
+            Some(secs) if secs != self.session_expiry_secs => {
+                self.session_expiry_secs = secs;
+                actions.push(Action::SetSessionExpiry((secs != u32::MAX).then_some(secs)));
+            }
+            _ => {}
         }
         // The server sends nothing in reply to the client's DISCONNECT (§3.14.4).
         self.shut(CloseReason::ClientDisconnect, None, out, actions);

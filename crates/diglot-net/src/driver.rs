@@ -692,6 +692,11 @@ async fn execute_one(
             }
             shared.durable.delete(&shared.router, &name).await.map_err(store_failed)?;
         }
+        Action::SetSessionExpiry(expiry_secs) => {
+            if let Some((_, expiry)) = conn.session.as_mut() {
+                *expiry = expiry_secs;
+            }
+        }
         Action::Ack(at) => shared.durable.ack(conn.id, at).await,
         Action::Nack { at, requeue } => shared.durable.nack(conn.id, at, requeue).await,
         Action::Will { msg, .. } => {

@@ -1162,6 +1162,65 @@ async fn session_expiry_interval_ends_the_session() {
     b.shutdown().await;
 }
 
+/// MQTT 5 DISCONNECT with a Session Expiry Interval replaces the one from CONNECT
+/// (§3.14.2.2.2, Paho client_test5 `test_session_expiry`): a session opened for 1 s and left
+/// with 3600 s is still there after a second, and one opened for 3600 s and left with 1 s is
+/// gone. A third session, opened for 1 s and left without the property, shows the second has
+/// passed.
+#[tokio::test]
+async fn disconnect_session_expiry_replaces_the_connects() {
+    async fn disconnect5(r: &mut Raw, expiry: Option<u32>) {
+        let props = p5::DisconnectProperties {
+            session_expiry_interval: expiry,
+            reason_string: None,
+            user_properties: vec![],
+            server_reference: None,
+        };
+        r.send(&encode5(p5::Packet::Disconnect(p5::Disconnect {
+            reason_code: p5::DisconnectReasonCode::NormalDisconnection,
+            properties: Some(props),
+        })))
+        .await;
+        assert!(r.until_close().await.is_empty());
+    }
+    /// Connects with Clean Start 0 and leaves the session as it finds it (expiry 1 s again for
+    /// `control`, kept for the others); returns Session Present.
+    async fn present(b: &Broker, ws: bool, id: &str, expiry: u32) -> bool {
+        let mut r = Raw::new(b, ws, true).await;
+        let ack = r.connect5(connect5(id, 60, false, Some(session_props(expiry))), None).await;
+        disconnect5(&mut r, None).await;
+        ack.session_present
+    }
+    let b = broker().await;
+    for ws in BOTH {
+        let [longer, shorter, control] = ["longer", "shorter", "control"].map(|n| format!("dexp-{n}-{}", via(ws)));
+        for (id, on_connect, on_disconnect) in
+            [(&longer, 1, Some(3600)), (&shorter, 3600, Some(1)), (&control, 1, None)]
+        {
+            let mut r = Raw::new(&b, ws, true).await;
+            let ack = r.connect5(connect5(id, 60, true, Some(session_props(on_connect))), None).await;
+            assert!(!ack.session_present);
+            disconnect5(&mut r, on_disconnect).await;
+        }
+        let mut control_gone = false;
+        for _ in 0..12 {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            if !present(&b, ws, &control, 1).await {
+                control_gone = true;
+                break;
+            }
+        }
+        assert!(control_gone, "{}: the session left with its CONNECT expiry of 1 s expired", via(ws));
+        assert!(!present(&b, ws, &shorter, 0).await, "{}: DISCONNECT shortened 3600 s to 1 s", via(ws));
+        assert!(present(&b, ws, &longer, 3600).await, "{}: DISCONNECT lengthened 1 s to 3600 s", via(ws));
+        // Leave nothing behind.
+        let mut r = Raw::new(&b, ws, true).await;
+        r.connect5(connect5(&longer, 60, true, Some(session_props(0))), None).await;
+        disconnect5(&mut r, None).await;
+    }
+    b.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Retained messages
 // ---------------------------------------------------------------------------------------------

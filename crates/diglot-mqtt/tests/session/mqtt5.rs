@@ -258,9 +258,21 @@ fn session_expiry_set_to_zero_on_disconnect_ends_the_session() {
         matches!(&a[..], [Action::DeleteQueue(q), Action::Close(CloseReason::ClientDisconnect)] if q == "$session/e"),
         "{a:?}"
     );
-    // Another value is accepted and not acted on.
+    // Another value replaces CONNECT's (§3.14.2.2.2); 0xFFFFFFFF never expires; the same
+    // value, or none, changes nothing.
+    for (secs, want) in [(10, Some(Some(10))), (u32::MAX, Some(None)), (3600, None)] {
+        let mut c = persistent5("e", Limits::default());
+        let a = c.send5(disconnect_with_expiry(Some(secs)));
+        match want {
+            Some(expiry) => assert!(
+                matches!(&a[..], [Action::SetSessionExpiry(e), Action::Close(CloseReason::ClientDisconnect)] if *e == expiry),
+                "{secs}: {a:?}"
+            ),
+            None => assert!(matches!(&a[..], [Action::Close(CloseReason::ClientDisconnect)]), "{secs}: {a:?}"),
+        }
+    }
     let mut c = persistent5("e", Limits::default());
-    let a = c.send5(disconnect_with_expiry(Some(10)));
+    let a = c.send5(disconnect_with_expiry(None));
     assert!(matches!(&a[..], [Action::Close(CloseReason::ClientDisconnect)]), "{a:?}");
     // Already 0: nothing to end early.
     let mut c = Client::connected5("e");
@@ -348,6 +360,23 @@ fn disconnect_ending_the_session_sends_a_delayed_will_at_once() {
     assert!(matches!(&a[..], [Action::DeleteQueue(_), Action::Close(_)]), "{a:?}");
     let (_, delay) = will_of(&c.closed(CloseReason::ClientDisconnect));
     assert_eq!(delay, 0);
+}
+
+#[test]
+fn disconnect_shortening_the_session_caps_the_will_delay() {
+    let mut c = Client::new();
+    c.open = Some(true);
+    c.send5(v5::Packet::Connect(Box::new(will5(Some(30), 60))));
+    c.frames();
+    let a = c.send5(v5::Packet::Disconnect(v5::Disconnect {
+        reason_code: v5::DisconnectReasonCode::DisconnectWithWillMessage,
+        session_expiry_interval_secs: Some(5),
+        ..v5::Disconnect::default()
+    }));
+    assert!(matches!(&a[..], [Action::SetSessionExpiry(Some(5)), Action::Close(_)]), "{a:?}");
+    // The will goes out when the session ends [MQTT-3.1.3-9]: after 5 s now, not 30.
+    let (_, delay) = will_of(&c.closed(CloseReason::ClientDisconnect));
+    assert_eq!(delay, 5);
 }
 
 // ---- Request/Response Information, Request Problem Information, reason strings ----
