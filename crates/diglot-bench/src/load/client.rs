@@ -188,7 +188,14 @@ impl Client {
         };
         let mut client = Client {
             tx: Tx { proto: ep.proto, writer, scratch: BytesMut::with_capacity(4096), next_id: 0, dest: String::new() },
-            rx: Rx { proto: ep.proto, reader, buf: BytesMut::new(), stash: VecDeque::new(), stomp_acks: false, keep_payloads: true },
+            rx: Rx {
+                proto: ep.proto,
+                reader,
+                buf: BytesMut::new(),
+                stash: VecDeque::new(),
+                stomp_acks: false,
+                keep_payloads: true,
+            },
         };
         let login = auth.login.as_deref().map(|l| (l, auth.passcode.as_deref().unwrap_or("")));
         match ep.proto {
@@ -423,7 +430,9 @@ impl Rx {
         loop {
             let event = match self.proto {
                 Proto::Raw => return Ok(None),
-                Proto::Mqtt => match mqtt::decode(&mut self.buf, self.keep_payloads).map_err(|e| anyhow!("malformed MQTT: {}", e.0))? {
+                Proto::Mqtt => match mqtt::decode(&mut self.buf, self.keep_payloads)
+                    .map_err(|e| anyhow!("malformed MQTT: {}", e.0))?
+                {
                     None => return Ok(None),
                     Some(mqtt::Packet::ConnAck { code: 0, .. }) => Event::Connected,
                     Some(mqtt::Packet::ConnAck { code, .. }) => bail!("CONNACK refused the connection (code {code})"),

@@ -197,8 +197,14 @@ mod tests {
         assert_eq!(got[1], Packet::Publish { qos: 0, pid: 0, payload: Bytes::from_static(b"x") });
         // Without payloads: the same packets, the same ids, nothing left over.
         let mut input = out.clone();
-        assert_eq!(decode(&mut input, false).ok().flatten(), Some(Packet::Publish { qos: 1, pid: 7, payload: Bytes::new() }));
-        assert_eq!(decode(&mut input, false).ok().flatten(), Some(Packet::Publish { qos: 0, pid: 0, payload: Bytes::new() }));
+        assert_eq!(
+            decode(&mut input, false).ok().flatten(),
+            Some(Packet::Publish { qos: 1, pid: 7, payload: Bytes::new() })
+        );
+        assert_eq!(
+            decode(&mut input, false).ok().flatten(),
+            Some(Packet::Publish { qos: 0, pid: 0, payload: Bytes::new() })
+        );
         assert!(input.is_empty());
         assert!(decode(&mut BytesMut::from(&[0x32, 3, 0, 1, b'a'][..]), false).is_err(), "QoS 1 without its id");
     }

@@ -118,8 +118,14 @@ pub async fn websocket(
 
     let (read, write) = stream.into_split();
     let write = Arc::new(Mutex::new(write));
-    let reader =
-        WsReader { read, buf, write: write.clone(), keys: Keys::new(local ^ 0x5555), message: BytesMut::new(), pong: None };
+    let reader = WsReader {
+        read,
+        buf,
+        write: write.clone(),
+        keys: Keys::new(local ^ 0x5555),
+        message: BytesMut::new(),
+        pong: None,
+    };
     let writer = Writer::Ws { write, buf: BytesMut::with_capacity(64 * 1024), text, keys };
     Ok((Reader::Ws(reader), writer))
 }

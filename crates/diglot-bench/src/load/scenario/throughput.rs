@@ -132,7 +132,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Metrics> {
     for (mut client, progress) in subs.into_iter().zip(&flow.delivered) {
         // Counted, not read (no latency here).
         client.rx.skip_payloads();
-        readers.spawn(measure::consume(client, Plan { progress: Some(progress.clone()), waiting: Some(flow.waiting.clone()), ..plan.clone() }));
+        readers.spawn(measure::consume(
+            client,
+            Plan { progress: Some(progress.clone()), waiting: Some(flow.waiting.clone()), ..plan.clone() },
+        ));
     }
     let mut writers = JoinSet::new();
     for client in pubs {
