@@ -13,9 +13,10 @@
 //! parameter is dropped from the offer, so the answer does not name it: the server inflates
 //! with its default 15-bit window, which reads what an 8-bit window wrote, and need not repeat
 //! a value zlib cannot produce (an answer may only name the offered value or a smaller one,
-//! §7.1.2.2). A bare `client_max_window_bits` (browsers send it) is answered by yawc with
-//! `client_max_window_bits=9`, a choice §7.1.2.2 leaves to the server. Other extensions are
-//! ignored; the server supports none.
+//! §7.1.2.2). A bare `client_max_window_bits` (browsers send it) is dropped the same way, so
+//! the client compresses with its full 15-bit window rather than the 9 bits yawc would name (a
+//! choice §7.1.2.2 leaves to the server). Other extensions are ignored; the server supports
+//! none.
 
 /// The one offer to negotiate, normalised (`permessage-deflate; key=value; …`, quotes removed),
 /// or `None` if no permessage-deflate offer is acceptable.
@@ -81,7 +82,12 @@ fn acceptable(offer: &str) -> Option<String> {
                 8 => return None,
                 bits => out.push_str(&format!("; server_max_window_bits={bits}")),
             },
-            ("client_max_window_bits", None) => out.push_str("; client_max_window_bits"),
+            // Dropped too: yawc would answer a bare offer with its smallest window, 9 bits,
+            // and browsers (which offer it bare) would then compress with 512 bytes of history.
+            // Unanswered, the client keeps its default 15-bit window (§7.1.2.2 lets the
+            // server leave it out), at no cost in the default mode, where the inflater's
+            // state is pooled between messages.
+            ("client_max_window_bits", None) => {}
             ("client_max_window_bits", Some(v)) => match window_bits(v)? {
                 // Dropped, not passed on bare: yawc answers a bare offer with 9, larger than
                 // the 8 offered, which §7.1.2.2 forbids. Unanswered, the client keeps its
@@ -107,10 +113,8 @@ mod tests {
     #[test]
     fn a_single_offer_passes_through() {
         assert_eq!(pick(&["permessage-deflate"]).as_deref(), Some("permessage-deflate"));
-        assert_eq!(
-            pick(&["permessage-deflate; client_max_window_bits"]).as_deref(),
-            Some("permessage-deflate; client_max_window_bits")
-        );
+        // A bare client_max_window_bits is left unanswered: the client keeps 15 bits.
+        assert_eq!(pick(&["permessage-deflate; client_max_window_bits"]).as_deref(), Some("permessage-deflate"));
         assert_eq!(
             pick(&["permessage-deflate;server_no_context_takeover; server_max_window_bits=10"]).as_deref(),
             Some("permessage-deflate; server_no_context_takeover; server_max_window_bits=10")

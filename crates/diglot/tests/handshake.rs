@@ -162,13 +162,15 @@ async fn an_unsupported_version_is_426_naming_13_and_plain_http_is_asked_to_upgr
 }
 
 /// RFC 7692 §7.1.2.2: the answer's `client_max_window_bits` is at most the offered value. An
-/// offer of 8 was answered with 9.
+/// offer of 8 was answered with 9. A bare offer (browsers') is left unanswered, so the client
+/// keeps its 15-bit window instead of being told 9.
 #[tokio::test]
 async fn deflate_never_answers_a_client_window_larger_than_offered() {
     let b = broker().await;
     let addr = b.ws_addr().unwrap();
     for (offer, answer) in [
         ("permessage-deflate; client_max_window_bits=8", Some("permessage-deflate")),
+        ("permessage-deflate; client_max_window_bits", Some("permessage-deflate")),
         ("permessage-deflate; client_max_window_bits=10", Some("permessage-deflate; client_max_window_bits=10")),
         ("permessage-deflate; server_max_window_bits", None),
         ("permessage-deflate; server_no_context_takeover; server_no_context_takeover", None),
