@@ -1044,24 +1044,30 @@ async fn clean_and_persistent_sessions_with_session_present() {
         let mut r = Raw::new(&b, ws, true).await;
         let ack = r.connect5(connect5(&id, 60, false, Some(session_props(3600))), None).await;
         let _ = ack;
-        let props = p5::DisconnectProperties {
-            session_expiry_interval: Some(0),
-            reason_string: None,
-            user_properties: vec![],
-            server_reference: None,
-        };
-        r.send(&encode5(p5::Packet::Disconnect(p5::Disconnect {
-            reason_code: p5::DisconnectReasonCode::NormalDisconnection,
-            properties: Some(props),
-        })))
-        .await;
-        assert!(r.until_close().await.is_empty());
+        disconnect5(&mut r, Some(0)).await;
         let (c, ack) = C5::open(session(false, 3600)).await;
         assert!(!ack.session_present, "v5 {}: DISCONNECT with Session Expiry 0 deleted the session", via(ws));
         c.close().await;
         publ.close().await;
     }
     b.shutdown().await;
+}
+
+/// Sends an MQTT 5 DISCONNECT (reason 0) with a Session Expiry Interval, or none, and waits
+/// for the close; the server answers nothing (§3.14.4).
+async fn disconnect5(r: &mut Raw, expiry: Option<u32>) {
+    let props = p5::DisconnectProperties {
+        session_expiry_interval: expiry,
+        reason_string: None,
+        user_properties: vec![],
+        server_reference: None,
+    };
+    r.send(&encode5(p5::Packet::Disconnect(p5::Disconnect {
+        reason_code: p5::DisconnectReasonCode::NormalDisconnection,
+        properties: Some(props),
+    })))
+    .await;
+    assert!(r.until_close().await.is_empty());
 }
 
 /// Paho interoperability suite, client_test5 `test_zero_length_clientid`: an MQTT 5 CONNECT
@@ -1169,20 +1175,6 @@ async fn session_expiry_interval_ends_the_session() {
 /// passed.
 #[tokio::test]
 async fn disconnect_session_expiry_replaces_the_connects() {
-    async fn disconnect5(r: &mut Raw, expiry: Option<u32>) {
-        let props = p5::DisconnectProperties {
-            session_expiry_interval: expiry,
-            reason_string: None,
-            user_properties: vec![],
-            server_reference: None,
-        };
-        r.send(&encode5(p5::Packet::Disconnect(p5::Disconnect {
-            reason_code: p5::DisconnectReasonCode::NormalDisconnection,
-            properties: Some(props),
-        })))
-        .await;
-        assert!(r.until_close().await.is_empty());
-    }
     /// Connects with Clean Start 0 and leaves the session as it finds it (expiry 1 s again for
     /// `control`, kept for the others); returns Session Present.
     async fn present(b: &Broker, ws: bool, id: &str, expiry: u32) -> bool {

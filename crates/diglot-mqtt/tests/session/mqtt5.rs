@@ -346,37 +346,27 @@ fn will_properties_reach_the_message() {
     assert_eq!(msg.expires_at.map(|e| e - msg.received_at), Some(Duration::from_secs(120)));
 }
 
+/// The will goes out when the session ends [MQTT-3.1.3-9]: a DISCONNECT with reason 0x04
+/// that ends the session (expiry 0) sends a delayed will at once, and one that shortens it to
+/// 5 s sends it after 5 s, not the 30 s asked for.
 #[test]
-fn disconnect_ending_the_session_sends_a_delayed_will_at_once() {
-    let mut c = Client::new();
-    c.open = Some(true);
-    c.send5(v5::Packet::Connect(Box::new(will5(Some(30), 60))));
-    c.frames();
-    let a = c.send5(v5::Packet::Disconnect(v5::Disconnect {
-        reason_code: v5::DisconnectReasonCode::DisconnectWithWillMessage,
-        session_expiry_interval_secs: Some(0),
-        ..v5::Disconnect::default()
-    }));
-    assert!(matches!(&a[..], [Action::DeleteQueue(_), Action::Close(_)]), "{a:?}");
-    let (_, delay) = will_of(&c.closed(CloseReason::ClientDisconnect));
-    assert_eq!(delay, 0);
-}
-
-#[test]
-fn disconnect_shortening_the_session_caps_the_will_delay() {
-    let mut c = Client::new();
-    c.open = Some(true);
-    c.send5(v5::Packet::Connect(Box::new(will5(Some(30), 60))));
-    c.frames();
-    let a = c.send5(v5::Packet::Disconnect(v5::Disconnect {
-        reason_code: v5::DisconnectReasonCode::DisconnectWithWillMessage,
-        session_expiry_interval_secs: Some(5),
-        ..v5::Disconnect::default()
-    }));
-    assert!(matches!(&a[..], [Action::SetSessionExpiry(Some(5)), Action::Close(_)]), "{a:?}");
-    // The will goes out when the session ends [MQTT-3.1.3-9]: after 5 s now, not 30.
-    let (_, delay) = will_of(&c.closed(CloseReason::ClientDisconnect));
-    assert_eq!(delay, 5);
+fn disconnect_changing_the_session_expiry_caps_the_will_delay() {
+    for (expiry, delay) in [(0, 0), (5, 5)] {
+        let mut c = Client::new();
+        c.open = Some(true);
+        c.send5(v5::Packet::Connect(Box::new(will5(Some(30), 60))));
+        c.frames();
+        let a = c.send5(v5::Packet::Disconnect(v5::Disconnect {
+            reason_code: v5::DisconnectReasonCode::DisconnectWithWillMessage,
+            session_expiry_interval_secs: Some(expiry),
+            ..v5::Disconnect::default()
+        }));
+        match expiry {
+            0 => assert!(matches!(&a[..], [Action::DeleteQueue(_), Action::Close(_)]), "{a:?}"),
+            _ => assert!(matches!(&a[..], [Action::SetSessionExpiry(Some(5)), Action::Close(_)]), "{a:?}"),
+        }
+        assert_eq!(will_of(&c.closed(CloseReason::ClientDisconnect)).1, delay, "expiry {expiry}");
+    }
 }
 
 // ---- Request/Response Information, Request Problem Information, reason strings ----
