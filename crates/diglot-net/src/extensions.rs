@@ -82,16 +82,10 @@ fn acceptable(offer: &str) -> Option<String> {
                 8 => return None,
                 bits => out.push_str(&format!("; server_max_window_bits={bits}")),
             },
-            // Dropped too: yawc would answer a bare offer with its smallest window, 9 bits,
-            // and browsers (which offer it bare) would then compress with 512 bytes of history.
-            // Unanswered, the client keeps its default 15-bit window (§7.1.2.2 lets the
-            // server leave it out), at no cost in the default mode, where the inflater's
-            // state is pooled between messages.
+            // Bare or 8: dropped, so the answer does not name it (see the module's notes: yawc
+            // would answer either with 9 bits).
             ("client_max_window_bits", None) => {}
             ("client_max_window_bits", Some(v)) => match window_bits(v)? {
-                // Dropped, not passed on bare: yawc answers a bare offer with 9, larger than
-                // the 8 offered, which §7.1.2.2 forbids. Unanswered, the client keeps its
-                // 8-bit window, and the server's default 15-bit one reads it.
                 8 => {}
                 bits => out.push_str(&format!("; client_max_window_bits={bits}")),
             },

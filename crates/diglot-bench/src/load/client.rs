@@ -333,10 +333,7 @@ impl Tx {
             Proto::Mqtt => mqtt::publish(&mut self.scratch, name, qos, (self.next_id % 65535 + 1) as u16, payload),
             Proto::Stomp => {
                 let kind = if queue { "/queue/" } else { "/topic/" };
-                if self.dest.len() != kind.len() + name.len()
-                    || !self.dest.starts_with(kind)
-                    || !self.dest.ends_with(name)
-                {
+                if self.dest.strip_prefix(kind) != Some(name) {
                     self.dest.clear();
                     self.dest.push_str(kind);
                     self.dest.push_str(name);

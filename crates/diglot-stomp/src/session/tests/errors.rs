@@ -89,31 +89,24 @@ fn ack_without_id_in_1_2_asks_for_id() {
 #[test]
 fn errors_while_decoding_a_frame_name_its_receipt() {
     let limits = Limits { max_frame_bytes: 256, ..Limits::default() };
-    let mut h = H::with(None, limits.clone());
-    h.connect("1.2");
-    h.feed(b"SEND\ndestination:/topic/a\nreceipt:big\n\n");
-    h.feed(&[b'x'; 300]);
-    let (f, _) = h.expect_error("frame too large");
-    assert_eq!(f.header("receipt-id"), Some("big"));
-
-    let mut h = H::with(None, limits.clone());
-    h.connect("1.2");
-    h.feed(b"SEND\ndestination:/topic/a\nreceipt:a\\cb\ncontent-length:1\n\nxy\0");
-    let (f, _) = h.expect_error("malformed frame");
-    assert_eq!(f.header("receipt-id"), Some("a:b"));
-
-    let mut h = H::with(None, limits.clone());
-    h.connect("1.2");
-    h.feed(b"SEND\ndestination:/topic/a\nreceipt:r\nx:\\t\n\n\0");
-    let (f, _) = h.expect_error("malformed frame");
-    assert_eq!(f.header("receipt-id"), Some("r"));
-
-    // A receipt after the fault was never read; the next frame's is not this one's.
-    let mut h = H::with(None, limits);
-    h.connect("1.2");
-    h.feed(b"SEND\ndestination:/topic/a\nx:\\t\nreceipt:r\n\n\0");
-    let (f, _) = h.expect_error("malformed frame");
-    assert_eq!(f.header("receipt-id"), None);
+    // The frame's bytes as fed, the ERROR's `message`, its `receipt-id`.
+    type Case<'a> = (&'a [&'a [u8]], &'a str, Option<&'a str>);
+    let cases: [Case; 4] = [
+        (&[b"SEND\ndestination:/topic/a\nreceipt:big\n\n", &[b'x'; 300]], "frame too large", Some("big")),
+        (&[b"SEND\ndestination:/topic/a\nreceipt:a\\cb\ncontent-length:1\n\nxy\0"], "malformed frame", Some("a:b")),
+        (&[b"SEND\ndestination:/topic/a\nreceipt:r\nx:\\t\n\n\0"], "malformed frame", Some("r")),
+        // A receipt after the fault was never read; the next frame's is not this one's.
+        (&[b"SEND\ndestination:/topic/a\nx:\\t\nreceipt:r\n\n\0"], "malformed frame", None),
+    ];
+    for (chunks, error, receipt) in cases {
+        let mut h = H::with(None, limits.clone());
+        h.connect("1.2");
+        for chunk in chunks {
+            h.feed(chunk);
+        }
+        let (f, _) = h.expect_error(error);
+        assert_eq!(f.header("receipt-id"), receipt, "{error}: {:?}", String::from_utf8_lossy(chunks[0]));
+    }
     let mut h = H::new();
     h.connect("1.2");
     h.feed(b"BEGIN\ntransaction:t\nreceipt:ok\n\n\0FOO\n\n\0");
