@@ -14,6 +14,7 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
+use smallvec::SmallVec;
 
 use crate::counter::Counter;
 use crate::message::{Delivery, Message, Qos, QueueId};
@@ -166,6 +167,10 @@ pub struct Router {
 /// matches: (is a queue, connection or queue id), QoS, sub id, target (in the trie, which is
 /// read-locked while these live).
 type MergeEntry<'g> = ((bool, u64), Qos, SubId, &'g Target);
+
+/// The subscriptions of one message that merge, on the stack while they are few (one per
+/// matching connection, usually one).
+type Merge<'g> = SmallVec<[MergeEntry<'g>; 4]>;
 
 thread_local! {
     /// Reused buffer for members of shared subscriptions, keyed by their group.
@@ -386,12 +391,13 @@ impl Router {
 
     fn route(&self, msg: Message, serve: Option<Serve<'_>>, groups_only: bool) -> (Arc<Message>, PublishReport) {
         let trie = self.trie.read();
-        let mut merge = Vec::new();
+        let mut merge = Merge::new();
         let mut report = PublishReport::default();
         let msg = self.admit(msg);
         self.route_admitted(&trie, &msg, serve, groups_only, &mut merge, &mut report, &mut |outbox, d, report| {
             push(report, outbox, d)
         });
+        drop(merge);
         drop(trie);
         self.count_deliveries(&report);
         (msg, report)
@@ -413,9 +419,11 @@ impl Router {
             return;
         }
         let trie = self.trie.read();
-        let mut merge = Vec::new();
-        let mut staged: Vec<(&Outbox, Delivery)> = Vec::new();
-        let mut run: Vec<Arc<Message>> = Vec::new();
+        let mut merge = Merge::new();
+        // On the stack while small: most batches are a message or a few, to a few
+        // subscribers, and these would otherwise be allocated for each batch.
+        let mut staged: SmallVec<[(&Outbox, Delivery); 8]> = SmallVec::new();
+        let mut run: SmallVec<[Arc<Message>; 8]> = SmallVec::new();
         let mut conns: Vec<(&Outbox, SubId, Qos)> = Vec::new();
         let mut queues: Vec<(QueueId, Qos)> = Vec::new();
         let mut seen: Vec<usize> = Vec::new();
@@ -469,6 +477,7 @@ impl Router {
         flush(&mut staged, &mut total);
         drop(staged);
         drop(conns);
+        drop(merge);
         drop(trie);
         self.count_deliveries(&total);
     }
@@ -499,7 +508,7 @@ impl Router {
         msg: &Arc<Message>,
         serve: Option<Serve<'_>>,
         groups_only: bool,
-        merge: &mut Vec<MergeEntry<'g>>,
+        merge: &mut Merge<'g>,
         report: &mut PublishReport,
         emit: &mut dyn FnMut(&'g Outbox, Delivery, &mut PublishReport),
     ) {
@@ -529,7 +538,7 @@ impl Router {
         trie: &'g Trie<Subscriber>,
         msg: &Message,
         groups_only: bool,
-        merge: &mut Vec<MergeEntry<'g>>,
+        merge: &mut Merge<'g>,
         shared: &mut Vec<(usize, Subscriber)>,
         queues: &mut Vec<(QueueId, Qos)>,
         conn: &mut dyn FnMut(&'g Outbox, SubId, Qos),
@@ -617,7 +626,7 @@ fn deliver_shared(
 }
 
 /// Pushes what was staged, the deliveries to one outbox in a row under one lock.
-fn flush(staged: &mut Vec<(&Outbox, Delivery)>, total: &mut PublishReport) {
+fn flush(staged: &mut SmallVec<[(&Outbox, Delivery); 8]>, total: &mut PublishReport) {
     let mut staged = staged.drain(..).peekable();
     while let Some((outbox, first)) = staged.next() {
         let mut run = std::iter::once(first)

@@ -41,6 +41,23 @@ const DELIVERY_BATCH: usize = 256;
 /// Most QoS 0 publishes routed together ([`route_batch`]).
 const ROUTE_BATCH: usize = 64;
 
+thread_local! {
+    /// Each worker thread's spare vectors for [`on_input`]'s batch of publishes and
+    /// [`deliver`]'s batch of deliveries, lent out for one event and given back empty, so that
+    /// an event does not allocate them afresh. A task that moves to another thread while it
+    /// holds one gives it back there; one that ends early drops it.
+    static PUBLISHES: std::cell::Cell<Vec<diglot_core::Message>> = const { std::cell::Cell::new(Vec::new()) };
+    static DELIVERIES: std::cell::Cell<Vec<Delivery>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Gives a vector lent out of `spare` back, empty, unless a large burst grew it past `max`.
+fn give_back<T>(spare: &'static std::thread::LocalKey<std::cell::Cell<Vec<T>>>, mut v: Vec<T>, max: usize) {
+    v.clear();
+    if v.capacity() <= max {
+        spare.set(v);
+    }
+}
+
 /// How long a connection that takes a client id over waits for the old holder to finish.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 
@@ -221,10 +238,13 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
     tokio::pin!(alarm);
     let mut alarm_at: Option<Instant> = None;
 
-    // The handlers below run boxed (`Box::pin(...).await`): tokio keeps a task's future in one
-    // allocation, as large as its largest state, for the connection's whole life. Boxed, the
-    // handlers' states cost an allocation per event instead, and the select (where an idle
-    // connection waits) is the largest state: about 3 KB less per idle connection.
+    // tokio keeps a task's future in one allocation, as large as its largest state, for the
+    // connection's whole life, so the select (where an idle connection waits) must stay the
+    // largest state. The handlers of the common events, `on_input` and `deliver`, are small
+    // (576 and 304 bytes) and run in place: their rare large awaits (`execute`, the store) run
+    // boxed inside them. The other handlers run boxed here. Boxing `on_input` and `deliver`
+    // themselves cost an allocation and a 3 KB copy per event (docs/benchmarks.md, "Latency:
+    // no allocation per event, and hyper's layers gone").
     let reason = loop {
         let timer = adapter.next_timer();
         let link_timer = link.next_timer();
@@ -280,11 +300,11 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
                 }
                 shared.bytes_in.add(n as u64);
                 shared.metrics.traffic(conn.source).bytes_in.add(n as u64);
-                Box::pin(on_input(&shared, &mut conn, adapter.as_mut(), &mut input, now, &mut out, &mut actions)).await
+                on_input(&shared, &mut conn, adapter.as_mut(), &mut input, now, &mut out, &mut actions).await
             }
             // The pause is over: go on with what is already buffered.
             Event::Resume => {
-                Box::pin(on_input(&shared, &mut conn, adapter.as_mut(), &mut input, now, &mut out, &mut actions)).await
+                on_input(&shared, &mut conn, adapter.as_mut(), &mut input, now, &mut out, &mut actions).await
             }
             Event::LinkTimer => match link.on_timer(now).await {
                 Ok(crate::link::LinkTimer::Alive) => None,
@@ -311,7 +331,7 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
                 Some(reason)
             }
             Event::Read(Err(e)) => Some(CloseReason::Io(e.to_string())),
-            Event::Deliver => Box::pin(deliver(&shared, &mut conn, adapter.as_mut(), now, &mut out)).await,
+            Event::Deliver => deliver(&shared, &mut conn, adapter.as_mut(), now, &mut out).await,
             Event::Timer => {
                 adapter.on_timer(now, &mut out, &mut actions);
                 Box::pin(execute(&shared, &mut conn, adapter.as_mut(), &mut actions, &mut out)).await
@@ -399,7 +419,7 @@ async fn on_input(
     // Publishes that owe nothing back, routed together (see `plain_publishes`), and counted
     // into the busiest-topics table by runs to one topic: one lock of it per run, not per
     // publish.
-    let mut batch = Vec::new();
+    let mut batch = PUBLISHES.take();
     let mut topic_run = crate::conns::TopicRun::default();
     loop {
         let progressed = adapter.on_input(input, now, out, actions);
@@ -418,13 +438,16 @@ async fn on_input(
         } else {
             // Anything else is carried out after the publishes before it.
             route_batch(shared, conn, adapter, &mut batch, out).await;
-            closed = execute(shared, conn, adapter, actions, out).await;
+            // Boxed: `execute`'s state is large (every kind of action), and most inputs are
+            // plain publishes or nothing that reach here with no actions at all.
+            closed =
+                if actions.is_empty() { None } else { Box::pin(execute(shared, conn, adapter, actions, out)).await };
         }
         if closed.is_none() && adapter.awaits_publishes() && !conn.pending.is_empty() {
             // The adapter holds a frame whose reply must come after the acknowledgements of
             // the publishes still waiting: finish them, in order, then hand it over.
             while let Some(stored) = conn.pending.next().await {
-                closed = stored_done(shared, conn, adapter, stored, out, actions).await;
+                closed = Box::pin(stored_done(shared, conn, adapter, stored, out, actions)).await;
                 if closed.is_some() {
                     break;
                 }
@@ -439,6 +462,7 @@ async fn on_input(
         }
     }
     route_batch(shared, conn, adapter, &mut batch, out).await;
+    give_back(&PUBLISHES, batch, 2 * ROUTE_BATCH);
     topic_run.flush(&shared.topics);
     if input.is_empty() && input.capacity() > 64 * 1024 {
         // Give back a buffer that grew for one large frame.
@@ -477,7 +501,7 @@ async fn route_batch(
     let mut queued = Vec::new();
     shared.router.publish_batch(batch, &mut queued);
     for (msg, queues) in queued {
-        let routed = match shared.durable.submit(&msg, &queues).await {
+        let routed = match Box::pin(shared.durable.submit(&msg, &queues)).await {
             Ok(append) => Ok((append.map(|append| (msg, append)), None)),
             Err(e) => Err(e),
         };
@@ -516,7 +540,7 @@ async fn deliver(
     now: Instant,
     out: &mut Output,
 ) -> Option<CloseReason> {
-    let mut batch: Vec<Delivery> = Vec::new();
+    let mut batch = DELIVERIES.take();
     let mut left = DELIVERY_BATCH;
     let mut delivered = 0u64;
     // Take as many at once as the adapter surely has room for: one lock of the outbox per
@@ -546,10 +570,11 @@ async fn deliver(
             adapter.on_delivery(d, now, out);
             // An `ack:auto` consumer's entry is done once it is handed to the client.
             if let Some(at) = auto_ack {
-                shared.durable.ack(conn.id, at).await;
+                Box::pin(shared.durable.ack(conn.id, at)).await;
             }
         }
     }
+    give_back(&DELIVERIES, batch, DELIVERY_BATCH);
     // Counted once per run: the traffic counters are shared by every connection.
     conn.entry.messages_out.fetch_add(delivered, Ordering::Relaxed);
     shared.metrics.traffic(conn.source).messages_out.add(delivered);

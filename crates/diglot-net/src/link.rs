@@ -28,10 +28,10 @@ pub enum Read {
     TooLarge(String),
 }
 
-/// A byte stream: plain TCP or TLS over TCP.
-pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+/// A byte stream: plain TCP or TLS over TCP. yawc's trait, so that a WebSocket listener's
+/// stream, handed to hyper as `Box<dyn Io>`, is taken back out of hyper after the upgrade and
+/// read and written directly (the yawc patch's `HttpStream::Raw`).
+pub use yawc::RawStream as Io;
 
 /// A connection's transport.
 pub enum Link {

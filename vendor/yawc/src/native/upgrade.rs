@@ -322,13 +322,19 @@ impl std::future::Future for UpgradeFut {
             Poll::Pending => return Poll::Pending,
         };
 
-        let io = TokioIo::new(upgraded?);
         let negotiation = this.negotiation.take().unwrap();
+        // diglot patch: a connection that hyper served as `TokioIo<Box<dyn RawStream>>` is
+        // taken back out of `Upgraded`, with the bytes hyper read past the request, so that
+        // the WebSocket reads and writes the stream itself ([`HttpStream::Raw`]).
+        let (stream, read_buf) = match upgraded?.downcast::<TokioIo<Box<dyn super::RawStream>>>() {
+            Ok(parts) => (HttpStream::Raw(parts.io.into_inner()), parts.read_buf),
+            Err(upgraded) => (HttpStream::from(TokioIo::new(upgraded)), Bytes::new()),
+        };
 
         Poll::Ready(Ok(WebSocket::new(
             Role::Server,
-            HttpStream::from(io),
-            Bytes::new(),
+            stream,
+            read_buf,
             negotiation,
         )))
     }
