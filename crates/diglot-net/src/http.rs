@@ -111,8 +111,14 @@ where
     };
     let Some(proto) = proto else { return Some(Upgraded::Echo(Box::new(ws))) };
     let ping = ping_interval.map(crate::link::Ping::new);
-    let link =
-        Link::Ws { ws: Box::new(ws), binary_only: proto == Proto::Mqtt, scratch: Vec::new(), ping, deferred: None };
+    let link = Link::Ws {
+        ws: Box::new(ws),
+        binary_only: proto == Proto::Mqtt,
+        scratch: Vec::new(),
+        ping,
+        deferred: None,
+        gate: Default::default(),
+    };
     if identity.is_some() {
         conn_auth.identity = identity;
     }

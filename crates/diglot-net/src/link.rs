@@ -7,7 +7,9 @@
 //! (tokio-tungstenite, once it speaks permessage-deflate) return without touching the driver.
 
 use std::io;
-use std::task::Poll;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 use diglot_core::{CloseReason, Output};
@@ -46,7 +48,75 @@ pub enum Link {
         /// How the stream ended, found by a read that still had data to return (boxed: every
         /// idle connection carries the field).
         deferred: Option<Box<io::Result<Read>>>,
+        /// Tells a read whether the WebSocket can have anything for it ([`ReadGate`]).
+        gate: ReadGate,
     },
+}
+
+/// Lets a WebSocket read that cannot find anything return at once. The driver's `select!`
+/// polls the read on every wake-up of the connection's task, also when it was woken for
+/// deliveries, and after each event; each such poll went down through yawc, tokio-util's
+/// `Framed` and the socket's readiness, about 560 instructions, for nothing four times per
+/// message at 1,000 messages/s (docs/benchmarks.md, "Latency: …"). So the WebSocket is polled
+/// with a waker of its own, which marks the gate open before it wakes the task: while the last
+/// poll came back empty and nothing has woken that waker since, the read is still empty.
+/// A write or a ping through the WebSocket opens the gate too (yawc may have held a frame back
+/// for a pong it could not yet send).
+pub struct ReadGate {
+    shared: Arc<GateWaker>,
+    /// The last poll of the WebSocket came back pending, with the gate's waker registered.
+    parked: bool,
+}
+
+struct GateWaker {
+    open: AtomicBool,
+    task: futures::task::AtomicWaker,
+}
+
+impl std::task::Wake for GateWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.open.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl ReadGate {
+    /// A gate that lets the first read through.
+    pub fn new() -> ReadGate {
+        ReadGate {
+            shared: Arc::new(GateWaker { open: AtomicBool::new(true), task: Default::default() }),
+            parked: false,
+        }
+    }
+
+    /// Whether a read may skip the WebSocket: its last poll was pending and its waker has not
+    /// been woken since. Registers `cx`'s waker to be woken when it is.
+    fn closed(&mut self, cx: &Context<'_>) -> bool {
+        self.shared.task.register(cx.waker());
+        self.parked && !self.shared.open.load(Ordering::Acquire)
+    }
+
+    /// The waker to poll the WebSocket with, for a poll that starts now.
+    fn waker(&mut self) -> Waker {
+        self.shared.open.store(false, Ordering::Release);
+        self.parked = false;
+        Waker::from(self.shared.clone())
+    }
+
+    /// Lets the next read through.
+    fn open(&mut self) {
+        self.parked = false;
+    }
+}
+
+impl Default for ReadGate {
+    fn default() -> ReadGate {
+        ReadGate::new()
+    }
 }
 
 /// Server-side WebSocket pings: after `interval` without any frame from the client, send a
@@ -102,7 +172,7 @@ impl Link {
                 let n = s.read_buf(input).await?;
                 Ok(if n == 0 { Read::Closed } else { Read::Data(n) })
             }
-            Link::Ws { ws, binary_only, ping, deferred, .. } => {
+            Link::Ws { ws, binary_only, ping, deferred, gate, .. } => {
                 if let Some(end) = deferred.take() {
                     return *end;
                 }
@@ -112,48 +182,60 @@ impl Link {
                 // ends the stream after some data waits in `deferred` for the next read. Within
                 // one poll either data is taken and returned, or nothing is: cancel-safe.
                 let mut got: Option<usize> = None;
-                std::future::poll_fn(|cx| loop {
-                    let end = match ws.poll_next_frame(cx) {
-                        Poll::Pending => return got.map_or(Poll::Pending, |n| Poll::Ready(Ok(Read::Data(n)))),
-                        Poll::Ready(Ok(frame)) => {
-                            let text = frame.opcode() == OpCode::Text;
-                            match frame.opcode() {
-                                OpCode::Binary | OpCode::Text if !(text && *binary_only) => {
-                                    // A data frame is marked seen by the driver ([`Link::heard`]),
-                                    // with the clock reading it takes for the event anyway.
-                                    input.extend_from_slice(frame.payload());
-                                    let n = got.unwrap_or(0) + frame.payload().len();
-                                    got = Some(n);
-                                    if input.len() >= WS_READ_BATCH {
-                                        return Poll::Ready(Ok(Read::Data(n)));
+                std::future::poll_fn(|cx| {
+                    if gate.closed(cx) {
+                        return Poll::Pending;
+                    }
+                    let waker = gate.waker();
+                    let mut cx = Context::from_waker(&waker);
+                    loop {
+                        let end = match ws.poll_next_frame(&mut cx) {
+                            Poll::Pending => {
+                                gate.parked = true;
+                                return got.map_or(Poll::Pending, |n| Poll::Ready(Ok(Read::Data(n))));
+                            }
+                            Poll::Ready(Ok(frame)) => {
+                                let text = frame.opcode() == OpCode::Text;
+                                match frame.opcode() {
+                                    OpCode::Binary | OpCode::Text if !(text && *binary_only) => {
+                                        // A data frame is marked seen by the driver ([`Link::heard`]),
+                                        // with the clock reading it takes for the event anyway.
+                                        input.extend_from_slice(frame.payload());
+                                        let n = got.unwrap_or(0) + frame.payload().len();
+                                        got = Some(n);
+                                        if input.len() >= WS_READ_BATCH {
+                                            return Poll::Ready(Ok(Read::Data(n)));
+                                        }
+                                        continue;
                                     }
-                                    continue;
-                                }
-                                OpCode::Binary | OpCode::Text => {
-                                    Ok(Read::Violation("text WebSocket message on an MQTT connection".into()))
-                                }
-                                OpCode::Close => Ok(Read::Closed),
-                                // yawc answers pings itself and reassembles continuation frames.
-                                OpCode::Ping | OpCode::Pong | OpCode::Continuation => {
-                                    if let Some(p) = ping.as_mut() {
-                                        p.seen(std::time::Instant::now());
+                                    OpCode::Binary | OpCode::Text => {
+                                        Ok(Read::Violation("text WebSocket message on an MQTT connection".into()))
                                     }
-                                    continue;
+                                    OpCode::Close => Ok(Read::Closed),
+                                    // yawc answers pings itself and reassembles continuation frames.
+                                    OpCode::Ping | OpCode::Pong | OpCode::Continuation => {
+                                        if let Some(p) = ping.as_mut() {
+                                            p.seen(std::time::Instant::now());
+                                        }
+                                        continue;
+                                    }
                                 }
                             }
-                        }
-                        Poll::Ready(Err(yawc::WebSocketError::ConnectionClosed)) => Ok(Read::Closed),
-                        Poll::Ready(Err(e @ yawc::WebSocketError::FrameTooLarge)) => Ok(Read::TooLarge(e.to_string())),
-                        Poll::Ready(Err(e)) if e.is_protocol_error() => Ok(Read::Violation(e.to_string())),
-                        Poll::Ready(Err(e)) => Err(io::Error::other(e.to_string())),
-                    };
-                    return Poll::Ready(match got {
-                        None => end,
-                        Some(n) => {
-                            *deferred = Some(Box::new(end));
-                            Ok(Read::Data(n))
-                        }
-                    });
+                            Poll::Ready(Err(yawc::WebSocketError::ConnectionClosed)) => Ok(Read::Closed),
+                            Poll::Ready(Err(e @ yawc::WebSocketError::FrameTooLarge)) => {
+                                Ok(Read::TooLarge(e.to_string()))
+                            }
+                            Poll::Ready(Err(e)) if e.is_protocol_error() => Ok(Read::Violation(e.to_string())),
+                            Poll::Ready(Err(e)) => Err(io::Error::other(e.to_string())),
+                        };
+                        return Poll::Ready(match got {
+                            None => end,
+                            Some(n) => {
+                                *deferred = Some(Box::new(end));
+                                Ok(Read::Data(n))
+                            }
+                        });
+                    }
                 })
                 .await
             }
@@ -187,7 +269,7 @@ impl Link {
 
     /// Sends a ping after silence, or reports a peer that did not answer the last one.
     pub async fn on_timer(&mut self, now: std::time::Instant) -> io::Result<LinkTimer> {
-        let Link::Ws { ws, ping: Some(p), .. } = self else { return Ok(LinkTimer::Alive) };
+        let Link::Ws { ws, ping: Some(p), gate, .. } = self else { return Ok(LinkTimer::Alive) };
         if now < p.deadline() {
             return Ok(LinkTimer::Alive);
         }
@@ -195,6 +277,7 @@ impl Link {
             return Ok(LinkTimer::Dead);
         }
         p.sent = Some(now);
+        gate.open();
         ws.send(Frame::ping(Bytes::from_static(b"diglot"))).await.map_err(ws_err)?;
         Ok(LinkTimer::Alive)
     }
@@ -210,7 +293,8 @@ impl Link {
                 let bytes = out.take_all();
                 s.write_all(&bytes).await
             }
-            Link::Ws { ws, scratch, .. } => {
+            Link::Ws { ws, scratch, gate, .. } => {
+                gate.open();
                 if let Some(buf) = ws.raw_write_buffer() {
                     // Framed here, straight into the write buffer: one header per frame next
                     // to the adapter's bytes, no `Frame` per message (no permessage-deflate on
@@ -238,7 +322,8 @@ impl Link {
             Link::Tcp(s) => {
                 let _ = s.shutdown().await;
             }
-            Link::Ws { ws, .. } => {
+            Link::Ws { ws, gate, .. } => {
+                gate.open();
                 let (code, text) = ws_close_code(reason);
                 let _ = ws.send(Frame::close(code, text)).await;
                 let _ = ws.flush().await;

@@ -245,3 +245,52 @@ async fn a_refused_handshake_closes_its_connection() {
     }
     b.shutdown().await;
 }
+
+/// After the upgrade the WebSocket reads the socket itself (taken back from hyper), and a read
+/// that found nothing is not repeated until something wakes it (`link::ReadGate`). Pings sent
+/// while the server's read waits, and after the server has just written, are answered at once,
+/// and messages still flow both ways between them.
+#[tokio::test]
+async fn pings_between_messages_are_answered_in_both_read_states() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    let b = broker().await;
+    let addr = b.ws_addr().unwrap();
+    let mut sub = ws_connect(addr, "/mqtt", &["mqtt"]).await.ok().unwrap();
+    sub.send(&mqtt_connect_bytes("gate-sub", 0, true)).await.unwrap();
+    assert_eq!(sub.recv().await.unwrap(), vec![0x20, 2, 0, 0]);
+    // SUBSCRIBE id 1 to `g/t` at QoS 0.
+    sub.send(&[0x82, 8, 0, 1, 0, 3, b'g', b'/', b't', 0]).await.unwrap();
+    assert_eq!(sub.recv().await.unwrap(), vec![0x90, 3, 0, 1, 0]);
+    let mut publisher = ws_connect(addr, "/mqtt", &["mqtt"]).await.ok().unwrap();
+    publisher.send(&mqtt_connect_bytes("gate-pub", 0, true)).await.unwrap();
+    assert_eq!(publisher.recv().await.unwrap(), vec![0x20, 2, 0, 0]);
+
+    type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+    async fn pong(ws: &mut Ws, payload: &[u8]) {
+        ws.send(WsMessage::Ping(payload.to_vec().into())).await.unwrap();
+        let next = tokio::time::timeout(PATIENCE, ws.next()).await.expect("a pong in time");
+        match next {
+            Some(Ok(WsMessage::Pong(p))) => assert_eq!(&p[..], payload),
+            other => panic!("expected a pong, got {other:?}"),
+        }
+    }
+    let Conn::Ws { ws, .. } = &mut sub else { unreachable!() };
+    for round in 0..3u8 {
+        // The server's read has been waiting since the last exchange.
+        pong(ws, b"idle").await;
+        // PUBLISH g/t with one byte, QoS 0: the server writes to this connection, which lets
+        // its next read through, then waits again.
+        publisher.send(&[0x30, 6, 0, 3, b'g', b'/', b't', round]).await.unwrap();
+        let got = tokio::time::timeout(PATIENCE, ws.next()).await.expect("the message in time");
+        match got {
+            Some(Ok(WsMessage::Binary(m))) => assert_eq!(&m[..], &[0x30, 6, 0, 3, b'g', b'/', b't', round]),
+            other => panic!("expected the message, got {other:?}"),
+        }
+        pong(ws, b"after a write").await;
+    }
+    // And the subscriber's own packets are still read: PINGREQ gets PINGRESP.
+    sub.send(&[0xC0, 0]).await.unwrap();
+    assert_eq!(sub.recv().await.unwrap(), vec![0xD0, 0]);
+    b.shutdown().await;
+}

@@ -44,24 +44,40 @@ impl<'a> FrameWriter<'a> {
         self
     }
 
-    /// Writes a header whose value is the concatenation of `parts` (`/topic/` + topic), without
-    /// building the value first.
-    pub fn header_concat(&mut self, name: &str, parts: &[&str]) -> &mut FrameWriter<'a> {
-        self.put_escaped(name.as_bytes(), true);
-        self.buf.put_u8(b':');
-        for part in parts {
-            self.put_escaped(part.as_bytes(), false);
-        }
-        self.buf.put_u8(b'\n');
-        self
-    }
-
     /// Writes a header whose name is one of STOMP's own (a constant with nothing to escape),
     /// so that only the value is checked for escapes: a MESSAGE's `subscription` on every
     /// delivery.
     pub fn known_header(&mut self, name: &'static str, value: &str) -> &mut FrameWriter<'a> {
         self.put_known_name(name);
         self.put_escaped(value.as_bytes(), false);
+        self.buf.put_u8(b'\n');
+        self
+    }
+
+    /// Writes a header whose name is one of STOMP's own and whose value is `prefix` (a
+    /// constant with nothing to escape, such as `/topic/`) followed by `value`, which alone is
+    /// checked for escapes: a MESSAGE's `destination` on every delivery.
+    pub fn known_header_after(
+        &mut self,
+        name: &'static str,
+        prefix: &'static str,
+        value: &str,
+    ) -> &mut FrameWriter<'a> {
+        debug_assert!(!needs_escape(prefix.as_bytes()));
+        self.put_known_name(name);
+        self.buf.put_slice(prefix.as_bytes());
+        self.put_escaped(value.as_bytes(), false);
+        self.buf.put_u8(b'\n');
+        self
+    }
+
+    /// Writes a header whose name is one of STOMP's own and whose value is already known to
+    /// have nothing to escape in any version (checked once, when it was given): a MESSAGE's
+    /// `subscription` for an id without escapes.
+    pub fn plain_header(&mut self, name: &'static str, value: &str) -> &mut FrameWriter<'a> {
+        debug_assert!(!needs_escape(value.as_bytes()));
+        self.put_known_name(name);
+        self.buf.put_slice(value.as_bytes());
         self.buf.put_u8(b'\n');
         self
     }
@@ -146,8 +162,12 @@ pub fn encode(frame: &Frame, version: Version, buf: &mut BytesMut) {
     w.finish(&frame.body, content_length);
 }
 
-/// Whether a header name or value holds an octet that STOMP 1.1+ escapes (`\`, LF, `:`, CR).
 /// Whether a header name or value has a character that some version escapes or replaces.
 pub(crate) fn needs_escape(raw: &[u8]) -> bool {
+    // A short value (an id, a topic) is checked byte by byte: two calls into memchr cost
+    // more than the loop.
+    if raw.len() <= 32 {
+        return raw.iter().any(|b| matches!(b, b'\\' | b'\n' | b':' | b'\r'));
+    }
     memchr3(b'\\', b'\n', b':', raw).is_some() || memchr(b'\r', raw).is_some()
 }

@@ -94,7 +94,7 @@ impl Session {
         if temp.is_none() && !d.is_redelivery() && fixed_expiry && d.shares(slot) {
             let whole = msg.encoded.get_or_encode(slot, || {
                 let mut buf = BytesMut::new();
-                let w = message_head(&mut buf, version, &sub.id, msg.id, None);
+                let w = message_head(&mut buf, version, (&sub.id, sub.plain_id), msg.id, None);
                 write_tail(w, d, None, now, sep);
                 buf.freeze()
             });
@@ -104,13 +104,13 @@ impl Session {
                 out.buf_sized(whole.len()).extend_from_slice(whole);
             } else if let Some(tail) = tail_start(whole).and_then(|at| whole.get(at..)) {
                 // About as long as the shared frame (its own id and `ack` line aside).
-                message_head(out.buf_sized(whole.len()), version, &sub.id, msg.id, ack);
+                message_head(out.buf_sized(whole.len()), version, (&sub.id, sub.plain_id), msg.id, ack);
                 out.buf().extend_from_slice(tail);
             } else {
-                write_tail(message_head(out.buf(), version, &sub.id, msg.id, ack), d, None, now, sep);
+                write_tail(message_head(out.buf(), version, (&sub.id, sub.plain_id), msg.id, ack), d, None, now, sep);
             }
         } else {
-            write_tail(message_head(out.buf(), version, &sub.id, msg.id, ack), d, temp, now, sep);
+            write_tail(message_head(out.buf(), version, (&sub.id, sub.plain_id), msg.id, ack), d, temp, now, sep);
         }
         // Headers are text, so the frame is valid UTF-8 exactly when the body is.
         if msg.encoded.is_utf8(&msg.payload) {
@@ -135,17 +135,22 @@ impl Session {
 /// Where the per-subscription headers of a MESSAGE end.
 const SUBSCRIPTION_AT: usize = "MESSAGE\nsubscription:".len();
 
-/// Begins a MESSAGE with its per-subscription headers: `subscription`, `message-id` and, on a
-/// STOMP 1.2 `client` or `client-individual` subscription, `ack`.
+/// Begins a MESSAGE with its per-subscription headers: `subscription` (the id, and whether it
+/// has nothing to escape), `message-id` and, on a STOMP 1.2 `client` or `client-individual`
+/// subscription, `ack`.
 fn message_head<'a>(
     buf: &'a mut BytesMut,
     version: Version,
-    sub_id: &str,
+    (sub_id, plain_id): (&str, bool),
     msg_id: u64,
     ack: Option<u64>,
 ) -> FrameWriter<'a> {
     let mut w = FrameWriter::begin(buf, Command::Message, version);
-    w.known_header("subscription", sub_id);
+    if plain_id {
+        w.plain_header("subscription", sub_id);
+    } else {
+        w.known_header("subscription", sub_id);
+    }
     w.header_u64("message-id", msg_id);
     if let Some(ack) = ack {
         w.header_u64("ack", ack);
@@ -176,9 +181,11 @@ fn tail_start(whole: &[u8]) -> Option<usize> {
 fn write_tail(mut w: FrameWriter<'_>, d: &Delivery, temp: Option<&str>, now: Instant, sep: Separator) {
     let msg = &d.msg;
     match (temp, destination::queue_name(msg.topic.as_str())) {
-        (Some(name), _) => w.header_concat("destination", &[TEMP_QUEUE_PREFIX, name]),
-        (_, Some(name)) => w.header_concat("destination", &[QUEUE_PREFIX, name]),
-        (_, None) => w.header_concat("destination", &[TOPIC_PREFIX, &destination::topic_name(msg.topic.as_str(), sep)]),
+        (Some(name), _) => w.known_header_after("destination", TEMP_QUEUE_PREFIX, name),
+        (_, Some(name)) => w.known_header_after("destination", QUEUE_PREFIX, name),
+        (_, None) => {
+            w.known_header_after("destination", TOPIC_PREFIX, &destination::topic_name(msg.topic.as_str(), sep))
+        }
     };
     if msg.qos != Qos::AtMostOnce {
         w.header("persistent", "true");
