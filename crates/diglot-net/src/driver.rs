@@ -241,8 +241,8 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
     // tokio keeps a task's future in one allocation, as large as its largest state, for the
     // connection's whole life, so the select (where an idle connection waits) must stay the
     // largest state. The handlers of the common events, `on_input` and `deliver`, are small
-    // (576 and 304 bytes) and run in place: their rare large awaits (`execute`, the store) run
-    // boxed inside them. The other handlers run boxed here. Boxing `on_input` and `deliver`
+    // (about 600 and 300 bytes) and run in place: their rare large awaits (`execute`, the
+    // store) run boxed inside them. The other handlers run boxed here. Boxing `on_input` and `deliver`
     // themselves cost an allocation and a 3 KB copy per event (docs/benchmarks.md, "Latency:
     // no allocation per event, and hyper's layers gone").
     let reason = loop {
@@ -438,8 +438,8 @@ async fn on_input(
         } else {
             // Anything else is carried out after the publishes before it.
             route_batch(shared, conn, adapter, &mut batch, out).await;
-            // Boxed: `execute`'s state is large (every kind of action), and most inputs are
-            // plain publishes or nothing that reach here with no actions at all.
+            // Boxed: `execute`'s state is large (it covers every kind of action). A read that
+            // ends with no actions left, as most do, skips it.
             closed =
                 if actions.is_empty() { None } else { Box::pin(execute(shared, conn, adapter, actions, out)).await };
         }

@@ -111,14 +111,7 @@ where
     };
     let Some(proto) = proto else { return Some(Upgraded::Echo(Box::new(ws))) };
     let ping = ping_interval.map(crate::link::Ping::new);
-    let link = Link::Ws {
-        ws: Box::new(ws),
-        binary_only: proto == Proto::Mqtt,
-        scratch: Vec::new(),
-        ping,
-        deferred: None,
-        gate: Default::default(),
-    };
+    let link = Link::Ws { ws: Box::new(crate::link::WsConn::new(ws)), binary_only: proto == Proto::Mqtt, ping };
     if identity.is_some() {
         conn_auth.identity = identity;
     }
