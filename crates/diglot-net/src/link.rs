@@ -71,8 +71,9 @@ impl WsConn {
 /// message at 1,000 messages/s (docs/benchmarks.md, "Latency: …"). So the WebSocket is polled
 /// with a waker of its own, which marks the gate open before it wakes the task: while the last
 /// poll came back empty and nothing has woken that waker since, the read is still empty.
-/// A write or a ping through the WebSocket opens the gate too (yawc may have held a frame back
-/// for a pong it could not yet send).
+/// A write, a ping or a close through the WebSocket opens the gate too: yawc holds back the
+/// end of the stream until a pong it owes has been sent, and a send by the writer wakes no
+/// reader.
 pub struct ReadGate(Arc<GateWaker>);
 
 struct GateWaker {
