@@ -168,6 +168,10 @@ pub struct Router {
 /// read-locked while these live).
 type MergeEntry<'g> = ((bool, u64), Qos, SubId, &'g Target);
 
+/// Deliveries staged for their outboxes, pushed in runs to one outbox ([`flush`]); on the stack
+/// while small: most batches are a message or a few, to a few subscribers.
+type Staged<'g> = SmallVec<[(&'g Outbox, Delivery); 8]>;
+
 /// The subscriptions of one message that merge, on the stack while they are few (one per
 /// matching connection, usually one).
 type Merge<'g> = SmallVec<[MergeEntry<'g>; 4]>;
@@ -420,9 +424,8 @@ impl Router {
         }
         let trie = self.trie.read();
         let mut merge = Merge::new();
-        // On the stack while small: most batches are a message or a few, to a few
-        // subscribers, and these would otherwise be allocated for each batch.
-        let mut staged: SmallVec<[(&Outbox, Delivery); 8]> = SmallVec::new();
+        let mut staged = Staged::new();
+        // A run of messages to one topic, on the stack while short.
         let mut run: SmallVec<[Arc<Message>; 8]> = SmallVec::new();
         let mut conns: Vec<(&Outbox, SubId, Qos)> = Vec::new();
         let mut queues: Vec<(QueueId, Qos)> = Vec::new();
@@ -626,7 +629,7 @@ fn deliver_shared(
 }
 
 /// Pushes what was staged, the deliveries to one outbox in a row under one lock.
-fn flush(staged: &mut SmallVec<[(&Outbox, Delivery); 8]>, total: &mut PublishReport) {
+fn flush(staged: &mut Staged<'_>, total: &mut PublishReport) {
     let mut staged = staged.drain(..).peekable();
     while let Some((outbox, first)) = staged.next() {
         let mut run = std::iter::once(first)

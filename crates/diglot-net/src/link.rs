@@ -74,7 +74,7 @@ impl WsConn {
 /// A write, a ping or a close through the WebSocket opens the gate too: yawc holds back the
 /// end of the stream until a pong it owes has been sent, and a send by the writer wakes no
 /// reader.
-pub struct ReadGate(Arc<GateWaker>);
+struct ReadGate(Arc<GateWaker>);
 
 struct GateWaker {
     open: AtomicBool,
@@ -97,7 +97,7 @@ impl std::task::Wake for GateWaker {
 
 impl ReadGate {
     /// A gate that lets the first read through.
-    pub fn new() -> ReadGate {
+    fn new() -> ReadGate {
         ReadGate(Arc::new(GateWaker {
             open: AtomicBool::new(true),
             parked: AtomicBool::new(false),

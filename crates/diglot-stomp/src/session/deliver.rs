@@ -35,7 +35,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use diglot_core::{Action, Delivery, Output, Qos, WireSlot};
 
-use super::subs::{AckMode, Source};
+use super::subs::{AckMode, Source, Sub};
 use super::{expiry, Phase, Session};
 use crate::codec::FrameWriter;
 use crate::destination::{self, Separator, QUEUE_PREFIX, TEMP_QUEUE_PREFIX, TOPIC_PREFIX};
@@ -94,7 +94,7 @@ impl Session {
         if temp.is_none() && !d.is_redelivery() && fixed_expiry && d.shares(slot) {
             let whole = msg.encoded.get_or_encode(slot, || {
                 let mut buf = BytesMut::new();
-                let w = message_head(&mut buf, version, (&sub.id, sub.plain_id), msg.id, None);
+                let w = message_head(&mut buf, version, sub, msg.id, None);
                 write_tail(w, d, None, now, sep);
                 buf.freeze()
             });
@@ -104,13 +104,13 @@ impl Session {
                 out.buf_sized(whole.len()).extend_from_slice(whole);
             } else if let Some(tail) = tail_start(whole).and_then(|at| whole.get(at..)) {
                 // About as long as the shared frame (its own id and `ack` line aside).
-                message_head(out.buf_sized(whole.len()), version, (&sub.id, sub.plain_id), msg.id, ack);
+                message_head(out.buf_sized(whole.len()), version, sub, msg.id, ack);
                 out.buf().extend_from_slice(tail);
             } else {
-                write_tail(message_head(out.buf(), version, (&sub.id, sub.plain_id), msg.id, ack), d, None, now, sep);
+                write_tail(message_head(out.buf(), version, sub, msg.id, ack), d, None, now, sep);
             }
         } else {
-            write_tail(message_head(out.buf(), version, (&sub.id, sub.plain_id), msg.id, ack), d, temp, now, sep);
+            write_tail(message_head(out.buf(), version, sub, msg.id, ack), d, temp, now, sep);
         }
         // Headers are text, so the frame is valid UTF-8 exactly when the body is.
         if msg.encoded.is_utf8(&msg.payload) {
@@ -135,21 +135,20 @@ impl Session {
 /// Where the per-subscription headers of a MESSAGE end.
 const SUBSCRIPTION_AT: usize = "MESSAGE\nsubscription:".len();
 
-/// Begins a MESSAGE with its per-subscription headers: `subscription` (the id, and whether it
-/// has nothing to escape), `message-id` and, on a STOMP 1.2 `client` or `client-individual`
-/// subscription, `ack`.
+/// Begins a MESSAGE with its per-subscription headers: `subscription` (`sub`'s id),
+/// `message-id` and, on a STOMP 1.2 `client` or `client-individual` subscription, `ack`.
 fn message_head<'a>(
     buf: &'a mut BytesMut,
     version: Version,
-    (sub_id, plain_id): (&str, bool),
+    sub: &Sub,
     msg_id: u64,
     ack: Option<u64>,
 ) -> FrameWriter<'a> {
     let mut w = FrameWriter::begin(buf, Command::Message, version);
-    if plain_id {
-        w.plain_header("subscription", sub_id);
+    if sub.plain_id {
+        w.plain_header("subscription", &sub.id);
     } else {
-        w.known_header("subscription", sub_id);
+        w.known_header("subscription", &sub.id);
     }
     w.header_u64("message-id", msg_id);
     if let Some(ack) = ack {
