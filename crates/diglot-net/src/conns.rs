@@ -222,9 +222,95 @@ const TOP_TOPICS_CAP: usize = 1024;
 /// the least-counted topic is replaced by it and the newcomer inherits that count (the
 /// Space-Saving algorithm): a topic that is really busy always ends up in the table, and
 /// counts are upper bounds. Retained `$SYS` statistics are not published through here.
+///
+/// The least-counted topic is kept at the top of a min-heap, so a publish costs one hash
+/// lookup and O(log cap) steps even when every publish names a new topic (a fleet of devices
+/// that each publish to a topic of their own), not a scan of the whole table under its lock.
 #[derive(Debug, Default)]
 pub(crate) struct TopTopics {
-    counts: Mutex<std::collections::HashMap<diglot_core::Topic, u64>>,
+    table: Mutex<SpaceSaving>,
+}
+
+/// The table behind [`TopTopics`]: the counters in `slots`, which never move; `index` finds a
+/// topic's slot; `heap` orders the slots by count, least first, and each slot knows its place
+/// in it.
+#[derive(Debug, Default)]
+struct SpaceSaving {
+    index: std::collections::HashMap<diglot_core::Topic, usize>,
+    slots: Vec<Counter>,
+    heap: Vec<usize>,
+}
+
+#[derive(Debug)]
+struct Counter {
+    topic: diglot_core::Topic,
+    count: u64,
+    at: usize,
+}
+
+impl SpaceSaving {
+    fn record(&mut self, topic: &diglot_core::Topic, n: u64) {
+        if let Some(&slot) = self.index.get(topic) {
+            self.slots[slot].count += n;
+            self.sift_down(self.slots[slot].at);
+            return;
+        }
+        if self.slots.len() < TOP_TOPICS_CAP {
+            let slot = self.slots.len();
+            self.slots.push(Counter { topic: topic.clone(), count: n, at: slot });
+            self.heap.push(slot);
+            self.index.insert(topic.clone(), slot);
+            self.sift_up(slot);
+            return;
+        }
+        // The least-counted topic makes room; the newcomer takes over its count.
+        let Some(&slot) = self.heap.first() else { return };
+        let counter = &mut self.slots[slot];
+        let victim = std::mem::replace(&mut counter.topic, topic.clone());
+        counter.count += n;
+        self.index.remove(&victim);
+        self.index.insert(topic.clone(), slot);
+        self.sift_down(0);
+    }
+
+    fn count_at(&self, at: usize) -> u64 {
+        self.slots[self.heap[at]].count
+    }
+
+    fn swap(&mut self, a: usize, b: usize) {
+        self.heap.swap(a, b);
+        self.slots[self.heap[a]].at = a;
+        self.slots[self.heap[b]].at = b;
+    }
+
+    fn sift_up(&mut self, mut at: usize) {
+        while at > 0 {
+            let parent = (at - 1) / 2;
+            if self.count_at(parent) <= self.count_at(at) {
+                break;
+            }
+            self.swap(at, parent);
+            at = parent;
+        }
+    }
+
+    fn sift_down(&mut self, mut at: usize) {
+        loop {
+            let (left, right) = (2 * at + 1, 2 * at + 2);
+            let mut least = at;
+            if left < self.heap.len() && self.count_at(left) < self.count_at(least) {
+                least = left;
+            }
+            if right < self.heap.len() && self.count_at(right) < self.count_at(least) {
+                least = right;
+            }
+            if least == at {
+                return;
+            }
+            self.swap(at, least);
+            at = least;
+        }
+    }
 }
 
 impl TopTopics {
@@ -235,26 +321,13 @@ impl TopTopics {
 
     /// Counts `n` publishes to `topic`.
     pub(crate) fn record_n(&self, topic: &diglot_core::Topic, n: u64) {
-        let mut counts = self.counts.lock();
-        if let Some(count) = counts.get_mut(topic) {
-            *count += n;
-            return;
-        }
-        if counts.len() < TOP_TOPICS_CAP {
-            counts.insert(topic.clone(), n);
-            return;
-        }
-        let Some((victim, min)) = counts.iter().min_by_key(|(_, n)| **n).map(|(t, n)| (t.clone(), *n)) else {
-            return;
-        };
-        counts.remove(&victim);
-        counts.insert(topic.clone(), min + n);
+        self.table.lock().record(topic, n);
     }
 
     /// The `n` busiest topics, busiest first.
     pub(crate) fn top(&self, n: usize) -> Vec<(String, u64)> {
         let mut all: Vec<(String, u64)> =
-            self.counts.lock().iter().map(|(t, n)| (t.as_str().to_string(), *n)).collect();
+            self.table.lock().slots.iter().map(|c| (c.topic.as_str().to_string(), c.count)).collect();
         all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         all.truncate(n);
         all
@@ -305,6 +378,53 @@ mod tests {
         assert_eq!(top[0].0, "hot");
         assert!(top[0].1 >= (TOP_TOPICS_CAP * 6) as u64);
         assert_eq!(t.top(usize::MAX).len(), TOP_TOPICS_CAP);
+    }
+
+    /// The Space-Saving guarantees, on a skewed stream of many more topics than the table
+    /// holds (a few hot topics among a fleet's per-device ones): the counts add up to every
+    /// publish, no topic's count is below its true count, every topic with more than
+    /// 1/cap of the publishes is in the table, and the heap keeps the least count on top.
+    #[test]
+    fn the_table_keeps_the_space_saving_guarantees_on_a_fleet_of_topics() {
+        let t = TopTopics::default();
+        let topics: Vec<_> =
+            (0..5_000).map(|i| diglot_core::Topic::new(&format!("sensors/{i}/temp")).unwrap()).collect();
+        let mut truth = vec![0u64; topics.len()];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut total = 0;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // A quarter of the publishes go to 4 hot topics, the rest anywhere.
+            let i = if x % 4 == 0 { (x >> 8) as usize % 4 } else { (x >> 8) as usize % topics.len() };
+            let n = 1 + (x >> 40) % 3;
+            t.record_n(&topics[i], n);
+            truth[i] += n;
+            total += n;
+        }
+        let table = t.table.lock();
+        assert_eq!(table.slots.len(), TOP_TOPICS_CAP);
+        assert_eq!(table.index.len(), TOP_TOPICS_CAP);
+        assert_eq!(table.slots.iter().map(|c| c.count).sum::<u64>(), total);
+        for (at, &slot) in table.heap.iter().enumerate() {
+            assert_eq!(table.slots[slot].at, at);
+            assert_eq!(table.index.get(&table.slots[slot].topic), Some(&slot));
+            if at > 0 {
+                assert!(table.count_at((at - 1) / 2) <= table.count_at(at), "heap order at {at}");
+            }
+        }
+        for (i, topic) in topics.iter().enumerate() {
+            match table.index.get(topic) {
+                Some(&slot) => assert!(table.slots[slot].count >= truth[i], "{topic:?} under-counted"),
+                None => assert!(truth[i] <= total / TOP_TOPICS_CAP as u64, "{topic:?} ({}) missing", truth[i]),
+            }
+        }
+        drop(table);
+        let top: Vec<String> = t.top(4).into_iter().map(|(name, _)| name).collect();
+        for i in 0..4 {
+            assert!(top.contains(&format!("sensors/{i}/temp")), "{top:?}");
+        }
     }
 
     #[test]
