@@ -397,7 +397,7 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             // A quarter of the publishes go to 4 hot topics, the rest anywhere.
-            let i = if x % 4 == 0 { (x >> 8) as usize % 4 } else { (x >> 8) as usize % topics.len() };
+            let i = if x.is_multiple_of(4) { (x >> 8) as usize % 4 } else { (x >> 8) as usize % topics.len() };
             let n = 1 + (x >> 40) % 3;
             t.record_n(&topics[i], n);
             truth[i] += n;
