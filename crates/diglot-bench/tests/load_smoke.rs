@@ -45,6 +45,9 @@ fn check(r: &Value) {
             assert!(count(r, "sent") > 0, "{r}");
             assert!(count(r, "received") > 0, "{r}");
             assert!(r["deliveries_per_s"].as_f64().is_some_and(|v| v > 0.0), "{r}");
+            if r["scenario"] != "latency" {
+                assert!(count(&r["params"], "topics") >= 1, "{r}");
+            }
             if r["scenario"] == "latency" {
                 assert!(count(r, "p50_us") > 0 && count(r, "max_us") >= count(r, "p99_us"), "{r}");
             }
@@ -89,6 +92,8 @@ async fn every_scenario_against_diglot() {
     let runs: &[(&str, &str, &[&str])] = &[
         ("fanin", &mqtt_ws, &["--publishers", "4"]),
         ("fanin", &stomp, &["--publishers", "2"]),
+        // A fleet: every message to a topic of its own among 5,000, one `#` subscriber.
+        ("fanin", &mqtt, &["--publishers", "4", "--topics", "5000"]),
         ("fanout", &mqtt, &["--subscribers", "4"]),
         ("fanout", &stomp_ws, &["--subscribers", "4"]),
         ("latency", &mqtt_ws, &[]),

@@ -232,11 +232,13 @@ pub(crate) struct TopTopics {
 }
 
 /// The table behind [`TopTopics`]: the counters in `slots`, which never move; `index` finds a
-/// topic's slot; `heap` orders the slots by count, least first, and each slot knows its place
-/// in it.
+/// topic's slot by the topic's hash, which is worked out once per publish (SipHash, keyed
+/// per process: clients choose topics) and kept with the counter for its removal; `heap`
+/// orders the slots by count, least first, and each slot knows its place in it.
 #[derive(Debug, Default)]
 struct SpaceSaving {
-    index: std::collections::HashMap<diglot_core::Topic, usize>,
+    hasher: std::hash::RandomState,
+    index: hashbrown::HashTable<usize>,
     slots: Vec<Counter>,
     heap: Vec<usize>,
 }
@@ -244,33 +246,48 @@ struct SpaceSaving {
 #[derive(Debug)]
 struct Counter {
     topic: diglot_core::Topic,
+    hash: u64,
     count: u64,
     at: usize,
 }
 
 impl SpaceSaving {
     fn record(&mut self, topic: &diglot_core::Topic, n: u64) {
-        if let Some(&slot) = self.index.get(topic) {
-            self.slots[slot].count += n;
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(topic);
+        let Self { index, slots, .. } = self;
+        if let Some(&slot) = index.find(hash, |&s| slots[s].hash == hash && slots[s].topic == *topic) {
+            slots[slot].count += n;
             self.sift_down(self.slots[slot].at);
             return;
         }
-        if self.slots.len() < TOP_TOPICS_CAP {
-            let slot = self.slots.len();
-            self.slots.push(Counter { topic: topic.clone(), count: n, at: slot });
+        if slots.len() < TOP_TOPICS_CAP {
+            let slot = slots.len();
+            slots.push(Counter { topic: topic.clone(), hash, count: n, at: slot });
+            index.insert_unique(hash, slot, |&s| slots[s].hash);
             self.heap.push(slot);
-            self.index.insert(topic.clone(), slot);
             self.sift_up(slot);
             return;
         }
         // The least-counted topic makes room; the newcomer takes over its count.
         let Some(&slot) = self.heap.first() else { return };
-        let counter = &mut self.slots[slot];
-        let victim = std::mem::replace(&mut counter.topic, topic.clone());
+        if let Ok(entry) = index.find_entry(slots[slot].hash, |&s| s == slot) {
+            entry.remove();
+        }
+        let counter = &mut slots[slot];
+        counter.topic = topic.clone();
+        counter.hash = hash;
         counter.count += n;
-        self.index.remove(&victim);
-        self.index.insert(topic.clone(), slot);
+        index.insert_unique(hash, slot, |&s| slots[s].hash);
         self.sift_down(0);
+    }
+
+    /// The slot that counts `topic`, if one does.
+    #[cfg(test)]
+    fn slot_of(&self, topic: &diglot_core::Topic) -> Option<usize> {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(topic);
+        self.index.find(hash, |&s| self.slots[s].topic == *topic).copied()
     }
 
     fn count_at(&self, at: usize) -> u64 {
@@ -324,6 +341,17 @@ impl TopTopics {
         self.table.lock().record(topic, n);
     }
 
+    /// Counts each `(topic, n)` of `runs` under one lock, and empties it.
+    pub(crate) fn record_all(&self, runs: &mut Vec<(diglot_core::Topic, u64)>) {
+        if runs.is_empty() {
+            return;
+        }
+        let mut table = self.table.lock();
+        for (topic, n) in runs.drain(..) {
+            table.record(&topic, n);
+        }
+    }
+
     /// The `n` busiest topics, busiest first.
     pub(crate) fn top(&self, n: usize) -> Vec<(String, u64)> {
         let mut all: Vec<(String, u64)> =
@@ -334,29 +362,45 @@ impl TopTopics {
     }
 }
 
-/// A connection's publishes to one topic in a row, counted into [`TopTopics`] together: a
-/// publisher sends many messages to the same topic, and the table is one lock that every
-/// publishing connection takes.
-#[derive(Default)]
-pub(crate) struct TopicRun(Option<(diglot_core::Topic, u64)>);
+/// How many runs [`TopicCounts`] holds before it counts them into the table.
+const TOPIC_COUNTS_MAX: usize = 64;
 
-impl TopicRun {
-    /// One more publish to `topic`; a run to another topic is counted first.
-    pub(crate) fn count(&mut self, top: &TopTopics, topic: &diglot_core::Topic) {
-        match &mut self.0 {
-            Some((t, n)) if t == topic => *n += 1,
-            run => {
-                if let Some((t, n)) = run.replace((topic.clone(), 1)) {
-                    top.record_n(&t, n);
-                }
-            }
-        }
+thread_local! {
+    /// A spare vector for [`TopicCounts`], so that a read does not allocate one afresh.
+    static SPARE_COUNTS: std::cell::Cell<Vec<(diglot_core::Topic, u64)>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A connection's publishes of one read, counted into [`TopTopics`] together: the table is one
+/// lock that every publishing connection takes, so it is taken once for up to
+/// [`TOPIC_COUNTS_MAX`] runs of publishes to one topic, not once per publish. That holds for a
+/// publisher that sends many messages to one topic and for a fleet of devices whose every
+/// message names a topic of its own.
+pub(crate) struct TopicCounts(Vec<(diglot_core::Topic, u64)>);
+
+impl TopicCounts {
+    pub(crate) fn new() -> TopicCounts {
+        TopicCounts(SPARE_COUNTS.take())
     }
 
-    /// Counts the run so far.
-    pub(crate) fn flush(&mut self, top: &TopTopics) {
-        if let Some((t, n)) = self.0.take() {
-            top.record_n(&t, n);
+    /// One more publish to `topic`.
+    pub(crate) fn count(&mut self, top: &TopTopics, topic: &diglot_core::Topic) {
+        if let Some((t, n)) = self.0.last_mut() {
+            if t == topic {
+                *n += 1;
+                return;
+            }
+        }
+        if self.0.len() >= TOPIC_COUNTS_MAX {
+            top.record_all(&mut self.0);
+        }
+        self.0.push((topic.clone(), 1));
+    }
+
+    /// Counts everything so far into the table, and gives the vector back for the next read.
+    pub(crate) fn flush(mut self, top: &TopTopics) {
+        top.record_all(&mut self.0);
+        if self.0.capacity() <= TOPIC_COUNTS_MAX {
+            SPARE_COUNTS.set(std::mem::take(&mut self.0));
         }
     }
 }
@@ -406,17 +450,18 @@ mod tests {
         let table = t.table.lock();
         assert_eq!(table.slots.len(), TOP_TOPICS_CAP);
         assert_eq!(table.index.len(), TOP_TOPICS_CAP);
+        assert_eq!(table.heap.len(), TOP_TOPICS_CAP);
         assert_eq!(table.slots.iter().map(|c| c.count).sum::<u64>(), total);
         for (at, &slot) in table.heap.iter().enumerate() {
             assert_eq!(table.slots[slot].at, at);
-            assert_eq!(table.index.get(&table.slots[slot].topic), Some(&slot));
+            assert_eq!(table.slot_of(&table.slots[slot].topic), Some(slot));
             if at > 0 {
                 assert!(table.count_at((at - 1) / 2) <= table.count_at(at), "heap order at {at}");
             }
         }
         for (i, topic) in topics.iter().enumerate() {
-            match table.index.get(topic) {
-                Some(&slot) => assert!(table.slots[slot].count >= truth[i], "{topic:?} under-counted"),
+            match table.slot_of(topic) {
+                Some(slot) => assert!(table.slots[slot].count >= truth[i], "{topic:?} under-counted"),
                 None => assert!(truth[i] <= total / TOP_TOPICS_CAP as u64, "{topic:?} ({}) missing", truth[i]),
             }
         }
@@ -428,17 +473,29 @@ mod tests {
     }
 
     #[test]
-    fn a_run_of_publishes_counts_once_flushed() {
+    fn publishes_are_counted_when_flushed_or_when_the_runs_fill_up() {
         let t = TopTopics::default();
         let (a, b) = (diglot_core::Topic::new("a").unwrap(), diglot_core::Topic::new("b").unwrap());
-        let mut run = TopicRun::default();
-        run.count(&t, &a);
-        run.count(&t, &a);
-        assert!(t.top(9).is_empty(), "a run is counted when it ends");
-        run.count(&t, &b);
-        assert_eq!(t.top(9), [("a".to_string(), 2)]);
-        run.flush(&t);
-        run.flush(&t);
-        assert_eq!(t.top(9), [("a".to_string(), 2), ("b".to_string(), 1)]);
+        let mut counts = TopicCounts::new();
+        counts.count(&t, &a);
+        counts.count(&t, &a);
+        counts.count(&t, &b);
+        counts.count(&t, &a);
+        assert!(t.top(9).is_empty(), "counted at the flush");
+        counts.flush(&t);
+        assert_eq!(t.top(9), [("a".to_string(), 3), ("b".to_string(), 1)]);
+
+        // A fleet: every publish to another topic. The runs are counted as they fill up, and
+        // the rest at the flush.
+        let fleet: Vec<_> =
+            (0..TOPIC_COUNTS_MAX + 5).map(|i| diglot_core::Topic::new(&format!("d/{i}")).unwrap()).collect();
+        let mut counts = TopicCounts::new();
+        for topic in &fleet {
+            counts.count(&t, topic);
+        }
+        assert_eq!(t.top(usize::MAX).len(), 2 + TOPIC_COUNTS_MAX, "the full runs are counted");
+        counts.flush(&t);
+        assert_eq!(t.top(usize::MAX).len(), 2 + fleet.len());
+        assert_eq!(t.top(usize::MAX).iter().map(|(_, n)| n).sum::<u64>(), 4 + fleet.len() as u64);
     }
 }

@@ -417,17 +417,16 @@ async fn on_input(
 ) -> Option<CloseReason> {
     let mut closed;
     // Publishes that owe nothing back, routed together (see `plain_publishes`), and counted
-    // into the busiest-topics table by runs to one topic: one lock of it per run, not per
-    // publish.
+    // into the busiest-topics table together: one lock of it per read, not per publish.
     let mut batch = PUBLISHES.take();
-    let mut topic_run = crate::conns::TopicRun::default();
+    let mut topic_counts = crate::conns::TopicCounts::new();
     loop {
         let progressed = adapter.on_input(input, now, out, actions);
         if plain_publishes(shared, actions) {
             for action in actions.drain(..) {
                 if let Action::Publish { msg, .. } = action {
                     count_publish(shared, conn);
-                    topic_run.count(&shared.topics, &msg.topic);
+                    topic_counts.count(&shared.topics, &msg.topic);
                     batch.push(msg);
                 }
             }
@@ -463,7 +462,7 @@ async fn on_input(
     }
     route_batch(shared, conn, adapter, &mut batch, out).await;
     give_back(&PUBLISHES, batch, 2 * ROUTE_BATCH);
-    topic_run.flush(&shared.topics);
+    topic_counts.flush(&shared.topics);
     if input.is_empty() && input.capacity() > 64 * 1024 {
         // Give back a buffer that grew for one large frame.
         *input = BytesMut::new();

@@ -95,6 +95,12 @@ pub struct LoadArgs {
     /// Publishes per batched write.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// Distinct topics the publishers spread their messages over (fanin, fanout; MQTT only):
+    /// with more than one, message k of a publisher goes to `<topic>/<k mod N>` (each publisher
+    /// starting elsewhere) and the subscribers subscribe to `<topic>/#`. A fleet of devices
+    /// that each publish to a topic of their own.
+    #[arg(long, default_value_t = 1)]
+    pub topics: usize,
     /// Most messages published and not yet delivered to the slowest subscriber (fanin, fanout):
     /// the publishers wait beyond it, so the run measures a steady state instead of filling
     /// socket buffers with a backlog the broker works through long after the run.

@@ -69,6 +69,7 @@ pub fn params(ctx: &Ctx) -> Value {
         Scenario::Fanin | Scenario::Fanout => json!({
             "publishers": sh.publishers, "subscribers": sh.subscribers, "size": sh.size, "qos": 0,
             "duration_secs": a.duration_secs, "batch": a.batch, "inflight": a.inflight,
+            "topics": a.topics.max(1),
         }),
         Scenario::Latency => json!({"rate": sh.rate, "size": sh.size, "qos": 0, "duration_secs": a.duration_secs}),
         Scenario::Conns => {
@@ -109,9 +110,14 @@ fn topic(ctx: &Ctx) -> String {
 
 /// Connects a subscriber of `topic` (QoS 0).
 async fn subscriber(ctx: &Ctx, topic: &str, n: usize) -> anyhow::Result<Client> {
+    subscriber_of(ctx, topic, topic, n).await
+}
+
+/// Connects a subscriber, named after `topic`, to `filter` (QoS 0).
+async fn subscriber_of(ctx: &Ctx, topic: &str, filter: &str, n: usize) -> anyhow::Result<Client> {
     let spec = Spec::new(format!("{topic}-s{n}"), topic);
     let mut client = Client::connect(&ctx.ep, &ctx.auth, &spec).await?;
-    client.subscribe(topic, 0, false, 0).await?;
+    client.subscribe(filter, 0, false, 0).await?;
     Ok(client)
 }
 

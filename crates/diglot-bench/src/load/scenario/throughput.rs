@@ -8,6 +8,10 @@
 //! and go on. Then the subscribers drain (until they have everything, or a second passes
 //! without a delivery, or `--drain-secs`).
 //!
+//! With `--topics N` (MQTT), each publisher sends its messages to `<topic>/0` … `<topic>/<N-1>`
+//! in turn and the subscribers subscribe to `<topic>/#`: a fleet of devices, each with a topic
+//! of its own, rather than one topic.
+//!
 //! `msgs_per_s` is what the publishers sent (sent / publishing time); `deliveries_per_s` is
 //! what the subscribers got (deliveries / time from the start to the last delivery), and
 //! `delivered_ratio` shows drops.
@@ -20,7 +24,7 @@ use anyhow::Context;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::super::client::Client;
+use super::super::client::{Client, Proto};
 use super::super::measure::{self, Plan, Waiting};
 use super::super::Ctx;
 use super::{per_sec, put, shape, Metrics};
@@ -75,21 +79,32 @@ impl Flow {
     }
 }
 
-async fn publish(mut client: Client, topic: String, size: usize, batch: usize, flow: Arc<Flow>, end: Instant) -> Sent {
-    let mut payload = measure::payload(size);
+/// What one publisher sends: its messages go to the topics in turn, from `first` on.
+struct Publish {
+    topics: Arc<[String]>,
+    first: usize,
+    size: usize,
+    batch: usize,
+}
+
+async fn publish(mut client: Client, p: Publish, flow: Arc<Flow>, end: Instant) -> Sent {
+    let mut payload = measure::payload(p.size);
     let mut sent = 0u64;
     let mut error = None;
+    let mut next = p.first % p.topics.len();
     'run: while Instant::now() < end {
         flow.wait(end).await;
-        for _ in 0..batch {
+        for _ in 0..p.batch {
             measure::stamp(&mut payload, sent);
-            if let Err(e) = client.tx.publish(&topic, &payload, 0, false).await {
+            let topic = &p.topics[next];
+            next = if next + 1 == p.topics.len() { 0 } else { next + 1 };
+            if let Err(e) = client.tx.publish(topic, &payload, 0, false).await {
                 error = Some(e);
                 break 'run;
             }
             sent += 1;
         }
-        flow.sent.fetch_add(batch as u64, Ordering::AcqRel);
+        flow.sent.fetch_add(p.batch as u64, Ordering::AcqRel);
         if let Err(e) = client.tx.flush().await {
             error = Some(e);
             break;
@@ -109,9 +124,19 @@ struct Sent {
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Metrics> {
     let sh = shape(ctx);
     let topic = super::topic(ctx);
+    let n = ctx.args.topics.max(1);
+    anyhow::ensure!(
+        n == 1 || ctx.ep.proto == Proto::Mqtt,
+        "--topics above 1 needs an MQTT target (it subscribes to <topic>/#)"
+    );
+    let (topics, filter): (Arc<[String]>, String) = if n == 1 {
+        (Arc::from([topic.clone()]), topic.clone())
+    } else {
+        ((0..n).map(|i| format!("{topic}/{i}")).collect(), format!("{topic}/#"))
+    };
     let mut subs = Vec::new();
     for i in 0..sh.subscribers {
-        subs.push(super::subscriber(ctx, &topic, i).await.context("subscriber")?);
+        subs.push(super::subscriber_of(ctx, &topic, &filter, i).await.context("subscriber")?);
     }
     let mut pubs = Vec::new();
     for i in 0..sh.publishers {
@@ -138,8 +163,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Metrics> {
         ));
     }
     let mut writers = JoinSet::new();
-    for client in pubs {
-        writers.spawn(publish(client, topic.clone(), sh.size, ctx.args.batch.max(1), flow.clone(), start + duration));
+    for (i, client) in pubs.into_iter().enumerate() {
+        let p = Publish {
+            topics: topics.clone(),
+            first: i * n / sh.publishers.max(1),
+            size: sh.size,
+            batch: ctx.args.batch.max(1),
+        };
+        writers.spawn(publish(client, p, flow.clone(), start + duration));
     }
     let (mut sent, mut pub_end, mut pub_errors, mut keep) = (0u64, start, Vec::new(), Vec::new());
     while let Some(done) = writers.join_next().await {
