@@ -628,8 +628,17 @@ fn deliver_shared(
     shared.clear();
 }
 
-/// Pushes what was staged, the deliveries to one outbox in a row under one lock.
+/// Pushes what was staged, each outbox's deliveries under one lock. Messages to different
+/// topics (a fleet's) are routed one at a time, so the deliveries to one subscriber come
+/// between the others': when more than one message was staged, they are brought together
+/// first by a stable sort on the outbox, which keeps each outbox's deliveries in the order
+/// they were staged. Nothing orders deliveries to different outboxes against each other.
 fn flush(staged: &mut Staged<'_>, total: &mut PublishReport) {
+    if let (Some((_, first)), Some((_, last))) = (staged.first(), staged.last()) {
+        if !Arc::ptr_eq(&first.msg, &last.msg) {
+            staged.sort_by_key(|(o, _)| std::ptr::from_ref::<Outbox>(*o) as usize);
+        }
+    }
     let mut staged = staged.drain(..).peekable();
     while let Some((outbox, first)) = staged.next() {
         let mut run = std::iter::once(first)
@@ -757,6 +766,43 @@ mod tests {
         assert!(own.is_empty(), "no local");
         assert_queued(&queued, &[0, 1, 2, 3, 5, 6], &[(9, Qos::AtMostOnce)]);
         assert_eq!((r.stats().published.get(), r.stats().delivered.get()), (7, 11));
+    }
+
+    #[test]
+    fn a_batch_of_a_fleet_s_topics_reaches_each_subscriber_in_publish_order() {
+        // Every message to a topic of its own, so each is routed alone and the deliveries
+        // are brought together per outbox before they are pushed.
+        let r = Router::new();
+        let outbox = || Arc::new(Outbox::new(1000, 1 << 20));
+        let (all, evens, stomp) = (outbox(), outbox(), outbox());
+        r.subscribe(&Filter::new("d/#").unwrap(), Subscriber::conn(1, 1, Qos::AtMostOnce, all.clone(), false, true));
+        r.subscribe(
+            &Filter::new("d/+/even").unwrap(),
+            Subscriber::conn(2, 1, Qos::AtMostOnce, evens.clone(), false, true),
+        );
+        // Two STOMP subscriptions of one connection: each message's two frames stay together.
+        for id in [1, 2] {
+            r.subscribe(
+                &Filter::new("d/#").unwrap(),
+                Subscriber::conn(3, id, Qos::AtMostOnce, stomp.clone(), false, false),
+            );
+        }
+        let mut msgs: Vec<Message> = (0..200u8)
+            .map(|i| {
+                let t = format!("d/{i}/{}", if i % 2 == 0 { "even" } else { "odd" });
+                Message::new(Topic::new(&t).unwrap(), Bytes::from(vec![i]), Qos::AtMostOnce, false)
+            })
+            .collect();
+        r.publish_batch(&mut msgs, &mut Vec::new());
+        let drained = |o: &Outbox| {
+            let mut v = Vec::new();
+            o.drain(&mut v, 1000);
+            v.iter().map(|d| (d.msg.payload[0], d.sub)).collect::<Vec<_>>()
+        };
+        assert_eq!(drained(&all), (0..200).map(|i| (i, 1)).collect::<Vec<_>>());
+        assert_eq!(drained(&evens), (0..200).step_by(2).map(|i| (i, 1)).collect::<Vec<_>>());
+        assert_eq!(drained(&stomp), (0..200).flat_map(|i| [(i, 1), (i, 2)]).collect::<Vec<_>>());
+        assert_eq!(r.stats().delivered.get(), 200 + 100 + 400);
     }
 
     /// `queued` holds the messages with these one-byte payloads, in publish order (and
