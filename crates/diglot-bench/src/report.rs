@@ -38,7 +38,7 @@ struct Metric(&'static str, &'static str, bool);
 
 fn metrics(scenario: &str) -> &'static [Metric] {
     match scenario {
-        "fanin" | "fanout" => &[
+        "fanin" | "fanout" | FLEET => &[
             Metric("deliveries_per_s", "deliveries/s", true),
             Metric("msgs_per_s", "published msgs/s", true),
             Metric("delivered_ratio", "delivered / published×subscribers", true),
@@ -75,6 +75,20 @@ fn metrics(scenario: &str) -> &'static [Metric] {
 }
 
 const ORDER: [&str; 4] = ["diglot", "mosquitto", "rabbitmq", "relay"];
+
+/// The report's name for a fan-in spread over many topics (`load fanin --topics N`).
+const FLEET: &str = "fanin-topics";
+
+/// The scenario a record is reported under: a fan-in over more than one topic is a scenario
+/// of its own.
+fn scenario_of(r: &Value) -> String {
+    let s = r["scenario"].as_str().unwrap_or("?");
+    if s == "fanin" && r["params"]["topics"].as_u64().is_some_and(|n| n > 1) {
+        FLEET.to_string()
+    } else {
+        s.to_string()
+    }
+}
 
 fn value(r: &Value, key: &str) -> Option<f64> {
     let mib = |k: &str| Some((r.get(k)?.as_f64()? - r.get("rss_before_bytes")?.as_f64()?) / 1048576.0);
@@ -132,9 +146,9 @@ fn render(records: &[Value], args: &ReportArgs) -> String {
     let mut groups: BTreeMap<(String, String), BTreeMap<String, Vec<&Value>>> = BTreeMap::new();
     // The relay speaks no protocol: its runs fill the relay column of every row of a scenario.
     let mut relay: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    let scenario_order = ["fanin", "fanout", "latency", "conns", "durable", "slow-consumer"];
+    let scenario_order = ["fanin", "fanout", FLEET, "latency", "conns", "durable", "slow-consumer"];
     for r in records {
-        let s = r["scenario"].as_str().unwrap_or("?").to_string();
+        let s = scenario_of(r);
         let pt = format!("{} over {}", r["protocol"].as_str().unwrap_or("?"), r["transport"].as_str().unwrap_or("?"));
         let t = r["target"].as_str().unwrap_or("?").to_string();
         if t == "relay" {
@@ -338,4 +352,34 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     };
     std::fs::write(path, new)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fanin(target: &str, topics: u64, deliveries: f64) -> Value {
+        serde_json::json!({
+            "scenario": "fanin", "target": target, "protocol": "mqtt", "transport": "ws", "ok": true,
+            "params": { "topics": topics }, "deliveries_per_s": deliveries,
+        })
+    }
+
+    #[test]
+    fn a_fan_in_over_many_topics_is_reported_apart_from_the_one_topic_fan_in() {
+        let records = [
+            fanin("diglot", 1, 1000.0),
+            fanin("mosquitto", 1, 500.0),
+            fanin("diglot", 10_000, 300.0),
+            fanin("mosquitto", 10_000, 100.0),
+        ];
+        let args = ReportArgs { input: PathBuf::new(), splice: None, command: "x".into(), note: Vec::new() };
+        let out = render(&records, &args);
+        let one = out.find("### fanin\n").expect("the fan-in section");
+        let fleet = out.find(&format!("### {FLEET}\n")).expect("the fleet section");
+        assert!(one < fleet, "{out}");
+        let (one, fleet) = (&out[one..fleet], &out[fleet..]);
+        assert!(one.contains("| 1000 (") && one.contains("2.00×") && !one.contains("| 300 ("), "{one}");
+        assert!(fleet.contains("| 300 (") && fleet.contains("3.00×") && !fleet.contains("| 1000 ("), "{fleet}");
+    }
 }
