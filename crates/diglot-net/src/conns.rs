@@ -363,12 +363,7 @@ impl TopTopics {
 }
 
 /// How many runs [`TopicCounts`] holds before it counts them into the table.
-const TOPIC_COUNTS_MAX: usize = 64;
-
-thread_local! {
-    /// A spare vector for [`TopicCounts`], so that a read does not allocate one afresh.
-    static SPARE_COUNTS: std::cell::Cell<Vec<(diglot_core::Topic, u64)>> = const { std::cell::Cell::new(Vec::new()) };
-}
+pub(crate) const TOPIC_COUNTS_MAX: usize = 64;
 
 /// A connection's publishes of one read, counted into [`TopTopics`] together: the table is one
 /// lock that every publishing connection takes, so it is taken once for up to
@@ -378,8 +373,9 @@ thread_local! {
 pub(crate) struct TopicCounts(Vec<(diglot_core::Topic, u64)>);
 
 impl TopicCounts {
-    pub(crate) fn new() -> TopicCounts {
-        TopicCounts(SPARE_COUNTS.take())
+    /// Counts into `runs`, an empty vector (the driver lends out a spare one).
+    pub(crate) fn with(runs: Vec<(diglot_core::Topic, u64)>) -> TopicCounts {
+        TopicCounts(runs)
     }
 
     /// One more publish to `topic`.
@@ -396,12 +392,10 @@ impl TopicCounts {
         self.0.push((topic.clone(), 1));
     }
 
-    /// Counts everything so far into the table, and gives the vector back for the next read.
-    pub(crate) fn flush(mut self, top: &TopTopics) {
+    /// Counts everything so far into the table, and returns the emptied vector.
+    pub(crate) fn flush(mut self, top: &TopTopics) -> Vec<(diglot_core::Topic, u64)> {
         top.record_all(&mut self.0);
-        if self.0.capacity() <= TOPIC_COUNTS_MAX {
-            SPARE_COUNTS.set(std::mem::take(&mut self.0));
-        }
+        self.0
     }
 }
 
@@ -476,25 +470,25 @@ mod tests {
     fn publishes_are_counted_when_flushed_or_when_the_runs_fill_up() {
         let t = TopTopics::default();
         let (a, b) = (diglot_core::Topic::new("a").unwrap(), diglot_core::Topic::new("b").unwrap());
-        let mut counts = TopicCounts::new();
+        let mut counts = TopicCounts::with(Vec::new());
         counts.count(&t, &a);
         counts.count(&t, &a);
         counts.count(&t, &b);
         counts.count(&t, &a);
         assert!(t.top(9).is_empty(), "counted at the flush");
-        counts.flush(&t);
+        let _ = counts.flush(&t);
         assert_eq!(t.top(9), [("a".to_string(), 3), ("b".to_string(), 1)]);
 
         // A fleet: every publish to another topic. The runs are counted as they fill up, and
         // the rest at the flush.
         let fleet: Vec<_> =
             (0..TOPIC_COUNTS_MAX + 5).map(|i| diglot_core::Topic::new(&format!("d/{i}")).unwrap()).collect();
-        let mut counts = TopicCounts::new();
+        let mut counts = TopicCounts::with(Vec::new());
         for topic in &fleet {
             counts.count(&t, topic);
         }
         assert_eq!(t.top(usize::MAX).len(), 2 + TOPIC_COUNTS_MAX, "the full runs are counted");
-        counts.flush(&t);
+        let _ = counts.flush(&t);
         assert_eq!(t.top(usize::MAX).len(), 2 + fleet.len());
         assert_eq!(t.top(usize::MAX).iter().map(|(_, n)| n).sum::<u64>(), 4 + fleet.len() as u64);
     }

@@ -42,12 +42,13 @@ const DELIVERY_BATCH: usize = 256;
 const ROUTE_BATCH: usize = 64;
 
 thread_local! {
-    /// Each worker thread's spare vectors for [`on_input`]'s batch of publishes and
-    /// [`deliver`]'s batch of deliveries, lent out for one event and given back empty, so that
-    /// an event does not allocate them afresh. A task that moves to another thread while it
+    /// Each worker thread's spare vectors for [`on_input`]'s batch of publishes and its
+    /// busiest-topics counts, and [`deliver`]'s batch of deliveries, lent out for one event
+    /// and given back empty, so that an event does not allocate them afresh. A task that moves to another thread while it
     /// holds one gives it back there; one that ends early drops it.
     static PUBLISHES: std::cell::Cell<Vec<diglot_core::Message>> = const { std::cell::Cell::new(Vec::new()) };
     static DELIVERIES: std::cell::Cell<Vec<Delivery>> = const { std::cell::Cell::new(Vec::new()) };
+    static TOPIC_COUNTS: std::cell::Cell<Vec<(diglot_core::Topic, u64)>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// Gives a vector lent out of `spare` back, empty, unless a large burst grew it past `max`.
@@ -242,9 +243,9 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
     // connection's whole life, so the select (where an idle connection waits) must stay the
     // largest state. The handlers of the common events, `on_input` and `deliver`, are small
     // (about 600 and 300 bytes) and run in place: their rare large awaits (`execute`, the
-    // store) run boxed inside them. The other handlers run boxed here. Boxing `on_input` and `deliver`
-    // themselves cost an allocation and a 3 KB copy per event (docs/benchmarks.md, "Latency:
-    // no allocation per event, and hyper's layers gone").
+    // store) run boxed inside them. The other handlers run boxed here. Boxing `on_input` and
+    // `deliver` themselves cost an allocation and a 3 KB copy per event (docs/benchmarks.md,
+    // "Latency: no allocation per event, and hyper's layers gone").
     let reason = loop {
         let timer = adapter.next_timer();
         let link_timer = link.next_timer();
@@ -419,7 +420,7 @@ async fn on_input(
     // Publishes that owe nothing back, routed together (see `plain_publishes`), and counted
     // into the busiest-topics table together: one lock of it per read, not per publish.
     let mut batch = PUBLISHES.take();
-    let mut topic_counts = crate::conns::TopicCounts::new();
+    let mut topic_counts = crate::conns::TopicCounts::with(TOPIC_COUNTS.take());
     loop {
         let progressed = adapter.on_input(input, now, out, actions);
         if plain_publishes(shared, actions) {
@@ -462,7 +463,7 @@ async fn on_input(
     }
     route_batch(shared, conn, adapter, &mut batch, out).await;
     give_back(&PUBLISHES, batch, 2 * ROUTE_BATCH);
-    topic_counts.flush(&shared.topics);
+    give_back(&TOPIC_COUNTS, topic_counts.flush(&shared.topics), crate::conns::TOPIC_COUNTS_MAX);
     if input.is_empty() && input.capacity() > 64 * 1024 {
         // Give back a buffer that grew for one large frame.
         *input = BytesMut::new();
