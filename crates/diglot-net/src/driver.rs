@@ -65,6 +65,12 @@ const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 /// How long the driver keeps trying to say goodbye to a peer before it drops the socket.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long, and for how many bytes, a connection the broker closed reads on, discarding what
+/// the client still sends, so that the client gets to read the goodbye
+/// ([`crate::link::Link::linger`]).
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 256 * 1024;
+
 enum Event {
     Close(CloseReason),
     LinkTimer,
@@ -365,7 +371,39 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
         }
     };
     let _ = timeout(GOODBYE_TIMEOUT, link.close(&reason)).await;
+    let linger = lingers(&reason);
     Box::pin(finish(&shared, conn, adapter, reason, started)).await;
+    if linger {
+        // After `finish`: the client id, the subscriptions and the session are released, so a
+        // client that reconnects at once does not wait for this. The socket still holds its
+        // connection permit, so lingering sockets count against `limits.max_connections`.
+        // Boxed: the task's future is sized for its largest state.
+        Box::pin(async {
+            let mut shutdown = shared.shutdown.clone();
+            tokio::select! {
+                _ = timeout(LINGER, link.linger(&mut input, LINGER_BYTES)) => {}
+                _ = shutdown.wait_for(|down| *down) => {}
+            }
+        })
+        .await;
+    }
+}
+
+/// Whether the driver reads on after closing for `reason` ([`crate::link::Link::linger`]): when the broker
+/// ended the connection while the client may still be sending. Not when the client ended it,
+/// its transport failed, it fell silent (keep-alive, handshake), it stopped reading (slow
+/// consumer), or the broker is shutting down.
+fn lingers(reason: &CloseReason) -> bool {
+    matches!(
+        reason,
+        CloseReason::ProtocolError(_)
+            | CloseReason::LimitExceeded(_)
+            | CloseReason::ConnectRefused(_)
+            | CloseReason::NotAuthorized(_)
+            | CloseReason::AuthExpired
+            | CloseReason::Kicked
+            | CloseReason::SessionTakenOver
+    )
 }
 
 /// What the wake-up at the earliest deadline is for: the rate-limit pause, the adapter's

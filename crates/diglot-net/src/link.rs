@@ -344,6 +344,24 @@ impl Link {
             }
         }
     }
+
+    /// After [`Link::close`]: reads, and throws away, what the peer still sends, until it ends
+    /// the stream (EOF, or its WebSocket close frame), breaks the transport's rules, or has sent
+    /// `max` bytes. A socket closed with unread input is reset by the kernel, and a peer still
+    /// writing (pipelined frames, a PUBREL for each PUBREC) then fails on its next write,
+    /// before it has read the goodbye that tells it why; reading on until the peer closes
+    /// (what HTTP servers call a lingering close) lets it read that goodbye. The caller bounds
+    /// the time.
+    pub async fn linger(&mut self, scratch: &mut BytesMut, max: usize) {
+        let mut seen = 0usize;
+        while seen < max {
+            scratch.clear();
+            match self.read(scratch).await {
+                Ok(Read::Data(n)) => seen += n,
+                Ok(Read::Closed | Read::Violation(_) | Read::TooLarge(_)) | Err(_) => return,
+            }
+        }
+    }
 }
 
 /// Appends `out` to a server's WebSocket write buffer as complete frames (RFC 6455 §5.2: FIN,

@@ -979,6 +979,45 @@ async fn receive_maximum_honoured_both_ways() {
     b.shutdown().await;
 }
 
+/// A client that is still writing when the broker closes its connection can go on writing
+/// and reads the reason. Here, as paho's interoperability client does, it answers each PUBREC
+/// with a PUBREL after it went over the Receive Maximum, all in one write. The broker sends
+/// its PUBRECs and DISCONNECT 0x93, then shuts its side and reads on, discarding, until the
+/// client closes. A socket closed at once with unread input is reset instead, and the
+/// client's next write fails before it has read the DISCONNECT.
+#[tokio::test]
+async fn a_client_still_writing_when_the_broker_closes_reads_why() {
+    let mut config = Config::ephemeral();
+    config.limits.max_inflight = 3;
+    let b = broker_with(config).await;
+    for ws in BOTH {
+        let mut r = Raw::open(&b, ws, true, &format!("linger-{}", via(ws))).await;
+        let mut flood = Vec::new();
+        for id in 1..=4u16 {
+            flood.extend(publish_bytes(b"linger/t", 2, id, false, b"x", Some(&[])));
+        }
+        r.send(&flood).await;
+        let mut pubrecs = 0;
+        let reason = loop {
+            let f = r.frame().await.unwrap_or_else(|| panic!("{}: closed before the DISCONNECT", via(ws)));
+            match kind(&f) {
+                5 => {
+                    pubrecs += 1;
+                    let rel = ack_bytes(0x62, ack_id(&f));
+                    if let Err(e) = r.conn.send(&rel).await {
+                        panic!("{}: PUBREL {pubrecs} could not be written after the broker's goodbye: {e}", via(ws));
+                    }
+                }
+                14 => break disconnect_reason(&f),
+                k => panic!("{}: unexpected packet type {k}", via(ws)),
+            }
+        };
+        assert_eq!((pubrecs, reason), (3, 0x93), "{}: three PUBRECs, then DISCONNECT 0x93", via(ws));
+        assert_eq!(r.until_close().await, Vec::<Vec<u8>>::new(), "{}: nothing after the DISCONNECT", via(ws));
+    }
+    b.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sessions
 // ---------------------------------------------------------------------------------------------
