@@ -123,6 +123,10 @@ pub struct Session {
     subs: HashMap<String, SubId>,
     /// The options of each subscription, by id, for its deliveries.
     sub_opts: rustc_hash::FxHashMap<SubId, subscribe::SubOpts>,
+    /// How many of the connection's own plain subscriptions carry a Subscription Identifier:
+    /// while any does, a delivery collects the identifiers of every plain subscription its
+    /// topic matches, since the router sends one copy for all of them.
+    plain_idents: u32,
     next_sub: SubId,
     /// Whether a CONNACK accepting the connection was written; no DISCONNECT goes out
     /// before it [MQTT-3.14.0-1].
@@ -170,6 +174,7 @@ impl Session {
             aliases_out_max: 0,
             subs: HashMap::new(),
             sub_opts: rustc_hash::FxHashMap::default(),
+            plain_idents: 0,
             next_sub: 1,
             connack_sent: false,
             goodbye_done: false,

@@ -358,6 +358,24 @@ impl Session {
             return t;
         }
         match self.sub_opts.get(&d.sub) {
+            // The router merged the connection's overlapping plain subscriptions into this one
+            // copy [MQTT-3.3.4-2], so it carries the identifiers of all of them that match
+            // [MQTT-3.3.4-4] (those with No Local excepted on the connection's own message) and
+            // Retain As Published if any asked for it. A retained message sent for a new
+            // subscription is that subscription's alone.
+            Some(o) if o.kind == SubKind::Plain && self.plain_idents > 0 && !d.retained => {
+                let own = d.msg.origin == Some(self.info.id);
+                let mut t = Treatment { granted: Some(o.granted), acked: true, ..Treatment::default() };
+                for m in self.sub_opts.values() {
+                    if m.kind == SubKind::Plain && !(own && m.no_local) && m.filter.matches(&d.msg.topic) {
+                        t.rap |= m.rap;
+                        t.idents.extend(m.ident);
+                    }
+                }
+                t.idents.sort_unstable();
+                t.idents.dedup();
+                t
+            }
             Some(o) => Treatment {
                 granted: Some(o.granted),
                 rap: o.rap,

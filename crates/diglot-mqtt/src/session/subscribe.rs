@@ -13,10 +13,11 @@
 //!
 //! Kinds of subscription:
 //! - A plain filter: `Action::Subscribe` with `share: None`. Its options are kept by id for
-//!   its deliveries: Retain As Published, and the MQTT 5 Subscription Identifier. A
-//!   subscription with an identifier is not merged (`merge: false`): each overlapping
-//!   subscription gets its own copy, carrying its own identifier, which §3.3.4 allows; the
-//!   others merge into one copy per message. Retain Handling 0/1/2 maps to
+//!   its deliveries: Retain As Published, No Local and the MQTT 5 Subscription Identifier.
+//!   Overlapping subscriptions merge (`merge: true`): the router sends one copy per message,
+//!   at the highest QoS among them [MQTT-3.3.4-2], and the session puts on it the identifiers
+//!   of all that match [MQTT-3.3.4-4] and Retain As Published if any asked for it, as it does
+//!   for the session queue's bindings. Retain Handling 0/1/2 maps to
 //!   `RetainHandling::Always`/`IfNew`/`Never` (MQTT 3.x: `Always`).
 //! - A shared subscription `$share/<group>/<filter>` (§4.8.2; accepted from MQTT 3.x clients
 //!   too, as Mosquitto and EMQX do): `Action::Subscribe` with `share: Some(group)` and
@@ -91,8 +92,17 @@ pub(crate) struct SubOpts {
     pub(crate) rap: bool,
     /// MQTT 5 Subscription Identifier.
     pub(crate) ident: Option<NonZeroU32>,
+    /// MQTT 5 No Local.
+    pub(crate) no_local: bool,
     /// The kind.
     pub(crate) kind: SubKind,
+}
+
+impl SubOpts {
+    /// A plain subscription of the connection with a Subscription Identifier.
+    fn plain_with_ident(&self) -> bool {
+        self.kind == SubKind::Plain && self.ident.is_some()
+    }
 }
 
 /// What one entry of a SUBSCRIBE or UNSUBSCRIBE names.
@@ -222,7 +232,7 @@ impl Session {
                     if send {
                         actions.push(Action::SendRetained { filter: filter.clone(), sub, qos: granted });
                     }
-                    SubOpts { filter, granted, rap, ident, kind: SubKind::Bound }
+                    SubOpts { filter, granted, rap, ident, no_local: req.no_local, kind: SubKind::Bound }
                 }
                 None => {
                     actions.push(Action::Subscribe {
@@ -230,11 +240,13 @@ impl Session {
                         sub,
                         qos: granted,
                         no_local: req.no_local,
-                        merge: ident.is_none(),
+                        // One copy for all of the connection's overlapping subscriptions, with
+                        // the identifiers of all that match (`Session::treatment`).
+                        merge: true,
                         retained,
                         share: None,
                     });
-                    SubOpts { filter, granted, rap, ident, kind: SubKind::Plain }
+                    SubOpts { filter, granted, rap, ident, no_local: req.no_local, kind: SubKind::Plain }
                 }
             },
             Target::Shared { group, filter } => {
@@ -247,7 +259,7 @@ impl Session {
                     retained,
                     share: Some(group),
                 });
-                SubOpts { filter, granted, rap, ident, kind: SubKind::Shared }
+                SubOpts { filter, granted, rap, ident, no_local: false, kind: SubKind::Shared }
             }
             Target::Queue(name) => {
                 let queue = named_queue(&name);
@@ -265,10 +277,13 @@ impl Session {
                     actions.push(Action::Bind { queue: queue.clone(), filter: filter.clone(), qos: Qos::AtLeastOnce });
                     actions.push(Action::Consume { queue: queue.clone(), sub, prefetch: self.window, auto_ack });
                 }
-                SubOpts { filter, granted, rap, ident, kind: SubKind::Queue { queue, auto_ack } }
+                SubOpts { filter, granted, rap, ident, no_local: false, kind: SubKind::Queue { queue, auto_ack } }
             }
         };
-        self.sub_opts.insert(sub, opts);
+        self.plain_idents += u32::from(opts.plain_with_ident());
+        if let Some(old) = self.sub_opts.insert(sub, opts) {
+            self.plain_idents -= u32::from(old.plain_with_ident());
+        }
         Ok(granted)
     }
 
@@ -330,6 +345,7 @@ impl Session {
     fn unsubscribe_one(&mut self, target: Target, actions: &mut Vec<Action>) -> u8 {
         let known = self.subs.remove(&target.key());
         let opts = known.and_then(|sub| self.sub_opts.remove(&sub));
+        self.plain_idents -= u32::from(opts.as_ref().is_some_and(SubOpts::plain_with_ident));
         match (target, known) {
             // The bindings live with the session queue, not the connection: one made by an
             // earlier connection (or before a restart) is unknown here but may exist, so

@@ -174,27 +174,64 @@ fn outbound_alias_of_a_discarded_publish_is_not_kept() {
 
 // ---- Subscription Identifiers ----
 
+fn idents(c: &mut Client) -> Vec<Vec<u32>> {
+    publishes5(c.recv5())
+        .into_iter()
+        .map(|p| p.properties.unwrap().subscription_ids.iter().map(|i| i.get()).collect::<Vec<_>>())
+        .collect()
+}
+
+/// Overlapping subscriptions are merged by the router into one copy per message
+/// [MQTT-3.3.4-2], whichever of them it names; the copy carries the identifiers of every
+/// matching subscription [MQTT-3.3.4-4].
 #[test]
 fn subscription_identifiers() {
     let mut c = Client::connected5("s");
     let a = c.send5(subscribe5(1, Some(7), "a/+", qos5(1)));
-    assert!(matches!(&a[..], [Action::Subscribe { sub: 1, merge: false, .. }]), "{a:?}");
+    assert!(matches!(&a[..], [Action::Subscribe { sub: 1, merge: true, .. }]), "{a:?}");
     let a = c.send5(subscribe5(2, None, "a/#", qos5(1)));
     assert!(matches!(&a[..], [Action::Subscribe { sub: 2, merge: true, .. }]), "{a:?}");
-    assert!(matches!(&c.recv5()[..], [v5::Packet::SubscribeAck(_), v5::Packet::SubscribeAck(_)]));
+    c.send5(subscribe5(3, Some(5), "+/b", qos5(1)));
+    c.send5(subscribe5(4, Some(9), "z/#", qos5(1)));
+    assert_eq!(c.recv5().len(), 4, "four SUBACKs");
     c.deliver_with(delivery(msg("a/b", b"x", Qos::AtMostOnce), 1, Qos::AtMostOnce));
     c.deliver_with(delivery(msg("a/b", b"x", Qos::AtMostOnce), 2, Qos::AtMostOnce));
-    let ids: Vec<_> = publishes5(c.recv5())
-        .into_iter()
-        .map(|p| p.properties.unwrap().subscription_ids.iter().map(|i| i.get()).collect::<Vec<_>>())
-        .collect();
-    assert_eq!(ids, [vec![7], vec![]]);
-    // Subscribing again without an identifier removes it [MQTT-3.8.4-3].
-    let a = c.send5(subscribe5(3, None, "a/+", qos5(1)));
+    c.deliver_with(delivery(msg("a/c", b"x", Qos::AtMostOnce), 2, Qos::AtMostOnce));
+    c.deliver_with(delivery(msg("q/r", b"x", Qos::AtMostOnce), 2, Qos::AtMostOnce));
+    assert_eq!(idents(&mut c), [vec![5, 7], vec![5, 7], vec![7], vec![]]);
+    // A retained message sent for a new subscription carries that subscription's only.
+    let mut d = delivery(msg("z/b", b"x", Qos::AtMostOnce), 4, Qos::AtMostOnce);
+    d.retained = true;
+    c.deliver_with(d);
+    assert_eq!(idents(&mut c), [vec![9]]);
+    // Subscribing again without an identifier removes it [MQTT-3.8.4-3]; unsubscribing
+    // removes the subscription's.
+    let a = c.send5(subscribe5(5, None, "a/+", qos5(1)));
     assert!(matches!(&a[..], [Action::Subscribe { sub: 1, merge: true, .. }]), "{a:?}");
+    c.send5(v5::Packet::Unsubscribe(v5::Unsubscribe {
+        packet_id: pid(6),
+        user_properties: Vec::new(),
+        topic_filters: vec!["+/b".into()],
+    }));
     c.frames();
     c.deliver_with(delivery(msg("a/b", b"x", Qos::AtMostOnce), 1, Qos::AtMostOnce));
-    assert!(publishes5(c.recv5())[0].properties.as_ref().unwrap().subscription_ids.is_empty());
+    c.deliver_with(delivery(msg("z/b", b"x", Qos::AtMostOnce), 4, Qos::AtMostOnce));
+    assert_eq!(idents(&mut c), [vec![], vec![9]]);
+}
+
+/// No Local: a subscription that would not have matched the connection's own message adds no
+/// identifier to the copy another subscription brought [MQTT-3.8.3-3].
+#[test]
+fn subscription_identifiers_skip_no_local_on_own_messages() {
+    let mut c = Client::connected5("s");
+    c.send5(subscribe5(1, Some(1), "a/#", v5::SubscriptionOptions { no_local: true, ..qos5(1) }));
+    c.send5(subscribe5(2, Some(2), "a/b", qos5(1)));
+    c.frames();
+    let mut m = msg("a/b", b"x", Qos::AtMostOnce);
+    m.origin = Some(CONN_ID);
+    c.deliver_with(delivery(m, 2, Qos::AtMostOnce));
+    c.deliver_with(delivery(msg("a/b", b"x", Qos::AtMostOnce), 2, Qos::AtMostOnce));
+    assert_eq!(idents(&mut c), [vec![2], vec![1, 2]]);
 }
 
 #[test]
