@@ -188,8 +188,8 @@ pub enum DefaultAcl {
 pub struct FailedLoginLimitConfig {
     /// Failed logins per source address per minute (also the burst); 0 turns the limit off.
     pub per_minute: u32,
-    /// How many source addresses are tracked at once; beyond it the least recently failing one
-    /// is forgotten.
+    /// How many source addresses are tracked at once; beyond it those that have refilled are
+    /// forgotten, or else the sixteenth that failed least recently.
     pub max_addresses: usize,
 }
 

@@ -11,8 +11,8 @@
 //! (one host usually holds a whole /64), and an IPv4-mapped IPv6 address counts as its IPv4
 //! address. The map holds at most `max_addresses` entries: when it is full, entries that have
 //! refilled completely (indistinguishable from absent ones) are dropped, and if none has, the
-//! one that failed least recently goes. An attacker with many addresses can thus push others
-//! out, but each of its own addresses is still limited.
+//! sixteenth of them that failed least recently goes. An attacker with many addresses can thus
+//! push others out, but each of its own addresses is still limited.
 //!
 //! Sans-IO: the caller passes the time in, and wraps the limiter in a mutex to share it.
 
@@ -99,6 +99,10 @@ impl FailedLogins {
         (b.tokens + elapsed * self.per_sec).min(self.capacity)
     }
 
+    /// Makes room in a full map: drops the entries that have refilled, and if that is not
+    /// enough, the sixteenth of the map (at least one) that failed least recently. Each call
+    /// walks the whole map, so it frees room for many addresses at once: a flood of failures
+    /// from new addresses costs one walk per `max_addresses / 16` of them, not one each.
     fn evict(&mut self, now: Instant) {
         let capacity = self.capacity;
         let per_sec = self.per_sec;
@@ -107,9 +111,13 @@ impl FailedLogins {
             b.tokens + elapsed * per_sec < capacity
         });
         if self.buckets.len() >= self.max_addresses {
-            let oldest = self.buckets.iter().min_by_key(|(_, b)| b.updated).map(|(k, _)| *k);
-            if let Some(k) = oldest {
-                self.buckets.remove(&k);
+            let drop = (self.max_addresses / 16).max(1);
+            let mut by_age: Vec<(Instant, IpAddr)> = self.buckets.iter().map(|(k, b)| (b.updated, *k)).collect();
+            if drop < by_age.len() {
+                by_age.select_nth_unstable(drop - 1);
+            }
+            for (_, k) in by_age.iter().take(drop) {
+                self.buckets.remove(k);
             }
         }
     }
@@ -213,6 +221,35 @@ mod tests {
         // Known addresses never evict anyone.
         l.record_failure(ip("10.0.0.5"), later);
         assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn a_full_map_makes_room_for_a_sixteenth_at_once() {
+        let mut l = limiter(1, 64);
+        let t0 = Instant::now();
+        let at = |i: u32| t0 + Duration::from_millis(u64::from(i));
+        let addr = |i: u32| IpAddr::from([10, 0, (i / 256) as u8, (i % 256) as u8]);
+        for i in 0..64 {
+            l.record_failure(addr(i), at(i));
+        }
+        assert_eq!(l.len(), 64);
+        // Full, nobody refilled: the four that failed least recently go, and the next three
+        // new addresses fit without another sweep.
+        l.record_failure(addr(64), at(64));
+        assert_eq!(l.len(), 61);
+        for i in 0..4 {
+            assert_eq!(l.retry_after(addr(i), at(65)), Duration::ZERO, "address {i} forgotten");
+        }
+        for i in 4..=64 {
+            assert!(l.retry_after(addr(i), at(65)) > Duration::ZERO, "address {i} kept");
+        }
+        for i in 65..68 {
+            l.record_failure(addr(i), at(i));
+        }
+        assert_eq!(l.len(), 64);
+        l.record_failure(addr(68), at(68));
+        assert_eq!(l.len(), 61);
+        assert_eq!(l.retry_after(addr(4), at(69)), Duration::ZERO, "the next least recent went");
     }
 
     #[test]
