@@ -294,3 +294,54 @@ async fn pings_between_messages_are_answered_in_both_read_states() {
     assert_eq!(sub.recv().await.unwrap(), vec![0xD0, 0]);
     b.shutdown().await;
 }
+
+/// The server frames (unmasked, payloads under 126 bytes) in `bytes`: (opcode, payload).
+fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while bytes.len() >= 2 {
+        let len = usize::from(bytes[1] & 0x7f);
+        assert!(len < 126 && bytes[1] & 0x80 == 0, "a short unmasked server frame: {bytes:02x?}");
+        frames.push((bytes[0] & 0x0f, bytes[2..2 + len].to_vec()));
+        bytes = &bytes[2 + len..];
+    }
+    frames
+}
+
+/// When the server closes a WebSocket for a protocol error, it sends one close frame (RFC 6455
+/// §5.5.1: the answer to a Close goes only from an endpoint that has not sent one), waits for
+/// the client's, and then ends the TCP connection (§7.1.1). Both an MQTT violation (a first
+/// packet that is not CONNECT) and a WebSocket one (a reserved bit set, which yawc answers
+/// itself) are tried; before, the second got two close frames.
+#[tokio::test]
+async fn a_server_close_is_one_close_frame_then_the_tcp_close() {
+    let b = broker().await;
+    let addr = b.ws_addr().unwrap();
+    let mut rsv = client_frame(0x2, &[0xC0, 0]);
+    rsv[0] |= 0x40;
+    for (what, bad) in [("MQTT", client_frame(0x2, &[0xC0, 0])), ("WebSocket", rsv)] {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(request("GET /ws HTTP/1.1", &[], &[]).as_bytes()).await.unwrap();
+        let a = read_answer(&mut s, 0).await;
+        assert_eq!(a.status, 101, "{what}: {}", a.head);
+        let mut got = a.rest;
+        s.write_all(&bad).await.unwrap();
+        // Up to the server's close frame.
+        let mut chunk = [0u8; 1024];
+        while got.len() < 2 || got.len() < 2 + usize::from(got[1] & 0x7f) {
+            let n = tokio::time::timeout(PATIENCE, s.read(&mut chunk)).await.expect("a close in time").expect("read");
+            assert!(n > 0, "{what}: the server ended the connection without a close frame");
+            got.extend_from_slice(&chunk[..n]);
+        }
+        let frames = server_frames(&got);
+        assert_eq!(frames.len(), 1, "{what}: {frames:02x?}");
+        let (opcode, payload) = &frames[0];
+        assert_eq!(*opcode, 0x8, "{what}: a close frame");
+        assert_eq!(payload[..2], 1002u16.to_be_bytes(), "{what}: close code 1002 (protocol error)");
+        // The client answers; the server then closes TCP, with nothing more sent.
+        s.write_all(&client_frame(0x8, &payload[..2])).await.unwrap();
+        let mut rest = Vec::new();
+        tokio::time::timeout(PATIENCE, s.read_to_end(&mut rest)).await.expect("the TCP close in time").expect("read");
+        assert_eq!(server_frames(&rest), vec![], "{what}: nothing after the one close frame");
+    }
+    b.shutdown().await;
+}

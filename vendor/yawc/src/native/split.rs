@@ -421,6 +421,13 @@ impl WriteHalf {
         S: futures::Sink<Frame, Error = WebSocketError> + Unpin,
     {
         if frame.opcode == OpCode::Close {
+            // diglot patch: one close frame at most (RFC 6455 §5.5.1: a Close is sent in
+            // response only by an endpoint that "did not previously send a Close frame"). A
+            // second one came from the automatic answer to the peer's Close, or to a protocol
+            // error, after the application had sent its own, or the other way round.
+            if self.close_state.is_some() {
+                return Ok(());
+            }
             self.close_state = Some(CloseState::Flushing);
         }
 
