@@ -168,6 +168,25 @@ pub fn decode(buf: &mut BytesMut, want_ack: bool, keep_body: bool) -> Result<Opt
     Ok(Some(frame))
 }
 
+/// Whether a WebSocket message's payload is one whole MESSAGE frame and nothing else: it starts
+/// with the MESSAGE command line, has a blank line, and its only NUL is its last byte (so no
+/// second frame, and no body that needed its `content-length` to be read). Brokers send one
+/// frame per WebSocket message (Diglot, RabbitMQ), so a reader that needs neither the body nor
+/// the `ack` header can count such a message as it is. A body holding a NUL, frames sharing a
+/// message, trailing heart-beats or any other frame go to [`decode`]; `content-length` is not
+/// checked here.
+pub fn is_one_message(payload: &[u8]) -> bool {
+    let Some(rest) = payload.strip_prefix(b"MESSAGE\n").or_else(|| payload.strip_prefix(b"MESSAGE\r\n")) else {
+        return false;
+    };
+    if rest.is_empty() || memchr::memchr(0, rest) != Some(rest.len() - 1) {
+        return false;
+    }
+    // The blank line: at once (no headers), or after a header line.
+    let blank_at = |at: usize| rest.get(at) == Some(&b'\n') || rest.get(at..at + 2) == Some(b"\r\n");
+    blank_at(0) || memchr::memchr_iter(b'\n', rest).any(|nl| blank_at(nl + 1))
+}
+
 /// What one pass over a MESSAGE's header lines found: where its body starts and the values
 /// (as ranges of the buffer, without a `\r`) of the first `content-length`, `ack` and
 /// `message-id` headers.
@@ -328,6 +347,38 @@ mod tests {
         let want = vec![message(Some(b"a1"), b"ab\0"), message(None, b"bare"), message(Some(b"m3"), b"x")];
         assert_eq!(decode_in_pieces(input, input.len()), want);
         assert_eq!(decode_in_pieces(input, 1), want);
+    }
+
+    #[test]
+    fn only_a_message_that_is_one_whole_frame_is_counted_in_place() {
+        for one in [
+            &b"MESSAGE\nsubscription:0\nmessage-id:1\ndestination:/topic/t\ncontent-length:2\n\nab\0"[..],
+            b"MESSAGE\n\n\0",
+            b"MESSAGE\nx:y\n\n0123456789abcdef\0",
+            b"MESSAGE\nlonger-header:0123456\n\nbody\0",
+            b"MESSAGE\r\ndestination:/topic/t\r\n\r\nbody\0",
+        ] {
+            assert!(is_one_message(one), "{}", String::from_utf8_lossy(one));
+            let mut buf = BytesMut::from(one);
+            assert!(matches!(decode(&mut buf, false, false), Ok(Some(Frame::Message { .. }))));
+            assert!(buf.is_empty(), "decode takes it whole too");
+        }
+        for not in [
+            // Two frames in one message; a body with a NUL; a trailing heart-beat; no blank
+            // line; another command; a frame not ended.
+            &b"MESSAGE\ndestination:/t\n\na\0MESSAGE\ndestination:/t\n\nb\0"[..],
+            b"MESSAGE\ncontent-length:3\n\na\0b\0",
+            b"MESSAGE\ndestination:/t\n\na\0\n",
+            b"MESSAGE\ndestination:/t\nbody\0",
+            b"RECEIPT\nreceipt-id:sub\n\n\0",
+            b"MESSAGE\ndestination:/t\n\nbody",
+            b"MESSAGE\nlonger-header:01234\0\n\nbody\0",
+            b"MESSAGE",
+            b"MESSAGE\n",
+            b"",
+        ] {
+            assert!(!is_one_message(not), "{}", String::from_utf8_lossy(not));
+        }
     }
 
     #[test]

@@ -258,10 +258,11 @@ enum Step {
 }
 
 impl WsReader {
-    /// Handles the first frame of the read buffer: a data frame's payload goes to `out`. Not
-    /// async: the frames one read brought are taken in one loop, and only a ping's pong is
-    /// left for the caller to write.
-    fn step(&mut self, out: &mut BytesMut) -> io::Result<Step> {
+    /// Handles the first frame of the read buffer: a data frame's payload goes to `out`,
+    /// unless it is a whole message, `out` is empty and `whole` takes it in place. Not async:
+    /// the frames one read brought are taken in one loop, and only a ping's pong is left for
+    /// the caller to write.
+    fn step(&mut self, out: &mut BytesMut, whole: &mut impl FnMut(&[u8]) -> bool) -> io::Result<Step> {
         let Some((fin, opcode, head, len)) = parse_header(&self.buf)? else { return Ok(Step::More) };
         if self.buf.len() < head + len {
             self.buf.reserve(head + len - self.buf.len());
@@ -270,7 +271,9 @@ impl WsReader {
         self.buf.advance(head);
         match opcode {
             0..=2 => {
-                out.extend_from_slice(&self.buf[..len]);
+                if !(fin && out.is_empty() && whole(&self.buf[..len])) {
+                    out.extend_from_slice(&self.buf[..len]);
+                }
                 self.buf.advance(len);
                 Ok(Step::Data(fin))
             }
@@ -320,10 +323,13 @@ pub enum Reader {
 
 impl Reader {
     /// Appends what arrives next to `out`: for TCP the bytes of one read, for a WebSocket the
-    /// payloads of every whole data frame one read brought (at least one). `Ok(false)` when the
-    /// peer closed. Cancel-safe while it waits for the socket: nothing is lost if the future is
-    /// dropped then (not while it writes a pong, which the broker only asks for when idle).
-    pub async fn fill(&mut self, out: &mut BytesMut) -> io::Result<bool> {
+    /// payloads of every whole data frame one read brought (at least one). A WebSocket message
+    /// that arrives whole while `out` is empty is first offered to `whole`, which may take it in
+    /// place instead (then it is not appended); whatever follows a message that was appended is
+    /// appended too, so `out` keeps the order. `Ok(false)` when the peer closed. Cancel-safe
+    /// while it waits for the socket: nothing is lost if the future is dropped then (not while
+    /// it writes a pong, which the broker only asks for when idle).
+    pub async fn fill_with(&mut self, out: &mut BytesMut, mut whole: impl FnMut(&[u8]) -> bool) -> io::Result<bool> {
         match self {
             Reader::Tcp { read, .. } => {
                 if out.capacity() - out.len() < 4096 {
@@ -334,7 +340,7 @@ impl Reader {
             Reader::Ws(ws) => {
                 let mut got = false;
                 loop {
-                    match ws.step(out)? {
+                    match ws.step(out, &mut whole)? {
                         Step::Data(_) => got = true,
                         Step::Control => {}
                         Step::Ping => ws.send_pongs().await?,
@@ -366,7 +372,7 @@ impl Reader {
             }
             Reader::Ws(ws) => loop {
                 let mut message = std::mem::take(&mut ws.message);
-                let step = ws.step(&mut message);
+                let step = ws.step(&mut message, &mut |_| false);
                 ws.message = message;
                 match step? {
                     Step::Data(true) => return Ok(Some(ws.message.split().freeze())),
