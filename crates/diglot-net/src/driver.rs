@@ -389,10 +389,10 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
     }
 }
 
-/// Whether the driver reads on after closing for `reason` ([`crate::link::Link::linger`]): when the broker
-/// ended the connection while the client may still be sending. Not when the client ended it,
-/// its transport failed, it fell silent (keep-alive, handshake), it stopped reading (slow
-/// consumer), or the broker is shutting down.
+/// Whether the driver reads on after closing for `reason` ([`crate::link::Link::linger`]):
+/// when the broker ended the connection while the client may still be sending. Not when the
+/// client ended it, its transport failed, it fell silent (keep-alive, handshake), it stopped
+/// reading (slow consumer), or the broker is shutting down.
 fn lingers(reason: &CloseReason) -> bool {
     matches!(
         reason,
