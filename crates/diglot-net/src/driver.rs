@@ -44,8 +44,8 @@ const ROUTE_BATCH: usize = 64;
 thread_local! {
     /// Each worker thread's spare vectors for [`on_input`]'s batch of publishes and its
     /// busiest-topics counts, and [`deliver`]'s batch of deliveries, lent out for one event
-    /// and given back empty, so that an event does not allocate them afresh. A task that moves to another thread while it
-    /// holds one gives it back there; one that ends early drops it.
+    /// and given back empty, so that an event does not allocate them afresh. A task that moves
+    /// to another thread while it holds one gives it back there; one that ends early drops it.
     static PUBLISHES: std::cell::Cell<Vec<diglot_core::Message>> = const { std::cell::Cell::new(Vec::new()) };
     static DELIVERIES: std::cell::Cell<Vec<Delivery>> = const { std::cell::Cell::new(Vec::new()) };
     static TOPIC_COUNTS: std::cell::Cell<Vec<(diglot_core::Topic, u64)>> = const { std::cell::Cell::new(Vec::new()) };

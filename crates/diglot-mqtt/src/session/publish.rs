@@ -58,7 +58,7 @@ use bytestring::ByteString;
 use diglot_core::{Action, Delivery, Message, Output, PublishError, Qos, Topic, WireSlot};
 use rmqtt_codec::types::{Publish, QoS as WireQos};
 
-use super::subscribe::SubKind;
+use super::subscribe::{SubKind, SubOpts};
 use super::{Phase, Session, SESSION_SUB};
 use crate::inflight::{durable_id, RecOutcome};
 use crate::props;
@@ -346,16 +346,7 @@ impl Session {
             // Published if any matching subscription of this connection asked for it, and
             // the Subscription Identifiers of all of them [MQTT-3.3.4-4]. Bindings made by
             // an earlier connection are unknown here, so carry neither.
-            let mut t = Treatment { acked: true, ..Treatment::default() };
-            for o in self.sub_opts.values().filter(|o| matches!(o.kind, SubKind::Bound)) {
-                if o.filter.matches(&d.msg.topic) {
-                    t.rap |= o.rap;
-                    t.idents.extend(o.ident);
-                }
-            }
-            t.idents.sort_unstable();
-            t.idents.dedup();
-            return t;
+            return self.merged(d, None, |o| o.kind == SubKind::Bound);
         }
         match self.sub_opts.get(&d.sub) {
             // The router merged the connection's overlapping plain subscriptions into this one
@@ -365,16 +356,7 @@ impl Session {
             // subscription is that subscription's alone.
             Some(o) if o.kind == SubKind::Plain && self.plain_idents > 0 && !d.retained => {
                 let own = d.msg.origin == Some(self.info.id);
-                let mut t = Treatment { granted: Some(o.granted), acked: true, ..Treatment::default() };
-                for m in self.sub_opts.values() {
-                    if m.kind == SubKind::Plain && !(own && m.no_local) && m.filter.matches(&d.msg.topic) {
-                        t.rap |= m.rap;
-                        t.idents.extend(m.ident);
-                    }
-                }
-                t.idents.sort_unstable();
-                t.idents.dedup();
-                t
+                self.merged(d, Some(o.granted), |m| m.kind == SubKind::Plain && !(own && m.no_local))
             }
             Some(o) => Treatment {
                 granted: Some(o.granted),
@@ -385,6 +367,20 @@ impl Session {
             // A subscription removed while its deliveries were on their way.
             None => Treatment { acked: true, ..Treatment::default() },
         }
+    }
+
+    /// The treatment of one copy that stands for every subscription `counts` admits whose
+    /// filter matches the delivery's topic: Retain As Published if any of them asked for it,
+    /// and the Subscription Identifiers of all of them [MQTT-3.3.4-4].
+    fn merged(&self, d: &Delivery, granted: Option<Qos>, counts: impl Fn(&SubOpts) -> bool) -> Treatment {
+        let mut t = Treatment { granted, acked: true, ..Treatment::default() };
+        for o in self.sub_opts.values().filter(|o| counts(o) && o.filter.matches(&d.msg.topic)) {
+            t.rap |= o.rap;
+            t.idents.extend(o.ident);
+        }
+        t.idents.sort_unstable();
+        t.idents.dedup();
+        t
     }
 
     /// Encodes one delivery as a PUBLISH.
