@@ -188,8 +188,9 @@ pub enum DefaultAcl {
 pub struct FailedLoginLimitConfig {
     /// Failed logins per source address per minute (also the burst); 0 turns the limit off.
     pub per_minute: u32,
-    /// How many source addresses are tracked at once; beyond it those that have refilled are
-    /// forgotten, or else the sixteenth that failed least recently.
+    /// How many source addresses are tracked at once; when it is reached, those that have
+    /// refilled are forgotten, and then those that failed least recently until a sixteenth of
+    /// the places is free.
     pub max_addresses: usize,
 }
 

@@ -99,10 +99,11 @@ impl FailedLogins {
         (b.tokens + elapsed * self.per_sec).min(self.capacity)
     }
 
-    /// Makes room in a full map: drops the entries that have refilled, and if that is not
-    /// enough, the sixteenth of the map (at least one) that failed least recently. Each call
-    /// walks the whole map, so it frees room for many addresses at once: a flood of failures
-    /// from new addresses costs one walk per `max_addresses / 16` of them, not one each.
+    /// Makes room in a full map: drops the entries that have refilled, then, while fewer than
+    /// a sixteenth of the map's places (at least one) are free, the entries that failed least
+    /// recently, until that many are. Each call walks the whole map, so it frees room for many
+    /// addresses at once: a flood of failures from new addresses costs one walk per
+    /// `max_addresses / 16` of them, not one each, whether or not some entries have refilled.
     fn evict(&mut self, now: Instant) {
         let capacity = self.capacity;
         let per_sec = self.per_sec;
@@ -110,13 +111,14 @@ impl FailedLogins {
             let elapsed = now.saturating_duration_since(b.updated).as_secs_f64();
             b.tokens + elapsed * per_sec < capacity
         });
-        if self.buckets.len() >= self.max_addresses {
-            let drop = (self.max_addresses / 16).max(1);
+        let keep = self.max_addresses - (self.max_addresses / 16).max(1).min(self.max_addresses);
+        let excess = self.buckets.len().saturating_sub(keep);
+        if excess > 0 {
             let mut by_age: Vec<(Instant, IpAddr)> = self.buckets.iter().map(|(k, b)| (b.updated, *k)).collect();
-            if drop < by_age.len() {
-                by_age.select_nth_unstable(drop - 1);
+            if excess < by_age.len() {
+                by_age.select_nth_unstable(excess - 1);
             }
-            for (_, k) in by_age.iter().take(drop) {
+            for (_, k) in by_age.iter().take(excess) {
                 self.buckets.remove(k);
             }
         }
@@ -250,6 +252,31 @@ mod tests {
         l.record_failure(addr(68), at(68));
         assert_eq!(l.len(), 61);
         assert_eq!(l.retry_after(addr(4), at(69)), Duration::ZERO, "the next least recent went");
+    }
+
+    #[test]
+    fn a_full_map_makes_room_for_a_sixteenth_even_when_some_have_refilled() {
+        // One try a minute: an entry refills 60 s after its failure.
+        let mut l = limiter(1, 64);
+        let t0 = Instant::now() + Duration::from_secs(100);
+        let later = t0 + Duration::from_secs(61);
+        let at = |i: u32| later + Duration::from_millis(u64::from(i));
+        let addr = |i: u32| IpAddr::from([10, 1, (i / 256) as u8, (i % 256) as u8]);
+        l.record_failure(addr(0), t0);
+        for i in 1..64 {
+            l.record_failure(addr(i), at(i));
+        }
+        assert_eq!(l.len(), 64);
+        // Address 0 has refilled and goes; three more, the least recent, go with it, so the
+        // next three new addresses fit without another sweep.
+        l.record_failure(addr(64), at(64));
+        assert_eq!(l.len(), 61);
+        for i in 0..4 {
+            assert_eq!(l.retry_after(addr(i), at(65)), Duration::ZERO, "address {i} forgotten");
+        }
+        for i in 4..=64 {
+            assert!(l.retry_after(addr(i), at(65)) > Duration::ZERO, "address {i} kept");
+        }
     }
 
     #[test]
