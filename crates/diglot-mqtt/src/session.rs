@@ -123,10 +123,12 @@ pub struct Session {
     subs: HashMap<String, SubId>,
     /// The options of each subscription, by id, for its deliveries.
     sub_opts: rustc_hash::FxHashMap<SubId, subscribe::SubOpts>,
-    /// How many of the connection's own plain subscriptions carry a Subscription Identifier:
-    /// while any does, a delivery collects the identifiers of every plain subscription its
-    /// topic matches, since the router sends one copy for all of them.
-    plain_idents: u32,
+    /// How many of the connection's own plain subscriptions carry a Subscription Identifier
+    /// or Retain As Published: while any does, a delivery collects the identifiers of every
+    /// plain subscription its topic matches, and Retain As Published if any of them asked,
+    /// since the router sends one copy for all of them. While none does, the copy's own
+    /// subscription has the same options as the merge of them all (none).
+    plain_shown: u32,
     next_sub: SubId,
     /// Whether a CONNACK accepting the connection was written; no DISCONNECT goes out
     /// before it [MQTT-3.14.0-1].
@@ -174,7 +176,7 @@ impl Session {
             aliases_out_max: 0,
             subs: HashMap::new(),
             sub_opts: rustc_hash::FxHashMap::default(),
-            plain_idents: 0,
+            plain_shown: 0,
             next_sub: 1,
             connack_sent: false,
             goodbye_done: false,

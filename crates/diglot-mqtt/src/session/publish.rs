@@ -354,7 +354,7 @@ impl Session {
             // [MQTT-3.3.4-4] (those with No Local excepted on the connection's own message) and
             // Retain As Published if any asked for it. A retained message sent for a new
             // subscription is that subscription's alone.
-            Some(o) if o.kind == SubKind::Plain && self.plain_idents > 0 && !d.retained => {
+            Some(o) if o.kind == SubKind::Plain && self.plain_shown > 0 && !d.retained => {
                 let own = d.msg.origin == Some(self.info.id);
                 self.merged(d, Some(o.granted), |m| m.kind == SubKind::Plain && !(own && m.no_local))
             }

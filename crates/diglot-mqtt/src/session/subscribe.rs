@@ -99,9 +99,10 @@ pub(crate) struct SubOpts {
 }
 
 impl SubOpts {
-    /// A plain subscription of the connection with a Subscription Identifier.
-    fn plain_with_ident(&self) -> bool {
-        self.kind == SubKind::Plain && self.ident.is_some()
+    /// A plain subscription of the connection whose options show on a merged copy: one with a
+    /// Subscription Identifier or Retain As Published.
+    fn plain_shown_on_copies(&self) -> bool {
+        self.kind == SubKind::Plain && (self.ident.is_some() || self.rap)
     }
 }
 
@@ -280,9 +281,9 @@ impl Session {
                 SubOpts { filter, granted, rap, ident, no_local: false, kind: SubKind::Queue { queue, auto_ack } }
             }
         };
-        self.plain_idents += u32::from(opts.plain_with_ident());
+        self.plain_shown += u32::from(opts.plain_shown_on_copies());
         if let Some(old) = self.sub_opts.insert(sub, opts) {
-            self.plain_idents -= u32::from(old.plain_with_ident());
+            self.plain_shown -= u32::from(old.plain_shown_on_copies());
         }
         Ok(granted)
     }
@@ -345,7 +346,7 @@ impl Session {
     fn unsubscribe_one(&mut self, target: Target, actions: &mut Vec<Action>) -> u8 {
         let known = self.subs.remove(&target.key());
         let opts = known.and_then(|sub| self.sub_opts.remove(&sub));
-        self.plain_idents -= u32::from(opts.as_ref().is_some_and(SubOpts::plain_with_ident));
+        self.plain_shown -= u32::from(opts.as_ref().is_some_and(SubOpts::plain_shown_on_copies));
         match (target, known) {
             // The bindings live with the session queue, not the connection: one made by an
             // earlier connection (or before a restart) is unknown here but may exist, so

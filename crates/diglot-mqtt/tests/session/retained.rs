@@ -113,6 +113,29 @@ fn retain_as_published_v5() {
     assert_eq!(got.iter().map(|p| p.retain).collect::<Vec<_>>(), [false, true, false, true]);
 }
 
+/// The router sends one copy for overlapping subscriptions, naming the one with the highest
+/// QoS; the copy keeps the RETAIN flag if any subscription that matches asked for Retain As
+/// Published, whichever the router named and whatever the connection's other subscriptions.
+#[test]
+fn retain_as_published_on_a_merged_copy_if_any_matching_subscription_asked() {
+    let mut c = Client::connected5("s");
+    let rap = v5::SubscriptionOptions { retain_as_published: true, ..qos5(0) };
+    c.send5(subscribe5(1, None, "a/#", rap));
+    c.send5(subscribe5(2, None, "a/b", qos5(1)));
+    c.frames();
+    c.deliver_with(delivery(retained_msg("a/b"), 2, Qos::AtMostOnce));
+    c.deliver_with(delivery(retained_msg("a/c"), 1, Qos::AtMostOnce));
+    assert_eq!(publishes5(c.recv5()).iter().map(|p| p.retain).collect::<Vec<_>>(), [true, true]);
+    c.send5(v5::Packet::Unsubscribe(v5::Unsubscribe {
+        packet_id: pid(3),
+        user_properties: Vec::new(),
+        topic_filters: vec!["a/#".into()],
+    }));
+    c.frames();
+    c.deliver_with(delivery(retained_msg("a/b"), 2, Qos::AtMostOnce));
+    assert_eq!(publishes5(c.recv5()).iter().map(|p| p.retain).collect::<Vec<_>>(), [false]);
+}
+
 #[test]
 fn retain_as_published_through_the_session_queue() {
     let mut c = persistent5("p", Limits::default());
