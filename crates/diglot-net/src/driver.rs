@@ -376,7 +376,8 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
     if linger {
         // After `finish`: the client id, the subscriptions and the session are released, so a
         // client that reconnects at once does not wait for this. The socket still holds its
-        // connection permit, so lingering sockets count against `limits.max_connections`.
+        // connection permit and its address's slot, so lingering sockets count against
+        // `limits.max_connections` and `limits.max_connections_per_ip`.
         // Boxed: the task's future is sized for its largest state.
         Box::pin(async {
             let mut shutdown = shared.shutdown.clone();

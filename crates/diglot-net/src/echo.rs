@@ -15,6 +15,9 @@ use crate::server::Shared;
 /// How long an echo connection may stay silent.
 const IDLE: Duration = Duration::from_secs(60);
 
+/// How long the close frame of a failed connection may take to go out.
+const CLOSE_SEND: Duration = Duration::from_secs(5);
+
 /// Echoes messages until the peer closes, breaks the protocol, idles out, or the broker shuts
 /// down.
 pub(crate) async fn run(shared: &Shared, mut ws: WebSocket<HttpStream>) {
@@ -24,8 +27,12 @@ pub(crate) async fn run(shared: &Shared, mut ws: WebSocket<HttpStream>) {
             _ = shutdown.changed() => break,
             r = tokio::time::timeout(IDLE, ws.next_frame()) => match r {
                 Ok(Ok(frame)) => frame,
-                // yawc has already answered a protocol error with the right close code.
-                Ok(Err(_)) => return,
+                // A bad frame or message: yawc has queued the close frame with the code that
+                // fits it (RFC 6455 §7.1.7: a failed connection SHOULD get one).
+                Ok(Err(_)) => {
+                    send_queued_close(&mut ws).await;
+                    return;
+                }
                 Err(_) => break,
             },
         };
@@ -33,8 +40,8 @@ pub(crate) async fn run(shared: &Shared, mut ws: WebSocket<HttpStream>) {
             OpCode::Text => Frame::text(frame.into_payload()),
             OpCode::Binary => Frame::binary(frame.into_payload()),
             OpCode::Close => {
-                // yawc queued the close reply; flush it.
-                let _ = ws.flush().await;
+                // yawc queued the answer to the client's close (RFC 6455 §5.5.1).
+                send_queued_close(&mut ws).await;
                 return;
             }
             _ => continue,
@@ -44,4 +51,10 @@ pub(crate) async fn run(shared: &Shared, mut ws: WebSocket<HttpStream>) {
         }
     }
     let _ = ws.send(Frame::close(yawc::close::CloseCode::Away, "server shutting down")).await;
+}
+
+/// Sends the close frame yawc has queued (its answer to the peer's close, or the close of a
+/// connection it failed). A flush does not send it; getting ready for the next frame does.
+async fn send_queued_close(ws: &mut WebSocket<HttpStream>) {
+    let _ = tokio::time::timeout(CLOSE_SEND, std::future::poll_fn(|cx| ws.poll_ready_unpin(cx))).await;
 }

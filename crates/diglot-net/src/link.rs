@@ -55,12 +55,15 @@ pub struct WsConn {
     deferred: Option<Box<io::Result<Read>>>,
     /// Tells a read whether the WebSocket can have anything for it ([`ReadGate`]).
     gate: ReadGate,
+    /// yawc failed the connection on a frame (a protocol error, invalid UTF-8, a frame over
+    /// the limit) and reads no more frames: [`Link::linger`] discards raw input instead.
+    failed: bool,
 }
 
 impl WsConn {
     /// A WebSocket ready for the driver.
     pub fn new(ws: WebSocket<HttpStream>) -> WsConn {
-        WsConn { ws, scratch: Vec::new(), deferred: None, gate: ReadGate::new() }
+        WsConn { ws, scratch: Vec::new(), deferred: None, gate: ReadGate::new(), failed: false }
     }
 }
 
@@ -183,7 +186,7 @@ impl Link {
                 Ok(if n == 0 { Read::Closed } else { Read::Data(n) })
             }
             Link::Ws { ws, binary_only, ping } => {
-                let WsConn { ws, deferred, gate, .. } = &mut **ws;
+                let WsConn { ws, deferred, gate, failed, .. } = &mut **ws;
                 if let Some(end) = deferred.take() {
                     return *end;
                 }
@@ -234,9 +237,17 @@ impl Link {
                             }
                             Poll::Ready(Err(yawc::WebSocketError::ConnectionClosed)) => Ok(Read::Closed),
                             Poll::Ready(Err(e @ yawc::WebSocketError::FrameTooLarge)) => {
+                                *failed = true;
                                 Ok(Read::TooLarge(e.to_string()))
                             }
-                            Poll::Ready(Err(e)) if e.is_protocol_error() => Ok(Read::Violation(e.to_string())),
+                            // RFC 6455 §8.1: a text message that is not UTF-8 fails the
+                            // connection (close code 1007), like any other bad frame.
+                            Poll::Ready(Err(e))
+                                if e.is_protocol_error() || matches!(e, yawc::WebSocketError::InvalidUTF8) =>
+                            {
+                                *failed = true;
+                                Ok(Read::Violation(e.to_string()))
+                            }
                             Poll::Ready(Err(e)) => Err(io::Error::other(e.to_string())),
                         };
                         return Poll::Ready(match got {
@@ -346,19 +357,34 @@ impl Link {
     }
 
     /// After [`Link::close`]: reads, and throws away, what the peer still sends, until it ends
-    /// the stream (EOF, or its WebSocket close frame), breaks the transport's rules, or has sent
-    /// `max` bytes. A socket closed with unread input is reset by the kernel, and a peer still
-    /// writing (pipelined frames, a PUBREL for each PUBREC) then fails on its next write,
-    /// before it has read the goodbye that tells it why; reading on until the peer closes
-    /// (what HTTP servers call a lingering close) lets it read that goodbye. The caller bounds
-    /// the time.
+    /// the stream (EOF, or its WebSocket close frame) or has sent `max` bytes. A socket closed
+    /// with unread input is reset by the kernel, and a peer still writing (pipelined frames, a
+    /// PUBREL for each PUBREC) then fails on its next write, before it has read the goodbye
+    /// that tells it why; reading on until the peer closes (what HTTP servers call a lingering
+    /// close) lets it read that goodbye. Once yawc has failed the WebSocket on a bad frame (a
+    /// protocol error, invalid UTF-8, a frame over the limit, whose payload it leaves unread),
+    /// it reads no more frames, and the raw bytes are discarded up to EOF instead. The caller
+    /// bounds the time.
     pub async fn linger(&mut self, scratch: &mut BytesMut, max: usize) {
         let mut seen = 0usize;
         while seen < max {
+            if let Link::Ws { ws, .. } = self {
+                if ws.failed {
+                    let ws = &mut ws.ws;
+                    match std::future::poll_fn(|cx| ws.poll_discard_input(cx)).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen += n,
+                    }
+                    continue;
+                }
+            }
             scratch.clear();
             match self.read(scratch).await {
                 Ok(Read::Data(n)) => seen += n,
-                Ok(Read::Closed | Read::Violation(_) | Read::TooLarge(_)) | Err(_) => return,
+                // A frame yawc fails the WebSocket on (the raw bytes are read from then on), or
+                // a text message to MQTT: discarded like the rest.
+                Ok(Read::Violation(_) | Read::TooLarge(_)) => {}
+                Ok(Read::Closed) | Err(_) => return,
             }
         }
     }

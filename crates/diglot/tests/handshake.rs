@@ -308,10 +308,11 @@ fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
 }
 
 /// When the server closes a WebSocket for a protocol error, it sends one close frame (RFC 6455
-/// §5.5.1: the answer to a Close goes only from an endpoint that has not sent one), waits for
-/// the client's, and then ends the TCP connection (§7.1.1). Both an MQTT violation (a first
-/// packet that is not CONNECT) and a WebSocket one (a reserved bit set, which yawc answers
-/// itself) are tried; before, the second got two close frames.
+/// §5.5.1: the answer to a Close goes only from an endpoint that has not sent one), and then
+/// ends the TCP connection (§7.1.1): after an MQTT violation (a first packet that is not
+/// CONNECT), once the client's close has come; after a WebSocket one (a reserved bit set,
+/// which yawc answers itself, and after which it reads no more frames), when the client ends
+/// its side or the linger's 2 seconds are up. Before, the second got two close frames.
 #[tokio::test]
 async fn a_server_close_is_one_close_frame_then_the_tcp_close() {
     let b = broker().await;
@@ -342,6 +343,88 @@ async fn a_server_close_is_one_close_frame_then_the_tcp_close() {
         let mut rest = Vec::new();
         tokio::time::timeout(PATIENCE, s.read_to_end(&mut rest)).await.expect("the TCP close in time").expect("read");
         assert_eq!(server_frames(&rest), vec![], "{what}: nothing after the one close frame");
+    }
+    b.shutdown().await;
+}
+
+/// A masked client frame of any length (RFC 6455 §5.2: 7-bit, 16-bit or 64-bit length).
+fn client_frame_of(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x11, 0x22, 0x33, 0x44];
+    let mut f = vec![0x80 | opcode];
+    match payload.len() {
+        n @ 0..=125 => f.push(0x80 | n as u8),
+        n @ 126..=0xFFFF => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// A client still writing when the server fails the WebSocket on a bad frame reads a close
+/// frame with the code RFC 6455 §7.4.1 gives the fault, answers it and sees the TCP connection
+/// end cleanly: after a frame yawc fails the connection on (a reserved bit or opcode, a close
+/// frame over 125 bytes, a text message that is not UTF-8, a frame over
+/// `limits.max_ws_frame_bytes`, whose payload is left unread), the server reads on and
+/// discards the raw bytes until the client closes. Before, it closed the socket with the
+/// client's input unread, and the kernel reset the connection; the reserved opcode got 1003,
+/// the long close frame was echoed back, and the text message got 1011 (an internal error).
+#[tokio::test]
+async fn a_client_still_writing_after_a_bad_frame_reads_the_close() {
+    let mut config = diglot::Config::ephemeral();
+    config.limits.max_ws_frame_bytes = 16 * 1024;
+    let b = broker_with(config).await;
+    let addr = b.ws_addr().unwrap();
+    let mut rsv = client_frame(0x2, &[0xC0, 0]);
+    rsv[0] |= 0x40;
+    let mut long_close = 1000u16.to_be_bytes().to_vec();
+    long_close.extend_from_slice(&[b'a'; 124]);
+    let cases = [
+        ("a reserved bit", rsv, 1002u16),
+        ("a reserved opcode", client_frame(0x3, &[]), 1002),
+        // RFC 6455 §5.5: a control frame has at most 125 bytes of payload.
+        ("a close frame of 126 bytes", client_frame_of(0x8, &long_close), 1002),
+        ("a text message that is not UTF-8", client_frame(0x1, &[0xC0, 0xFF]), 1007),
+        ("a frame over the limit", client_frame_of(0x2, &[7; 40 * 1024]), 1009),
+    ];
+    for (what, bad, code) in cases {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(request("GET /ws HTTP/1.1", &[], &[]).as_bytes()).await.unwrap();
+        let a = read_answer(&mut s, 0).await;
+        assert_eq!(a.status, 101, "{what}: {}", a.head);
+        let mut got = a.rest;
+        // The bad frame, and 100 KiB of frames after it, in one write.
+        let mut flood = bad;
+        for _ in 0..800 {
+            flood.extend(client_frame(0x2, &[0xC0; 125]));
+        }
+        s.write_all(&flood).await.unwrap();
+        let mut chunk = [0u8; 1024];
+        while got.len() < 2 || got.len() < 2 + usize::from(got[1] & 0x7f) {
+            let n = tokio::time::timeout(PATIENCE, s.read(&mut chunk)).await.expect("a close in time").expect("read");
+            assert!(n > 0, "{what}: the server ended the connection without a close frame");
+            got.extend_from_slice(&chunk[..n]);
+        }
+        let frames = server_frames(&got);
+        assert_eq!(frames.len(), 1, "{what}: {frames:02x?}");
+        let (opcode, payload) = &frames[0];
+        assert_eq!((*opcode, payload[..2].to_vec()), (0x8, code.to_be_bytes().to_vec()), "{what}: close {code}");
+        // The client answers the close and ends its side; the server's side then ends too,
+        // with no reset.
+        s.write_all(&client_frame(0x8, &payload[..2])).await.unwrap_or_else(|e| panic!("{what}: the answer: {e}"));
+        s.shutdown().await.unwrap_or_else(|e| panic!("{what}: the shutdown: {e}"));
+        let mut rest = Vec::new();
+        tokio::time::timeout(PATIENCE, s.read_to_end(&mut rest))
+            .await
+            .expect("the TCP close in time")
+            .unwrap_or_else(|e| panic!("{what}: the end of the stream: {e}"));
+        assert_eq!(server_frames(&rest), vec![], "{what}: nothing after the close frame");
     }
     b.shutdown().await;
 }

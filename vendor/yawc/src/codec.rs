@@ -322,7 +322,12 @@ impl codec::Decoder for Decoder {
         if opcode.is_control() && !fin {
             return Err(WebSocketError::ControlFrameFragmented);
         }
-        if opcode == OpCode::Ping && payload_len > 125 {
+        // diglot patch: every control frame, not just a ping, has at most 125 bytes of payload
+        // (RFC 6455 §5.5); a longer close was accepted and its payload echoed in the answer.
+        if opcode == OpCode::Close && payload_len > 125 {
+            return Err(WebSocketError::InvalidCloseFrame);
+        }
+        if opcode.is_control() && payload_len > 125 {
             return Err(WebSocketError::PingFrameTooLarge);
         }
         if payload_len >= self.max_payload_size {

@@ -1239,9 +1239,16 @@ where
             let frame = ready!(self
                 .streaming
                 .poll_next_frame_with_limit(cx, self.fragment_layer.remaining_read_capacity()))?;
-            match self.on_frame(frame)? {
-                Some(ok) => break Poll::Ready(Ok(ok)),
-                None => continue,
+            match self.on_frame(frame) {
+                Ok(Some(ok)) => break Poll::Ready(Ok(ok)),
+                Ok(None) => continue,
+                // diglot patch: a message the connection fails on (a text message that is not
+                // UTF-8, a reassembled message over the limit, a bad fragment) gets its close
+                // frame and ends reading, as a bad frame does in `Streaming`.
+                Err(err) => {
+                    self.streaming.fail(&err);
+                    break Poll::Ready(Err(err));
+                }
             }
         }
     }
@@ -1435,6 +1442,16 @@ where
             return None;
         }
         self.streaming.raw_write_buffer()
+    }
+
+    /// Reads and throws away what the peer still sends, once reading frames has failed
+    /// (diglot patch): the bytes already buffered, then what the socket brings; `Ready(Ok(0))`
+    /// at the end of the stream. After a protocol error or a frame over the limit, yawc reads
+    /// no more frames, and a server that closed the socket with the rest of the peer's input
+    /// unread would have the kernel reset the connection, possibly before the peer has read
+    /// the close frame. Use it only after [`WebSocket::poll_next_frame`] returned an error.
+    pub fn poll_discard_input(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        self.streaming.poll_discard_input(cx)
     }
 
     fn poll_flush_fragments(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {

@@ -317,22 +317,7 @@ where
                 Poll::Ready(Err(WebSocketError::ConnectionClosed))
             }
             Poll::Ready(Err(err)) => {
-                let code = match err {
-                    WebSocketError::FrameTooLarge => CloseCode::Size,
-                    WebSocketError::InvalidUTF8 => CloseCode::Invalid,
-                    WebSocketError::InvalidOpCode(_) => CloseCode::Unsupported,
-                    WebSocketError::ReservedBitsNotZero
-                    | WebSocketError::ControlFrameFragmented
-                    | WebSocketError::PingFrameTooLarge
-                    | WebSocketError::InvalidFragment
-                    | WebSocketError::InvalidCloseFrame
-                    | WebSocketError::InvalidCloseCode
-                    | WebSocketError::FragmentTimeout
-                    | WebSocketError::InvalidContinuationFrame
-                    | WebSocketError::CompressionNotSupported => CloseCode::Protocol,
-                    _ => CloseCode::Error,
-                };
-                self.emit_close(Frame::close(code, err.to_string()));
+                self.fail(&err);
                 Poll::Ready(Err(err))
             }
             Poll::Pending => {
@@ -398,6 +383,23 @@ where
             return None;
         }
         Some(self.stream.write_buffer_mut())
+    }
+
+    /// Reads and throws away what the peer sends after the read side failed (diglot patch):
+    /// the bytes already buffered, then whatever the socket brings, `Ready(Ok(0))` at its end.
+    /// Lets a server that failed the connection on a bad frame read on until the peer closes,
+    /// so that unread input does not make the kernel reset the connection before the peer has
+    /// read the close frame.
+    pub(crate) fn poll_discard_input(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        let buffered = self.stream.read_buffer().len();
+        if buffered > 0 {
+            self.stream.read_buffer_mut().clear();
+            return Poll::Ready(Ok(buffered));
+        }
+        let mut chunk = [0u8; 4096];
+        let mut buf = tokio::io::ReadBuf::new(&mut chunk);
+        ready!(std::pin::Pin::new(self.stream.get_mut()).poll_read(cx, &mut buf))?;
+        Poll::Ready(Ok(buf.filled().len()))
     }
 
     /// Gives back the memory a frame larger than the read buffer made it grow to.
@@ -495,6 +497,31 @@ where
         self.emit_close(frame);
 
         Ok(())
+    }
+
+    /// Fails the connection on `err`, found in a frame or in the message it belongs to: queues
+    /// a close frame with the code that fits it and reads no more frames. (diglot patch: also
+    /// for the errors the message layer above finds, such as a text message that is not UTF-8,
+    /// which RFC 6455 §8.1 says fails the connection, with 1007 per §7.4.1.)
+    pub(crate) fn fail(&mut self, err: &WebSocketError) {
+        let code = match err {
+            WebSocketError::FrameTooLarge => CloseCode::Size,
+            WebSocketError::InvalidUTF8 => CloseCode::Invalid,
+            // diglot patch: a reserved opcode breaks the framing (RFC 6455 §5.2), a protocol error
+            // (1002, §7.4.1), not data of a type the endpoint cannot accept (1003).
+            WebSocketError::InvalidOpCode(_)
+            | WebSocketError::ReservedBitsNotZero
+            | WebSocketError::ControlFrameFragmented
+            | WebSocketError::PingFrameTooLarge
+            | WebSocketError::InvalidFragment
+            | WebSocketError::InvalidCloseFrame
+            | WebSocketError::InvalidCloseCode
+            | WebSocketError::FragmentTimeout
+            | WebSocketError::InvalidContinuationFrame
+            | WebSocketError::CompressionNotSupported => CloseCode::Protocol,
+            _ => CloseCode::Error,
+        };
+        self.emit_close(Frame::close(code, err.to_string()));
     }
 
     fn emit_close(&mut self, frame: Frame) {
