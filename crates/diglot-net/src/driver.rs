@@ -371,6 +371,10 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
         }
     };
     let _ = timeout(GOODBYE_TIMEOUT, link.close(&reason)).await;
+    if !conn.pending.is_empty() {
+        // Boxed: the task's future is sized for its largest state.
+        Box::pin(complete_pending(&shared, &mut conn)).await;
+    }
     let linger = lingers(&reason);
     Box::pin(finish(&shared, conn, adapter, reason, started)).await;
     if linger {
@@ -569,6 +573,20 @@ async fn stored_done(
         None => log_unacked_failure(conn.id, result),
     }
     execute(shared, conn, adapter, actions, out).await
+}
+
+/// Completes the publishes still being stored when the connection ended: they were received,
+/// and their messages are in the store, so their queues take them now (STOMP 1.2: "previously
+/// received frames SHOULD continue to get processed"), rather than after a restart, when the
+/// store is read again. Nothing is acknowledged: the connection is over.
+async fn complete_pending(shared: &Arc<Shared>, conn: &mut Conn) {
+    while let Some(Stored { outcome, .. }) = conn.pending.next().await {
+        if let Outcome::Written(msg, queues, reply, _) = outcome {
+            if let Err(e) = shared.durable.complete(&msg, queues, reply).await {
+                tracing::warn!(conn = conn.id, error = %e, "a publish received before the connection ended was not queued");
+            }
+        }
+    }
 }
 
 /// Moves deliveries from the outbox into the adapter while it has room.

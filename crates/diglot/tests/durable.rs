@@ -622,3 +622,38 @@ async fn issue_8_pipelined_stomp_sends_are_answered_in_frame_order() {
     }
     b.shutdown().await;
 }
+
+/// A client that sends to a queue and closes at once, without DISCONNECT and without waiting
+/// for its RECEIPT or PUBACK: the message still reaches the queue's consumer now (STOMP 1.2:
+/// "If the client disconnects, previously received frames SHOULD continue to get processed by
+/// the server"). Before, the connection's store writes still under way were dropped with it:
+/// the message was in the store, but its queue never heard of it until a restart read the
+/// store again.
+#[tokio::test]
+async fn a_message_sent_just_before_a_close_reaches_the_queue_now() {
+    let b = broker().await;
+    let mut c = stomp_client(&b).await;
+    c.send("SUBSCRIBE", &[("id", "q"), ("destination", "/queue/closing"), ("receipt", "sub")], "").await;
+    assert_eq!(c.frame().await.unwrap().command, "RECEIPT");
+    for round in 0..3 {
+        let body = format!("stomp{round}");
+        let mut p = stomp_client(&b).await;
+        p.send("SEND", &[("destination", "/queue/closing"), ("receipt", "r")], &body).await;
+        drop(p);
+        let m = c.frame().await.expect("MESSAGE");
+        assert_eq!((m.command.as_str(), String::from_utf8(m.body).unwrap()), ("MESSAGE", body));
+    }
+    // MQTT: QoS 1 into the same queue, closed before the PUBACK.
+    for round in 0..3u16 {
+        let body = format!("mqtt{round}");
+        let mut p = tcp_connect(b.mqtt_addr().unwrap()).await;
+        p.send(&mqtt_connect_bytes(&format!("closing-{round}"), 30, true)).await.unwrap();
+        let connack = p.recv().await.expect("CONNACK");
+        assert_eq!(connack[..2], [0x20, 2], "CONNACK");
+        p.send(&publish_qos1("$queue/closing", 1, body.as_bytes())).await.unwrap();
+        drop(p);
+        let m = c.frame().await.expect("MESSAGE");
+        assert_eq!((m.command.as_str(), String::from_utf8(m.body).unwrap()), ("MESSAGE", body));
+    }
+    b.shutdown().await;
+}
