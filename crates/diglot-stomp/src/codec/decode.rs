@@ -90,6 +90,36 @@ impl Decoder {
         }
     }
 
+    /// The `receipt` header of a frame that failed to decode, for the ERROR's `receipt-id`:
+    /// [`Decoder::partial_receipt`] if the header came before the fault, or else, when the
+    /// fault was in a header, the first `receipt` among the whole header lines still in `rest`
+    /// (the input after the fault) before the blank line, within the first 16 KiB. A line that
+    /// does not decode is passed over. STOMP 1.2 "ERROR": the server SHOULD set `receipt-id`
+    /// to the receipt of the frame the error is related to, wherever its header is.
+    pub fn failed_receipt(&self, rest: &[u8]) -> Option<String> {
+        const SCAN: usize = 16 * 1024;
+        if let Some(receipt) = self.partial_receipt() {
+            return Some(receipt.to_owned());
+        }
+        let State::Headers(command) = self.state else { return None };
+        let escaping = Escaping::for_frame(command, self.version);
+        let window = &rest[..rest.len().min(SCAN)];
+        let mut start = 0;
+        while let Some(eol) = memchr(b'\n', &window[start..]) {
+            let line = strip_cr(&window[start..start + eol]);
+            start += eol + 1;
+            if line.is_empty() {
+                return None;
+            }
+            if line.starts_with(b"receipt:") {
+                if let Ok((_, value)) = parse_header(bytes::Bytes::copy_from_slice(line), escaping) {
+                    return Some(value.to_string());
+                }
+            }
+        }
+        None
+    }
+
     /// Decodes the next frame or heart-beat from the front of `buf`. `Ok(None)` means more
     /// bytes are needed; the bytes seen so far may already have been consumed into the
     /// decoder's state. After an error the stream is unusable.

@@ -129,6 +129,34 @@ fn the_receipt_of_a_frame_that_failed_is_known() {
     assert_eq!(d.partial_receipt(), None);
 }
 
+/// A fault in a header before the `receipt` header: the receipt is found among the header
+/// lines after it, whole lines only, up to the blank line.
+#[test]
+fn the_receipt_after_a_bad_header_is_found_too() {
+    let cases: [(&[u8], Option<&str>); 6] = [
+        (b"SEND\ndestination:/topic/a\nfoo:\\t\nreceipt:r\\c2\n\nx\0", Some("r:2")),
+        (b"SEND\nfoo:\\t\nx:y\r\nreceipt:r3\r\n\nx\0", Some("r3")),
+        // After the blank line it is the body, not a header.
+        (b"SEND\nfoo:\\t\n\nreceipt:r4\n\0", None),
+        // A line not yet ended may still grow.
+        (b"SEND\nfoo:\\t\nreceipt:r5", None),
+        // One that does not decode is passed over.
+        (b"SEND\nfoo:\\t\nreceipt:\\q\nreceipt:r6\n\n\0", Some("r6")),
+        (b"SEND\nfoo:\\t\n\n\0", None),
+    ];
+    for (input, want) in cases {
+        let mut d = Decoder::new(&limits());
+        let mut buf = BytesMut::from(input);
+        assert!(matches!(d.decode(&mut buf), Err(CodecError::BadEscape(_))), "{input:?}");
+        assert_eq!(d.failed_receipt(&buf).as_deref(), want, "{}", String::from_utf8_lossy(input));
+    }
+    // A fault in the command line: no headers to look in.
+    let mut d = Decoder::new(&limits());
+    let mut buf = BytesMut::from(&b"NOPE\nreceipt:r7\n\n\0"[..]);
+    assert!(d.decode(&mut buf).is_err());
+    assert_eq!(d.failed_receipt(&buf), None);
+}
+
 #[test]
 fn bad_content_length() {
     for bad in

@@ -6,7 +6,9 @@
 //! - server → client: none if `sx` or `cy` is 0, else every `max(sx, cy)` ms;
 //! - client → server: none if `cx` or `sy` is 0, else every `max(cx, sy)` ms.
 //!
-//! The server sends an EOL when it has written nothing for its interval, and closes the
+//! The server sends an EOL when it has written nothing for nine tenths of its interval (the
+//! spec says "at least every <n> milliseconds": a beat timed at exactly `n` reaches the client
+//! a little after it, the timer and the network being late, never early), and closes the
 //! connection when it has read nothing for the client's interval × a grace factor (the spec
 //! asks for "some tolerance"). STOMP 1.0 has no heart-beats. This module only keeps time; the
 //! session writes the EOL and the ERROR.
@@ -63,7 +65,7 @@ impl Heartbeat {
         let grace = if grace >= 1.0 { grace } else { 1.0 };
         let timeout_ms = (recv_ms as f64 * grace).min(u64::MAX as f64) as u64;
         let hb = Heartbeat {
-            send: (send_ms > 0).then(|| Duration::from_millis(send_ms)),
+            send: (send_ms > 0).then(|| Duration::from_millis(send_ms - send_ms / 10)),
             recv_timeout: (recv_ms > 0).then(|| Duration::from_millis(timeout_ms)),
             last_sent: now,
             last_recv: now,
@@ -143,6 +145,21 @@ mod tests {
         assert_eq!(hb.poll(t0 + Duration::from_millis(2_000)), Tick::Send);
         assert_eq!(hb.poll(t0 + Duration::from_millis(2_100)), Tick::Idle);
         assert_eq!(hb.poll(t0 + Duration::from_millis(2_500)), Tick::TimedOut);
+    }
+
+    /// "The sender MUST send new data over the network connection at least every <n>
+    /// milliseconds": the beat is due a tenth of the interval early, so that a late timer
+    /// still keeps to it.
+    #[test]
+    fn a_beat_is_due_before_the_interval_is_up() {
+        let t0 = Instant::now();
+        let (mut hb, announced) = Heartbeat::negotiate((0, 10_000), (10_000, 0), 1.5, t0);
+        assert_eq!(announced, (10_000, 0));
+        assert_eq!(hb.next_deadline(), Some(t0 + Duration::from_millis(9_000)));
+        assert_eq!(hb.poll(t0 + Duration::from_millis(8_999)), Tick::Idle);
+        assert_eq!(hb.poll(t0 + Duration::from_millis(9_000)), Tick::Send);
+        hb.on_sent(t0 + Duration::from_millis(9_500));
+        assert_eq!(hb.next_deadline(), Some(t0 + Duration::from_millis(18_500)));
     }
 
     #[test]

@@ -456,8 +456,8 @@ impl Adapter for Session {
                 if let Some(limit) = breached {
                     self.limits.breaches.hit(limit);
                 }
-                // The failed frame's receipt, if its headers got that far.
-                let receipt = self.decoder.partial_receipt().map(str::to_owned);
+                // The failed frame's receipt, before or after the fault among its headers.
+                let receipt = self.decoder.failed_receipt(input);
                 self.fail_in_order(Fault::from(e), receipt, out, actions);
                 self.held.is_some()
             }

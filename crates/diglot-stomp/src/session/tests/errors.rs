@@ -84,19 +84,20 @@ fn ack_without_id_in_1_2_asks_for_id() {
     assert_eq!(&f.body[..], b"NACK requires the \"message-id\" header.");
 }
 
-/// STOMP 1.2 "ERROR": the ERROR for a frame that failed to decode names its `receipt`, when
-/// the receipt header was read before the fault (a client waiting on that receipt learns why).
+/// STOMP 1.2 "ERROR": the ERROR for a frame that failed to decode names its `receipt` (a
+/// client waiting on that receipt learns why), whether the receipt header came before the
+/// fault or after it among the frame's header lines; the next frame's is not this one's.
 #[test]
 fn errors_while_decoding_a_frame_name_its_receipt() {
     let limits = Limits { max_frame_bytes: 256, ..Limits::default() };
     // The frame's bytes as fed, the ERROR's `message`, its `receipt-id`.
     type Case<'a> = (&'a [&'a [u8]], &'a str, Option<&'a str>);
-    let cases: [Case; 4] = [
+    let cases: [Case; 5] = [
         (&[b"SEND\ndestination:/topic/a\nreceipt:big\n\n", &[b'x'; 300]], "frame too large", Some("big")),
         (&[b"SEND\ndestination:/topic/a\nreceipt:a\\cb\ncontent-length:1\n\nxy\0"], "malformed frame", Some("a:b")),
         (&[b"SEND\ndestination:/topic/a\nreceipt:r\nx:\\t\n\n\0"], "malformed frame", Some("r")),
-        // A receipt after the fault was never read; the next frame's is not this one's.
-        (&[b"SEND\ndestination:/topic/a\nx:\\t\nreceipt:r\n\n\0"], "malformed frame", None),
+        (&[b"SEND\ndestination:/topic/a\nx:\\t\nreceipt:r\n\n\0"], "malformed frame", Some("r")),
+        (&[b"SEND\ndestination:/topic/a\nx:\\t\n\n\0SEND\nreceipt:next\n\n\0"], "malformed frame", None),
     ];
     for (chunks, error, receipt) in cases {
         let mut h = H::with(None, limits.clone());

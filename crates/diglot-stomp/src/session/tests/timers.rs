@@ -23,11 +23,12 @@ fn heart_beats_are_negotiated_sent_and_enforced() {
     assert_eq!(h.one().header("heart-beat"), Some("20000,10000"));
     assert_eq!(h.s.next_timer(), Some(h.at(15_000)));
 
-    // Traffic at 9 s moves the receive deadline to 24 s; the send deadline is 20 s.
+    // Traffic at 9 s moves the receive deadline to 24 s; the beat is due at 18 s, a tenth of
+    // the 20 s early, so that it arrives within them.
     let t = h.at(9_000);
     h.feed_at(b"\n", t);
-    assert_eq!(h.s.next_timer(), Some(h.at(20_000)));
-    let t = h.at(20_000);
+    assert_eq!(h.s.next_timer(), Some(h.at(18_000)));
+    let t = h.at(18_000);
     h.s.on_timer(t, &mut h.out, &mut h.actions);
     assert_eq!(h.chunks(), vec![Bytes::from_static(b"\n")]);
     h.s.on_sent(t);
@@ -43,9 +44,9 @@ fn sent_traffic_postpones_heart_beats() {
     let mut h = H::new();
     h.feed(b"CONNECT\naccept-version:1.2\nheart-beat:0,1000\n\n\0");
     assert_eq!(h.one().header("heart-beat"), Some("10000,0"));
-    assert_eq!(h.s.next_timer(), Some(h.at(10_000)));
+    assert_eq!(h.s.next_timer(), Some(h.at(9_000)));
     h.s.on_sent(h.at(5_000));
-    assert_eq!(h.s.next_timer(), Some(h.at(15_000)));
+    assert_eq!(h.s.next_timer(), Some(h.at(14_000)));
 }
 
 #[test]
