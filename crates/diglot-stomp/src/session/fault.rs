@@ -120,7 +120,12 @@ impl Fault {
                 "session taken over",
                 format!("Another connection connected with client-id {:?}.", client_id.unwrap_or("")),
             ),
-            CloseReason::KeepAliveTimeout => return Some(Fault::heartbeat_timeout()),
+            // The driver's own check (the session's heart-beats end in `heartbeat_timeout`):
+            // a WebSocket that answered none of the broker's pings.
+            CloseReason::KeepAliveTimeout => (
+                "keep-alive timeout",
+                "The client answered no WebSocket ping in time (listeners.ws.ping_interval_secs).".into(),
+            ),
             CloseReason::HandshakeTimeout => return Some(Fault::connect_timeout()),
             CloseReason::SlowConsumer => {
                 ("slow consumer", "The client did not read its messages fast enough and its outbox is full.".into())

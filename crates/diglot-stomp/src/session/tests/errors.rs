@@ -180,7 +180,7 @@ fn server_close_goodbyes() {
         (CloseReason::ServerShutdown, Some("server shutting down")),
         (CloseReason::SessionTakenOver, Some("session taken over")),
         (CloseReason::SlowConsumer, Some("slow consumer")),
-        (CloseReason::KeepAliveTimeout, Some("heart-beat timeout")),
+        (CloseReason::KeepAliveTimeout, Some("keep-alive timeout")),
         (CloseReason::ClientDisconnect, None),
         (CloseReason::PeerClosed, None),
     ] {
