@@ -21,7 +21,7 @@
 //! Locks are never held across an `.await`: each operation changes the queue's state under
 //! its mutex and returns the store work to do, which runs afterwards.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -75,8 +75,18 @@ struct State {
     /// every entry of the queue.
     unloaded_from: Option<u64>,
     loading: bool,
+    /// Entries appended while a read of the store was under way: not put in memory then (the
+    /// window beyond the read is not known yet), but placed when the read is back.
+    appended_while_loading: Vec<u64>,
+    /// The seqs the last reads of the store returned, as `first..=last` ranges, newest last: an
+    /// append whose completion comes after a read already took its entry (and the entry may
+    /// have been delivered and acknowledged since) is not put in memory a second time.
+    read_ranges: VecDeque<(u64, u64)>,
     bindings: Vec<(Filter, Qos)>,
 }
+
+/// How many of the last reads' ranges a queue remembers ([`State::read_ranges`]).
+const READ_RANGES: usize = 4;
 
 /// Store work that an operation on a queue's state asks for, carried out without the lock.
 #[derive(Default)]
@@ -182,8 +192,68 @@ impl Queue {
         work
     }
 
-    /// Takes a freshly appended entry into memory, unless the window is full.
+    /// Starts a read of the store: the seq to read after (`None`: from the start), or `None`
+    /// if memory holds everything or a read is under way.
+    ///
+    /// While the read is under way the queue keeps what it had: the entries it reads are not
+    /// in memory, so none of them can be delivered or acknowledged meanwhile, and entries
+    /// appended meanwhile wait for the read's end (put in memory at once, they would go out
+    /// before older ones still in the store, and could be read a second time).
+    fn begin_load(&self, st: &mut State) -> Option<Option<u64>> {
+        let from = st.unloaded_from?;
+        if st.loading {
+            return None;
+        }
+        st.loading = true;
+        st.appended_while_loading.clear();
+        Some(from.checked_sub(1))
+    }
+
+    /// Ends a read of the store that started after `after` and returned `entries` (seq,
+    /// deliveries so far, message), all there were past `after` if `exhausted`.
+    fn end_load(&self, st: &mut State, after: Option<u64>, entries: Vec<(u64, u32, Arc<Message>)>, exhausted: bool) {
+        st.loading = false;
+        let appended = std::mem::take(&mut st.appended_while_loading);
+        let first = after.map_or(0, |s| s + 1);
+        let mut last = None;
+        for (seq, deliveries, msg) in entries {
+            last = Some(seq);
+            if st.ready.contains_key(&seq) || st.inflight.contains_key(&seq) {
+                continue;
+            }
+            st.ready.insert(seq, Ready { msg, deliveries });
+        }
+        if let Some(last) = last {
+            if st.read_ranges.len() == READ_RANGES {
+                st.read_ranges.pop_front();
+            }
+            st.read_ranges.push_back((first, last));
+        }
+        // What may still be in the store and not in memory: past the read if it stopped at the
+        // window, and what was appended during it outside what it returned.
+        let covered = |seq: u64| last.is_some_and(|last| (first..=last).contains(&seq));
+        let rest = if exhausted { None } else { last.map(|last| last + 1) };
+        st.unloaded_from = appended.into_iter().filter(|&seq| !covered(seq)).chain(rest).min();
+    }
+
+    /// A read of the store failed: what it was to read, and what was appended during it,
+    /// stays in the store for the next read.
+    fn load_failed(&self, st: &mut State) {
+        st.loading = false;
+        let appended = std::mem::take(&mut st.appended_while_loading);
+        st.unloaded_from = appended.into_iter().chain(st.unloaded_from).min();
+    }
+
+    /// Takes a freshly appended entry into memory, unless the window is full, a read of the
+    /// store is under way (the read's end places it), or a read took it already.
     fn on_appended(&self, st: &mut State, seq: u64, msg: Arc<Message>) {
+        if st.read_ranges.iter().any(|&(first, last)| (first..=last).contains(&seq)) {
+            return;
+        }
+        if st.loading {
+            st.appended_while_loading.push(seq);
+            return;
+        }
         if st.unloaded_from.is_none() && st.ready.len() < WINDOW {
             st.ready.insert(seq, Ready { msg, deliveries: 0 });
         } else {
@@ -838,51 +908,31 @@ impl Durable {
         }
     }
 
-    /// Reads the next part of the queue from the store into memory.
+    /// Reads the next part of the queue from the store into memory ([`Queue::begin_load`],
+    /// [`Queue::end_load`]).
     async fn load(&self, q: &Arc<Queue>) -> Work {
-        let after = {
-            let mut st = q.state.lock();
-            let Some(from) = st.unloaded_from else { return Work::default() };
-            if st.loading {
-                return Work::default();
-            }
-            st.loading = true;
-            st.unloaded_from = None;
-            from.checked_sub(1).map(Seq)
-        };
+        let Some(after) = q.begin_load(&mut q.state.lock()) else { return Work::default() };
         let store = self.store.clone();
         let id = q.id;
-        let read = tokio::task::spawn_blocking(move || store.read(id, after, WINDOW)).await;
-        let mut st = q.state.lock();
-        st.loading = false;
+        let read = tokio::task::spawn_blocking(move || store.read(id, after.map(Seq), WINDOW)).await;
         let entries = match read {
             Ok(Ok(entries)) => entries,
             Ok(Err(e)) => {
                 tracing::error!(queue = q.name(), error = %e, "cannot read a durable queue");
-                st.unloaded_from = Some(after.map_or(0, |s| s.0 + 1));
+                q.load_failed(&mut q.state.lock());
                 return Work::default();
             }
             Err(e) => {
                 tracing::error!(queue = q.name(), error = %e, "durable queue read task failed");
-                st.unloaded_from = Some(after.map_or(0, |s| s.0 + 1));
+                q.load_failed(&mut q.state.lock());
                 return Work::default();
             }
         };
         let exhausted = entries.len() < WINDOW;
-        let mut last = after.map_or(0, |s| s.0);
-        for e in entries {
-            last = e.seq.0;
-            if st.ready.contains_key(&e.seq.0) || st.inflight.contains_key(&e.seq.0) {
-                continue;
-            }
-            let msg = Arc::new(from_stored(&e.msg, e.msg_id));
-            st.ready.insert(e.seq.0, Ready { msg, deliveries: e.delivery_count });
-        }
-        if !exhausted {
-            // More remains after `last`; entries appended meanwhile are at or after it too.
-            let next = last + 1;
-            st.unloaded_from = Some(st.unloaded_from.map_or(next, |u| u.min(next)));
-        }
+        let entries =
+            entries.into_iter().map(|e| (e.seq.0, e.delivery_count, Arc::new(from_stored(&e.msg, e.msg_id)))).collect();
+        let mut st = q.state.lock();
+        q.end_load(&mut st, after, entries, exhausted);
         q.dispatch(&mut st, self.max_redeliveries)
     }
 
@@ -928,6 +978,56 @@ fn decode_bindings(mut raw: &[u8]) -> Option<Vec<(Filter, Qos)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(seq: u64) -> (u64, u32, Arc<Message>) {
+        let topic = diglot_core::Topic::new("t").unwrap();
+        (seq, 0, Arc::new(Message::new(topic, bytes::Bytes::from(seq.to_string()), Qos::AtLeastOnce, false)))
+    }
+
+    /// An entry appended while the queue reads the store waits for the read's end: put in
+    /// memory at once, it went out before the older entries the read stopped short of (in
+    /// order of seq, they are next), and one the read had already returned was put in memory a
+    /// second time, delivered again after it had been acknowledged.
+    #[test]
+    fn entries_appended_while_the_store_is_read_keep_their_order_and_come_once() {
+        let q = Queue::new(QueueId(1), "q".into(), true);
+        let mut st = q.state.lock();
+        // The read from the start returns a full window: more remains in the store.
+        let after = q.begin_load(&mut st).expect("a read is due");
+        assert_eq!(after, None);
+        assert_eq!(q.begin_load(&mut st), None, "one read at a time");
+        let newest = WINDOW as u64 + 100;
+        let (seq, _, msg) = entry(newest);
+        q.on_appended(&mut st, seq, msg);
+        let (seq, _, msg) = entry(7);
+        q.on_appended(&mut st, seq, msg);
+        q.end_load(&mut st, after, (0..WINDOW as u64).map(entry).collect(), false);
+        assert_eq!(st.ready.keys().copied().collect::<Vec<_>>(), (0..WINDOW as u64).collect::<Vec<_>>());
+        assert_eq!(st.unloaded_from, Some(WINDOW as u64), "the rest of the store is read next, in order");
+        // An append whose completion comes after the read took its entry, and after the entry
+        // was delivered and acknowledged, does not bring it back.
+        st.ready.remove(&9);
+        let (seq, _, msg) = entry(9);
+        q.on_appended(&mut st, seq, msg);
+        assert!(!st.ready.contains_key(&9));
+        // The next read, to the end of the store, leaves nothing behind but what was appended
+        // during it past what it returned.
+        let after = q.begin_load(&mut st).expect("a read is due");
+        assert_eq!(after, Some(WINDOW as u64 - 1));
+        let (seq, _, msg) = entry(newest + 1);
+        q.on_appended(&mut st, seq, msg);
+        q.end_load(&mut st, after, (WINDOW as u64..=newest).map(entry).collect(), true);
+        assert_eq!(st.unloaded_from, Some(newest + 1));
+        assert_eq!(st.ready.len(), WINDOW - 1 + 101, "all but the acknowledged one, once each");
+        // A failed read keeps everything for the next one.
+        let after = q.begin_load(&mut st).expect("a read is due");
+        assert_eq!(after, Some(newest));
+        let (seq, _, msg) = entry(newest + 2);
+        q.on_appended(&mut st, seq, msg);
+        q.load_failed(&mut st);
+        assert_eq!(st.unloaded_from, Some(newest + 1));
+        assert!(!st.loading);
+    }
 
     #[test]
     fn bindings_round_trip_and_refuse_garbage() {

@@ -342,10 +342,11 @@ impl Session {
     /// How a delivery's subscription wants it sent.
     fn treatment(&self, d: &Delivery) -> Treatment {
         if d.sub == SESSION_SUB {
-            // The session queue delivers one copy for all of its bindings: Retain As
-            // Published if any matching subscription of this connection asked for it, and
-            // the Subscription Identifiers of all of them [MQTT-3.3.4-4]. Bindings made by
-            // an earlier connection are unknown here, so carry neither.
+            // The session queue delivers one copy for all of its bindings: at most the highest
+            // QoS granted among the matching subscriptions of this connection [MQTT-3.8.4-8],
+            // Retain As Published if any of them asked for it, and the Subscription
+            // Identifiers of all of them [MQTT-3.3.4-4]. Bindings made by an earlier
+            // connection are unknown here, so carry neither, and keep the queue's QoS.
             return self.merged(d, None, |o| o.kind == SubKind::Bound);
         }
         match self.sub_opts.get(&d.sub) {
@@ -370,14 +371,18 @@ impl Session {
     }
 
     /// The treatment of one copy that stands for every subscription `counts` admits whose
-    /// filter matches the delivery's topic: Retain As Published if any of them asked for it,
-    /// and the Subscription Identifiers of all of them [MQTT-3.3.4-4].
+    /// filter matches the delivery's topic: at most `granted`, or else the highest QoS granted
+    /// to them (none if none matches), Retain As Published if any of them asked for it, and
+    /// the Subscription Identifiers of all of them [MQTT-3.3.4-4].
     fn merged(&self, d: &Delivery, granted: Option<Qos>, counts: impl Fn(&SubOpts) -> bool) -> Treatment {
         let mut t = Treatment { granted, acked: true, ..Treatment::default() };
+        let mut highest = None;
         for o in self.sub_opts.values().filter(|o| counts(o) && o.filter.matches(&d.msg.topic)) {
+            highest = highest.max(Some(o.granted));
             t.rap |= o.rap;
             t.idents.extend(o.ident);
         }
+        t.granted = granted.or(highest);
         t.idents.sort_unstable();
         t.idents.dedup();
         t

@@ -254,6 +254,29 @@ fn subscription_identifiers_through_the_session_queue() {
     assert_eq!(ids, [1, 2], "[MQTT-3.3.4-4] every matching subscription's identifier");
 }
 
+/// A message from the session queue goes out at most at the highest QoS granted to the
+/// matching subscriptions [MQTT-3.8.4-8]: the queue holds it at the QoS it was published
+/// with, which may be higher.
+#[test]
+fn the_session_queue_delivers_at_most_the_granted_qos() {
+    let mut c = persistent5("p", Limits::default());
+    c.send5(subscribe5(1, None, "a/#", qos5(1)));
+    c.send5(subscribe5(2, None, "a/two", qos5(2)));
+    c.frames();
+    let durable = |topic, seq| Delivery {
+        msg: std::sync::Arc::new(msg(topic, b"x", Qos::ExactlyOnce)),
+        sub: SESSION_SUB,
+        qos: Qos::ExactlyOnce,
+        durable: Some(DurableRef { queue: 9, seq }),
+        redeliveries: 0,
+        retained: false,
+    };
+    c.deliver_with(durable("a/one", 1));
+    c.deliver_with(durable("a/two", 2));
+    let got: Vec<(String, v5::QoS)> = publishes5(c.recv5()).into_iter().map(|p| (p.topic.to_string(), p.qos)).collect();
+    assert_eq!(got, [("a/one".to_string(), v5::QoS::AtLeastOnce), ("a/two".to_string(), v5::QoS::ExactlyOnce)]);
+}
+
 // ---- Session expiry ----
 
 fn open_session(a: &[Action]) -> (bool, Option<u32>) {
