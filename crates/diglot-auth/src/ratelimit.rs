@@ -237,14 +237,7 @@ mod tests {
         assert_eq!(l.len(), 64);
         // Full, nobody refilled: the four that failed least recently go, and the next three
         // new addresses fit without another sweep.
-        l.record_failure(addr(64), at(64));
-        assert_eq!(l.len(), 61);
-        for i in 0..4 {
-            assert_eq!(l.retry_after(addr(i), at(65)), Duration::ZERO, "address {i} forgotten");
-        }
-        for i in 4..=64 {
-            assert!(l.retry_after(addr(i), at(65)) > Duration::ZERO, "address {i} kept");
-        }
+        a_65th_frees_four(&mut l, addr, at);
         for i in 65..68 {
             l.record_failure(addr(i), at(i));
         }
@@ -269,6 +262,12 @@ mod tests {
         assert_eq!(l.len(), 64);
         // Address 0 has refilled and goes; three more, the least recent, go with it, so the
         // next three new addresses fit without another sweep.
+        a_65th_frees_four(&mut l, addr, at);
+    }
+
+    /// In a full map of 64 (addresses 0 to 63, the lower the less recent), a failure from a
+    /// 65th address frees a sixteenth: addresses 0 to 3 are forgotten, the rest kept.
+    fn a_65th_frees_four(l: &mut FailedLogins, addr: impl Fn(u32) -> IpAddr, at: impl Fn(u32) -> Instant) {
         l.record_failure(addr(64), at(64));
         assert_eq!(l.len(), 61);
         for i in 0..4 {

@@ -89,7 +89,19 @@ fn lists_upgrade(a: &Answer) -> bool {
 /// A masked client frame (RFC 6455 §5.3) with a payload under 126 bytes.
 fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [0x11, 0x22, 0x33, 0x44];
-    let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    let mut f = vec![0x80 | opcode];
+    // RFC 6455 §5.2: a 7-bit, 16-bit or 64-bit length.
+    match payload.len() {
+        n @ 0..=125 => f.push(0x80 | n as u8),
+        n @ 126..=0xFFFF => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
     f.extend_from_slice(&mask);
     f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     f
@@ -307,6 +319,32 @@ fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     frames
 }
 
+/// A raw TCP connection upgraded to an MQTT WebSocket at `/ws`, and the bytes read past the
+/// 101.
+async fn upgraded(addr: std::net::SocketAddr, what: &str) -> (TcpStream, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request("GET /ws HTTP/1.1", &[], &[]).as_bytes()).await.unwrap();
+    let a = read_answer(&mut s, 0).await;
+    assert_eq!(a.status, 101, "{what}: {}", a.head);
+    (s, a.rest)
+}
+
+/// Reads on from `got` up to the server's first frame, which must be its only one and a close
+/// frame; returns the close frame's payload.
+async fn the_one_close_frame(s: &mut TcpStream, mut got: Vec<u8>, what: &str) -> Vec<u8> {
+    let mut chunk = [0u8; 1024];
+    while got.len() < 2 || got.len() < 2 + usize::from(got[1] & 0x7f) {
+        let n = tokio::time::timeout(PATIENCE, s.read(&mut chunk)).await.expect("a close in time").expect("read");
+        assert!(n > 0, "{what}: the server ended the connection without a close frame");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let mut frames = server_frames(&got);
+    assert_eq!(frames.len(), 1, "{what}: {frames:02x?}");
+    let (opcode, payload) = frames.remove(0);
+    assert_eq!(opcode, 0x8, "{what}: a close frame");
+    payload
+}
+
 /// When the server closes a WebSocket for a protocol error, it sends one close frame (RFC 6455
 /// §5.5.1: the answer to a Close goes only from an endpoint that has not sent one), and then
 /// ends the TCP connection (§7.1.1): after an MQTT violation (a first packet that is not
@@ -320,23 +358,9 @@ async fn a_server_close_is_one_close_frame_then_the_tcp_close() {
     let mut rsv = client_frame(0x2, &[0xC0, 0]);
     rsv[0] |= 0x40;
     for (what, bad) in [("MQTT", client_frame(0x2, &[0xC0, 0])), ("WebSocket", rsv)] {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(request("GET /ws HTTP/1.1", &[], &[]).as_bytes()).await.unwrap();
-        let a = read_answer(&mut s, 0).await;
-        assert_eq!(a.status, 101, "{what}: {}", a.head);
-        let mut got = a.rest;
+        let (mut s, got) = upgraded(addr, what).await;
         s.write_all(&bad).await.unwrap();
-        // Up to the server's close frame.
-        let mut chunk = [0u8; 1024];
-        while got.len() < 2 || got.len() < 2 + usize::from(got[1] & 0x7f) {
-            let n = tokio::time::timeout(PATIENCE, s.read(&mut chunk)).await.expect("a close in time").expect("read");
-            assert!(n > 0, "{what}: the server ended the connection without a close frame");
-            got.extend_from_slice(&chunk[..n]);
-        }
-        let frames = server_frames(&got);
-        assert_eq!(frames.len(), 1, "{what}: {frames:02x?}");
-        let (opcode, payload) = &frames[0];
-        assert_eq!(*opcode, 0x8, "{what}: a close frame");
+        let payload = the_one_close_frame(&mut s, got, what).await;
         assert_eq!(payload[..2], 1002u16.to_be_bytes(), "{what}: close code 1002 (protocol error)");
         // The client answers; the server then closes TCP, with nothing more sent.
         s.write_all(&client_frame(0x8, &payload[..2])).await.unwrap();
@@ -345,26 +369,6 @@ async fn a_server_close_is_one_close_frame_then_the_tcp_close() {
         assert_eq!(server_frames(&rest), vec![], "{what}: nothing after the one close frame");
     }
     b.shutdown().await;
-}
-
-/// A masked client frame of any length (RFC 6455 §5.2: 7-bit, 16-bit or 64-bit length).
-fn client_frame_of(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x11, 0x22, 0x33, 0x44];
-    let mut f = vec![0x80 | opcode];
-    match payload.len() {
-        n @ 0..=125 => f.push(0x80 | n as u8),
-        n @ 126..=0xFFFF => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
 }
 
 /// A client still writing when the server fails the WebSocket on a bad frame reads a close
@@ -389,32 +393,20 @@ async fn a_client_still_writing_after_a_bad_frame_reads_the_close() {
         ("a reserved bit", rsv, 1002u16),
         ("a reserved opcode", client_frame(0x3, &[]), 1002),
         // RFC 6455 §5.5: a control frame has at most 125 bytes of payload.
-        ("a close frame of 126 bytes", client_frame_of(0x8, &long_close), 1002),
+        ("a close frame of 126 bytes", client_frame(0x8, &long_close), 1002),
         ("a text message that is not UTF-8", client_frame(0x1, &[0xC0, 0xFF]), 1007),
-        ("a frame over the limit", client_frame_of(0x2, &[7; 40 * 1024]), 1009),
+        ("a frame over the limit", client_frame(0x2, &[7; 40 * 1024]), 1009),
     ];
     for (what, bad, code) in cases {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(request("GET /ws HTTP/1.1", &[], &[]).as_bytes()).await.unwrap();
-        let a = read_answer(&mut s, 0).await;
-        assert_eq!(a.status, 101, "{what}: {}", a.head);
-        let mut got = a.rest;
+        let (mut s, got) = upgraded(addr, what).await;
         // The bad frame, and 100 KiB of frames after it, in one write.
         let mut flood = bad;
         for _ in 0..800 {
             flood.extend(client_frame(0x2, &[0xC0; 125]));
         }
         s.write_all(&flood).await.unwrap();
-        let mut chunk = [0u8; 1024];
-        while got.len() < 2 || got.len() < 2 + usize::from(got[1] & 0x7f) {
-            let n = tokio::time::timeout(PATIENCE, s.read(&mut chunk)).await.expect("a close in time").expect("read");
-            assert!(n > 0, "{what}: the server ended the connection without a close frame");
-            got.extend_from_slice(&chunk[..n]);
-        }
-        let frames = server_frames(&got);
-        assert_eq!(frames.len(), 1, "{what}: {frames:02x?}");
-        let (opcode, payload) = &frames[0];
-        assert_eq!((*opcode, payload[..2].to_vec()), (0x8, code.to_be_bytes().to_vec()), "{what}: close {code}");
+        let payload = the_one_close_frame(&mut s, got, what).await;
+        assert_eq!(payload[..2], code.to_be_bytes(), "{what}: close {code}");
         // The client answers the close and ends its side; the server's side then ends too,
         // with no reset.
         s.write_all(&client_frame(0x8, &payload[..2])).await.unwrap_or_else(|e| panic!("{what}: the answer: {e}"));
