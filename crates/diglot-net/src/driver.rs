@@ -371,10 +371,6 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
         }
     };
     let _ = timeout(GOODBYE_TIMEOUT, link.close(&reason)).await;
-    if !conn.pending.is_empty() {
-        // Boxed: the task's future is sized for its largest state.
-        Box::pin(complete_pending(&shared, &mut conn)).await;
-    }
     let linger = lingers(&reason);
     Box::pin(finish(&shared, conn, adapter, reason, started)).await;
     if linger {
@@ -578,9 +574,13 @@ async fn stored_done(
 /// Completes the publishes still being stored when the connection ended: they were received,
 /// and their messages are in the store, so their queues take them now (STOMP 1.2: "previously
 /// received frames SHOULD continue to get processed"), rather than after a restart, when the
-/// store is read again. Nothing is acknowledged: the connection is over.
+/// store is read again. Nothing is acknowledged: the connection is over. Called by [`finish`]
+/// once the connection's consumers are detached, so that it is not handed its own messages,
+/// and before its will is published, which comes after them.
 async fn complete_pending(shared: &Arc<Shared>, conn: &mut Conn) {
-    while let Some(Stored { outcome, .. }) = conn.pending.next().await {
+    // `Pending::next` waits for good on a connection that never stored a publish.
+    while !conn.pending.is_empty() {
+        let Some(Stored { outcome, .. }) = conn.pending.next().await else { break };
         if let Outcome::Written(msg, queues, reply, _) = outcome {
             if let Err(e) = shared.durable.complete(&msg, queues, reply).await {
                 tracing::warn!(conn = conn.id, error = %e, "a publish received before the connection ended was not queued");
@@ -720,8 +720,9 @@ async fn execute_one(
             crate::cluster::claimed(shared, &client_id);
             conn.client_id = Some(client_id);
             if let Some(old) = displaced {
-                // Let the old connection return its unacknowledged messages first, so that the
-                // session's redelivery keeps its order. Bounded: its goodbye is bounded too.
+                // Let the old connection return its unacknowledged messages, and queue the
+                // publishes it had received, first, so that the session's redelivery keeps its
+                // order. Bounded by `TAKEOVER_WAIT`.
                 let _ = timeout(TAKEOVER_WAIT, old.cancelled()).await;
             }
         }
@@ -951,6 +952,8 @@ async fn finish(
     for (sub, (q, _)) in conn.consumers.drain() {
         shared.durable.detach(&q, conn.id, Some(sub)).await;
     }
+    // With its consumers gone (it gets none of them itself), and before its will.
+    complete_pending(shared, &mut conn).await;
     if let Some(name) = conn.ephemeral_session.take() {
         if let Err(e) = shared.durable.delete(&shared.router, &name).await {
             tracing::error!(conn = conn.id, error = %e, "cannot delete an ended session");

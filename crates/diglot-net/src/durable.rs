@@ -75,18 +75,23 @@ struct State {
     /// every entry of the queue.
     unloaded_from: Option<u64>,
     loading: bool,
-    /// Entries appended while a read of the store was under way: not put in memory then (the
-    /// window beyond the read is not known yet), but placed when the read is back.
-    appended_while_loading: Vec<u64>,
-    /// The seqs the last reads of the store returned, as `first..=last` ranges, newest last: an
-    /// append whose completion comes after a read already took its entry (and the entry may
-    /// have been delivered and acknowledged since) is not put in memory a second time.
+    /// The lowest and highest seq appended while a read of the store was under way: not put
+    /// in memory then (the window beyond the read is not known yet); those the read did not
+    /// return are left for the next read.
+    appended_while_loading: Option<(u64, u64)>,
+    /// The seqs the reads of the store returned, as `first..=last` ranges (adjacent ones
+    /// merged: reads one after another make one), newest last: an append whose completion
+    /// comes after a read already took its entry (and the entry may have been delivered and
+    /// acknowledged since) is not put in memory a second time.
     read_ranges: VecDeque<(u64, u64)>,
     bindings: Vec<(Filter, Qos)>,
 }
 
-/// How many of the last reads' ranges a queue remembers ([`State::read_ranges`]).
-const READ_RANGES: usize = 4;
+/// The name of every MQTT session's queue begins so ([`diglot_core::session_queue`]).
+const SESSION_QUEUE_PREFIX: &str = "$session/";
+
+/// How many separate ranges of reads a queue remembers ([`State::read_ranges`]).
+const READ_RANGES: usize = 8;
 
 /// Store work that an operation on a queue's state asks for, carried out without the lock.
 #[derive(Default)]
@@ -167,11 +172,12 @@ impl Queue {
                 break;
             };
             let Some(Ready { msg, deliveries }) = st.ready.remove(&seq) else { break };
+            let qos = self.delivery_qos(&st.bindings, &msg);
             let c = &mut st.consumers[idx];
             let delivery = Delivery {
                 msg: msg.clone(),
                 sub: c.sub,
-                qos: msg.qos.max(Qos::AtLeastOnce),
+                qos,
                 durable: Some(DurableRef { queue: self.id.0, seq }),
                 redeliveries: deliveries,
                 retained: false,
@@ -205,7 +211,7 @@ impl Queue {
             return None;
         }
         st.loading = true;
-        st.appended_while_loading.clear();
+        st.appended_while_loading = None;
         Some(from.checked_sub(1))
     }
 
@@ -213,45 +219,82 @@ impl Queue {
     /// deliveries so far, message), all there were past `after` if `exhausted`.
     fn end_load(&self, st: &mut State, after: Option<u64>, entries: Vec<(u64, u32, Arc<Message>)>, exhausted: bool) {
         st.loading = false;
-        let appended = std::mem::take(&mut st.appended_while_loading);
+        let appended = st.appended_while_loading.take();
         let first = after.map_or(0, |s| s + 1);
         let mut last = None;
         for (seq, deliveries, msg) in entries {
             last = Some(seq);
-            if st.ready.contains_key(&seq) || st.inflight.contains_key(&seq) {
+            // In memory, or read before and settled since (an acknowledged entry's deletion
+            // may not have reached the store yet).
+            if st.ready.contains_key(&seq)
+                || st.inflight.contains_key(&seq)
+                || st.read_ranges.iter().any(|&(first, last)| (first..=last).contains(&seq))
+            {
                 continue;
             }
             st.ready.insert(seq, Ready { msg, deliveries });
         }
         if let Some(last) = last {
-            if st.read_ranges.len() == READ_RANGES {
-                st.read_ranges.pop_front();
+            match st.read_ranges.back_mut() {
+                Some(range) if range.1.saturating_add(1) >= first && range.0 <= last.saturating_add(1) => {
+                    *range = (range.0.min(first), range.1.max(last));
+                }
+                _ => {
+                    if st.read_ranges.len() == READ_RANGES {
+                        st.read_ranges.pop_front();
+                    }
+                    st.read_ranges.push_back((first, last));
+                }
             }
-            st.read_ranges.push_back((first, last));
         }
         // What may still be in the store and not in memory: past the read if it stopped at the
-        // window, and what was appended during it outside what it returned.
-        let covered = |seq: u64| last.is_some_and(|last| (first..=last).contains(&seq));
+        // window, and what was appended during it outside what it returned (below `first`: an
+        // append that completed late; past `last`: one the read did not see).
         let rest = if exhausted { None } else { last.map(|last| last + 1) };
-        st.unloaded_from = appended.into_iter().filter(|&seq| !covered(seq)).chain(rest).min();
+        let missed = appended.and_then(|(lo, hi)| match last {
+            None => Some(lo),
+            Some(_) if lo < first => Some(lo),
+            Some(last) if hi > last => Some(lo.max(last + 1)),
+            Some(_) => None,
+        });
+        st.unloaded_from = [missed, rest].into_iter().flatten().min();
     }
 
     /// A read of the store failed: what it was to read, and what was appended during it,
     /// stays in the store for the next read.
     fn load_failed(&self, st: &mut State) {
         st.loading = false;
-        let appended = std::mem::take(&mut st.appended_while_loading);
-        st.unloaded_from = appended.into_iter().chain(st.unloaded_from).min();
+        let appended = st.appended_while_loading.take().map(|(lo, _)| lo);
+        st.unloaded_from = [appended, st.unloaded_from].into_iter().flatten().min();
+    }
+
+    /// The QoS an entry goes out at: never 0 (only an acknowledgement takes it off the queue),
+    /// and from an MQTT session's queue at most the highest QoS granted to the session's
+    /// subscriptions that match it [MQTT-3.8.4-8], which its bindings carry, also after a
+    /// reconnect that did not subscribe again. The bindings of other queues only mark what is
+    /// stored (QoS 1).
+    fn delivery_qos(&self, bindings: &[(Filter, Qos)], msg: &Message) -> Qos {
+        let mut qos = msg.qos;
+        if self.name.starts_with(SESSION_QUEUE_PREFIX) {
+            if let Some(granted) = bindings.iter().filter(|(f, _)| f.matches(&msg.topic)).map(|(_, q)| *q).max() {
+                qos = qos.min(granted);
+            }
+        }
+        qos.max(Qos::AtLeastOnce)
     }
 
     /// Takes a freshly appended entry into memory, unless the window is full, a read of the
-    /// store is under way (the read's end places it), or a read took it already.
+    /// store is under way (the entry is left to a read), or a read took it already.
     fn on_appended(&self, st: &mut State, seq: u64, msg: Arc<Message>) {
-        if st.read_ranges.iter().any(|&(first, last)| (first..=last).contains(&seq)) {
+        if st.ready.contains_key(&seq)
+            || st.inflight.contains_key(&seq)
+            || st.read_ranges.iter().any(|&(first, last)| (first..=last).contains(&seq))
+        {
             return;
         }
         if st.loading {
-            st.appended_while_loading.push(seq);
+            st.appended_while_loading =
+                Some(st.appended_while_loading.map_or((seq, seq), |(lo, hi)| (lo.min(seq), hi.max(seq))));
             return;
         }
         if st.unloaded_from.is_none() && st.ready.len() < WINDOW {
@@ -912,6 +955,10 @@ impl Durable {
     /// [`Queue::end_load`]).
     async fn load(&self, q: &Arc<Queue>) -> Work {
         let Some(after) = q.begin_load(&mut q.state.lock()) else { return Work::default() };
+        // Ends the read as failed if it does not end otherwise: on an error, and if this future
+        // is dropped while it waits (an HTTP publish whose client went away), so that the queue
+        // is not left loading for good.
+        let mut unfinished = LoadGuard(Some(q));
         let store = self.store.clone();
         let id = q.id;
         let read = tokio::task::spawn_blocking(move || store.read(id, after.map(Seq), WINDOW)).await;
@@ -919,12 +966,10 @@ impl Durable {
             Ok(Ok(entries)) => entries,
             Ok(Err(e)) => {
                 tracing::error!(queue = q.name(), error = %e, "cannot read a durable queue");
-                q.load_failed(&mut q.state.lock());
                 return Work::default();
             }
             Err(e) => {
                 tracing::error!(queue = q.name(), error = %e, "durable queue read task failed");
-                q.load_failed(&mut q.state.lock());
                 return Work::default();
             }
         };
@@ -933,6 +978,7 @@ impl Durable {
             entries.into_iter().map(|e| (e.seq.0, e.delivery_count, Arc::new(from_stored(&e.msg, e.msg_id)))).collect();
         let mut st = q.state.lock();
         q.end_load(&mut st, after, entries, exhausted);
+        unfinished.0 = None;
         q.dispatch(&mut st, self.max_redeliveries)
     }
 
@@ -940,6 +986,18 @@ impl Durable {
     pub(crate) async fn close(&self) {
         if let Err(e) = self.store.clone().close().await {
             tracing::error!(error = %e, "closing the store failed");
+        }
+    }
+}
+
+/// A read of the store under way ([`Durable::load`]): ends it as failed when dropped, unless
+/// taken out first.
+struct LoadGuard<'a>(Option<&'a Queue>);
+
+impl Drop for LoadGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(q) = self.0.take() {
+            q.load_failed(&mut q.state.lock());
         }
     }
 }
@@ -1019,6 +1077,7 @@ mod tests {
         q.end_load(&mut st, after, (WINDOW as u64..=newest).map(entry).collect(), true);
         assert_eq!(st.unloaded_from, Some(newest + 1));
         assert_eq!(st.ready.len(), WINDOW - 1 + 101, "all but the acknowledged one, once each");
+        assert_eq!(st.read_ranges, [(0, newest)], "reads one after another make one range");
         // A failed read keeps everything for the next one.
         let after = q.begin_load(&mut st).expect("a read is due");
         assert_eq!(after, Some(newest));
@@ -1027,6 +1086,11 @@ mod tests {
         q.load_failed(&mut st);
         assert_eq!(st.unloaded_from, Some(newest + 1));
         assert!(!st.loading);
+        // A read that returns an acknowledged entry again (its deletion not in the store yet)
+        // does not bring it back either.
+        st.loading = true;
+        q.end_load(&mut st, Some(8), vec![entry(9)], true);
+        assert!(!st.ready.contains_key(&9));
     }
 
     #[test]

@@ -81,6 +81,36 @@ async fn mqtt_persistent_session_keeps_messages_while_away() {
     b.shutdown().await;
 }
 
+/// A session that subscribed at QoS 1 gets QoS 2 messages queued while it was away at QoS 1
+/// [MQTT-3.8.4-8], also when it comes back without subscribing again (its queue's bindings
+/// carry the granted QoS).
+#[tokio::test]
+async fn mqtt_persistent_session_gets_at_most_its_granted_qos() {
+    let b = broker().await;
+    let addr = b.mqtt_addr().unwrap();
+    park_session("capped", addr, "capped/#").await;
+    let mut o = MqttOptions::new("capped-pub", addr.ip().to_string(), addr.port());
+    o.set_keep_alive(Duration::from_secs(30));
+    let (c, mut ev) = AsyncClient::new(o, 10);
+    for i in 0..3 {
+        c.publish("capped/t", QoS::ExactlyOnce, false, format!("m{i}")).await.unwrap();
+    }
+    let mut done = 0;
+    until(&mut ev, |e| {
+        if matches!(e, Event::Incoming(Packet::PubComp(_))) {
+            done += 1;
+        }
+        (done == 3).then_some(())
+    })
+    .await;
+    c.disconnect().await.unwrap();
+    // `drain_session` checks that each arrives at QoS 1.
+    let (present, got) = drain_session("capped", addr, 3).await;
+    assert!(present);
+    assert_eq!(got, expected(3));
+    b.shutdown().await;
+}
+
 #[tokio::test]
 async fn mqtt_persistent_session_survives_a_restart() {
     let b = broker().await;
