@@ -84,6 +84,10 @@ struct State {
     /// comes after a read already took its entry (and the entry may have been delivered and
     /// acknowledged since) is not put in memory a second time.
     read_ranges: VecDeque<(u64, u64)>,
+    /// Purges so far, and how many there had been when the read under way began: a read that
+    /// a purge overtook may return entries the purge has deleted since, so it is dropped.
+    purges: u64,
+    purges_at_load: u64,
     bindings: Vec<(Filter, Qos)>,
 }
 
@@ -212,12 +216,17 @@ impl Queue {
         }
         st.loading = true;
         st.appended_while_loading = None;
+        st.purges_at_load = st.purges;
         Some(from.checked_sub(1))
     }
 
     /// Ends a read of the store that started after `after` and returned `entries` (seq,
     /// deliveries so far, message), all there were past `after` if `exhausted`.
     fn end_load(&self, st: &mut State, after: Option<u64>, entries: Vec<(u64, u32, Arc<Message>)>, exhausted: bool) {
+        if st.purges != st.purges_at_load {
+            self.load_failed(st);
+            return;
+        }
         st.loading = false;
         let appended = st.appended_while_loading.take();
         let first = after.map_or(0, |s| s + 1);
@@ -727,6 +736,7 @@ impl Durable {
         // What is in memory and not inflight goes first, then whatever the store still holds.
         let ready: Vec<u64> = {
             let mut st = q.state.lock();
+            st.purges += 1;
             let seqs = st.ready.keys().copied().collect();
             st.ready.clear();
             seqs
@@ -1086,6 +1096,12 @@ mod tests {
         q.load_failed(&mut st);
         assert_eq!(st.unloaded_from, Some(newest + 1));
         assert!(!st.loading);
+        // A read that a purge overtook is dropped: what it returned may be deleted since.
+        let after = q.begin_load(&mut st).expect("a read is due");
+        st.purges += 1;
+        q.end_load(&mut st, after, vec![entry(newest + 1)], true);
+        assert!(!st.ready.contains_key(&(newest + 1)));
+        assert_eq!((st.unloaded_from, st.loading), (Some(newest + 1), false), "read again later");
         // A read that returns an acknowledged entry again (its deletion not in the store yet)
         // does not bring it back either.
         st.loading = true;
