@@ -519,6 +519,20 @@ pub trait Adapter: Send + 'static {
     /// a panic: the adapter writes the protocol's error and pushes [`Action::Close`].
     fn on_input(&mut self, input: &mut BytesMut, now: Instant, out: &mut Output, actions: &mut Vec<Action>) -> bool;
 
+    /// Packet identifiers of the client's QoS 2 publishes that wait for their release (MQTT:
+    /// PUBREC sent or owed, PUBREL not received yet). They are part of a persistent session
+    /// [MQTT-4.3.3-10]: the driver keeps them when the connection ends and hands them to the
+    /// session's next connection ([`Adapter::restore_unreleased`]). None by default.
+    fn unreleased(&self) -> Vec<u16> {
+        Vec::new()
+    }
+
+    /// Takes back [`Adapter::unreleased`] from the session's previous connection, just before
+    /// [`Adapter::on_session_opened`] with `present`.
+    fn restore_unreleased(&mut self, ids: &[u16]) {
+        let _ = ids;
+    }
+
     /// The session asked for with [`Action::OpenSession`] is open; `present` says whether a
     /// stored session existed (MQTT CONNACK Session Present).
     fn on_session_opened(&mut self, present: bool, out: &mut Output, actions: &mut Vec<Action>) {

@@ -377,6 +377,16 @@ impl Adapter for Session {
         self.publish_done(token, result, out, actions);
     }
 
+    fn unreleased(&self) -> Vec<u16> {
+        let mut ids: Vec<u16> = self.awaiting_rel.iter().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn restore_unreleased(&mut self, ids: &[u16]) {
+        self.awaiting_rel.extend(ids.iter().copied().filter(|&id| id != 0));
+    }
+
     fn on_session_opened(&mut self, present: bool, out: &mut Output, actions: &mut Vec<Action>) {
         self.session_opened(present, out, actions);
     }

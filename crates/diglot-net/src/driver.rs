@@ -571,6 +571,26 @@ async fn stored_done(
     execute(shared, conn, adapter, actions, out).await
 }
 
+/// How many persistent sessions' unreleased QoS 2 packet ids the broker keeps while their
+/// clients are away ([`keep_unreleased`]).
+const UNRELEASED_SESSIONS: usize = 100_000;
+
+/// Keeps the unreleased QoS 2 packet ids of a persistent session whose connection ended, for
+/// its next connection [MQTT-4.3.3-10]: a client that resends such a PUBLISH (DUP=1) after
+/// reconnecting gets PUBREC without the message being routed a second time, and its PUBREL
+/// gets PUBCOMP. Kept in memory, not across a restart; when `UNRELEASED_SESSIONS` sessions
+/// already have some, a new one's are not kept (logged).
+fn keep_unreleased(shared: &Shared, client_id: &str, ids: Vec<u16>) {
+    let mut kept = shared.unreleased.lock();
+    if ids.is_empty() {
+        kept.remove(client_id);
+    } else if kept.len() < UNRELEASED_SESSIONS || kept.contains_key(client_id) {
+        kept.insert(client_id.to_owned(), ids);
+    } else {
+        tracing::warn!(client_id, "too many sessions with unreleased QoS 2 publishes; these are not kept");
+    }
+}
+
 /// Completes the publishes still being stored when the connection ended: they were received,
 /// and their messages are in the store, so their queues take them now (STOMP 1.2: "previously
 /// received frames SHOULD continue to get processed"), rather than after a restart, when the
@@ -733,6 +753,11 @@ async fn execute_one(
                 shared.durable.delete(&shared.router, &name).await.map_err(store_failed)?;
             }
             let present = existed && !clean;
+            // The QoS 2 publishes the session's previous connection left unreleased.
+            let unreleased = shared.unreleased.lock().remove(&client_id);
+            if let Some(ids) = unreleased.filter(|_| present) {
+                adapter.restore_unreleased(&ids);
+            }
             if persistent {
                 shared.durable.ensure(&name).await.map_err(store_failed)?;
                 // In use now: it does not expire while connected.
@@ -959,6 +984,9 @@ async fn finish(
             tracing::error!(conn = conn.id, error = %e, "cannot delete an ended session");
         }
     }
+    if let (Some(_), Some(client_id)) = (&conn.session, &conn.client_id) {
+        keep_unreleased(shared, client_id, adapter.unreleased());
+    }
     if let Some(client_id) = &conn.client_id {
         shared.registry.release(client_id, conn.id);
         crate::cluster::released(shared, client_id);
@@ -1065,6 +1093,9 @@ pub(crate) fn expire_session_at(
         }
         if shared.durable.has_consumers(&queue) {
             return;
+        }
+        if let Some(id) = queue.strip_prefix("$session/") {
+            shared.unreleased.lock().remove(id);
         }
         match shared.durable.delete(&shared.router, &queue).await {
             Ok(true) => tracing::info!(queue, "session expired"),

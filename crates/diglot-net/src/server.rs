@@ -257,6 +257,9 @@ pub(crate) struct Shared {
     pub(crate) router: Router,
     pub(crate) durable: Durable,
     pub(crate) registry: Registry,
+    /// The unreleased inbound QoS 2 packet ids of persistent sessions whose client is away,
+    /// by client id ([`diglot_core::Adapter::unreleased`]), at most `UNRELEASED_SESSIONS`.
+    pub(crate) unreleased: parking_lot::Mutex<HashMap<String, Vec<u16>>>,
     /// Per-connection limits for new connections (a reload replaces them).
     limits: parking_lot::RwLock<Limits>,
     /// HTTP and WebSocket limits for new connections (a reload replaces them).
@@ -356,6 +359,7 @@ impl Server {
             router,
             durable,
             registry: Registry::default(),
+            unreleased: parking_lot::Mutex::new(HashMap::new()),
             // Fresh counters: two servers started from one Spec count apart.
             limits: parking_lot::RwLock::new(Limits { breaches: Default::default(), ..spec.limits.clone() }),
             edge: EdgeLimits::new(&spec),

@@ -687,3 +687,63 @@ async fn a_message_sent_just_before_a_close_reaches_the_queue_now() {
     }
     b.shutdown().await;
 }
+
+/// Reads from `c` until a whole MQTT packet of type `kind` arrives; returns it.
+async fn mqtt_expect(c: &mut Conn, kind: u8, what: &str) -> Vec<u8> {
+    let mut buf = Vec::new();
+    loop {
+        let chunk = c.recv().await.unwrap_or_else(|| panic!("{what}: closed"));
+        buf.extend_from_slice(&chunk);
+        if let Some((_, p)) = mqtt_packets(&buf).into_iter().find(|(t, _)| *t == kind) {
+            return p;
+        }
+    }
+}
+
+/// A QoS 2 publish received but not released when the connection drops stays unreleased in
+/// the persistent session [MQTT-4.3.3-10]: the client reconnects, sends the PUBLISH again with
+/// DUP=1 and gets PUBREC without the message being routed a second time, and its PUBREL gets
+/// PUBCOMP. Before, the ids were the connection's: the message was delivered twice.
+#[tokio::test]
+async fn an_unreleased_qos_2_publish_is_routed_once_across_a_reconnect() {
+    let b = broker().await;
+    let addr = b.mqtt_addr().unwrap();
+    let (sub, mut sub_ev) = AsyncClient::new(session("qos2-sub", addr), 10);
+    until(&mut sub_ev, |e| matches!(e, Event::Incoming(Packet::ConnAck(_))).then_some(())).await;
+    sub.subscribe("qos2/#", QoS::ExactlyOnce).await.unwrap();
+    until(&mut sub_ev, |e| matches!(e, Event::Incoming(Packet::SubAck(_))).then_some(())).await;
+
+    let mut publish = publish_qos1("qos2/t", 12, b"once");
+    publish[0] = 0x34;
+    let mut p = tcp_connect(addr).await;
+    p.send(&mqtt_connect_bytes("qos2-pub", 30, false)).await.unwrap();
+    mqtt_expect(&mut p, 2, "CONNACK").await;
+    p.send(&publish).await.unwrap();
+    assert_eq!(mqtt_expect(&mut p, 5, "PUBREC").await, [0x50, 2, 0, 12]);
+    drop(p);
+    // The session comes back; the client resends the PUBLISH (DUP=1), then releases it.
+    let mut p = tcp_connect(addr).await;
+    p.send(&mqtt_connect_bytes("qos2-pub", 30, false)).await.unwrap();
+    assert_eq!(mqtt_expect(&mut p, 2, "CONNACK").await, [0x20, 2, 1, 0], "session present");
+    publish[0] = 0x3C;
+    p.send(&publish).await.unwrap();
+    assert_eq!(mqtt_expect(&mut p, 5, "PUBREC").await, [0x50, 2, 0, 12]);
+    p.send(&[0x62, 2, 0, 12]).await.unwrap();
+    assert_eq!(mqtt_expect(&mut p, 7, "PUBCOMP").await, [0x70, 2, 0, 12]);
+    // A marker after it: everything routed before the marker has reached the subscriber.
+    publish_acked_to(addr, "qos2/end", "end").await;
+    let mut got = Vec::new();
+    loop {
+        let payload = until(&mut sub_ev, |e| match e {
+            Event::Incoming(Packet::Publish(p)) => Some(String::from_utf8_lossy(&p.payload).into_owned()),
+            _ => None,
+        })
+        .await;
+        if payload == "end" {
+            break;
+        }
+        got.push(payload);
+    }
+    assert_eq!(got, ["once"], "routed once");
+    b.shutdown().await;
+}
