@@ -219,9 +219,12 @@ pub enum RetainHandling {
     Never,
 }
 
+/// How the name of every MQTT session's queue ([`session_queue`]) begins.
+pub const SESSION_QUEUE_PREFIX: &str = "$session/";
+
 /// The durable queue that holds an MQTT persistent session's messages.
 pub fn session_queue(client_id: &str) -> String {
-    format!("$session/{client_id}")
+    format!("{SESSION_QUEUE_PREFIX}{client_id}")
 }
 
 /// The durable queue behind STOMP `/queue/<name>` and MQTT `$queue/<name>`. The name

@@ -1094,7 +1094,7 @@ pub(crate) fn expire_session_at(
         if shared.durable.has_consumers(&queue) {
             return;
         }
-        if let Some(id) = queue.strip_prefix("$session/") {
+        if let Some(id) = queue.strip_prefix(diglot_core::SESSION_QUEUE_PREFIX) {
             shared.unreleased.lock().remove(id);
         }
         match shared.durable.delete(&shared.router, &queue).await {

@@ -91,8 +91,15 @@ struct State {
     bindings: Vec<(Filter, Qos)>,
 }
 
-/// The name of every MQTT session's queue begins so ([`diglot_core::session_queue`]).
-const SESSION_QUEUE_PREFIX: &str = "$session/";
+impl State {
+    /// Whether entry `seq` is in memory, or was read from the store before (and may have been
+    /// settled since): then it is not taken into memory again.
+    fn has_taken(&self, seq: u64) -> bool {
+        self.ready.contains_key(&seq)
+            || self.inflight.contains_key(&seq)
+            || self.read_ranges.iter().any(|&(first, last)| (first..=last).contains(&seq))
+    }
+}
 
 /// How many separate ranges of reads a queue remembers ([`State::read_ranges`]).
 const READ_RANGES: usize = 8;
@@ -235,10 +242,7 @@ impl Queue {
             last = Some(seq);
             // In memory, or read before and settled since (an acknowledged entry's deletion
             // may not have reached the store yet).
-            if st.ready.contains_key(&seq)
-                || st.inflight.contains_key(&seq)
-                || st.read_ranges.iter().any(|&(first, last)| (first..=last).contains(&seq))
-            {
+            if st.has_taken(seq) {
                 continue;
             }
             st.ready.insert(seq, Ready { msg, deliveries });
@@ -284,7 +288,7 @@ impl Queue {
     /// stored (QoS 1).
     fn delivery_qos(&self, bindings: &[(Filter, Qos)], msg: &Message) -> Qos {
         let mut qos = msg.qos;
-        if self.name.starts_with(SESSION_QUEUE_PREFIX) {
+        if self.name.starts_with(diglot_core::SESSION_QUEUE_PREFIX) {
             if let Some(granted) = bindings.iter().filter(|(f, _)| f.matches(&msg.topic)).map(|(_, q)| *q).max() {
                 qos = qos.min(granted);
             }
@@ -295,10 +299,7 @@ impl Queue {
     /// Takes a freshly appended entry into memory, unless the window is full, a read of the
     /// store is under way (the entry is left to a read), or a read took it already.
     fn on_appended(&self, st: &mut State, seq: u64, msg: Arc<Message>) {
-        if st.ready.contains_key(&seq)
-            || st.inflight.contains_key(&seq)
-            || st.read_ranges.iter().any(|&(first, last)| (first..=last).contains(&seq))
-        {
+        if st.has_taken(seq) {
             return;
         }
         if st.loading {

@@ -390,7 +390,7 @@ impl Server {
         match shared.durable.session_deadlines() {
             Ok(deadlines) => {
                 for (queue, deadline) in deadlines {
-                    let client_id = queue.strip_prefix("$session/").unwrap_or(&queue).to_string();
+                    let client_id = queue.strip_prefix(diglot_core::SESSION_QUEUE_PREFIX).unwrap_or(&queue).to_string();
                     let back = shared.registry.on_return(&client_id);
                     driver::expire_session_at(shared.clone(), back, queue, deadline);
                 }
