@@ -21,7 +21,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::auth::{LoginOutcome, LoginRequest};
 use crate::close::CloseReason;
-use crate::message::{Delivery, DurableRef, Message, Qos};
+use crate::message::{Delivery, DurableRef, Message, Qos, Seq};
 use crate::router::{ConnId, SubId};
 use crate::topic::Filter;
 
@@ -513,6 +513,79 @@ pub fn ws_frame_header(opcode: u8, len: usize) -> ([u8; 10], usize) {
     (header, head)
 }
 
+/// The QoS 2 exchanges a persistent MQTT session has under way, which outlive its connection
+/// ([`Adapter::qos2_flows`]). Kept by the broker while the client is away, and in the store
+/// across a restart ([`Qos2Flows::encode`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Qos2Flows {
+    /// Packet identifiers of the client's QoS 2 publishes that wait for their release (PUBREC
+    /// sent or owed, PUBREL not received): a PUBLISH resent with one of them is not routed
+    /// again [MQTT-4.3.3-10].
+    pub unreleased: Vec<u16>,
+    /// The broker's QoS 2 deliveries from the session queue whose PUBREL was sent and whose
+    /// PUBCOMP has not come: (packet identifier, queue entry), in the order of their PUBRECs.
+    /// When the queue redelivers such an entry, the PUBREL is sent again instead of the
+    /// PUBLISH [MQTT-4.4.0-1].
+    pub released: Vec<(u16, Seq)>,
+}
+
+impl Qos2Flows {
+    /// Whether there is nothing to keep.
+    pub fn is_empty(&self) -> bool {
+        self.unreleased.is_empty() && self.released.is_empty()
+    }
+
+    /// The stored form: a version byte, then the count and ids of `unreleased` (u32 and u16
+    /// each, big-endian), then the count and pairs of `released` (u32; u16 and u64 each).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9 + self.unreleased.len() * 2 + self.released.len() * 10);
+        out.push(1);
+        out.extend_from_slice(&u32::try_from(self.unreleased.len()).unwrap_or(u32::MAX).to_be_bytes());
+        for id in self.unreleased.iter().take(u32::MAX as usize) {
+            out.extend_from_slice(&id.to_be_bytes());
+        }
+        out.extend_from_slice(&u32::try_from(self.released.len()).unwrap_or(u32::MAX).to_be_bytes());
+        for (id, seq) in self.released.iter().take(u32::MAX as usize) {
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&seq.to_be_bytes());
+        }
+        out
+    }
+
+    /// Reads [`Qos2Flows::encode`]'s form; `None` if it is not that.
+    pub fn decode(mut bytes: &[u8]) -> Option<Qos2Flows> {
+        if bytes.first() != Some(&1) {
+            return None;
+        }
+        bytes = &bytes[1..];
+        let mut flows = Qos2Flows::default();
+        let n = take_u32(&mut bytes)?;
+        for _ in 0..n {
+            flows.unreleased.push(take_u16(&mut bytes)?);
+        }
+        let n = take_u32(&mut bytes)?;
+        for _ in 0..n {
+            let id = take_u16(&mut bytes)?;
+            let seq = bytes.get(..8)?.try_into().ok().map(u64::from_be_bytes)?;
+            bytes = &bytes[8..];
+            flows.released.push((id, seq));
+        }
+        bytes.is_empty().then_some(flows)
+    }
+}
+
+fn take_u16(bytes: &mut &[u8]) -> Option<u16> {
+    let v = bytes.get(..2)?.try_into().ok().map(u16::from_be_bytes)?;
+    *bytes = &bytes[2..];
+    Some(v)
+}
+
+fn take_u32(bytes: &mut &[u8]) -> Option<u32> {
+    let v = bytes.get(..4)?.try_into().ok().map(u32::from_be_bytes)?;
+    *bytes = &bytes[4..];
+    Some(v)
+}
+
 /// A protocol adapter: the protocol's session state and frame handling, without I/O.
 pub trait Adapter: Send + 'static {
     /// Decodes and handles at most one complete frame from the front of `input`, writing
@@ -522,18 +595,17 @@ pub trait Adapter: Send + 'static {
     /// a panic: the adapter writes the protocol's error and pushes [`Action::Close`].
     fn on_input(&mut self, input: &mut BytesMut, now: Instant, out: &mut Output, actions: &mut Vec<Action>) -> bool;
 
-    /// Packet identifiers of the client's QoS 2 publishes that wait for their release (MQTT:
-    /// PUBREC sent or owed, PUBREL not received yet). They are part of a persistent session
-    /// [MQTT-4.3.3-10]: the driver keeps them when the connection ends and hands them to the
-    /// session's next connection ([`Adapter::restore_unreleased`]). None by default.
-    fn unreleased(&self) -> Vec<u16> {
-        Vec::new()
+    /// The QoS 2 exchanges of a persistent session still under way when its connection ends
+    /// (MQTT [MQTT-4.3.3-10] [MQTT-4.4.0-1]): the driver keeps them and hands them to the
+    /// session's next connection ([`Adapter::restore_qos2_flows`]). None by default.
+    fn qos2_flows(&self) -> Qos2Flows {
+        Qos2Flows::default()
     }
 
-    /// Takes back [`Adapter::unreleased`] from the session's previous connection, just before
+    /// Takes back [`Adapter::qos2_flows`] from the session's previous connection, just before
     /// [`Adapter::on_session_opened`] with `present`.
-    fn restore_unreleased(&mut self, ids: &[u16]) {
-        let _ = ids;
+    fn restore_qos2_flows(&mut self, flows: Qos2Flows) {
+        let _ = flows;
     }
 
     /// The session asked for with [`Action::OpenSession`] is open; `present` says whether a
@@ -601,4 +673,27 @@ pub trait Adapter: Send + 'static {
 
     /// The protocol's name and version for logs (`mqtt/3.1.1`, `stomp/1.2`).
     fn protocol(&self) -> &'static str;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Qos2Flows;
+
+    #[test]
+    fn qos2_flows_round_trip_and_refuse_what_they_did_not_write() {
+        let flows = Qos2Flows { unreleased: vec![1, 65535], released: vec![(7, 7), (3, u64::MAX)] };
+        let bytes = flows.encode();
+        assert_eq!(Qos2Flows::decode(&bytes), Some(flows));
+        assert_eq!(Qos2Flows::decode(&Qos2Flows::default().encode()), Some(Qos2Flows::default()));
+        assert!(Qos2Flows::default().is_empty());
+        for cut in 0..bytes.len() {
+            assert_eq!(Qos2Flows::decode(&bytes[..cut]), None, "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(Qos2Flows::decode(&longer), None);
+        let mut other_version = bytes;
+        other_version[0] = 2;
+        assert_eq!(Qos2Flows::decode(&other_version), None);
+    }
 }

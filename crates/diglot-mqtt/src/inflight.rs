@@ -15,7 +15,7 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::num::NonZeroU16;
 
-use diglot_core::{DurableRef, Seq};
+use diglot_core::{DurableRef, QueueId, Seq};
 
 /// The packet identifier a durable entry asks for: its seq folded into 1..=65535, so the
 /// same entry gets the same id on every delivery attempt.
@@ -143,6 +143,31 @@ impl Inflight {
         self.take_if(id, Stage::Qos2Released)
     }
 
+    /// Takes `id` for a QoS 2 delivery of `durable` whose PUBREL an earlier connection sent:
+    /// the flow resumes waiting for PUBCOMP [MQTT-4.4.0-1]. `false` if the window is full or
+    /// `id` is in use.
+    pub(crate) fn resume_released(&mut self, id: NonZeroU16, durable: DurableRef) -> bool {
+        if !self.has_room() {
+            return false;
+        }
+        match self.ids.entry(id.get()) {
+            Entry::Vacant(e) => {
+                e.insert(Slot { durable: Some(durable), stage: Stage::Qos2Released });
+                true
+            }
+            Entry::Occupied(_) => false,
+        }
+    }
+
+    /// The QoS 2 flows of entries of durable queue `queue` whose PUBREL was sent: (packet id,
+    /// entry).
+    pub(crate) fn released(&self, queue: QueueId) -> impl Iterator<Item = (u16, Seq)> + '_ {
+        self.ids.iter().filter_map(move |(&id, slot)| match (slot.stage, slot.durable) {
+            (Stage::Qos2Released, Some(r)) if r.queue == queue => Some((id, r.seq)),
+            _ => None,
+        })
+    }
+
     /// Frees `id` whatever its stage (a PUBLISH that was not written after all).
     pub(crate) fn release(&mut self, id: NonZeroU16) -> Option<Option<DurableRef>> {
         self.ids.remove(&id.get()).map(|s| s.durable)
@@ -222,6 +247,28 @@ mod tests {
         assert_eq!(f.pubrec(q3, 0x80), RecOutcome::Refused(None));
         assert_eq!(f.puback(q1), Some(None));
         assert!(f.ids.is_empty());
+    }
+
+    #[test]
+    fn a_released_flow_resumes_waiting_for_pubcomp() {
+        let mut f = Inflight::new(2);
+        let r = DurableRef { queue: 3, seq: 9 };
+        let other = DurableRef { queue: 4, seq: 9 };
+        let a = f.allocate(None, Some(r), true).unwrap();
+        let b = f.allocate(None, Some(other), true).unwrap();
+        assert_eq!(f.released(3).count(), 0, "PUBREL not sent yet");
+        assert_eq!(f.pubrec(a, 0), RecOutcome::Release);
+        assert_eq!(f.pubrec(b, 0), RecOutcome::Release);
+        assert_eq!(f.released(3).collect::<Vec<_>>(), [(a.get(), 9)], "queue 3's only");
+
+        let mut next = Inflight::new(2);
+        assert!(next.resume_released(a, r));
+        assert!(!next.resume_released(a, other), "id in use");
+        assert_eq!(next.pubrec(a, 0), RecOutcome::Release, "a repeated PUBREC gets PUBREL");
+        assert_eq!(next.puback(a), None);
+        assert!(next.resume_released(pid(5), other));
+        assert!(!next.resume_released(pid(6), other), "window full");
+        assert_eq!(next.pubcomp(a), Some(Some(r)));
     }
 
     fn pid(n: u16) -> NonZeroU16 {

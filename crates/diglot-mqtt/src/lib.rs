@@ -26,9 +26,10 @@
 //! Expiry Interval > 0), and a resumed one (Session Present 1), binds its filters to its
 //! durable queue (`diglot_core::session_queue`), consumes that queue as [`SESSION_SUB`], and
 //! acknowledges each durable delivery with `Action::Ack` when its QoS flow ends (PUBACK,
-//! PUBCOMP). The packet ids of the client's QoS 2 publishes still awaiting PUBREL are handed
-//! to the driver when the connection ends (`Adapter::unreleased`) and back to the session's
-//! next connection (`Adapter::restore_unreleased`) [MQTT-4.3.3-10]. Redeliveries go out with
+//! PUBCOMP). The QoS 2 exchanges under way are handed to the driver when the connection ends
+//! (`Adapter::qos2_flows`: the packet ids of the client's publishes awaiting PUBREL, and the
+//! session-queue entries whose PUBREL was sent) and back to the session's next connection
+//! (`Adapter::restore_qos2_flows`) [MQTT-4.3.3-10] [MQTT-4.4.0-1]. Redeliveries go out with
 //! DUP=1, the packet id derived from their queue
 //! position, and (MQTT 5) the user property `redelivery-count`. A publish refused because a
 //! durable queue is full gets PUBACK/PUBREC 0x97 in MQTT 5 and closes an MQTT 3.x

@@ -36,7 +36,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use diglot_core::{
     session_queue, Action, Adapter, CloseReason, ConnInfo, Delivery, Limits, LoginOutcome, Output, Permissions,
-    PublishError, SubId, Topic,
+    PublishError, Qos2Flows, QueueId, Seq, SubId, Topic,
 };
 
 pub use connect::SESSION_SUB;
@@ -102,6 +102,12 @@ pub struct Session {
     awaiting_rel: HashSet<u16>,
     /// Outbound QoS 1 and 2 packet ids whose flow has not ended.
     inflight: Inflight,
+    /// The session queue's entries whose QoS 2 PUBREL an earlier connection sent, with its
+    /// packet id: when the queue redelivers one, the PUBREL goes again instead of the PUBLISH
+    /// [MQTT-4.4.0-1].
+    released_before: HashMap<Seq, u16>,
+    /// The session queue's store id, once a delivery from it came.
+    session_queue_id: Option<QueueId>,
     /// The outbound window, min(`limits.max_inflight`, Receive Maximum): the prefetch of
     /// every queue this connection consumes.
     window: u16,
@@ -168,6 +174,8 @@ impl Session {
             session_expiry_secs: 0,
             awaiting_rel: HashSet::new(),
             inflight,
+            released_before: HashMap::new(),
+            session_queue_id: None,
             window,
             problem_info: true,
             aliases_in: HashMap::new(),
@@ -377,14 +385,22 @@ impl Adapter for Session {
         self.publish_done(token, result, out, actions);
     }
 
-    fn unreleased(&self) -> Vec<u16> {
-        let mut ids: Vec<u16> = self.awaiting_rel.iter().copied().collect();
-        ids.sort_unstable();
-        ids
+    fn qos2_flows(&self) -> Qos2Flows {
+        let mut unreleased: Vec<u16> = self.awaiting_rel.iter().copied().collect();
+        unreleased.sort_unstable();
+        // Those resumed from the previous connection and not redelivered yet, and this
+        // connection's own.
+        let mut released: Vec<(u16, Seq)> = self.released_before.iter().map(|(&seq, &id)| (id, seq)).collect();
+        if let Some(queue) = self.session_queue_id {
+            released.extend(self.inflight.released(queue));
+        }
+        released.sort_unstable_by_key(|&(_, seq)| seq);
+        Qos2Flows { unreleased, released }
     }
 
-    fn restore_unreleased(&mut self, ids: &[u16]) {
-        self.awaiting_rel.extend(ids.iter().copied().filter(|&id| id != 0));
+    fn restore_qos2_flows(&mut self, flows: Qos2Flows) {
+        self.awaiting_rel.extend(flows.unreleased.into_iter().filter(|&id| id != 0));
+        self.released_before.extend(flows.released.into_iter().filter(|&(id, _)| id != 0).map(|(id, seq)| (seq, id)));
     }
 
     fn on_session_opened(&mut self, present: bool, out: &mut Output, actions: &mut Vec<Action>) {

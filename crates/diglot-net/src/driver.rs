@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use diglot_core::{
-    session_queue, Action, Adapter, CloseReason, ConnInfo, Delivery, Filter, Outbox, Output, PublishError,
+    session_queue, Action, Adapter, CloseReason, ConnInfo, Delivery, Filter, Outbox, Output, PublishError, Qos2Flows,
     RetainHandling, SubId, Subscriber, Transport, Wake,
 };
 use futures::stream::{FuturesOrdered, StreamExt};
@@ -571,24 +571,51 @@ async fn stored_done(
     execute(shared, conn, adapter, actions, out).await
 }
 
-/// How many persistent sessions' unreleased QoS 2 packet ids the broker keeps while their
-/// clients are away ([`keep_unreleased`]).
-const UNRELEASED_SESSIONS: usize = 100_000;
+/// How many persistent sessions' QoS 2 exchanges the broker keeps while their clients are
+/// away ([`keep_qos2`]).
+const QOS2_SESSIONS: usize = 100_000;
 
-/// Keeps the unreleased QoS 2 packet ids of a persistent session whose connection ended, for
-/// its next connection [MQTT-4.3.3-10]: a client that resends such a PUBLISH (DUP=1) after
-/// reconnecting gets PUBREC without the message being routed a second time, and its PUBREL
-/// gets PUBCOMP. Kept in memory, not across a restart; when `UNRELEASED_SESSIONS` sessions
-/// already have some, a new one's are not kept (logged).
-fn keep_unreleased(shared: &Shared, client_id: &str, ids: Vec<u16>) {
-    let mut kept = shared.unreleased.lock();
-    if ids.is_empty() {
-        kept.remove(client_id);
-    } else if kept.len() < UNRELEASED_SESSIONS || kept.contains_key(client_id) {
-        kept.insert(client_id.to_owned(), ids);
-    } else {
-        tracing::warn!(client_id, "too many sessions with unreleased QoS 2 publishes; these are not kept");
+/// The QoS 2 exchanges of a persistent session whose client is away ([`keep_qos2`]).
+#[derive(Debug)]
+pub(crate) struct KeptQos2 {
+    pub(crate) flows: Qos2Flows,
+    /// Whether the store has them too (to be deleted when the session resumes).
+    pub(crate) saved: bool,
+}
+
+/// Keeps the QoS 2 exchanges under way of a persistent session (queue `queue`) whose
+/// connection ended, for its next connection, in memory and in the store:
+/// - the client's unreleased publishes [MQTT-4.3.3-10]: a PUBLISH it resends (DUP=1) after
+///   reconnecting gets PUBREC without being routed a second time, and its PUBREL PUBCOMP;
+/// - the deliveries whose PUBREL was sent [MQTT-4.4.0-1]: the PUBREL goes again, not the
+///   PUBLISH.
+///
+/// When `QOS2_SESSIONS` sessions already have some, a new one's are not kept (logged).
+async fn keep_qos2(shared: &Shared, client_id: &str, queue: &str, flows: Qos2Flows) {
+    if flows.is_empty() {
+        let gone = shared.qos2.lock().remove(client_id);
+        if gone.is_some_and(|k| k.saved) {
+            if let Err(e) = shared.durable.save_qos2(queue, None).await {
+                tracing::error!(client_id, error = %e, "cannot delete a session's QoS 2 state");
+            }
+        }
+        return;
     }
+    {
+        let kept = shared.qos2.lock();
+        if kept.len() >= QOS2_SESSIONS && !kept.contains_key(client_id) {
+            tracing::warn!(client_id, "too many away sessions with QoS 2 exchanges under way; these are not kept");
+            return;
+        }
+    }
+    let saved = match shared.durable.save_qos2(queue, Some(&flows)).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(client_id, error = %e, "cannot store a session's QoS 2 state; kept in memory only");
+            false
+        }
+    };
+    shared.qos2.lock().insert(client_id.to_owned(), KeptQos2 { flows, saved });
 }
 
 /// Completes the publishes still being stored when the connection ended: they were received,
@@ -753,10 +780,17 @@ async fn execute_one(
                 shared.durable.delete(&shared.router, &name).await.map_err(store_failed)?;
             }
             let present = existed && !clean;
-            // The QoS 2 publishes the session's previous connection left unreleased.
-            let unreleased = shared.unreleased.lock().remove(&client_id);
-            if let Some(ids) = unreleased.filter(|_| present) {
-                adapter.restore_unreleased(&ids);
+            // The QoS 2 exchanges the session's previous connection left under way. Not kept
+            // in the store while the session is in use: this connection saves its own when it
+            // ends.
+            let kept = shared.qos2.lock().remove(&client_id);
+            if let Some(kept) = kept {
+                if kept.saved {
+                    shared.durable.save_qos2(&name, None).await.map_err(store_failed)?;
+                }
+                if present {
+                    adapter.restore_qos2_flows(kept.flows);
+                }
             }
             if persistent {
                 shared.durable.ensure(&name).await.map_err(store_failed)?;
@@ -984,8 +1018,8 @@ async fn finish(
             tracing::error!(conn = conn.id, error = %e, "cannot delete an ended session");
         }
     }
-    if let (Some(_), Some(client_id)) = (&conn.session, &conn.client_id) {
-        keep_unreleased(shared, client_id, adapter.unreleased());
+    if let (Some((queue, _)), Some(client_id)) = (&conn.session, &conn.client_id) {
+        keep_qos2(shared, client_id, queue, adapter.qos2_flows()).await;
     }
     if let Some(client_id) = &conn.client_id {
         shared.registry.release(client_id, conn.id);
@@ -1095,7 +1129,7 @@ pub(crate) fn expire_session_at(
             return;
         }
         if let Some(id) = queue.strip_prefix(diglot_core::SESSION_QUEUE_PREFIX) {
-            shared.unreleased.lock().remove(id);
+            shared.qos2.lock().remove(id);
         }
         match shared.durable.delete(&shared.router, &queue).await {
             Ok(true) => tracing::info!(queue, "session expired"),

@@ -26,8 +26,8 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use diglot_core::{
-    named_queue, queue_topic, ConnId, Delivery, DurableRef, Filter, Message, Outbox, PublishError, Qos, RetainChange,
-    Router, SubId, Subscriber,
+    named_queue, queue_topic, ConnId, Delivery, DurableRef, Filter, Message, Outbox, PublishError, Qos, Qos2Flows,
+    RetainChange, Router, SubId, Subscriber,
 };
 use diglot_store::{AppendError, QueueId, Seq, Store, StoreError, StoredMessage};
 use parking_lot::Mutex;
@@ -40,6 +40,10 @@ const BINDINGS_KEY: &str = "\0bind/";
 
 /// The sessions-partition key prefix for when a session queue ends if nobody resumes it.
 const EXPIRY_KEY: &str = "\0expiry/";
+
+/// The sessions-partition key prefix for a session queue's QoS 2 exchanges under way while
+/// its client is away ([`diglot_core::Qos2Flows`]).
+const QOS2_KEY: &str = "\0qos2/";
 
 /// One consumer of a queue: a subscription of a connection.
 struct Consumer {
@@ -575,6 +579,7 @@ impl Durable {
         }
         self.store.delete_session(&format!("{BINDINGS_KEY}{name}")).await?;
         self.store.delete_session(&format!("{EXPIRY_KEY}{name}")).await?;
+        self.store.delete_session(&format!("{QOS2_KEY}{name}")).await?;
         self.store.drop_queue(name).await
     }
 
@@ -669,6 +674,30 @@ impl Durable {
                 .try_into()
                 .map_err(|_| StoreError::Failed(format!("corrupt session deadline of {queue}")))?;
             out.push((queue.to_string(), u64::from_be_bytes(bytes)));
+        }
+        Ok(out)
+    }
+
+    /// Saves the QoS 2 exchanges a session (queue `queue`) has under way while its client is
+    /// away, or forgets them (`None`).
+    pub(crate) async fn save_qos2(&self, queue: &str, flows: Option<&Qos2Flows>) -> Result<(), StoreError> {
+        let key = format!("{QOS2_KEY}{queue}");
+        match flows {
+            Some(flows) => self.store.put_session(&key, &flows.encode()).await,
+            None => self.store.delete_session(&key).await,
+        }
+    }
+
+    /// Every session's saved QoS 2 exchanges: (session queue, flows). A record that does not
+    /// decode is logged and left out.
+    pub(crate) fn saved_qos2(&self) -> Result<Vec<(String, Qos2Flows)>, StoreError> {
+        let mut out = Vec::new();
+        for (key, value) in self.store.sessions()? {
+            let Some(queue) = key.strip_prefix(QOS2_KEY) else { continue };
+            match Qos2Flows::decode(&value) {
+                Some(flows) => out.push((queue.to_string(), flows)),
+                None => tracing::error!(queue, "corrupt QoS 2 state of a session; left out"),
+            }
         }
         Ok(out)
     }

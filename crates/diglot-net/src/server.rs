@@ -257,9 +257,9 @@ pub(crate) struct Shared {
     pub(crate) router: Router,
     pub(crate) durable: Durable,
     pub(crate) registry: Registry,
-    /// The unreleased inbound QoS 2 packet ids of persistent sessions whose client is away,
-    /// by client id ([`diglot_core::Adapter::unreleased`]), at most `UNRELEASED_SESSIONS`.
-    pub(crate) unreleased: parking_lot::Mutex<HashMap<String, Vec<u16>>>,
+    /// The QoS 2 exchanges under way of persistent sessions whose client is away, by client
+    /// id ([`diglot_core::Adapter::qos2_flows`]), at most `QOS2_SESSIONS` (driver.rs).
+    pub(crate) qos2: parking_lot::Mutex<HashMap<String, driver::KeptQos2>>,
     /// Per-connection limits for new connections (a reload replaces them).
     limits: parking_lot::RwLock<Limits>,
     /// HTTP and WebSocket limits for new connections (a reload replaces them).
@@ -359,7 +359,7 @@ impl Server {
             router,
             durable,
             registry: Registry::default(),
-            unreleased: parking_lot::Mutex::new(HashMap::new()),
+            qos2: parking_lot::Mutex::new(HashMap::new()),
             // Fresh counters: two servers started from one Spec count apart.
             limits: parking_lot::RwLock::new(Limits { breaches: Default::default(), ..spec.limits.clone() }),
             edge: EdgeLimits::new(&spec),
@@ -396,6 +396,17 @@ impl Server {
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot read session deadlines"),
+        }
+        // And their QoS 2 exchanges under way.
+        match shared.durable.saved_qos2() {
+            Ok(saved) => {
+                let mut kept = shared.qos2.lock();
+                for (queue, flows) in saved {
+                    let client_id = queue.strip_prefix(diglot_core::SESSION_QUEUE_PREFIX).unwrap_or(&queue).to_string();
+                    kept.insert(client_id, driver::KeptQos2 { flows, saved: true });
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read sessions' QoS 2 state"),
         }
         {
             let sync = shared.metrics.store_sync.clone();

@@ -747,3 +747,118 @@ async fn an_unreleased_qos_2_publish_is_routed_once_across_a_reconnect() {
     assert_eq!(got, ["once"], "routed once");
     b.shutdown().await;
 }
+
+/// An unreleased QoS 2 publish is remembered across a restart too: the session's state is
+/// stored when its connection ends, and a PUBLISH resent after the restart is not routed again.
+#[tokio::test]
+async fn an_unreleased_qos_2_publish_is_routed_once_across_a_restart() {
+    let b = broker().await;
+    park_session("qos2-away", b.mqtt_addr().unwrap(), "qos2r/#").await;
+    let mut publish = publish_qos1("qos2r/t", 12, b"once");
+    publish[0] = 0x34;
+    let mut p = tcp_connect(b.mqtt_addr().unwrap()).await;
+    p.send(&mqtt_connect_bytes("qos2r-pub", 30, false)).await.unwrap();
+    mqtt_expect(&mut p, 2, "CONNACK").await;
+    p.send(&publish).await.unwrap();
+    assert_eq!(mqtt_expect(&mut p, 5, "PUBREC").await, [0x50, 2, 0, 12]);
+    p.send(&[0xE0, 0]).await.unwrap();
+    p.read_to_close().await;
+
+    let b = broker_with(b.stop_keeping_data().await).await;
+    let addr = b.mqtt_addr().unwrap();
+    let mut p = tcp_connect(addr).await;
+    p.send(&mqtt_connect_bytes("qos2r-pub", 30, false)).await.unwrap();
+    assert_eq!(mqtt_expect(&mut p, 2, "CONNACK").await, [0x20, 2, 1, 0], "session present");
+    publish[0] = 0x3C;
+    p.send(&publish).await.unwrap();
+    assert_eq!(mqtt_expect(&mut p, 5, "PUBREC").await, [0x50, 2, 0, 12]);
+    p.send(&[0x62, 2, 0, 12]).await.unwrap();
+    assert_eq!(mqtt_expect(&mut p, 7, "PUBCOMP").await, [0x70, 2, 0, 12]);
+    // A PUBREL for an id the session no longer holds is answered all the same (3.1.1).
+    p.send(&[0x62, 2, 0, 12]).await.unwrap();
+    assert_eq!(mqtt_expect(&mut p, 7, "PUBCOMP").await, [0x70, 2, 0, 12]);
+    publish_acked_to(addr, "qos2r/end", "end").await;
+    let (present, got) = drain_session("qos2-away", addr, 2).await;
+    assert!(present);
+    assert_eq!(got, ["once", "end"], "routed once");
+    b.shutdown().await;
+}
+
+/// Reads the next whole MQTT packet from `c`, keeping what follows it in `buf`.
+async fn next_packet(c: &mut Conn, buf: &mut Vec<u8>, what: &str) -> Vec<u8> {
+    loop {
+        if let Some((_, p)) = mqtt_packets(buf).into_iter().next() {
+            buf.drain(..p.len());
+            return p;
+        }
+        let chunk = c.recv().await.unwrap_or_else(|| panic!("{what}: closed"));
+        buf.extend_from_slice(&chunk);
+    }
+}
+
+/// A QoS 2 delivery whose PUBREL the broker sent, and whose PUBCOMP it did not get before the
+/// connection dropped, gets that PUBREL again when the session resumes, with the same packet
+/// identifier, and not the PUBLISH [MQTT-4.4.0-1]: the client delivered the message on the
+/// PUBLISH and may have released the id, so a PUBLISH would be a second message to it. The
+/// PUBCOMP then ends the flow and the entry leaves the session queue. After a reconnect and
+/// after a restart.
+#[tokio::test]
+async fn a_released_qos_2_delivery_gets_its_pubrel_again_when_the_session_resumes() {
+    for restart in [false, true] {
+        let mut b = broker().await;
+        let client = format!("released-{restart}");
+        let mut c = tcp_connect(b.mqtt_addr().unwrap()).await;
+        c.send(&mqtt_connect_bytes(&client, 30, false)).await.unwrap();
+        mqtt_expect(&mut c, 2, "CONNACK").await;
+        c.send(&[0x82, 10, 0, 1, 0, 5, b'r', b'e', b'l', b'/', b'#', 2]).await.unwrap();
+        assert_eq!(mqtt_expect(&mut c, 9, "SUBACK").await, [0x90, 3, 0, 1, 2]);
+
+        let mut p = tcp_connect(b.mqtt_addr().unwrap()).await;
+        p.send(&mqtt_connect_bytes("rel-pub", 30, true)).await.unwrap();
+        mqtt_expect(&mut p, 2, "CONNACK").await;
+        let mut publish = publish_qos1("rel/t", 5, b"exactly");
+        publish[0] = 0x34;
+        p.send(&publish).await.unwrap();
+        mqtt_expect(&mut p, 5, "PUBREC").await;
+        p.send(&[0x62, 2, 0, 5]).await.unwrap();
+        mqtt_expect(&mut p, 7, "PUBCOMP").await;
+
+        let delivered = mqtt_expect(&mut c, 3, "PUBLISH").await;
+        assert_eq!(delivered[0] & 0x06, 0x04, "QoS 2");
+        let (_, id, payload) = publish_payload(&delivered);
+        assert_eq!(payload, b"exactly");
+        c.send(&[0x50, 2, id[0], id[1]]).await.unwrap();
+        assert_eq!(mqtt_expect(&mut c, 6, "PUBREL").await, [0x62, 2, id[0], id[1]]);
+        // Gone before the PUBCOMP.
+        c.send(&[0xE0, 0]).await.unwrap();
+        c.read_to_close().await;
+        if restart {
+            b = broker_with(b.stop_keeping_data().await).await;
+        }
+        let addr = b.mqtt_addr().unwrap();
+
+        let mut c = tcp_connect(addr).await;
+        c.send(&mqtt_connect_bytes(&client, 30, false)).await.unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(next_packet(&mut c, &mut buf, "CONNACK").await, [0x20, 2, 1, 0], "restart: {restart}");
+        assert_eq!(next_packet(&mut c, &mut buf, "PUBREL").await, [0x62, 2, id[0], id[1]], "restart: {restart}");
+        c.send(&[0x70, 2, id[0], id[1]]).await.unwrap();
+        publish_acked_to(addr, "rel/end", "end").await;
+        let next = next_packet(&mut c, &mut buf, "PUBLISH").await;
+        let (_, end_id, end) = publish_payload(&next);
+        assert_eq!(end, b"end", "restart: {restart}");
+        c.send(&[0x40, 2, end_id[0], end_id[1]]).await.unwrap();
+        c.send(&[0xE0, 0]).await.unwrap();
+        c.read_to_close().await;
+
+        // The PUBCOMP acknowledged the entry: nothing is left to resend.
+        let mut c = tcp_connect(addr).await;
+        c.send(&mqtt_connect_bytes(&client, 30, false)).await.unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(next_packet(&mut c, &mut buf, "CONNACK").await, [0x20, 2, 1, 0]);
+        publish_acked_to(addr, "rel/end", "end 2").await;
+        let next = next_packet(&mut c, &mut buf, "PUBLISH").await;
+        assert_eq!(publish_payload(&next).2, b"end 2", "restart: {restart}");
+        b.shutdown().await;
+    }
+}

@@ -43,12 +43,11 @@
 //! [MQTT-4.4.0-1]; a redelivery has DUP=1 [MQTT-3.3.1-1] and, in MQTT 5, the user property
 //! `redelivery-count`. `Action::Ack` is pushed when the flow ends: on PUBACK (QoS 1), on
 //! PUBCOMP (QoS 2) or on a refusing PUBREC. Acknowledging QoS 2 only at PUBCOMP keeps the
-//! entry in its queue until the whole exchange is over: the PUBREL state itself is not
-//! persisted, so if the connection drops between PUBREC and PUBCOMP the entry is redelivered
-//! after a reconnect as a PUBLISH with DUP=1 and the same packet id rather than as a PUBREL;
-//! the client still holds that id from its PUBREC, answers PUBREC again without delivering
-//! the message twice (§4.3.3), and the flow completes. An expired durable delivery is
-//! acknowledged without being sent, so it leaves its queue.
+//! entry in its queue until the whole exchange is over. If the connection drops between
+//! PUBREC and PUBCOMP, the session keeps the entry's packet id (`Adapter::qos2_flows`), and
+//! when its queue redelivers the entry to the next connection the PUBREL is sent again in its
+//! place, not the PUBLISH [MQTT-4.4.0-1]. An expired durable delivery is acknowledged without
+//! being sent, so it leaves its queue.
 
 use std::num::{NonZeroU16, NonZeroU32};
 use std::time::{Duration, Instant};
@@ -396,6 +395,9 @@ impl Session {
             self.give_back(&d, now);
             return;
         }
+        if self.resend_pubrel(&d, out) {
+            return;
+        }
         let t = self.treatment(&d);
         // A `$queue/` consumer granted QoS 0 is `auto_ack`: its queue deletes the entry on
         // handover, so nothing waits for an acknowledgement.
@@ -498,6 +500,35 @@ impl Session {
             }
             tracing::debug!(conn = self.info.id, "PUBLISH larger than the client's Maximum Packet Size discarded");
         }
+    }
+
+    /// A session-queue entry whose PUBREL an earlier connection sent goes out as that PUBREL
+    /// again, with its packet id, and waits for PUBCOMP [MQTT-4.4.0-1]: the client delivered
+    /// the message when it got the PUBLISH and may have released the id since, so a PUBLISH
+    /// would be a new message to it. Before the expiry check: the client has the message.
+    /// Returns whether it did; if the id is taken by now, the PUBLISH goes again instead.
+    fn resend_pubrel(&mut self, d: &Delivery, out: &mut Output) -> bool {
+        let Some(at) = d.durable.filter(|_| d.sub == SESSION_SUB) else { return false };
+        self.session_queue_id = Some(at.queue);
+        if self.released_before.is_empty() {
+            return false;
+        }
+        // The session queue has one consumer and redelivers in order, so an entry before this
+        // one that has not come is gone (expired, dead-lettered, purged): forget it.
+        self.released_before.retain(|&seq, _| seq >= at.seq);
+        let Some(id) = self.released_before.remove(&at.seq).and_then(NonZeroU16::new) else { return false };
+        if !self.inflight.resume_released(id, at) {
+            tracing::debug!(
+                conn = self.info.id,
+                id,
+                "packet id of a released QoS 2 delivery in use; PUBLISH sent again"
+            );
+            return false;
+        }
+        if let Some(wire) = self.wire.as_mut() {
+            wire.pubrel(id, code::SUCCESS, out);
+        }
+        true
     }
 
     /// Whether a QoS 0 delivery goes out as the PUBLISH that all subscribers of this protocol
