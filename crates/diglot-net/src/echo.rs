@@ -54,7 +54,8 @@ pub(crate) async fn run(shared: &Shared, mut ws: WebSocket<HttpStream>) {
 }
 
 /// Sends the close frame yawc has queued (its answer to the peer's close, or the close of a
-/// connection it failed). A flush does not send it; getting ready for the next frame does.
+/// connection it failed): yawc holds it until told, so that frames the application still
+/// sends go before it.
 async fn send_queued_close(ws: &mut WebSocket<HttpStream>) {
-    let _ = tokio::time::timeout(CLOSE_SEND, std::future::poll_fn(|cx| ws.poll_ready_unpin(cx))).await;
+    let _ = tokio::time::timeout(CLOSE_SEND, std::future::poll_fn(|cx| ws.poll_send_queued_close(cx))).await;
 }

@@ -300,7 +300,9 @@ fn ws_options(shared: &Shared, routes: &WsRoutes) -> Options {
     let mut options = Options::default()
         .with_utf8()
         .with_no_delay()
-        .with_limits(frame, message)
+        // yawc refuses a frame or message of `limit` bytes or more; the settings are the
+        // largest allowed.
+        .with_limits(frame.saturating_add(1), message.saturating_add(1))
         .with_read_buffer_capacity(WS_READ_BUFFER)
         .with_write_buffer_capacity(WS_WRITE_BUFFER);
     if let Some(c) = routes.compression {

@@ -420,3 +420,102 @@ async fn a_client_still_writing_after_a_bad_frame_reads_the_close() {
     }
     b.shutdown().await;
 }
+
+/// Every server frame in `bytes` (unmasked, any length form): (first byte, payload).
+fn server_frames_any(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while bytes.len() >= 2 {
+        let (len, at) = match bytes[1] & 0x7f {
+            126 if bytes.len() >= 4 => (usize::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
+            127 if bytes.len() >= 10 => (u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize, 10),
+            n @ 0..=125 => (usize::from(n), 2),
+            _ => break,
+        };
+        if bytes.len() < at + len {
+            break;
+        }
+        frames.push((bytes[0], bytes[at..at + len].to_vec()));
+        bytes = &bytes[at + len..];
+    }
+    frames
+}
+
+/// A STOMP WebSocket that fails on a text message that is not UTF-8 sends its goodbye (the
+/// ERROR frame) and then its close frame (1007), nothing after it (RFC 6455 §5.5.1: no data
+/// frame after a close), with and without permessage-deflate. Before, with permessage-deflate,
+/// the close frame yawc queued went first and the ERROR after it. And RSV1, the "Per-Message
+/// Compressed" bit, fails the connection with 1002 on a control frame or a continuation frame,
+/// with or without the extension (RFC 7692 §6, RFC 6455 §5.2); before, a ping with RSV1 got its
+/// pong and a close with RSV1 was honoured.
+#[tokio::test]
+async fn the_goodbye_goes_before_the_close_and_rsv1_fails_control_and_continuation_frames() {
+    let b = broker().await;
+    let addr = b.ws_addr().unwrap();
+    let with_rsv1 = |mut frame: Vec<u8>| {
+        frame[0] |= 0x40;
+        frame
+    };
+    let mut first = client_frame(0x1, b"SEND\ndestination:/topic/x\n\nab");
+    first[0] &= 0x7f;
+    // (what, frames before, permessage-deflate, the bad frame, the close code)
+    type Case<'a> = (&'a str, &'a [u8], bool, Vec<u8>, u16);
+    let cases: [Case; 6] = [
+        ("not UTF-8", b"", false, client_frame(0x1, b"SEND\ndestination:/topic/x\n\n\xC0\xFF\0"), 1007),
+        ("not UTF-8, deflate", b"", true, client_frame(0x1, b"SEND\ndestination:/topic/x\n\n\xC0\xFF\0"), 1007),
+        ("a ping with RSV1", b"", false, with_rsv1(client_frame(0x9, b"p")), 1002),
+        ("a ping with RSV1, deflate", b"", true, with_rsv1(client_frame(0x9, b"p")), 1002),
+        ("a close with RSV1, deflate", b"", true, with_rsv1(client_frame(0x8, &1000u16.to_be_bytes())), 1002),
+        // An uncompressed first fragment, then a continuation with RSV1.
+        ("a continuation with RSV1, deflate", &first, true, with_rsv1(client_frame(0x0, b"\0")), 1002),
+    ];
+    for (what, before, deflate, bad, code) in cases {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut extra = vec!["Sec-WebSocket-Protocol: v12.stomp"];
+        if deflate {
+            extra.push("Sec-WebSocket-Extensions: permessage-deflate");
+        }
+        s.write_all(request("GET /ws HTTP/1.1", &["Sec-WebSocket-Protocol"], &extra).as_bytes()).await.unwrap();
+        let a = read_answer(&mut s, 0).await;
+        assert_eq!(a.status, 101, "{what}: {}", a.head);
+        assert_eq!(a.header("sec-websocket-extensions").is_some(), deflate, "{what}: {}", a.head);
+        s.write_all(&client_frame(0x1, b"CONNECT\naccept-version:1.2\nhost:h\n\n\0")).await.unwrap();
+        let mut got = a.rest;
+        let mut chunk = [0u8; 4096];
+        while server_frames_any(&got).is_empty() {
+            let n = tokio::time::timeout(PATIENCE, s.read(&mut chunk)).await.expect("CONNECTED in time").unwrap();
+            assert!(n > 0, "{what}: closed before CONNECTED");
+            got.extend_from_slice(&chunk[..n]);
+        }
+        got.clear();
+        let mut send = before.to_vec();
+        send.extend_from_slice(&bad);
+        s.write_all(&send).await.unwrap();
+        // Up to the end of the stream (the client answers the close once it has one).
+        let mut answered = false;
+        loop {
+            let n = tokio::time::timeout(PATIENCE, s.read(&mut chunk)).await.expect("the end in time").unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&chunk[..n]);
+            let frames = server_frames_any(&got);
+            if !answered && frames.iter().any(|(b0, _)| b0 & 0x0f == 0x8) {
+                answered = true;
+                let _ = s.write_all(&client_frame(0x8, &code.to_be_bytes())).await;
+                let _ = s.shutdown().await;
+            }
+        }
+        let frames = server_frames_any(&got);
+        let kinds: Vec<u8> = frames.iter().map(|(b0, _)| b0 & 0x0f).collect();
+        assert_eq!(kinds.last(), Some(&0x8), "{what}: ends with a close frame: {kinds:?}");
+        assert_eq!(kinds.iter().filter(|&&k| k == 0x8).count(), 1, "{what}: one close frame: {kinds:?}");
+        assert!(!kinds.contains(&0xA), "{what}: no pong: {kinds:?}");
+        let close = &frames[frames.len() - 1];
+        assert_eq!(close.0 & 0x70, 0, "{what}: no RSV bit on the close");
+        assert_eq!(close.1[..2], code.to_be_bytes(), "{what}: close {code}");
+        if code == 1007 {
+            assert_eq!(kinds, [0x1, 0x8], "{what}: the ERROR, then the close");
+        }
+    }
+    b.shutdown().await;
+}

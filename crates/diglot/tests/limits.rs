@@ -143,6 +143,30 @@ async fn stomp_frame_header_subscription_and_client_id_limits() {
     b.shutdown().await;
 }
 
+/// `limits.max_ws_frame_bytes` and `max_ws_message_bytes` are the largest frame and message
+/// a client may send: one of exactly that size is taken, one byte more closes with 1009.
+/// Before, yawc refused a frame or message of exactly the limit.
+#[tokio::test]
+async fn a_websocket_message_of_exactly_the_limit_is_taken() {
+    let b = small_broker(|c| c.limits.max_frame_bytes = 64 * 1024).await;
+    let publish = |total: usize| {
+        // PUBLISH QoS 0 to "t": the fixed header with a two-byte remaining length, then the topic.
+        let rest = total - 3;
+        let mut p = vec![0x30, (rest % 128) as u8 | 0x80, (rest / 128) as u8, 0, 1, b't'];
+        p.resize(total, 7);
+        p
+    };
+    let mut c = ws_connect(b.ws_addr().unwrap(), "/ws", &["mqtt"]).await.ok().expect("upgrade");
+    c.send(&mqtt_connect_bytes("ws-exact", 60, true)).await.unwrap();
+    assert!(c.recv().await.is_some(), "CONNACK");
+    c.send_binary(&publish(16 * 1024)).await.unwrap();
+    c.send(&[0xc0, 0]).await.unwrap();
+    assert_eq!(c.recv().await, Some(vec![0xd0, 0]), "PINGRESP: the message of 16 KiB was taken");
+    c.send_binary(&publish(16 * 1024 + 1)).await.unwrap();
+    assert_eq!(c.close_code().await, Some(1009));
+    b.shutdown().await;
+}
+
 #[tokio::test]
 async fn websocket_message_and_http_header_limits() {
     let b = small_broker(|_| {}).await;

@@ -279,6 +279,13 @@ impl codec::Decoder for Decoder {
         }
 
         let opcode = frame::OpCode::try_from(src[0] & 0b00001111)?;
+        // diglot patch: RSV1 (permessage-deflate's "Per-Message Compressed" bit) is never valid
+        // on a control frame or a continuation frame (RFC 7692 §6: "An endpoint receiving such
+        // a frame MUST _Fail the WebSocket Connection_"; without the extension, RFC 6455 §5.2).
+        // Unpatched, a ping with RSV1 was answered and a close with RSV1 honoured.
+        if rsv1 && (opcode.is_control() || opcode == OpCode::Continuation) {
+            return Err(WebSocketError::ReservedBitsNotZero);
+        }
         let masked = src[1] & 0b10000000 != 0;
         let length_code = src[1] & 0x7F;
 

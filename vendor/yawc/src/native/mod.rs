@@ -1430,6 +1430,15 @@ impl<S> WebSocket<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    /// Sends the close frame yawc queued, as its answer to the peer's close or for a
+    /// connection it failed, when the application has nothing more to send (diglot patch).
+    /// Until then, or until the application sends a close of its own (the queued one goes
+    /// instead), that close waits, so that the application's last frames precede it
+    /// (RFC 6455 §5.5.1).
+    pub fn poll_send_queued_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.streaming.poll_send_queued_close(cx)
+    }
+
     /// The write buffer, for complete frames the caller has framed itself (diglot patch).
     ///
     /// `Some` only on a server without permessage-deflate, with no fragmented message being

@@ -167,6 +167,13 @@ pub struct Streaming<S> {
     obligated_sends: VecDeque<Frame>,
     // flag to indicate the writer to flush sends
     flush_sends: bool,
+    // diglot patch: a close frame queued in `obligated_sends` (the answer to the peer's close,
+    // or the close of a failed connection) waits for the application's next frames, which go
+    // first, until it sends its own close (the queued one goes instead) or calls
+    // `poll_send_queued_close`. RFC 6455 §5.5.1: no data frame after a close frame; before,
+    // the goodbye the application wrote after a failure (a STOMP ERROR, an MQTT DISCONNECT)
+    // followed the close when it went through the sink (permessage-deflate).
+    close_held: bool,
     // compressor
     // boxed (diglot patch): 208 and 216 bytes that a connection without permessage-deflate
     // would carry as `None`
@@ -222,6 +229,7 @@ where
             wake_proxy: Arc::new(WakeProxy::default()),
             obligated_sends: VecDeque::new(),
             flush_sends: false,
+            close_held: false,
             deflate: negotiated.compressor().map(Box::new),
             inflate: negotiated.decompressor().map(Box::new),
             max_payload_read: negotiated.max_payload_read,
@@ -527,6 +535,15 @@ where
     fn emit_close(&mut self, frame: Frame) {
         self.obligated_sends.push_back(frame);
         self.read_half.is_closed = true;
+        self.close_held = true;
+    }
+
+    /// Sends the close frame queued as the answer to the peer's close or for a failed
+    /// connection, and whatever is queued before it (diglot patch; see `close_held`).
+    pub(crate) fn poll_send_queued_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.close_held = false;
+        self.wake_proxy.set_waker(ContextKind::Write, cx.waker());
+        self.poll_flush_obligated(ContextKind::Write, cx)
     }
 
     fn poll_flush_obligated(
@@ -538,7 +555,11 @@ where
             return Poll::Ready(Ok(()));
         }
         self.wake_proxy.poll_with_context(kind, cx, |cx| {
-            while !self.obligated_sends.is_empty() {
+            while let Some(front) = self.obligated_sends.front() {
+                // diglot patch: a held close waits (see `close_held`); pongs before it go.
+                if self.close_held && front.opcode == OpCode::Close {
+                    break;
+                }
                 ready!(self.write_half.poll_ready(&mut self.stream, cx))?;
 
                 let next = self.obligated_sends.pop_front().expect("obligated send");
@@ -597,6 +618,17 @@ where
 
     fn start_send(self: Pin<&mut Self>, mut item: Frame) -> std::result::Result<(), Self::Error> {
         let this = self.get_mut();
+
+        // diglot patch: the application's close is replaced by the held one, which carries the
+        // code that fits (the peer's, echoed; or the failure's: 1002, 1007, 1009).
+        if item.opcode == OpCode::Close && this.close_held {
+            this.close_held = false;
+            if let Some(at) = this.obligated_sends.iter().position(|f| f.opcode == OpCode::Close) {
+                if let Some(queued) = this.obligated_sends.remove(at) {
+                    item = queued;
+                }
+            }
+        }
 
         #[cfg(test)]
         println!(
