@@ -426,9 +426,32 @@ impl Wire {
             Codec::V5(_) => set_clean_start_of_connect(&mut packet),
             Codec::V3(_) => false,
         };
+        // rmqtt-codec 0.3 reads only the QoS bits of a 3.1.1 SUBSCRIBE's options byte; the
+        // others are reserved, and a packet with any of them set is malformed [MQTT-3.8.3-4].
+        if matches!(self.codec, Codec::V3(_)) && v3_subscribe_has_reserved_bits(&packet) {
+            return Err(DecodeError::MalformedPacket);
+        }
+        // Nor does it check the length of packets whose length is fixed, or (in MQTT 5) that
+        // a CONNECT without a will has no Will QoS or Will Retain [MQTT-3.1.2-11]
+        // [MQTT-3.1.2-13], which its 3.1.1 decoder does check.
+        if has_wrong_fixed_length(self.version, &packet) {
+            return Err(DecodeError::InvalidLength);
+        }
+        if matches!(self.codec, Codec::V5(_)) && connect_has_will_flags_without_will(&packet) {
+            return Err(DecodeError::InvalidConnectFlags);
+        }
+        // And it lets U+0000 through in UTF-8 strings, which makes a packet malformed
+        // [MQTT-1.5.3-2] [MQTT-1.5.4-2]. (A PUBLISH's topic name is checked as it becomes a
+        // `Topic`.)
         let decoded = match &mut self.codec {
-            Codec::V3(c) => c.decode(&mut packet)?.map(|(p, _)| from_v3(p)),
-            Codec::V5(c) => c.decode(&mut packet)?.map(|(p, _)| from_v5(p)),
+            Codec::V3(c) => match c.decode(&mut packet)? {
+                Some((p, _)) if v3_has_nul(&p) => return Err(DecodeError::Utf8Error),
+                other => other.map(|(p, _)| from_v3(p)),
+            },
+            Codec::V5(c) => match c.decode(&mut packet)? {
+                Some((p, _)) if v5_has_nul(&p) => return Err(DecodeError::Utf8Error),
+                other => other.map(|(p, _)| from_v5(p)),
+            },
         };
         let decoded = match decoded {
             Some(Inbound::Connect(mut c)) if clean_start_was_0 => {
@@ -700,6 +723,121 @@ pub(crate) fn publish_has_alias_zero(packet: &[u8]) -> bool {
         Some(false)
     }
     scan(packet).unwrap_or(false)
+}
+
+/// Whether the complete packet `packet` is an MQTT 3.1.1 SUBSCRIBE with a reserved bit set in
+/// the Requested QoS byte of one of its filters (§3.8.3.1: the upper six bits).
+fn v3_subscribe_has_reserved_bits(packet: &[u8]) -> bool {
+    fn scan(packet: &[u8]) -> Option<bool> {
+        let (&first, rest) = packet.split_first()?;
+        if first >> 4 != 8 {
+            return None;
+        }
+        let (_, n) = varint(rest)?;
+        // After the Packet Identifier: (length, filter, options) until the end.
+        let mut b = rest.get(n + 2..)?;
+        while !b.is_empty() {
+            let len = usize::from(u16::from_be_bytes([*b.first()?, *b.get(1)?]));
+            let options = *b.get(2 + len)?;
+            if options & 0b1111_1100 != 0 {
+                return Some(true);
+            }
+            b = b.get(3 + len..)?;
+        }
+        Some(false)
+    }
+    // A packet that does not scan is left to the codec, which refuses it.
+    scan(packet).unwrap_or(false)
+}
+
+/// Whether the complete packet `packet` has a Remaining Length other than its type's only one:
+/// PINGREQ and DISCONNECT have no variable header or payload, and in 3.x the PUBACK, PUBREC,
+/// PUBREL and PUBCOMP are a Packet Identifier alone (§3.4–§3.7, §3.12, §3.14). (MQTT 5
+/// DISCONNECT and acknowledgements may carry a reason code and properties.)
+fn has_wrong_fixed_length(version: Version, packet: &[u8]) -> bool {
+    let Some((&first, rest)) = packet.split_first() else { return false };
+    let Some((len, _)) = varint(rest) else { return false };
+    match first >> 4 {
+        12 => len != 0,
+        14 if !version.is_v5() => len != 0,
+        4..=7 if !version.is_v5() => len != 2,
+        _ => false,
+    }
+}
+
+/// Whether the complete packet `packet` is a CONNECT of protocol name `MQTT` whose Connect
+/// Flags have the Will Flag clear and Will QoS or Will Retain set.
+fn connect_has_will_flags_without_will(packet: &[u8]) -> bool {
+    const WILL: u8 = 0b0000_0100;
+    const WILL_QOS_RETAIN: u8 = 0b0011_1000;
+    if packet.first() != Some(&CONNECT_BYTE) {
+        return false;
+    }
+    let Some((_, n)) = packet.get(1..).and_then(varint) else { return false };
+    let body = 1 + n;
+    if packet.get(body..body + 6) != Some(b"\x00\x04MQTT".as_slice()) {
+        return false;
+    }
+    packet.get(body + 7).is_some_and(|&flags| flags & WILL == 0 && flags & WILL_QOS_RETAIN != 0)
+}
+
+/// Whether `s` holds U+0000, which no MQTT UTF-8 string may [MQTT-1.5.3-2] [MQTT-1.5.4-2].
+fn nul(s: &str) -> bool {
+    s.as_bytes().contains(&0)
+}
+
+fn nul_in_opt(s: &Option<ByteString>) -> bool {
+    s.as_deref().is_some_and(nul)
+}
+
+fn nul_in_props(props: &v5::UserProperties) -> bool {
+    props.iter().any(|(k, v)| nul(k) || nul(v))
+}
+
+/// Whether a decoded MQTT 3.x packet from a client holds U+0000 in a UTF-8 string other than a
+/// PUBLISH's topic name.
+fn v3_has_nul(p: &v3::Packet) -> bool {
+    use v3::Packet as P;
+    match p {
+        P::Connect(c) => {
+            nul(&c.client_id) || nul_in_opt(&c.username) || c.last_will.as_ref().is_some_and(|w| nul(&w.topic))
+        }
+        P::Subscribe { topic_filters, .. } => topic_filters.iter().any(|(f, _)| nul(f)),
+        P::Unsubscribe { topic_filters, .. } => topic_filters.iter().any(|f| nul(f)),
+        _ => false,
+    }
+}
+
+/// Whether a decoded MQTT 5 packet from a client holds U+0000 in a UTF-8 string (or string
+/// pair) other than a PUBLISH's topic name.
+fn v5_has_nul(p: &v5::Packet) -> bool {
+    use v5::Packet as P;
+    match p {
+        P::Connect(c) => {
+            nul(&c.client_id)
+                || nul_in_opt(&c.username)
+                || nul_in_opt(&c.auth_method)
+                || nul_in_props(&c.user_properties)
+                || c.last_will.as_ref().is_some_and(|w| {
+                    nul(&w.topic)
+                        || nul_in_opt(&w.content_type)
+                        || nul_in_opt(&w.response_topic)
+                        || nul_in_props(&w.user_properties)
+                })
+        }
+        P::Publish(p) => p.properties.as_ref().is_some_and(|pp| {
+            nul_in_opt(&pp.content_type) || nul_in_opt(&pp.response_topic) || nul_in_props(&pp.user_properties)
+        }),
+        P::PublishAck(a) | P::PublishReceived(a) => nul_in_opt(&a.reason_string) || nul_in_props(&a.properties),
+        P::PublishRelease(a) | P::PublishComplete(a) => nul_in_opt(&a.reason_string) || nul_in_props(&a.properties),
+        P::Subscribe(s) => s.topic_filters.iter().any(|(f, _)| nul(f)) || nul_in_props(&s.user_properties),
+        P::Unsubscribe(u) => u.topic_filters.iter().any(|f| nul(f)) || nul_in_props(&u.user_properties),
+        P::Disconnect(d) => {
+            nul_in_opt(&d.reason_string) || nul_in_opt(&d.server_reference) || nul_in_props(&d.user_properties)
+        }
+        P::Auth(a) => nul_in_opt(&a.auth_method) || nul_in_opt(&a.reason_string) || nul_in_props(&a.user_properties),
+        _ => false,
+    }
 }
 
 /// If the complete packet `packet` is a CONNECT of protocol name `MQTT` whose Connect Flags

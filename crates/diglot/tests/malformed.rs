@@ -203,3 +203,90 @@ async fn silent_clients_are_closed() {
     still_serving(&b).await;
     b.shutdown().await;
 }
+
+/// What ends a connection that sent a malformed packet: the packets the broker sent first (MQTT
+/// 5 gets DISCONNECT 0x81 Malformed Packet), then the close.
+async fn mqtt_closes_on(addr: std::net::SocketAddr, v5: bool, bad: &[u8], what: &str) {
+    use common::raw_mqtt::Mqtt;
+    let mut m =
+        if v5 { Mqtt::connected5(addr, "malformed").await } else { Mqtt::connected311(addr, "malformed").await };
+    m.send(bad).await;
+    let got = m.until_close().await;
+    let expected: Vec<(u8, Option<u8>)> = if v5 { vec![(0xE0, Some(0x81))] } else { vec![] };
+    assert_eq!(got.iter().map(|(k, b)| (*k, b.first().copied())).collect::<Vec<_>>(), expected, "{what}");
+}
+
+/// [MQTT-3.8.3-4] A 3.1.1 SUBSCRIBE with a reserved bit set in a Requested QoS byte is
+/// malformed: the connection closes without a SUBACK. And [MQTT-1.5.3-2] [MQTT-1.5.4-2] U+0000
+/// in a UTF-8 string (a client id, a user name, a filter, a property) makes a packet malformed
+/// in both versions: the connection closes (MQTT 5: DISCONNECT 0x81 first). So does a PINGREQ
+/// with a body, a 3.1.1 acknowledgement longer than its Packet Identifier, and an MQTT 5 CONNECT
+/// with Will QoS or Will Retain but no will [MQTT-3.1.2-11] [MQTT-3.1.2-13]. Before, rmqtt-codec
+/// let all of these through: it reads only the QoS bits, lets a NUL through everywhere but in
+/// topic names, and checks the will flags only in 3.1.1.
+#[tokio::test]
+async fn mqtt_reserved_subscribe_bits_and_nul_in_strings_are_malformed() {
+    use common::raw_mqtt::{connect5, mqtt_str, packet, Mqtt};
+    let b = broker().await;
+    let addr = b.mqtt_addr().unwrap();
+    let subscribe = |v5: bool, filter: &[u8], options: u8| {
+        let mut body = vec![0, 1];
+        if v5 {
+            body.push(0);
+        }
+        body.extend(mqtt_str(filter));
+        body.push(options);
+        packet(0x82, &body)
+    };
+    for options in [0x04, 0x80, 0xC0, 0xFD] {
+        mqtt_closes_on(addr, false, &subscribe(false, b"a/b", options), &format!("3.1.1 options {options:#04x}")).await;
+    }
+    mqtt_closes_on(addr, false, &subscribe(false, b"a/\0", 1), "3.1.1 filter with NUL").await;
+    let mut unsubscribe = vec![0, 2];
+    unsubscribe.extend(mqtt_str(b"x\0"));
+    mqtt_closes_on(addr, false, &packet(0xA2, &unsubscribe), "3.1.1 UNSUBSCRIBE filter with NUL").await;
+    mqtt_closes_on(addr, true, &subscribe(true, b"a/\0", 1), "5.0 filter with NUL").await;
+    // Packets of a fixed length with another one: a PINGREQ with a byte of body, a 3.1.1 PUBACK
+    // of three bytes.
+    mqtt_closes_on(addr, false, &[0xC0, 1, 0], "3.1.1 PINGREQ of one byte").await;
+    mqtt_closes_on(addr, true, &[0xC0, 1, 0], "5.0 PINGREQ of one byte").await;
+    mqtt_closes_on(addr, false, &[0x40, 3, 0, 1, 0], "3.1.1 PUBACK of three bytes").await;
+    // MQTT 5 PUBLISH QoS 0 to "t" with a User Property ("k\0", "v").
+    let mut props = vec![0x26];
+    props.extend(mqtt_str(b"k\0"));
+    props.extend(mqtt_str(b"v"));
+    let mut body = mqtt_str(b"t");
+    body.push(props.len() as u8);
+    body.extend(props);
+    body.extend_from_slice(b"payload");
+    mqtt_closes_on(addr, true, &packet(0x30, &body), "5.0 user property with NUL").await;
+
+    // A CONNECT with NUL in the client id or the user name gets no accepting CONNACK.
+    let mut with_user = mqtt_str(b"MQTT");
+    with_user.extend([4, 0x82, 0, 60]);
+    with_user.extend(mqtt_str(b"ok"));
+    with_user.extend(mqtt_str(b"u\0"));
+    for (what, connect) in [
+        ("3.1.1 client id", mqtt_connect_bytes("a\0b", 60, true)),
+        ("3.1.1 user name", packet(0x10, &with_user)),
+        ("5.0 client id", connect5("a\0b")),
+        // [MQTT-3.1.2-11] [MQTT-3.1.2-13] Will QoS 1, or Will Retain, without the Will Flag.
+        ("5.0 Will QoS without a will", {
+            let mut c = connect5("wq");
+            c[9] |= 0x08;
+            c
+        }),
+        ("5.0 Will Retain without a will", {
+            let mut c = connect5("wr");
+            c[9] |= 0x20;
+            c
+        }),
+    ] {
+        let mut m = Mqtt::open(addr).await;
+        m.send(&connect).await;
+        let got = m.until_close().await;
+        assert!(got.iter().all(|(k, b)| *k != 0x20 || b.get(1) != Some(&0)), "{what}: not accepted: {got:?}");
+    }
+    still_serving(&b).await;
+    b.shutdown().await;
+}
