@@ -281,6 +281,12 @@ pub enum WebSocketError {
     #[cfg(not(target_arch = "wasm32"))]
     CompressionNotSupported,
 
+    /// diglot patch: a compressed message that does not inflate (not a deflate stream, or
+    /// one that depends on a context the peer was told not to keep).
+    #[error("Compressed data that does not inflate")]
+    #[cfg(not(target_arch = "wasm32"))]
+    CorruptCompressedData,
+
     /// The SOCKS5 proxy refused or could not complete the connection.
     #[cfg(not(target_arch = "wasm32"))]
     #[error(transparent)]
@@ -327,6 +333,7 @@ impl WebSocketError {
                 | Self::PingFrameTooLarge
                 | Self::InvalidOpCode(_)
                 | Self::CompressionNotSupported
+                | Self::CorruptCompressedData
         )
     }
 

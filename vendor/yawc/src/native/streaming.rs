@@ -471,7 +471,14 @@ where
                 .inflate
                 .as_mut()
                 .ok_or(WebSocketError::CompressionNotSupported)?;
-            frame.payload = inflate.decompress(&frame.payload, frame.is_fin(), max_output_size)?;
+            // diglot patch: data that does not inflate breaks the extension's framing, a
+            // protocol error (1002, as browsers close with), not a server fault (1011).
+            frame.payload = inflate
+                .decompress(&frame.payload, frame.is_fin(), max_output_size)
+                .map_err(|e| match e {
+                    WebSocketError::FrameTooLarge => e,
+                    _ => WebSocketError::CorruptCompressedData,
+                })?;
             frame.is_compressed = false;
         }
 
@@ -526,7 +533,8 @@ where
             | WebSocketError::InvalidCloseCode
             | WebSocketError::FragmentTimeout
             | WebSocketError::InvalidContinuationFrame
-            | WebSocketError::CompressionNotSupported => CloseCode::Protocol,
+            | WebSocketError::CompressionNotSupported
+            | WebSocketError::CorruptCompressedData => CloseCode::Protocol,
             _ => CloseCode::Error,
         };
         self.emit_close(Frame::close(code, err.to_string()));
