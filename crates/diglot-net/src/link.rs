@@ -58,12 +58,15 @@ pub struct WsConn {
     /// yawc failed the connection on a frame (a protocol error, invalid UTF-8, a frame over
     /// the limit) and reads no more frames: [`Link::linger`] discards raw input instead.
     failed: bool,
+    /// The client sent a text message to MQTT, which takes binary ones only [MQTT-6.0.0-1]:
+    /// the close says so with 1003 (RFC 6455 §7.4.1, "a type of data it cannot accept").
+    unsupported: bool,
 }
 
 impl WsConn {
     /// A WebSocket ready for the driver.
     pub fn new(ws: WebSocket<HttpStream>) -> WsConn {
-        WsConn { ws, scratch: Vec::new(), deferred: None, gate: ReadGate::new(), failed: false }
+        WsConn { ws, scratch: Vec::new(), deferred: None, gate: ReadGate::new(), failed: false, unsupported: false }
     }
 }
 
@@ -186,7 +189,7 @@ impl Link {
                 Ok(if n == 0 { Read::Closed } else { Read::Data(n) })
             }
             Link::Ws { ws, binary_only, ping } => {
-                let WsConn { ws, deferred, gate, failed, .. } = &mut **ws;
+                let WsConn { ws, deferred, gate, failed, unsupported, .. } = &mut **ws;
                 if let Some(end) = deferred.take() {
                     return *end;
                 }
@@ -223,6 +226,7 @@ impl Link {
                                         continue;
                                     }
                                     OpCode::Binary | OpCode::Text => {
+                                        *unsupported = true;
                                         Ok(Read::Violation("text WebSocket message on an MQTT connection".into()))
                                     }
                                     OpCode::Close => Ok(Read::Closed),
@@ -347,9 +351,12 @@ impl Link {
                 let _ = s.shutdown().await;
             }
             Link::Ws { ws, .. } => {
-                let WsConn { ws, gate, .. } = &mut **ws;
+                let WsConn { ws, gate, unsupported, .. } = &mut **ws;
                 gate.open();
-                let (code, text) = ws_close_code(reason);
+                let (code, text) = match (*unsupported, reason) {
+                    (true, CloseReason::ProtocolError(_)) => (CloseCode::Unsupported, "binary messages only"),
+                    _ => ws_close_code(reason),
+                };
                 let _ = ws.send(Frame::close(code, text)).await;
                 let _ = ws.flush().await;
             }

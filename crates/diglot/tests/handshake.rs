@@ -520,3 +520,33 @@ async fn the_goodbye_goes_before_the_close_and_rsv1_fails_control_and_continuati
     }
     b.shutdown().await;
 }
+
+/// MQTT over WebSocket takes binary messages only [MQTT-6.0.0-1]: a text message closes the
+/// connection with 1003, "a type of data it cannot accept" (RFC 6455 §7.4.1), where it used to
+/// get 1002. And a client's close with 1014 (Bad Gateway, registered like 1012 and 1013) is
+/// echoed, as those are, instead of being refused with 1002.
+#[tokio::test]
+async fn a_text_message_to_mqtt_is_1003_and_a_close_with_1014_is_echoed() {
+    let b = broker().await;
+    let addr = b.ws_addr().unwrap();
+    let (mut s, mut got) = upgraded(addr, "text").await;
+    s.write_all(&client_frame(0x2, &mqtt_connect_bytes("text", 60, true))).await.unwrap();
+    let mut chunk = [0u8; 1024];
+    while got.len() < 6 {
+        let n = tokio::time::timeout(PATIENCE, s.read(&mut chunk)).await.expect("CONNACK in time").unwrap();
+        assert!(n > 0, "closed before CONNACK");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(server_frames(&got[..6]), vec![(0x2, vec![0x20, 2, 0, 0])], "CONNACK");
+    s.write_all(&client_frame(0x1, b"text")).await.unwrap();
+    let payload = the_one_close_frame(&mut s, got[6..].to_vec(), "text").await;
+    assert_eq!(payload[..2], 1003u16.to_be_bytes(), "close 1003");
+
+    for code in [1012u16, 1013, 1014] {
+        let (mut s, got) = upgraded(addr, "1014").await;
+        s.write_all(&client_frame(0x8, &code.to_be_bytes())).await.unwrap();
+        let payload = the_one_close_frame(&mut s, got, "close").await;
+        assert_eq!(payload[..2], code.to_be_bytes(), "{code} echoed");
+    }
+    b.shutdown().await;
+}

@@ -83,7 +83,13 @@ pub enum CloseCode {
 impl CloseCode {
     /// Check if this CloseCode is allowed.
     pub fn is_allowed(self) -> bool {
-        !matches!(self, Bad(_) | Reserved(_) | Status | Abnormal | Tls)
+        match self {
+            // diglot patch: 1014 (Bad Gateway) is registered with IANA like 1012 and 1013,
+            // which were already allowed.
+            Bad(1014) => true,
+            Bad(_) | Reserved(_) | Status | Abnormal | Tls => false,
+            _ => true,
+        }
     }
 }
 
