@@ -1048,7 +1048,7 @@ async fn finish(
                 match conn.client_id.as_deref() {
                     // The client is back already: a delayed will is not sent.
                     Some(_) if taken_over => {}
-                    Some(id) if delay > 0 => schedule_will(shared, id, msg, delay),
+                    Some(id) if delay > 0 => schedule_will(shared, id, msg, delay, conn.id).await,
                     _ => {
                         if let Err(e) = publish(shared, msg).await {
                             tracing::warn!(conn = conn.id, error = %e, "will message was not stored");
@@ -1085,19 +1085,69 @@ async fn finish(
     }
 }
 
-/// Publishes a will after `delay_secs` unless the client id is claimed again first.
-fn schedule_will(shared: &Arc<Shared>, client_id: &str, msg: diglot_core::Message, delay_secs: u32) {
+/// Publishes a will after `delay_secs` unless the client id is claimed again first. The will
+/// is saved in the store until then, so that a broker that stops before (even with `kill -9`)
+/// publishes it when it starts again ([`restore_wills`]). `tag` (the connection's id) tells
+/// it apart from the client's other wills.
+async fn schedule_will(shared: &Arc<Shared>, client_id: &str, msg: diglot_core::Message, delay_secs: u32, tag: u64) {
+    // Before the store write: a client that comes back while it is under way cancels the will.
+    // One that came back already (this connection released the id before) holds it now.
     let back = shared.registry.on_return(client_id);
+    if shared.registry.is_held(client_id) {
+        return;
+    }
+    let deadline = crate::durable::now_ms() + u64::from(delay_secs) * 1000;
+    let key = match shared.durable.save_will(client_id, deadline, tag, &msg).await {
+        Ok(key) => Some(key),
+        Err(e) => {
+            tracing::error!(client_id, error = %e, "cannot store a delayed will; kept in memory only");
+            None
+        }
+    };
+    will_at(shared, back, msg, deadline, key);
+}
+
+/// Publishes the delayed wills saved by a broker that stopped before they were due: each at
+/// its deadline (at once if it has passed), unless its client comes back first.
+pub(crate) fn restore_wills(shared: &Arc<Shared>) {
+    match shared.durable.saved_wills() {
+        Ok(wills) => {
+            for (key, client_id, deadline, msg) in wills {
+                will_at(shared, shared.registry.on_return(&client_id), msg, deadline, Some(key));
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot read the delayed wills"),
+    }
+}
+
+/// Publishes `msg` at `deadline_ms` (unix ms), or at shutdown if that comes first, unless
+/// `back` (its client's return) is cancelled before; then deletes its saved copy `key`.
+fn will_at(
+    shared: &Arc<Shared>,
+    back: tokio_util::sync::CancellationToken,
+    msg: diglot_core::Message,
+    deadline_ms: u64,
+    key: Option<String>,
+) {
+    let tasks = shared.wills.clone();
     let shared = shared.clone();
     let mut shutdown = shared.shutdown.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = back.cancelled() => return,
-            _ = shutdown.wait_for(|down| *down) => {}
-            _ = tokio::time::sleep(Duration::from_secs(u64::from(delay_secs))) => {}
+    tasks.spawn(async move {
+        let wait = Duration::from_millis(deadline_ms.saturating_sub(crate::durable::now_ms()));
+        let publish_it = tokio::select! {
+            _ = back.cancelled() => false,
+            _ = shutdown.wait_for(|down| *down) => true,
+            _ = tokio::time::sleep(wait) => true,
+        };
+        if publish_it {
+            if let Err(e) = publish(&shared, msg).await {
+                tracing::warn!(error = %e, "delayed will message was not stored");
+            }
         }
-        if let Err(e) = publish(&shared, msg).await {
-            tracing::warn!(error = %e, "delayed will message was not stored");
+        if let Some(key) = key {
+            if let Err(e) = shared.durable.delete_will(&key).await {
+                tracing::error!(error = %e, "cannot delete a delayed will from the store");
+            }
         }
     });
 }

@@ -41,6 +41,11 @@ const BINDINGS_KEY: &str = "\0bind/";
 /// The sessions-partition key prefix for when a session queue ends if nobody resumes it.
 const EXPIRY_KEY: &str = "\0expiry/";
 
+/// The sessions-partition key prefix for a delayed will waiting to be published: then the
+/// deadline and a number that tells wills of one client apart (16 hex digits each), `/`, and
+/// the client id ([`Durable::save_will`]).
+const WILL_KEY: &str = "\0will/";
+
 /// The sessions-partition key prefix for a session queue's QoS 2 exchanges under way while
 /// its client is away ([`diglot_core::Qos2Flows`]).
 const QOS2_KEY: &str = "\0qos2/";
@@ -697,6 +702,49 @@ impl Durable {
             match Qos2Flows::decode(&value) {
                 Some(flows) => out.push((queue.to_string(), flows)),
                 None => tracing::error!(queue, "corrupt QoS 2 state of a session; left out"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Saves a delayed will that is due at `deadline_ms` (unix ms): it is published after a
+    /// restart if the broker stopped before. `tag` tells this will from the client's others.
+    /// Returns the key to delete it with ([`Durable::delete_will`]).
+    pub(crate) async fn save_will(
+        &self,
+        client_id: &str,
+        deadline_ms: u64,
+        tag: u64,
+        msg: &Message,
+    ) -> Result<String, StoreError> {
+        let key = format!("{WILL_KEY}{deadline_ms:016x}{tag:016x}/{client_id}");
+        let encoded = to_stored(msg).encode().map_err(|e| StoreError::Failed(e.to_string()))?;
+        self.store.put_session(&key, &encoded).await?;
+        Ok(key)
+    }
+
+    /// Deletes a will saved with [`Durable::save_will`] (published, or its client came back).
+    pub(crate) async fn delete_will(&self, key: &str) -> Result<(), StoreError> {
+        self.store.delete_session(key).await
+    }
+
+    /// Every saved delayed will: (key, client id, deadline in unix ms, message). A record that
+    /// does not decode is logged and left out.
+    pub(crate) fn saved_wills(&self) -> Result<Vec<(String, String, u64, Message)>, StoreError> {
+        let mut out = Vec::new();
+        for (key, value) in self.store.sessions()? {
+            let Some(rest) = key.strip_prefix(WILL_KEY) else { continue };
+            let parsed = rest
+                .get(..16)
+                .and_then(|d| u64::from_str_radix(d, 16).ok())
+                .zip(rest.get(33..).filter(|_| rest.get(32..33) == Some("/")))
+                .zip(StoredMessage::decode(&value).ok());
+            match parsed {
+                Some(((deadline, client_id), stored)) => {
+                    let client_id = client_id.to_string();
+                    out.push((key, client_id, deadline, from_stored(&stored, 0)));
+                }
+                None => tracing::error!(key = %key.escape_debug(), "corrupt delayed will; left out"),
             }
         }
         Ok(out)

@@ -260,6 +260,9 @@ pub(crate) struct Shared {
     /// The QoS 2 exchanges under way of persistent sessions whose client is away, by client
     /// id ([`diglot_core::Adapter::qos2_flows`]), at most `QOS2_SESSIONS` (driver.rs).
     pub(crate) qos2: parking_lot::Mutex<HashMap<String, driver::KeptQos2>>,
+    /// Delayed wills waiting to be published: shutdown waits for them (they publish at once
+    /// then) before it closes the store.
+    pub(crate) wills: TaskTracker,
     /// Per-connection limits for new connections (a reload replaces them).
     limits: parking_lot::RwLock<Limits>,
     /// HTTP and WebSocket limits for new connections (a reload replaces them).
@@ -360,6 +363,7 @@ impl Server {
             durable,
             registry: Registry::default(),
             qos2: parking_lot::Mutex::new(HashMap::new()),
+            wills: TaskTracker::new(),
             // Fresh counters: two servers started from one Spec count apart.
             limits: parking_lot::RwLock::new(Limits { breaches: Default::default(), ..spec.limits.clone() }),
             edge: EdgeLimits::new(&spec),
@@ -397,7 +401,9 @@ impl Server {
             }
             Err(e) => tracing::error!(error = %e, "cannot read session deadlines"),
         }
-        // And their QoS 2 exchanges under way.
+        // Delayed wills that were not due yet when the broker stopped.
+        driver::restore_wills(&shared);
+        // And the sessions' QoS 2 exchanges under way.
         match shared.durable.saved_qos2() {
             Ok(saved) => {
                 let mut kept = shared.qos2.lock();
@@ -479,6 +485,12 @@ impl Server {
         let done = tokio::time::timeout(self.grace, self.tracker.wait()).await.is_ok();
         if !done {
             tracing::warn!(open = self.connections(), "shutdown grace elapsed with connections still open");
+        }
+        // The delayed wills publish as the broker stops (those of the connections it just
+        // closed too), and delete their saved copies.
+        self.shared.wills.close();
+        if tokio::time::timeout(self.grace, self.shared.wills.wait()).await.is_err() {
+            tracing::warn!("shutdown grace elapsed with delayed wills still being published");
         }
         crate::cluster::stop(&self.shared).await;
         self.shared.durable.close().await;

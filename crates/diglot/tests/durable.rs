@@ -862,3 +862,64 @@ async fn a_released_qos_2_delivery_gets_its_pubrel_again_when_the_session_resume
         b.shutdown().await;
     }
 }
+
+/// An MQTT 5 CONNECT (clean start, keep-alive 60, Session Expiry Interval 60 s) with a QoS 1
+/// will on `topic` that waits `delay_secs` (Will Delay Interval).
+fn connect5_with_delayed_will(id: &str, topic: &str, payload: &[u8], delay_secs: u32) -> Vec<u8> {
+    let s = |b: &[u8]| {
+        let mut v = (b.len() as u16).to_be_bytes().to_vec();
+        v.extend_from_slice(b);
+        v
+    };
+    let mut body = s(b"MQTT");
+    // Level 5; Clean Start, Will Flag, Will QoS 1; keep-alive 60; Session Expiry Interval 60.
+    body.extend([5, 0x0E, 0, 60, 5, 0x11, 0, 0, 0, 60]);
+    body.extend(s(id.as_bytes()));
+    body.extend([5, 0x18]);
+    body.extend(delay_secs.to_be_bytes());
+    body.extend(s(topic.as_bytes()));
+    body.extend(s(payload));
+    let mut p = vec![0x10];
+    let mut len = body.len();
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        p.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+    p.extend(body);
+    p
+}
+
+/// A delayed will (MQTT 5 Will Delay Interval) is kept in the store while it waits: a broker
+/// killed with `kill -9` before it is due publishes it after the restart, when it is due.
+/// Before, delayed wills lived in memory only and were lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_will_survives_kill_dash_nine() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    park_session("will-watcher", daemon.mqtt, "wills/#").await;
+    let mut c = tcp_connect(daemon.mqtt).await;
+    c.send(&connect5_with_delayed_will("will-client", "wills/gone", b"gone", 3)).await.unwrap();
+    let connack = mqtt_expect(&mut c, 2, "CONNACK").await;
+    assert_eq!((connack[2], connack[3]), (0, 0), "accepted, no session present");
+    // An abrupt close: the will is due in 3 s. Killed once the broker has handled the close.
+    drop(c);
+    daemon.wait_for_log(&["connection closed", "will-client"]);
+    signal(&daemon.child, "-KILL");
+    let Daemon { child, guard: _guard, .. } = daemon;
+    assert!(!wait_exit(child).success());
+
+    let daemon = Daemon::start(dir.path());
+    let (present, got) = drain_session("will-watcher", daemon.mqtt, 1).await;
+    assert!(present);
+    assert_eq!(got, ["gone"]);
+    signal(&daemon.child, "-TERM");
+    let Daemon { child, guard: _guard, .. } = daemon;
+    assert!(wait_exit(child).success());
+}

@@ -351,6 +351,8 @@ pub struct Daemon {
     pub addrs: std::collections::HashMap<String, SocketAddr>,
     /// Kills the daemon if the test ends (or fails) without stopping it.
     pub guard: KillOnDrop,
+    /// The daemon's log lines after its start, as it writes them ([`Daemon::wait_for_log`]).
+    pub log: std::sync::Mutex<std::sync::mpsc::Receiver<String>>,
 }
 
 /// Sends SIGKILL to a daemon that is still running when the guard drops, so that a failing
@@ -405,10 +407,31 @@ impl Daemon {
             let name = line.split("listener=").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or("");
             addrs.insert(name.trim_start_matches("listeners.").to_string(), addr);
         }
-        std::thread::spawn(move || for _ in lines.by_ref() {});
+        // Drained whether or not anyone reads them (a full pipe would stop the daemon).
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.by_ref().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
         let guard = KillOnDrop(child.id());
         let get = |k: &str| *addrs.get(k).unwrap_or_else(|| panic!("listener {k} logged"));
-        Daemon { child, ws: get("ws"), mqtt: get("mqtt"), stomp: get("stomp"), addrs: addrs.clone(), guard }
+        let log = std::sync::Mutex::new(rx);
+        Daemon { child, ws: get("ws"), mqtt: get("mqtt"), stomp: get("stomp"), addrs: addrs.clone(), guard, log }
+    }
+
+    /// Waits (at most [`PATIENCE`]) for a log line that holds every one of `needles`.
+    pub fn wait_for_log(&self, needles: &[&str]) -> String {
+        let log = self.log.lock().unwrap();
+        let until = std::time::Instant::now() + PATIENCE;
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match log.recv_timeout(left) {
+                Ok(line) if needles.iter().all(|n| line.contains(n)) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with {needles:?} within the test's patience"),
+            }
+        }
     }
 
     /// [`Daemon::start_with`] with nothing extra.
