@@ -159,7 +159,10 @@ pub struct Router {
     shares: Mutex<HashMap<(String, Filter), Weak<ShareGroup>>>,
     retained: Retained,
     next_conn: AtomicU64,
-    next_msg: AtomicU64,
+    /// Message ids: shared with the store, which takes its message keys from the same
+    /// sequence ([`Router::share_msg_ids`]), so that a message read back from the store never
+    /// has the id of another one delivered live.
+    next_msg: Arc<AtomicU64>,
     stats: RouterStats,
 }
 
@@ -189,7 +192,7 @@ impl Default for Router {
             shares: Mutex::new(HashMap::new()),
             retained: Retained::new(),
             next_conn: AtomicU64::new(1),
-            next_msg: AtomicU64::new(1),
+            next_msg: Arc::new(AtomicU64::new(1)),
             stats: RouterStats::default(),
         }
     }
@@ -366,6 +369,13 @@ impl Router {
             self.count(filter, None, false);
         }
         removed
+    }
+
+    /// Takes message ids from `ids` from now on: the store's sequence of message keys (STOMP
+    /// 1.2: every MESSAGE's `message-id` is unique, and a STOMP 1.0 or 1.1 client acknowledges
+    /// by it). Call it before the first message is routed.
+    pub fn share_msg_ids(&mut self, ids: Arc<AtomicU64>) {
+        self.next_msg = ids;
     }
 
     /// A fresh broker-wide message id.

@@ -680,7 +680,10 @@ async fn open_store(config: &diglot_store::StoreConfig, cluster: bool) -> Result
     let opened = tokio::task::spawn_blocking(move || {
         let (store, _recovery) = diglot_store::Store::open(&config)?;
         // A cluster node tells the others which filters it wants.
-        let router = if cluster { Router::tracking_interest() } else { Router::new() };
+        let mut router = if cluster { Router::tracking_interest() } else { Router::new() };
+        // One sequence of message ids for the messages routed and those read back from the
+        // store (STOMP `message-id` is unique).
+        router.share_msg_ids(store.msg_ids());
         let durable = Durable::restore(store, &router)?;
         Ok((router, durable))
     })

@@ -46,6 +46,7 @@ pub(crate) fn open(config: &StoreConfig) -> Result<(Shared, Recovery), StoreErro
         counters: Default::default(),
         limits: config.queue_defaults,
         failed: Default::default(),
+        msg_ids: Default::default(),
     };
     let mut expired_count = 0;
     for chunk in expired.chunks(PAGE) {
@@ -62,6 +63,9 @@ pub(crate) fn open(config: &StoreConfig) -> Result<(Shared, Recovery), StoreErro
     }
     // Counted again after expiry, which may have deleted messages.
     let (messages, bytes) = count_messages(shared.engine.as_ref(), &mut shared.lock())?;
+    // Ids go on from the highest one stored.
+    let next = shared.lock().next_msg_id;
+    shared.msg_ids.store(next, std::sync::atomic::Ordering::Relaxed);
     let queues = shared.lock().queues.len();
     let recovery = Recovery {
         queues,

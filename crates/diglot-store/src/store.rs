@@ -101,6 +101,14 @@ impl Store {
         Ok((Store { inner: Arc::new(inner) }, recovery))
     }
 
+    /// The sequence the store takes message keys from (a stored message is read back with
+    /// its key as its id). A broker takes the ids of the messages it routes from the same
+    /// sequence, so that no two messages have one id: live or read back, within a run and,
+    /// for stored ones, across restarts.
+    pub fn msg_ids(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        Arc::clone(&self.inner.shared.msg_ids)
+    }
+
     /// The configuration the store was opened with.
     pub fn config(&self) -> &StoreConfig {
         &self.inner.config

@@ -923,3 +923,65 @@ async fn a_delayed_will_survives_kill_dash_nine() {
     let Daemon { child, guard: _guard, .. } = daemon;
     assert!(wait_exit(child).success());
 }
+
+/// STOMP 1.2 "MESSAGE": every MESSAGE has a unique `message-id` (and a 1.0 or 1.1 client
+/// acknowledges by it). Messages delivered live and those read back from the store (past the
+/// 1,024 a queue keeps in memory, or after a restart) take their ids from one sequence. Before,
+/// the router and the store counted apart, both from 1 at every start: a queue's backlog read
+/// from the store repeated ids of messages delivered live, and after a restart new messages
+/// repeated ids of stored ones.
+#[tokio::test]
+async fn message_ids_are_unique_live_from_the_store_and_across_a_restart() {
+    /// Reads `n` MESSAGEs on `s`, acknowledges each, and checks every id against `ids`.
+    async fn read(s: &mut Stomp, n: usize, ids: &mut std::collections::HashMap<String, String>) -> Vec<String> {
+        let mut bodies = Vec::new();
+        while bodies.len() < n {
+            let m = s.frame().await.expect("MESSAGE");
+            assert_eq!(m.command, "MESSAGE", "{m:?}");
+            let body = String::from_utf8(m.body.clone()).unwrap();
+            let id = m.header("message-id").expect("message-id").to_string();
+            if let Some(earlier) = ids.insert(id.clone(), body.clone()) {
+                panic!("message-id {id} of {body} was also {earlier}'s");
+            }
+            s.send("ACK", &[("id", m.header("ack").unwrap())], "").await;
+            bodies.push(body);
+        }
+        bodies
+    }
+    let names = |prefix: &str, n: usize| (0..n).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>();
+    let mut ids = std::collections::HashMap::new();
+
+    // Stored before a restart, read back after it; then new ones delivered live.
+    let b = broker().await;
+    let mut s = stomp_client(&b).await;
+    for i in 0..40 {
+        send_with_receipt(&mut s, "/queue/kept", &format!("old{i}")).await;
+    }
+    let b = broker_with(b.stop_keeping_data().await).await;
+    let mut c = stomp_client(&b).await;
+    c.send(
+        "SUBSCRIBE",
+        &[("id", "k"), ("destination", "/queue/kept"), ("ack", "client-individual"), ("receipt", "k")],
+        "",
+    )
+    .await;
+    assert_eq!(c.frame().await.unwrap().command, "RECEIPT");
+    assert_eq!(read(&mut c, 40, &mut ids).await, names("old", 40));
+    let mut s = stomp_client(&b).await;
+    for i in 0..5 {
+        send_with_receipt(&mut s, "/queue/kept", &format!("new{i}")).await;
+    }
+    assert_eq!(read(&mut c, 5, &mut ids).await, names("new", 5));
+
+    // A backlog past the 1,024 a queue keeps in memory, read while ids go on being taken.
+    for _ in 0..100 {
+        s.send("SEND", &[("destination", "/topic/noise")], "x").await;
+    }
+    const BACKLOG: usize = 1_200;
+    for i in 0..BACKLOG {
+        send_with_receipt(&mut s, "/queue/backlog", &format!("b{i}")).await;
+    }
+    c.send("SUBSCRIBE", &[("id", "b"), ("destination", "/queue/backlog"), ("ack", "client-individual")], "").await;
+    assert_eq!(read(&mut c, BACKLOG, &mut ids).await, names("b", BACKLOG));
+    b.shutdown().await;
+}
