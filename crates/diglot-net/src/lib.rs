@@ -26,5 +26,6 @@ pub mod tls;
 pub use api::HttpSettings;
 pub use negotiate::Proto;
 pub use server::{
-    Bound, Compression, ListenerKind, ListenerSpec, ReloadHandle, Reloader, Server, Spec, StartError, WsPaths, WsRoutes,
+    Bound, Compression, ListenerKind, ListenerSpec, ReloadHandle, Reloader, Server, Spec, StartError, Stopped, WsPaths,
+    WsRoutes,
 };

@@ -428,14 +428,18 @@ impl Server {
             tokio::spawn(crate::sys::run(shared.clone(), spec.sys_interval));
         }
         let permits = Arc::new(Semaphore::new(spec.max_connections.max(1)));
+        // An HTTP-only listener (`[listeners.http]`, the scrape and admin port) has permits
+        // of its own: a broker full of clients still answers its health checks and scrapes.
+        let admin_permits = Arc::new(Semaphore::new(ADMIN_CONNECTIONS));
         let tracker = TaskTracker::new();
         // Always handle SIGHUP: its default action would end the process.
         tokio::spawn(reload_on_sighup(Arc::downgrade(&shared), shared.shutdown.clone()));
         for ((listener, kind, tls, allow_anonymous), b) in listeners.into_iter().zip(&bound) {
             tracing::info!(listener = %b.name, kind = b.kind, addr = %b.addr, "listening");
+            let http_only = matches!(&kind, ListenerKind::Ws(r) if r.paths.is_empty() && r.echo_path.is_none());
             let acceptor = Acceptor {
                 shared: shared.clone(),
-                permits: permits.clone(),
+                permits: if http_only { admin_permits.clone() } else { permits.clone() },
                 tracker: tracker.clone(),
                 kind: Arc::new(kind),
                 tls,
@@ -477,6 +481,18 @@ impl Server {
     /// Stops accepting, closes every connection with the protocol's goodbye, and waits (up to the
     /// shutdown grace) for them to finish. Returns `false` if some did not finish in time.
     pub async fn shutdown(self) -> bool {
+        self.stop().await.clean
+    }
+
+    /// [`Server::shutdown`], saying also whether the store had failed (it then refused writes
+    /// until now: the daemon exits non-zero).
+    pub async fn stop(self) -> Stopped {
+        let shared = self.shared.clone();
+        let clean = self.shutdown_inner().await;
+        Stopped { clean, store_failure: shared.durable.store_failure() }
+    }
+
+    async fn shutdown_inner(self) -> bool {
         let _ = self.shutdown_tx.send(true);
         // Every connection's driver is woken through its outbox; one that opens after this
         // sees the flag just sent.
@@ -568,6 +584,19 @@ impl Acceptor {
         }
     }
 }
+
+/// How a server stopped ([`Server::stop`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// Every connection finished within the shutdown grace.
+    pub clean: bool,
+    /// Why the store refused writes, if it failed while the broker ran or as it closed.
+    pub store_failure: Option<String>,
+}
+
+/// How many connections the HTTP-only listeners (`[listeners.http]`) hold at once, apart from
+/// `limits.max_connections`.
+const ADMIN_CONNECTIONS: usize = 64;
 
 /// One accepted connection, with the permits it holds until it ends.
 struct Accepted {

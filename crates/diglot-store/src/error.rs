@@ -64,7 +64,7 @@ pub enum StoreError {
     },
     /// An earlier sync failed; after a failed fsync the page cache cannot be trusted, so the
     /// store refuses further writes until it is reopened.
-    #[error("store is failed after an earlier sync error ({0}); restart the broker")]
+    #[error("the store refuses writes after an earlier write or sync error ({0}); restart the broker")]
     Failed(String),
     /// The store was closed.
     #[error("store is closed")]

@@ -238,7 +238,16 @@ impl Shared {
         let mut work = Work::default();
         let out = f(self, &st, &mut work)?;
         work.finish(&st);
-        self.engine.write(&work.batch)?;
+        if let Err(e) = self.engine.write(&work.batch) {
+            // The engine could not append to its journal (a full disk, an I/O error; fjall
+            // then refuses every later write as "poisoned"): like a failed sync, the store
+            // refuses writes from now on and says why (`/readyz` answers 503).
+            let reason = e.to_string();
+            if self.failed.set(reason.clone()).is_ok() {
+                tracing::error!(error = %reason, "store write failed; refusing further writes");
+            }
+            return Err(e.into());
+        }
         work.commit(&mut st, &self.counters);
         Ok(out)
     }

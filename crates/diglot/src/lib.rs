@@ -74,4 +74,9 @@ impl Broker {
     pub async fn shutdown(self) -> bool {
         self.server.shutdown().await
     }
+
+    /// [`Broker::shutdown`], saying also whether the store had failed.
+    pub async fn stop(self) -> diglot_net::Stopped {
+        self.server.stop().await
+    }
 }
