@@ -21,7 +21,13 @@ use crate::writer::now_ms;
 const PAGE: usize = 4096;
 
 /// Entries of the filesystem that do not make a directory "non-empty".
-const IGNORED: &[&str] = &["lost+found"];
+const IGNORED: &[&str] = &["lost+found", MARKER];
+
+/// A file the store writes next to the engine's once it has initialised itself, outside the
+/// engine: a store directory that has it but whose engine holds no format version lost its
+/// metadata (a damaged journal that the engine dropped as a torn tail, for instance), and is
+/// refused rather than taken for a brand-new, empty store.
+const MARKER: &str = "diglot-store";
 
 /// Opens the engine at `config.path` and rebuilds the state; returns the shared core and a
 /// summary. The writer thread is not running yet.
@@ -114,8 +120,19 @@ fn check_dir(path: &Path, kind: EngineKind) -> Result<(), StoreError> {
 
 /// Checks the format version and engine name, or initialises a brand-new store.
 fn check_meta(engine: &dyn Engine, kind: EngineKind, path: &Path) -> Result<(), StoreError> {
+    let marker = path.join(MARKER);
+    let marked = marker.try_exists().map_err(engine::EngineError::from)?;
     match engine.get(Partition::Meta, keys::META_FORMAT_VERSION)? {
+        None if marked => Err(StoreError::Corrupt(format!(
+            "the store's metadata is gone although {} says the store was set up: its journal or \
+             tables are damaged; restore the directory from a backup, or move it away to start empty",
+            marker.display()
+        ))),
         Some(raw) => {
+            if !marked {
+                // A store set up before the marker existed.
+                write_marker(&marker)?;
+            }
             let found = keys::decode_u32("format version", &raw)?;
             if found != FORMAT_VERSION {
                 return Err(StoreError::UnsupportedVersion { found, supported: FORMAT_VERSION });
@@ -142,9 +159,21 @@ fn check_meta(engine: &dyn Engine, kind: EngineKind, path: &Path) -> Result<(), 
             b.put(Partition::Meta, keys::META_ENGINE, kind.name());
             engine.write(&b)?;
             engine.persist(PersistMode::Sync)?;
-            Ok(())
+            write_marker(&marker)
         }
     }
+}
+
+/// Writes the marker file ([`MARKER`]) and syncs it and its directory.
+fn write_marker(marker: &Path) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| StoreError::from(engine::EngineError::from(e));
+    let file = std::fs::File::create(marker).map_err(io)?;
+    std::io::Write::write_all(&mut &file, b"Diglot store: do not delete; see docs/durability.md\n").map_err(io)?;
+    file.sync_all().map_err(io)?;
+    if let Some(dir) = marker.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    Ok(())
 }
 
 fn meta_u64(engine: &dyn Engine, key: &'static [u8]) -> Result<Option<u64>, StoreError> {
