@@ -554,12 +554,21 @@ impl Config {
             ("limits.outbox_max_bytes", l.outbox_max_bytes),
             ("limits.max_inflight", l.max_inflight as usize),
             ("limits.max_client_id_bytes", l.max_client_id_bytes),
+            ("limits.max_ws_frame_bytes", l.max_ws_frame_bytes),
+            ("limits.max_ws_message_bytes", l.max_ws_message_bytes),
+            ("server.handshake_timeout_secs", self.server.handshake_timeout_secs as usize),
+            ("server.write_timeout_secs", self.server.write_timeout_secs as usize),
         ];
         for (key, v) in positive {
             if v == 0 {
                 return Err(format!("{key} must be greater than 0"));
             }
         }
+        if l.max_http_header_bytes < 8192 {
+            // hyper reads a request head 8 KiB at a time.
+            return Err("limits.max_http_header_bytes must be at least 8192".into());
+        }
+        check_log_level(&self.log.level).map_err(|e| format!("log.level: {e}"))?;
         if l.max_frame_bytes > 268_435_455 {
             return Err("limits.max_frame_bytes must be at most 268435455 (MQTT's largest packet)".into());
         }
@@ -800,6 +809,18 @@ impl Config {
     }
 }
 
+/// Refuses a log filter that is a single word but no level (`warning`, `inof`): tracing would
+/// take it for a target name and log nothing at all. Directive lists (`info,diglot_net=debug`)
+/// are left to the filter's own parser.
+pub fn check_log_level(filter: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let word = filter.trim();
+    if word.contains(['=', ',', '[', ':']) || LEVELS.iter().any(|l| l.eq_ignore_ascii_case(word)) {
+        return Ok(());
+    }
+    Err(format!("{word:?} is not a level: use off, error, warn, info, debug, trace, or directives such as \"info,diglot_net=debug\""))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -923,5 +944,26 @@ mod tests {
         assert!(e.contains("b.toml:2:"), "{e}");
         let e = Config::parse("[limits]\nmax_inflight = 0\n", "b.toml").unwrap_err().to_string();
         assert!(e.contains("limits.max_inflight"), "{e}");
+    }
+
+    /// Values the broker cannot use are errors, not silently raised or taken for something
+    /// else: an HTTP head limit under hyper's 8 KiB read, a zero timeout or WebSocket limit,
+    /// and a log level that is no level (tracing would take `warning` for a target and log
+    /// nothing).
+    #[test]
+    fn impossible_limits_and_unknown_log_levels_are_refused() {
+        let refused = |text: &str, key: &str| {
+            let e = Config::parse(text, "b.toml").unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        };
+        refused("[limits]\nmax_http_header_bytes = 100\n", "limits.max_http_header_bytes");
+        refused("[limits]\nmax_ws_frame_bytes = 0\n", "limits.max_ws_frame_bytes");
+        refused("[server]\nhandshake_timeout_secs = 0\n", "server.handshake_timeout_secs");
+        refused("[log]\nlevel = \"warning\"\n", "log.level");
+        refused("[log]\nlevel = \"inof\"\n", "log.level");
+        for ok in ["info", "WARN", " debug ", "off", "info,fjall=warn", "diglot_net=debug"] {
+            assert!(Config::parse(&format!("[log]\nlevel = {ok:?}\n"), "b.toml").is_ok(), "{ok}");
+        }
+        assert!(Config::parse("[limits]\nmax_http_header_bytes = 8192\n", "b.toml").is_ok());
     }
 }

@@ -1,5 +1,6 @@
 //! The `diglot` daemon: command line, configuration, logging, signals.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -51,7 +52,8 @@ fn hash_password() -> anyhow::Result<()> {
     let password = line.strip_suffix('\n').unwrap_or(&line);
     let password = password.strip_suffix('\r').unwrap_or(password);
     anyhow::ensure!(!password.is_empty(), "the password is empty");
-    println!("{}", diglot_auth::password::hash(password.as_bytes())?);
+    let hash = diglot_auth::password::hash(password.as_bytes())?;
+    writeln!(std::io::stdout(), "{hash}").context("cannot print the hash")?;
     Ok(())
 }
 
@@ -115,10 +117,25 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("diglot: error: {e:#}");
+            // Not `eprintln!`, which panics when stderr is gone.
+            let _ = writeln!(std::io::stderr(), "diglot: error: {}", error_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, each cause once: an error whose message already
+/// quotes its cause (`cannot listen on …: Address already in use`) does not repeat it.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
 }
 
 /// The configuration and the file it came from (none: built-in defaults).
@@ -154,15 +171,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let (config, path) = load(&cli)?;
     if cli.print_config {
-        print!("{}", config.to_toml());
+        std::io::stdout().write_all(config.to_toml().as_bytes()).context("cannot print the configuration")?;
         return Ok(());
     }
     let filter = match (&cli.log_level, std::env::var("RUST_LOG")) {
-        (Some(level), _) => EnvFilter::try_new(level).context("--log-level")?,
+        (Some(level), _) => {
+            diglot::config::check_log_level(level).map_err(|e| anyhow::anyhow!("--log-level: {e}"))?;
+            EnvFilter::try_new(level).context("--log-level")?
+        }
         (None, Ok(env)) if !env.is_empty() => EnvFilter::try_new(env).context("RUST_LOG")?,
         _ => EnvFilter::try_new(&config.log.level).context("log.level")?,
     };
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter);
+    // A log pipe that closes (a log shipper that died) must not take the broker down: the
+    // subscriber's own report of a failed write would go to stderr with `eprintln!`, which
+    // panics when stderr is that pipe too. Lines that cannot be written are dropped.
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).log_internal_errors(false);
     match config.log.format {
         diglot::config::LogFormat::Json => fmt.json().with_current_span(false).init(),
         diglot::config::LogFormat::Text => {
@@ -181,6 +204,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+    // Before the store is opened, which can take a while: a SIGHUP meanwhile (a reload hook)
+    // must not end the process, as its default action would, and a SIGTERM or SIGINT stops
+    // the broker cleanly once it has started.
+    let signals = Signals::listen()?;
     let broker = Broker::start(&config).await?;
     if !config.http.static_dir.is_empty() {
         tracing::info!(dir = %config.http.static_dir, "serving static files");
@@ -189,26 +216,56 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         broker.reload_from(path);
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "diglot started");
-    wait_for_signal().await?;
+    signals.stop_requested().await;
     tracing::info!("shutting down");
-    let clean = broker.shutdown().await;
-    tracing::info!(clean, "stopped");
-    Ok(())
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let stopped = broker.stop().await;
+    tracing::info!(clean = stopped.clean, "stopped");
+    match stopped.store_failure {
+        // What the store acknowledged before the failure is on disk; a supervisor should see
+        // that this run did not end well.
+        Some(reason) => anyhow::bail!("the store failed while the broker ran and refused writes since: {reason}"),
+        None => Ok(()),
     }
-    Ok(())
 }
 
-#[cfg(not(unix))]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    tokio::signal::ctrl_c().await.context("cannot listen for Ctrl-C")
+/// The signals the daemon handles, listened for from the start.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    /// Held so that SIGHUP never takes its default action (the server reloads on it).
+    #[cfg(unix)]
+    _hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn listen() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            _hup: signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn listen() -> anyhow::Result<Signals> {
+        Ok(Signals {})
+    }
+
+    /// Until SIGTERM or SIGINT (one that came during start-up counts).
+    #[cfg(unix)]
+    async fn stop_requested(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn stop_requested(self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

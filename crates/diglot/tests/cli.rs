@@ -58,6 +58,51 @@ fn bad_configs_exit_non_zero_with_one_line() {
     );
     let e = fails(&["--config", p.to_str().unwrap()]);
     assert!(e.contains("listeners.mqtt") && e.contains(&port.to_string()), "{e}");
+    // Its cause once, not once per layer of the error.
+    assert_eq!(e.matches("in use").count(), 1, "{e}");
+}
+
+/// A broker whose log pipe closes (a log shipper that died) keeps serving and still stops
+/// cleanly: a line it cannot write is dropped. Before, tracing reported the failed write with
+/// `eprintln!`, which panicked on the closed stderr, and SIGTERM then ended with exit 101.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_log_pipe_neither_stops_nor_crashes_the_broker() {
+    use std::io::{BufRead, BufReader};
+    let (_dir, p) = temp_file(
+        "pipe",
+        "[listeners.ws]\naddr = \"127.0.0.1:0\"\n[listeners.stomp]\naddr = \"127.0.0.1:0\"\n\
+         [listeners.mqtt]\naddr = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\n",
+    );
+    let mut child = diglot()
+        .args(["--config", p.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _guard = KillOnDrop(child.id());
+    let mut mqtt = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.contains("listening") && line.contains("listeners.mqtt") {
+            mqtt = line.rsplit("addr=").next().and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok());
+        }
+        if line.contains("diglot started") {
+            break;
+        }
+    }
+    // Both ends of the log pipes are closed now (the reader was dropped, and stderr's too).
+    drop(child.stderr.take());
+    let mqtt = mqtt.expect("the MQTT listener is logged");
+    // Connections are logged: each line now fails to be written.
+    for i in 0..3 {
+        let mut c = tcp_connect(mqtt).await;
+        c.send(&mqtt_connect_bytes(&format!("piped-{i}"), 30, true)).await.unwrap();
+        assert_eq!(c.recv().await.unwrap(), vec![0x20, 2, 0, 0], "still serving");
+    }
+    signal(&child, "-TERM");
+    let status = wait_exit(child);
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]

@@ -985,3 +985,44 @@ async fn message_ids_are_unique_live_from_the_store_and_across_a_restart() {
     assert_eq!(read(&mut c, BACKLOG, &mut ids).await, names("b", BACKLOG));
     b.shutdown().await;
 }
+
+/// A store whose metadata is gone is refused at start, not taken for a new, empty store. The
+/// case found: after `kill -9`, the first bytes of fjall's journal damaged; fjall takes a
+/// damaged journal start for a torn write and drops the whole journal, metadata included, and
+/// the broker started with 0 queues, losing every acknowledged message without a word. The
+/// store now keeps a marker file beside the engine's, and a marked directory without metadata
+/// is an error that says what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_lost_its_metadata_is_refused_not_started_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let mut s = Stomp::new(tcp_connect(daemon.stomp).await);
+    s.connect("1.2").await;
+    for i in 0..20 {
+        send_with_receipt(&mut s, "/queue/precious", &format!("m{i}")).await;
+    }
+    signal(&daemon.child, "-KILL");
+    let Daemon { child, guard: _guard, .. } = daemon;
+    assert!(!wait_exit(child).success());
+
+    let journal = dir.path().join("data").join("0.jnl");
+    let mut bytes = std::fs::read(&journal).expect("fjall's journal");
+    bytes[..4].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+    std::fs::write(&journal, bytes).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_diglot"))
+        .args(["--config", dir.path().join("broker.toml").to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _guard = KillOnDrop(child.id());
+    let mut stderr = child.stderr.take().unwrap();
+    // (A broker that starts anyway never exits: `wait_exit` fails the test after its bound.)
+    assert!(!wait_exit(child).success(), "refused");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
+    assert!(err.contains("metadata is gone"), "{err}");
+    assert!(dir.path().join("data").join("0.jnl").exists(), "nothing removed");
+}

@@ -200,6 +200,7 @@ async fn websocket_message_and_http_header_limits() {
 async fn connection_limits_and_handshake_timeouts() {
     let b = small_broker(|c| {
         c.limits.max_connections = 2;
+        c.listeners.http.enabled = true;
         c.server.handshake_timeout_secs = 1;
         c.mqtt.connect_timeout_secs = 1;
     })
@@ -210,6 +211,12 @@ async fn connection_limits_and_handshake_timeouts() {
     // The broker is full: the WebSocket port answers 503, the MQTT port closes at once.
     let (status, _) = http_get(ws, "/ws").await;
     assert_eq!(status, 503);
+    // The HTTP-only listener has connections of its own: a full broker still answers its
+    // health checks and scrapes there.
+    let admin = b.addr("http").expect("listeners.http");
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(http_get(admin, path).await.0, 200, "{path} on listeners.http while full");
+    }
     let mut refused = Mqtt::open(mqtt).await;
     refused.send(&mqtt_connect_bytes("third", 60, true)).await;
     assert!(refused.packet().await.is_none(), "closed without a CONNACK");

@@ -357,7 +357,7 @@ pub struct Daemon {
 
 /// Sends SIGKILL to a daemon that is still running when the guard drops, so that a failing
 /// test never leaves a broker behind.
-pub struct KillOnDrop(u32);
+pub struct KillOnDrop(pub u32);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
