@@ -207,7 +207,7 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     // Before the store is opened, which can take a while: a SIGHUP meanwhile (a reload hook)
     // must not end the process, as its default action would, and a SIGTERM or SIGINT stops
     // the broker cleanly once it has started.
-    let signals = Signals::listen()?;
+    let mut signals = Signals::listen()?;
     let broker = Broker::start(&config).await?;
     if !config.http.static_dir.is_empty() {
         tracing::info!(dir = %config.http.static_dir, "serving static files");
@@ -218,7 +218,16 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "diglot started");
     signals.stop_requested().await;
     tracing::info!("shutting down");
-    let stopped = broker.stop().await;
+    let stopped = tokio::select! {
+        stopped = broker.stop() => stopped,
+        () = signals.stop_requested() => {
+            // An operator who does not want to wait for the shutdown grace. What the broker
+            // acknowledged is on disk under the durability policy, as after `kill -9`.
+            tracing::warn!("a second stop signal: exiting now, without waiting for clients");
+            let _ = writeln!(std::io::stderr(), "diglot: stopped by a second signal before the shutdown finished");
+            std::process::exit(1);
+        }
+    };
     tracing::info!(clean = stopped.clean, "stopped");
     match stopped.store_failure {
         // What the store acknowledged before the failure is on disk; a supervisor should see
@@ -257,7 +266,7 @@ impl Signals {
 
     /// Until SIGTERM or SIGINT (one that came during start-up counts).
     #[cfg(unix)]
-    async fn stop_requested(mut self) {
+    async fn stop_requested(&mut self) {
         tokio::select! {
             _ = self.term.recv() => {}
             _ = self.int.recv() => {}
@@ -265,7 +274,7 @@ impl Signals {
     }
 
     #[cfg(not(unix))]
-    async fn stop_requested(self) {
+    async fn stop_requested(&mut self) {
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -164,6 +164,25 @@ async fn sigint_exits_zero() {
     assert!(wait_exit(child).success());
 }
 
+/// A second SIGTERM while the broker waits for its shutdown grace ends it at once, with exit
+/// status 1. The wait here: a WebSocket handshake left half-sent, which the broker lets run to
+/// the end of the grace (30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_does_not_wait_for_the_grace() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(dir.path(), "[server]\nshutdown_grace_secs = 30\nhandshake_timeout_secs = 30\n");
+    let mut half = tokio::net::TcpStream::connect(daemon.ws).await.unwrap();
+    half.write_all(b"GET /ws HTTP/1.1\r\nHost: h\r\n").await.unwrap();
+    signal(&daemon.child, "-TERM");
+    // The second once the first is being acted on (two sent at once may arrive as one).
+    daemon.wait_for_log(&["shutting down"]);
+    signal(&daemon.child, "-TERM");
+    let Daemon { child, guard: _guard, .. } = daemon;
+    let status = wait_exit(child);
+    assert_eq!(status.code(), Some(1), "{status:?}");
+}
+
 #[test]
 fn hash_password_prints_a_verifiable_argon2id_hash() {
     use std::io::Write;
