@@ -770,7 +770,13 @@ async fn execute_one(
                 // Let the old connection return its unacknowledged messages, and queue the
                 // publishes it had received, first, so that the session's redelivery keeps its
                 // order. Bounded by `TAKEOVER_WAIT`.
-                let _ = timeout(TAKEOVER_WAIT, old.cancelled()).await;
+                if timeout(TAKEOVER_WAIT, old.cancelled()).await.is_err() {
+                    // This connection goes on with the session: the QoS 2 state the old one
+                    // keeps when it ends at last is out of date by then ([`keep_qos2`]).
+                    if let Some(id) = &conn.client_id {
+                        shared.stale_qos2.lock().insert(id.clone());
+                    }
+                }
             }
         }
         Action::OpenSession { client_id, clean, persistent, expiry_secs } => {
@@ -1018,8 +1024,13 @@ async fn finish(
             tracing::error!(conn = conn.id, error = %e, "cannot delete an ended session");
         }
     }
-    if let (Some((queue, _)), Some(client_id)) = (&conn.session, &conn.client_id) {
-        keep_qos2(shared, client_id, queue, adapter.qos2_flows()).await;
+    if let Some(client_id) = &conn.client_id {
+        // A connection that took the session over without waiting for this one to end uses
+        // the session now: this one's QoS 2 state is not kept.
+        let stale = shared.stale_qos2.lock().remove(client_id) && shared.registry.held_by_other(client_id, conn.id);
+        if let (Some((queue, _)), false) = (&conn.session, stale) {
+            keep_qos2(shared, client_id, queue, adapter.qos2_flows()).await;
+        }
     }
     if let Some(client_id) = &conn.client_id {
         shared.registry.release(client_id, conn.id);
@@ -1120,8 +1131,10 @@ pub(crate) fn restore_wills(shared: &Arc<Shared>) {
     }
 }
 
-/// Publishes `msg` at `deadline_ms` (unix ms), or at shutdown if that comes first, unless
-/// `back` (its client's return) is cancelled before; then deletes its saved copy `key`.
+/// Publishes `msg` at `deadline_ms` (unix ms) unless `back` (its client's return) is cancelled
+/// before; then deletes its saved copy `key`. When the broker stops first, a saved will stays
+/// in the store for the next start (a restart ends neither the delay nor the session, MQTT 5
+/// §3.1.3.2.2); one that could not be saved is published then, rather than lost.
 fn will_at(
     shared: &Arc<Shared>,
     back: tokio_util::sync::CancellationToken,
@@ -1136,7 +1149,12 @@ fn will_at(
         let wait = Duration::from_millis(deadline_ms.saturating_sub(crate::durable::now_ms()));
         let publish_it = tokio::select! {
             _ = back.cancelled() => false,
-            _ = shutdown.wait_for(|down| *down) => true,
+            _ = shutdown.wait_for(|down| *down) => {
+                if key.is_some() {
+                    return;
+                }
+                true
+            }
             _ = tokio::time::sleep(wait) => true,
         };
         if publish_it {
@@ -1171,8 +1189,12 @@ pub(crate) fn expire_session_at(
 ) {
     tokio::spawn(async move {
         let wait = Duration::from_millis(deadline_ms.saturating_sub(crate::durable::now_ms()));
+        let mut shutdown = shared.shutdown.clone();
         tokio::select! {
             _ = back.cancelled() => return,
+            // The deadline is in the store: the next start takes it up again. Not holding the
+            // broker (and its store) past its stop lets a restart in the same process open it.
+            _ = shutdown.wait_for(|down| *down) => return,
             _ = tokio::time::sleep(wait) => {}
         }
         if shared.durable.has_consumers(&queue) {

@@ -464,7 +464,7 @@ impl Durable {
                 continue;
             };
             let list = decode_bindings(&value)
-                .ok_or_else(|| StoreError::Failed(format!("corrupt bindings record of queue {name}")))?;
+                .ok_or_else(|| StoreError::Corrupt(format!("bindings record of queue {name}")))?;
             for (filter, qos) in &list {
                 router.subscribe(filter, Subscriber::queue(queue.id.0, *qos));
                 bindings += 1;
@@ -474,7 +474,7 @@ impl Durable {
         for (topic, stored) in durable.store.retained()? {
             let msg = from_stored(&stored, router.next_msg_id());
             if msg.topic.as_str() != topic {
-                return Err(StoreError::Failed(format!("retained record {topic:?} holds topic {}", msg.topic)));
+                return Err(StoreError::Corrupt(format!("retained record {topic:?} holds topic {}", msg.topic)));
             }
             router.retained().restore(Arc::new(msg));
         }
@@ -506,7 +506,7 @@ impl Durable {
         let owned = name.to_string();
         let id = tokio::task::spawn_blocking(move || store.queue(&owned))
             .await
-            .map_err(|e| StoreError::Failed(e.to_string()))??;
+            .map_err(|e| StoreError::Task(e.to_string()))??;
         let mut by_name = self.by_name.lock();
         let q = by_name.entry(name.to_string()).or_insert_with(|| Arc::new(Queue::new(id, name.to_string(), false)));
         self.by_id.insert(id.0, q.clone());
@@ -576,7 +576,13 @@ impl Durable {
 
     /// Deletes a queue with its bindings and entries. Returns whether it existed.
     pub(crate) async fn delete(&self, router: &Router, name: &str) -> Result<bool, StoreError> {
-        let Some(q) = self.by_name.lock().remove(name) else { return Ok(false) };
+        let Some(q) = self.by_name.lock().remove(name) else {
+            // A connection that ended after its session queue was deleted may have recorded
+            // its expiry and QoS 2 state: they go too.
+            self.store.delete_session(&format!("{EXPIRY_KEY}{name}")).await?;
+            self.store.delete_session(&format!("{QOS2_KEY}{name}")).await?;
+            return Ok(false);
+        };
         self.by_id.remove(&q.id.0);
         let bindings = std::mem::take(&mut q.state.lock().bindings);
         for (filter, _) in &bindings {
@@ -674,10 +680,8 @@ impl Durable {
         let mut out = Vec::new();
         for (key, value) in self.store.sessions()? {
             let Some(queue) = key.strip_prefix(EXPIRY_KEY) else { continue };
-            let bytes: [u8; 8] = value
-                .as_slice()
-                .try_into()
-                .map_err(|_| StoreError::Failed(format!("corrupt session deadline of {queue}")))?;
+            let bytes: [u8; 8] =
+                value.as_slice().try_into().map_err(|_| StoreError::Corrupt(format!("session deadline of {queue}")))?;
             out.push((queue.to_string(), u64::from_be_bytes(bytes)));
         }
         Ok(out)
@@ -718,7 +722,7 @@ impl Durable {
         msg: &Message,
     ) -> Result<String, StoreError> {
         let key = format!("{WILL_KEY}{deadline_ms:016x}{tag:016x}/{client_id}");
-        let encoded = to_stored(msg).encode().map_err(|e| StoreError::Failed(e.to_string()))?;
+        let encoded = to_stored(msg).encode().map_err(StoreError::Encode)?;
         self.store.put_session(&key, &encoded).await?;
         Ok(key)
     }
@@ -832,7 +836,7 @@ impl Durable {
             let id = q.id;
             let batch = tokio::task::spawn_blocking(move || store.read(id, after, 1024))
                 .await
-                .map_err(|e| StoreError::Failed(e.to_string()))??;
+                .map_err(|e| StoreError::Task(e.to_string()))??;
             let Some(last) = batch.last().map(|e| e.seq) else { break };
             after = Some(last);
             for entry in batch {

@@ -260,6 +260,9 @@ pub(crate) struct Shared {
     /// The QoS 2 exchanges under way of persistent sessions whose client is away, by client
     /// id ([`diglot_core::Adapter::qos2_flows`]), at most `QOS2_SESSIONS` (driver.rs).
     pub(crate) qos2: parking_lot::Mutex<HashMap<String, driver::KeptQos2>>,
+    /// Client ids whose session was taken over before the old connection ended (the takeover
+    /// stopped waiting): that connection's QoS 2 state is not kept when it ends.
+    pub(crate) stale_qos2: parking_lot::Mutex<std::collections::HashSet<String>>,
     /// Delayed wills waiting to be published: shutdown waits for them (they publish at once
     /// then) before it closes the store.
     pub(crate) wills: TaskTracker,
@@ -363,6 +366,7 @@ impl Server {
             durable,
             registry: Registry::default(),
             qos2: parking_lot::Mutex::new(HashMap::new()),
+            stale_qos2: parking_lot::Mutex::new(std::collections::HashSet::new()),
             wills: TaskTracker::new(),
             // Fresh counters: two servers started from one Spec count apart.
             limits: parking_lot::RwLock::new(Limits { breaches: Default::default(), ..spec.limits.clone() }),
@@ -401,8 +405,6 @@ impl Server {
             }
             Err(e) => tracing::error!(error = %e, "cannot read session deadlines"),
         }
-        // Delayed wills that were not due yet when the broker stopped.
-        driver::restore_wills(&shared);
         // And the sessions' QoS 2 exchanges under way.
         match shared.durable.saved_qos2() {
             Ok(saved) => {
@@ -438,6 +440,7 @@ impl Server {
             tracing::info!(listener = %b.name, kind = b.kind, addr = %b.addr, "listening");
             let http_only = matches!(&kind, ListenerKind::Ws(r) if r.paths.is_empty() && r.echo_path.is_none());
             let acceptor = Acceptor {
+                http_only,
                 shared: shared.clone(),
                 permits: if http_only { admin_permits.clone() } else { permits.clone() },
                 tracker: tracker.clone(),
@@ -448,6 +451,9 @@ impl Server {
             tracker.spawn(acceptor.run(listener));
         }
         crate::cluster::start(&shared, bound.first().map_or(0, |b| b.addr.port()));
+        // Delayed wills that were not due when the broker stopped (with the cluster link up, so
+        // that those due already reach the other nodes too).
+        driver::restore_wills(&shared);
         shared.ready.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(Server { shared, bound, shutdown_tx, tracker, grace: spec.shutdown_grace })
     }
@@ -498,14 +504,17 @@ impl Server {
         // sees the flag just sent.
         self.shared.conns.signal_all(diglot_core::outbox::signal::SHUTDOWN);
         self.tracker.close();
+        let started = std::time::Instant::now();
         let done = tokio::time::timeout(self.grace, self.tracker.wait()).await.is_ok();
         if !done {
             tracing::warn!(open = self.connections(), "shutdown grace elapsed with connections still open");
         }
-        // The delayed wills publish as the broker stops (those of the connections it just
-        // closed too), and delete their saved copies.
+        // Delayed wills stay in the store for the next start; those that could not be saved
+        // are published now (the connections just closed may have added some). Within the
+        // same grace as the connections.
         self.shared.wills.close();
-        if tokio::time::timeout(self.grace, self.shared.wills.wait()).await.is_err() {
+        let left = self.grace.saturating_sub(started.elapsed());
+        if tokio::time::timeout(left, self.shared.wills.wait()).await.is_err() {
             tracing::warn!("shutdown grace elapsed with delayed wills still being published");
         }
         crate::cluster::stop(&self.shared).await;
@@ -515,6 +524,8 @@ impl Server {
 }
 
 struct Acceptor {
+    /// `[listeners.http]`: its own connection permits, and no per-address limit.
+    http_only: bool,
     shared: Arc<Shared>,
     permits: Arc<Semaphore>,
     tracker: TaskTracker,
@@ -559,7 +570,10 @@ impl Acceptor {
                 self.tracker.spawn(refuse(stream, http));
                 continue;
             };
-            let Some(ip_slot) = IpSlot::take(&self.shared, peer.ip()) else {
+            // The HTTP-only listener's own permits bound it; behind a local proxy every client
+            // comes from one address, whose limit must not shut the health checks out.
+            let ip_slot = if self.http_only { Some(None) } else { IpSlot::take(&self.shared, peer.ip()).map(Some) };
+            let Some(ip_slot) = ip_slot else {
                 self.shared.breach(diglot_core::Limit::MaxConnectionsPerIp);
                 tracing::warn!(%peer, "per-address connection limit reached; refusing");
                 let http = matches!(*self.kind, ListenerKind::Ws(_));
@@ -606,7 +620,7 @@ struct Accepted {
     conn_auth: crate::auth::ConnAuth,
     stream: TcpStream,
     peer: SocketAddr,
-    ip_slot: IpSlot,
+    ip_slot: Option<IpSlot>,
     permit: tokio::sync::OwnedSemaphorePermit,
 }
 
@@ -717,7 +731,7 @@ async fn open_store(config: &diglot_store::StoreConfig, cluster: bool) -> Result
         Ok((router, durable))
     })
     .await
-    .map_err(|e| diglot_store::StoreError::Failed(e.to_string()))
+    .map_err(|e| diglot_store::StoreError::Task(e.to_string()))
     .and_then(|r| r);
     opened.map_err(|source| StartError::Store { path, source })
 }

@@ -69,6 +69,9 @@ pub enum StoreError {
     /// The store was closed.
     #[error("store is closed")]
     Closed,
+    /// A blocking task that read the store did not finish (it panicked or was cancelled).
+    #[error("store task failed: {0}")]
+    Task(String),
 }
 
 impl StoreError {

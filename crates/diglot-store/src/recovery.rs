@@ -129,10 +129,6 @@ fn check_meta(engine: &dyn Engine, kind: EngineKind, path: &Path) -> Result<(), 
             marker.display()
         ))),
         Some(raw) => {
-            if !marked {
-                // A store set up before the marker existed.
-                write_marker(&marker)?;
-            }
             let found = keys::decode_u32("format version", &raw)?;
             if found != FORMAT_VERSION {
                 return Err(StoreError::UnsupportedVersion { found, supported: FORMAT_VERSION });
@@ -140,10 +136,17 @@ fn check_meta(engine: &dyn Engine, kind: EngineKind, path: &Path) -> Result<(), 
             let name = engine.get(Partition::Meta, keys::META_ENGINE)?;
             let written = name.as_deref().and_then(|n| std::str::from_utf8(n).ok());
             match written.and_then(EngineKind::from_name) {
-                Some(k) if k == kind => Ok(()),
-                Some(k) => Err(StoreError::EngineMismatch { path: path.to_owned(), found: k, configured: kind }),
-                None => Err(StoreError::Corrupt("meta `engine` is missing or unknown".into())),
+                Some(k) if k == kind => {}
+                Some(k) => {
+                    return Err(StoreError::EngineMismatch { path: path.to_owned(), found: k, configured: kind })
+                }
+                None => return Err(StoreError::Corrupt("meta `engine` is missing or unknown".into())),
             }
+            if !marked {
+                // A store set up before the marker existed.
+                write_marker(&marker)?;
+            }
+            Ok(())
         }
         None => {
             for part in Partition::ALL {

@@ -205,10 +205,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     // Before the store is opened, which can take a while: a SIGHUP meanwhile (a reload hook)
-    // must not end the process, as its default action would, and a SIGTERM or SIGINT stops
-    // the broker cleanly once it has started.
+    // must not end the process, as its default action would; a SIGTERM or SIGINT ends it.
     let mut signals = Signals::listen()?;
-    let broker = Broker::start(&config).await?;
+    let broker = tokio::select! {
+        broker = Broker::start(&config) => broker?,
+        () = signals.stop_requested() => {
+            // Nothing is served yet; the store being recovered is safe to leave as after
+            // `kill -9`. Not waiting for a long recovery to finish first.
+            let _ = writeln!(std::io::stderr(), "diglot: stopped by a signal during start-up");
+            std::process::exit(1);
+        }
+    };
     if !config.http.static_dir.is_empty() {
         tracing::info!(dir = %config.http.static_dir, "serving static files");
     }

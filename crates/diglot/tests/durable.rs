@@ -1026,3 +1026,27 @@ async fn a_store_that_lost_its_metadata_is_refused_not_started_empty() {
     assert!(err.contains("metadata is gone"), "{err}");
     assert!(dir.path().join("data").join("0.jnl").exists(), "nothing removed");
 }
+
+/// A graceful restart ends neither a will's delay nor its session (MQTT 5 §3.1.3.2.2): the
+/// delayed will of a client that the stop disconnected stays in the store, and the client
+/// that comes back within the delay after the restart cancels it. Before, a stop published
+/// every delayed will at once, so every restart announced every client as gone.
+#[tokio::test]
+async fn a_delayed_will_waits_across_a_graceful_restart() {
+    let b = broker().await;
+    park_session("will-watcher-2", b.mqtt_addr().unwrap(), "wills2/#").await;
+    let mut c = tcp_connect(b.mqtt_addr().unwrap()).await;
+    c.send(&connect5_with_delayed_will("will-restart", "wills2/gone", b"gone", 30)).await.unwrap();
+    mqtt_expect(&mut c, 2, "CONNACK").await;
+    let b = broker_with(b.stop_keeping_data().await).await;
+    drop(c);
+    // Back within the delay, to its session.
+    let mut c = tcp_connect(b.mqtt_addr().unwrap()).await;
+    c.send(&common::raw_mqtt::connect5_persistent("will-restart", 60)).await.unwrap();
+    mqtt_expect(&mut c, 2, "CONNACK").await;
+    publish_acked_to(b.mqtt_addr().unwrap(), "wills2/marker", "marker").await;
+    let (present, got) = drain_session("will-watcher-2", b.mqtt_addr().unwrap(), 1).await;
+    assert!(present);
+    assert_eq!(got, ["marker"], "no will: the client came back within its delay");
+    b.shutdown().await;
+}

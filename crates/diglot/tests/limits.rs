@@ -258,6 +258,7 @@ async fn connection_limits_and_handshake_timeouts() {
 async fn per_address_limit_and_rates_are_counted() {
     let b = small_broker(|c| {
         c.limits.max_connections_per_ip = 2;
+        c.listeners.http.enabled = true;
         c.limits.max_publish_rate = 20;
         c.limits.max_bytes_rate = 2000;
     })
@@ -271,6 +272,9 @@ async fn per_address_limit_and_rates_are_counted() {
     let mut third = Mqtt::open(mqtt).await;
     third.send(&mqtt_connect_bytes("third", 60, true)).await;
     assert!(third.packet().await.is_none());
+    // The HTTP-only listener is not held to the per-address limit (behind a local proxy every
+    // client has the probes' address).
+    assert_eq!(http_get(b.addr("http").expect("listeners.http"), "/healthz").await.0, 200);
     // 60 publishes of 100 bytes: over both rates, so reading pauses; every one arrives.
     for i in 0..60u16 {
         publisher.send(&publish(false, &format!("rate/{i}"), 0, 0, &[b'r'; 100])).await;
