@@ -527,19 +527,25 @@ pub struct Qos2Flows {
     /// When the queue redelivers such an entry, the PUBREL is sent again instead of the
     /// PUBLISH [MQTT-4.4.0-1].
     pub released: Vec<(u16, Seq)>,
+    /// Packet identifiers of the broker's other QoS 2 deliveries whose PUBREL was sent and
+    /// whose PUBCOMP has not come (a retained message sent for a new subscription, a
+    /// `$queue/` delivery): their PUBREL goes again when the session resumes, so that the
+    /// client frees the identifier [MQTT-4.4.0-1].
+    pub release_only: Vec<u16>,
 }
 
 impl Qos2Flows {
     /// Whether there is nothing to keep.
     pub fn is_empty(&self) -> bool {
-        self.unreleased.is_empty() && self.released.is_empty()
+        self.unreleased.is_empty() && self.released.is_empty() && self.release_only.is_empty()
     }
 
-    /// The stored form: a version byte, then the count and ids of `unreleased` (u32 and u16
-    /// each, big-endian), then the count and pairs of `released` (u32; u16 and u64 each).
+    /// The stored form: a version byte (2), then the count and ids of `unreleased` (u32 and
+    /// u16 each, big-endian), then the count and pairs of `released` (u32; u16 and u64 each),
+    /// then the count and ids of `release_only`. Version 1 ended after `released`.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(9 + self.unreleased.len() * 2 + self.released.len() * 10);
-        out.push(1);
+        let mut out = Vec::with_capacity(13 + self.unreleased.len() * 2 + self.released.len() * 10);
+        out.push(2);
         out.extend_from_slice(&u32::try_from(self.unreleased.len()).unwrap_or(u32::MAX).to_be_bytes());
         for id in self.unreleased.iter().take(u32::MAX as usize) {
             out.extend_from_slice(&id.to_be_bytes());
@@ -549,12 +555,17 @@ impl Qos2Flows {
             out.extend_from_slice(&id.to_be_bytes());
             out.extend_from_slice(&seq.to_be_bytes());
         }
+        out.extend_from_slice(&u32::try_from(self.release_only.len()).unwrap_or(u32::MAX).to_be_bytes());
+        for id in self.release_only.iter().take(u32::MAX as usize) {
+            out.extend_from_slice(&id.to_be_bytes());
+        }
         out
     }
 
     /// Reads [`Qos2Flows::encode`]'s form; `None` if it is not that.
     pub fn decode(mut bytes: &[u8]) -> Option<Qos2Flows> {
-        if bytes.first() != Some(&1) {
+        let version = *bytes.first()?;
+        if version != 1 && version != 2 {
             return None;
         }
         bytes = &bytes[1..];
@@ -569,6 +580,12 @@ impl Qos2Flows {
             let seq = bytes.get(..8)?.try_into().ok().map(u64::from_be_bytes)?;
             bytes = &bytes[8..];
             flows.released.push((id, seq));
+        }
+        if version >= 2 {
+            let n = take_u32(&mut bytes)?;
+            for _ in 0..n {
+                flows.release_only.push(take_u16(&mut bytes)?);
+            }
         }
         bytes.is_empty().then_some(flows)
     }
@@ -681,7 +698,8 @@ mod tests {
 
     #[test]
     fn qos2_flows_round_trip_and_refuse_what_they_did_not_write() {
-        let flows = Qos2Flows { unreleased: vec![1, 65535], released: vec![(7, 7), (3, u64::MAX)] };
+        let flows =
+            Qos2Flows { unreleased: vec![1, 65535], released: vec![(7, 7), (3, u64::MAX)], release_only: vec![9, 2] };
         let bytes = flows.encode();
         assert_eq!(Qos2Flows::decode(&bytes), Some(flows));
         assert_eq!(Qos2Flows::decode(&Qos2Flows::default().encode()), Some(Qos2Flows::default()));
@@ -693,7 +711,10 @@ mod tests {
         longer.push(0);
         assert_eq!(Qos2Flows::decode(&longer), None);
         let mut other_version = bytes;
-        other_version[0] = 2;
+        other_version[0] = 3;
         assert_eq!(Qos2Flows::decode(&other_version), None);
+        // Version 1 (before `release_only`) still reads.
+        let v1 = [1, 0, 0, 0, 1, 0, 5, 0, 0, 0, 0];
+        assert_eq!(Qos2Flows::decode(&v1), Some(Qos2Flows { unreleased: vec![5], ..Qos2Flows::default() }));
     }
 }

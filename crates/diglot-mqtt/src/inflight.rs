@@ -143,16 +143,16 @@ impl Inflight {
         self.take_if(id, Stage::Qos2Released)
     }
 
-    /// Takes `id` for a QoS 2 delivery of `durable` whose PUBREL an earlier connection sent:
-    /// the flow resumes waiting for PUBCOMP [MQTT-4.4.0-1]. `false` if the window is full or
-    /// `id` is in use.
-    pub(crate) fn resume_released(&mut self, id: NonZeroU16, durable: DurableRef) -> bool {
+    /// Takes `id` for a QoS 2 delivery (of `durable`, if it came from a durable queue) whose
+    /// PUBREL an earlier connection sent: the flow resumes waiting for PUBCOMP
+    /// [MQTT-4.4.0-1]. `false` if the window is full or `id` is in use.
+    pub(crate) fn resume_released(&mut self, id: NonZeroU16, durable: Option<DurableRef>) -> bool {
         if !self.has_room() {
             return false;
         }
         match self.ids.entry(id.get()) {
             Entry::Vacant(e) => {
-                e.insert(Slot { durable: Some(durable), stage: Stage::Qos2Released });
+                e.insert(Slot { durable, stage: Stage::Qos2Released });
                 true
             }
             Entry::Occupied(_) => false,
@@ -164,6 +164,16 @@ impl Inflight {
     pub(crate) fn released(&self, queue: QueueId) -> impl Iterator<Item = (u16, Seq)> + '_ {
         self.ids.iter().filter_map(move |(&id, slot)| match (slot.stage, slot.durable) {
             (Stage::Qos2Released, Some(r)) if r.queue == queue => Some((id, r.seq)),
+            _ => None,
+        })
+    }
+
+    /// The other QoS 2 flows whose PUBREL was sent: those of deliveries that are not entries of
+    /// durable queue `queue` (none if `None`).
+    pub(crate) fn released_elsewhere(&self, queue: Option<QueueId>) -> impl Iterator<Item = u16> + '_ {
+        self.ids.iter().filter_map(move |(&id, slot)| match (slot.stage, slot.durable) {
+            (Stage::Qos2Released, Some(r)) if Some(r.queue) == queue => None,
+            (Stage::Qos2Released, _) => Some(id),
             _ => None,
         })
     }
@@ -262,12 +272,14 @@ mod tests {
         assert_eq!(f.released(3).collect::<Vec<_>>(), [(a.get(), 9)], "queue 3's only");
 
         let mut next = Inflight::new(2);
-        assert!(next.resume_released(a, r));
-        assert!(!next.resume_released(a, other), "id in use");
+        assert_eq!(f.released_elsewhere(Some(3)).collect::<Vec<_>>(), [b.get()], "queue 4's is elsewhere");
+        assert!(next.resume_released(a, Some(r)));
+        assert!(!next.resume_released(a, Some(other)), "id in use");
         assert_eq!(next.pubrec(a, 0), RecOutcome::Release, "a repeated PUBREC gets PUBREL");
         assert_eq!(next.puback(a), None);
-        assert!(next.resume_released(pid(5), other));
-        assert!(!next.resume_released(pid(6), other), "window full");
+        assert!(next.resume_released(pid(5), None));
+        assert!(!next.resume_released(pid(6), None), "window full");
+        assert_eq!(next.pubcomp(pid(5)), Some(None));
         assert_eq!(next.pubcomp(a), Some(Some(r)));
     }
 

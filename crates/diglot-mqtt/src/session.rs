@@ -108,6 +108,9 @@ pub struct Session {
     released_before: HashMap<Seq, u16>,
     /// The session queue's store id, once a delivery from it came.
     session_queue_id: Option<QueueId>,
+    /// Packet ids of other QoS 2 deliveries whose PUBREL an earlier connection sent, to be
+    /// released again once the CONNACK is out (`Adapter::qos2_flows`).
+    release_only: Vec<u16>,
     /// The outbound window, min(`limits.max_inflight`, Receive Maximum): the prefetch of
     /// every queue this connection consumes.
     window: u16,
@@ -176,6 +179,7 @@ impl Session {
             inflight,
             released_before: HashMap::new(),
             session_queue_id: None,
+            release_only: Vec::new(),
             window,
             problem_info: true,
             aliases_in: HashMap::new(),
@@ -395,12 +399,17 @@ impl Adapter for Session {
             released.extend(self.inflight.released(queue));
         }
         released.sort_unstable_by_key(|&(_, seq)| seq);
-        Qos2Flows { unreleased, released }
+        let mut release_only = self.release_only.clone();
+        release_only.extend(self.inflight.released_elsewhere(self.session_queue_id));
+        release_only.sort_unstable();
+        release_only.dedup();
+        Qos2Flows { unreleased, released, release_only }
     }
 
     fn restore_qos2_flows(&mut self, flows: Qos2Flows) {
         self.awaiting_rel.extend(flows.unreleased.into_iter().filter(|&id| id != 0));
         self.released_before.extend(flows.released.into_iter().filter(|&(id, _)| id != 0).map(|(id, seq)| (seq, id)));
+        self.release_only.extend(flows.release_only.into_iter().filter(|&id| id != 0));
     }
 
     fn on_session_opened(&mut self, present: bool, out: &mut Output, actions: &mut Vec<Action>) {

@@ -1050,3 +1050,55 @@ async fn a_delayed_will_waits_across_a_graceful_restart() {
     assert_eq!(got, ["marker"], "no will: the client came back within its delay");
     b.shutdown().await;
 }
+
+/// The PUBREL of a QoS 2 delivery that has no session-queue entry (here a retained message
+/// sent for a new subscription) goes again when the session resumes, right after the CONNACK,
+/// with its packet id [MQTT-4.4.0-1], after a reconnect and after a restart: otherwise the
+/// client would hold that id as awaiting PUBREL for good, and take a later PUBLISH with it for
+/// a duplicate.
+#[tokio::test]
+async fn a_released_retained_qos_2_delivery_gets_its_pubrel_again() {
+    for restart in [false, true] {
+        let mut b = broker().await;
+        let mut p = tcp_connect(b.mqtt_addr().unwrap()).await;
+        p.send(&mqtt_connect_bytes("relr-pub", 30, true)).await.unwrap();
+        mqtt_expect(&mut p, 2, "CONNACK").await;
+        let mut retained = publish_qos1("relr/t", 3, b"kept");
+        retained[0] = 0x35; // QoS 2, RETAIN
+        p.send(&retained).await.unwrap();
+        mqtt_expect(&mut p, 5, "PUBREC").await;
+        p.send(&[0x62, 2, 0, 3]).await.unwrap();
+        mqtt_expect(&mut p, 7, "PUBCOMP").await;
+
+        let client = format!("relr-{restart}");
+        let mut c = tcp_connect(b.mqtt_addr().unwrap()).await;
+        c.send(&mqtt_connect_bytes(&client, 30, false)).await.unwrap();
+        mqtt_expect(&mut c, 2, "CONNACK").await;
+        c.send(&[0x82, 11, 0, 1, 0, 6, b'r', b'e', b'l', b'r', b'/', b'#', 2]).await.unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(next_packet(&mut c, &mut buf, "SUBACK").await, [0x90, 3, 0, 1, 2]);
+        let delivered = next_packet(&mut c, &mut buf, "PUBLISH").await;
+        assert_eq!(delivered[0], 0x35, "the retained message at QoS 2 with RETAIN");
+        let (_, id, payload) = publish_payload(&delivered);
+        assert_eq!(payload, b"kept");
+        c.send(&[0x50, 2, id[0], id[1]]).await.unwrap();
+        assert_eq!(next_packet(&mut c, &mut buf, "PUBREL").await, [0x62, 2, id[0], id[1]]);
+        c.send(&[0xE0, 0]).await.unwrap();
+        c.read_to_close().await;
+        if restart {
+            b = broker_with(b.stop_keeping_data().await).await;
+        }
+
+        let mut c = tcp_connect(b.mqtt_addr().unwrap()).await;
+        c.send(&mqtt_connect_bytes(&client, 30, false)).await.unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(next_packet(&mut c, &mut buf, "CONNACK").await, [0x20, 2, 1, 0], "restart: {restart}");
+        assert_eq!(next_packet(&mut c, &mut buf, "PUBREL").await, [0x62, 2, id[0], id[1]], "restart: {restart}");
+        c.send(&[0x70, 2, id[0], id[1]]).await.unwrap();
+        // The flow is over: a marker comes next, and the session is healthy.
+        publish_acked_to(b.mqtt_addr().unwrap(), "relr/end", "end").await;
+        let next = next_packet(&mut c, &mut buf, "PUBLISH").await;
+        assert_eq!(publish_payload(&next).2, b"end", "restart: {restart}");
+        b.shutdown().await;
+    }
+}

@@ -247,6 +247,14 @@ impl Session {
         }
         self.connack_sent = true;
         self.phase = Phase::Connected;
+        // [MQTT-4.4.0-1] The PUBRELs of the QoS 2 deliveries that had no session-queue entry
+        // go again at once, with their packet ids (those with one go when the queue
+        // redelivers them). One that no longer fits the client's window is dropped.
+        for id in std::mem::take(&mut self.release_only).into_iter().filter_map(NonZeroU16::new) {
+            if self.inflight.resume_released(id, None) {
+                wire.pubrel(id, crate::reason::code::SUCCESS, out);
+            }
+        }
         self.timers.start(accepted.keep_alive);
         self.will = accepted.will.take();
         self.jwt_auth = accepted.jwt;

@@ -517,7 +517,7 @@ impl Session {
         // one that has not come is gone (expired, dead-lettered, purged): forget it.
         self.released_before.retain(|&seq, _| seq >= at.seq);
         let Some(id) = self.released_before.remove(&at.seq).and_then(NonZeroU16::new) else { return false };
-        if !self.inflight.resume_released(id, at) {
+        if !self.inflight.resume_released(id, Some(at)) {
             tracing::debug!(
                 conn = self.info.id,
                 id,
