@@ -441,6 +441,7 @@ impl Server {
             let http_only = matches!(&kind, ListenerKind::Ws(r) if r.paths.is_empty() && r.echo_path.is_none());
             let acceptor = Acceptor {
                 http_only,
+                refusals: Throttle::default(),
                 shared: shared.clone(),
                 permits: if http_only { admin_permits.clone() } else { permits.clone() },
                 tracker: tracker.clone(),
@@ -526,6 +527,9 @@ impl Server {
 struct Acceptor {
     /// `[listeners.http]`: its own connection permits, and no per-address limit.
     http_only: bool,
+    /// Refused connections are logged at most once a second (a flood at the limit must not
+    /// flood the log too); they are all counted in `diglot_limit_breaches_total`.
+    refusals: Throttle,
     shared: Arc<Shared>,
     permits: Arc<Semaphore>,
     tracker: TaskTracker,
@@ -535,7 +539,7 @@ struct Acceptor {
 }
 
 impl Acceptor {
-    async fn run(self, listener: TcpListener) {
+    async fn run(mut self, listener: TcpListener) {
         let mut shutdown = self.shared.shutdown.clone();
         let mut backoff = Duration::from_millis(5);
         loop {
@@ -562,7 +566,9 @@ impl Acceptor {
             };
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                 self.shared.breach(diglot_core::Limit::MaxConnections);
-                tracing::warn!(%peer, "connection limit reached; refusing");
+                if let Some(also) = self.refusals.due() {
+                    tracing::warn!(%peer, refused_since_last_line = also, "connection limit reached; refusing");
+                }
                 let http = matches!(*self.kind, ListenerKind::Ws(_));
                 if http {
                     self.shared.metrics.rejected(503);
@@ -575,7 +581,9 @@ impl Acceptor {
             let ip_slot = if self.http_only { Some(None) } else { IpSlot::take(&self.shared, peer.ip()).map(Some) };
             let Some(ip_slot) = ip_slot else {
                 self.shared.breach(diglot_core::Limit::MaxConnectionsPerIp);
-                tracing::warn!(%peer, "per-address connection limit reached; refusing");
+                if let Some(also) = self.refusals.due() {
+                    tracing::warn!(%peer, refused_since_last_line = also, "per-address connection limit reached; refusing");
+                }
                 let http = matches!(*self.kind, ListenerKind::Ws(_));
                 if http {
                     self.shared.metrics.rejected(503);
@@ -596,6 +604,27 @@ impl Acceptor {
             };
             self.tracker.spawn(serve_conn(Box::new(accepted)));
         }
+    }
+}
+
+/// Lets a repeated log line through at most once a second.
+#[derive(Default)]
+struct Throttle {
+    last: Option<std::time::Instant>,
+    held: u64,
+}
+
+impl Throttle {
+    /// `Some(n)` when a line is due now, `n` being how many were held back since the last one;
+    /// `None` to hold this one back.
+    fn due(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|at| now.duration_since(at) < Duration::from_secs(1)) {
+            self.held += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held))
     }
 }
 
@@ -838,6 +867,17 @@ async fn refuse(mut stream: TcpStream, http: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_throttled_line_goes_once_a_second_with_the_count_held_back() {
+        let mut t = Throttle::default();
+        assert_eq!(t.due(), Some(0));
+        assert_eq!(t.due(), None);
+        assert_eq!(t.due(), None);
+        t.last = t.last.map(|at| at - Duration::from_secs(2));
+        assert_eq!(t.due(), Some(2));
+        assert_eq!(t.due(), None);
+    }
 
     /// The size of the future that `f` returns, without calling it.
     fn future_size<A, Fut: std::future::Future, F: FnOnce(A) -> Fut>(_: &F) -> usize {
