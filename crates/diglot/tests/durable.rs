@@ -722,14 +722,7 @@ async fn an_unreleased_qos_2_publish_is_routed_once_across_a_reconnect() {
     assert_eq!(mqtt_expect(&mut p, 5, "PUBREC").await, [0x50, 2, 0, 12]);
     drop(p);
     // The session comes back; the client resends the PUBLISH (DUP=1), then releases it.
-    let mut p = tcp_connect(addr).await;
-    p.send(&mqtt_connect_bytes("qos2-pub", 30, false)).await.unwrap();
-    assert_eq!(mqtt_expect(&mut p, 2, "CONNACK").await, [0x20, 2, 1, 0], "session present");
-    publish[0] = 0x3C;
-    p.send(&publish).await.unwrap();
-    assert_eq!(mqtt_expect(&mut p, 5, "PUBREC").await, [0x50, 2, 0, 12]);
-    p.send(&[0x62, 2, 0, 12]).await.unwrap();
-    assert_eq!(mqtt_expect(&mut p, 7, "PUBCOMP").await, [0x70, 2, 0, 12]);
+    resend_and_release(addr, "qos2-pub", &mut publish).await;
     // A marker after it: everything routed before the marker has reached the subscriber.
     publish_acked_to(addr, "qos2/end", "end").await;
     let mut got = Vec::new();
@@ -766,14 +759,7 @@ async fn an_unreleased_qos_2_publish_is_routed_once_across_a_restart() {
 
     let b = broker_with(b.stop_keeping_data().await).await;
     let addr = b.mqtt_addr().unwrap();
-    let mut p = tcp_connect(addr).await;
-    p.send(&mqtt_connect_bytes("qos2r-pub", 30, false)).await.unwrap();
-    assert_eq!(mqtt_expect(&mut p, 2, "CONNACK").await, [0x20, 2, 1, 0], "session present");
-    publish[0] = 0x3C;
-    p.send(&publish).await.unwrap();
-    assert_eq!(mqtt_expect(&mut p, 5, "PUBREC").await, [0x50, 2, 0, 12]);
-    p.send(&[0x62, 2, 0, 12]).await.unwrap();
-    assert_eq!(mqtt_expect(&mut p, 7, "PUBCOMP").await, [0x70, 2, 0, 12]);
+    let mut p = resend_and_release(addr, "qos2r-pub", &mut publish).await;
     // A PUBREL for an id the session no longer holds is answered all the same (3.1.1).
     p.send(&[0x62, 2, 0, 12]).await.unwrap();
     assert_eq!(mqtt_expect(&mut p, 7, "PUBCOMP").await, [0x70, 2, 0, 12]);
@@ -782,6 +768,21 @@ async fn an_unreleased_qos_2_publish_is_routed_once_across_a_restart() {
     assert!(present);
     assert_eq!(got, ["once", "end"], "routed once");
     b.shutdown().await;
+}
+
+/// Reconnects `client` to its persistent session, sends `publish` (a QoS 2 PUBLISH with
+/// packet id 12) again with DUP=1, expects PUBREC, releases it and expects PUBCOMP. Returns
+/// the connection.
+async fn resend_and_release(addr: std::net::SocketAddr, client: &str, publish: &mut [u8]) -> Conn {
+    let mut p = tcp_connect(addr).await;
+    p.send(&mqtt_connect_bytes(client, 30, false)).await.unwrap();
+    assert_eq!(mqtt_expect(&mut p, 2, "CONNACK").await, [0x20, 2, 1, 0], "session present");
+    publish[0] = 0x3C;
+    p.send(publish).await.unwrap();
+    assert_eq!(mqtt_expect(&mut p, 5, "PUBREC").await, [0x50, 2, 0, 12]);
+    p.send(&[0x62, 2, 0, 12]).await.unwrap();
+    assert_eq!(mqtt_expect(&mut p, 7, "PUBCOMP").await, [0x70, 2, 0, 12]);
+    p
 }
 
 /// Reads the next whole MQTT packet from `c`, keeping what follows it in `buf`.
@@ -866,34 +867,16 @@ async fn a_released_qos_2_delivery_gets_its_pubrel_again_when_the_session_resume
 /// An MQTT 5 CONNECT (clean start, keep-alive 60, Session Expiry Interval 60 s) with a QoS 1
 /// will on `topic` that waits `delay_secs` (Will Delay Interval).
 fn connect5_with_delayed_will(id: &str, topic: &str, payload: &[u8], delay_secs: u32) -> Vec<u8> {
-    let s = |b: &[u8]| {
-        let mut v = (b.len() as u16).to_be_bytes().to_vec();
-        v.extend_from_slice(b);
-        v
-    };
-    let mut body = s(b"MQTT");
+    use common::raw_mqtt::{mqtt_str, packet};
+    let mut body = mqtt_str(b"MQTT");
     // Level 5; Clean Start, Will Flag, Will QoS 1; keep-alive 60; Session Expiry Interval 60.
     body.extend([5, 0x0E, 0, 60, 5, 0x11, 0, 0, 0, 60]);
-    body.extend(s(id.as_bytes()));
+    body.extend(mqtt_str(id.as_bytes()));
     body.extend([5, 0x18]);
     body.extend(delay_secs.to_be_bytes());
-    body.extend(s(topic.as_bytes()));
-    body.extend(s(payload));
-    let mut p = vec![0x10];
-    let mut len = body.len();
-    loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        p.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    p.extend(body);
-    p
+    body.extend(mqtt_str(topic.as_bytes()));
+    body.extend(mqtt_str(payload));
+    packet(0x10, &body)
 }
 
 /// A delayed will (MQTT 5 Will Delay Interval) is kept in the store while it waits: a broker
