@@ -69,7 +69,10 @@ pub(crate) fn to_publish(props: Option<&Props>) -> PublishProperties {
     let Some(p) = props else { return PublishProperties::default() };
     PublishProperties {
         content_type: p.content_type.as_deref().map(ByteString::from),
-        response_topic: p.response_topic.as_deref().map(ByteString::from),
+        // [MQTT-3.3.2-14] A Response Topic is a topic name, without wildcards. One that came
+        // from elsewhere (a STOMP `reply-to` such as `/topic/a/+`) and is not one is left out
+        // for MQTT 5 subscribers, who would have to close the connection on it.
+        response_topic: p.response_topic.as_deref().filter(|t| is_topic_name(t)).map(ByteString::from),
         correlation_data: p.correlation_data.clone(),
         is_utf8_payload: p.utf8_payload,
         user_properties: p
@@ -79,6 +82,11 @@ pub(crate) fn to_publish(props: Option<&Props>) -> PublishProperties {
             .collect(),
         ..PublishProperties::default()
     }
+}
+
+/// Whether `t` can be an MQTT topic name: not empty, no wildcard, no U+0000 (§4.7.3, §1.5.4).
+fn is_topic_name(t: &str) -> bool {
+    !t.is_empty() && !t.contains(['+', '#', '\0'])
 }
 
 #[cfg(test)]
@@ -100,6 +108,15 @@ mod tests {
         assert_eq!(props.user.len(), 2);
         assert_eq!(to_publish(Some(&props)), p);
         assert!(from_publish(&PublishProperties::default()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_response_topic_that_is_no_topic_name_is_not_sent() {
+        let with = |t: &str| Props { response_topic: Some(t.into()), ..Props::default() };
+        for bad in ["a/+", "#", "plain/+/x", "foo+bar#baz", "", "a\0b"] {
+            assert_eq!(to_publish(Some(&with(bad))).response_topic, None, "{bad:?}");
+        }
+        assert_eq!(to_publish(Some(&with("reply/to"))).response_topic.as_deref(), Some("reply/to"));
     }
 
     #[test]

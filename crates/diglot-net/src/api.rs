@@ -389,7 +389,11 @@ async fn publish_checked(shared: &Arc<Shared>, caller: &Caller, p: PublishReques
     traffic.messages_in.add(1);
     traffic.bytes_in.add(msg.payload.len() as u64);
     match crate::driver::publish(shared, msg).await {
-        Ok(()) => Ok(json!({ "topic": topic, "qos": qos, "durable": qos > 0 })),
+        // A message published into a queue is stored whatever its QoS (`driver::route`).
+        Ok(()) => {
+            let durable = qos > 0 || topic.starts_with(crate::driver::QUEUE_TOPIC_PREFIX);
+            Ok(json!({ "topic": topic, "qos": qos, "durable": durable }))
+        }
         Err(PublishError::QueueFull(e)) => Err((StatusCode::TOO_MANY_REQUESTS, format!("queue full: {e}"))),
         Err(PublishError::Refused(e)) => Err((StatusCode::FORBIDDEN, e)),
         Err(PublishError::Store(e)) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("store error: {e}"))),

@@ -33,7 +33,7 @@ use crate::negotiate::Proto;
 use crate::server::Shared;
 
 /// Topics under this prefix publish straight into the named queue (`$queue/<name>`).
-const QUEUE_TOPIC_PREFIX: &str = "$queue/";
+pub(crate) const QUEUE_TOPIC_PREFIX: &str = "$queue/";
 
 /// Most deliveries encoded per wake-up before the driver writes and looks at its socket again.
 const DELIVERY_BATCH: usize = 256;
@@ -948,10 +948,14 @@ fn finish_publish(
 /// nodes that serve its groups, which the acknowledgement waits for too.
 async fn route(
     shared: &Arc<Shared>,
-    msg: diglot_core::Message,
+    mut msg: diglot_core::Message,
 ) -> Result<(Routed, Option<crate::cluster::Handoff>), PublishError> {
     if let Some(name) = msg.topic.as_str().strip_prefix(QUEUE_TOPIC_PREFIX) {
         shared.durable.ensure_named(&shared.router, name).await.map_err(|e| PublishError::Store(e.to_string()))?;
+        // A queue is durable: what goes into it is stored whatever the publisher's QoS (a
+        // STOMP SEND to `/queue/<name>` is persistent too). A QoS 0 publisher just gets no
+        // acknowledgement.
+        msg.qos = msg.qos.max(diglot_core::Qos::AtLeastOnce);
     }
     let (msg, report, handoff) = crate::cluster::publish(shared, msg);
     if msg.retain {
