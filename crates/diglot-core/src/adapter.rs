@@ -125,6 +125,16 @@ pub enum Action {
         /// clean start deletes it; MQTT 3.x and MQTT 5 expiry 0xFFFFFFFF).
         expiry_secs: Option<u32>,
     },
+    /// Remember (`keep`) or forget a subscription of a persistent session that is not a
+    /// binding of its queue (an MQTT 5 shared subscription, a `$queue/` consumer): it is part
+    /// of the session, and the session's next connection gets it back
+    /// ([`Adapter::restore_subscriptions`]). Ignored for a session that is not persistent.
+    KeepSubscription {
+        /// The subscription (the key is its filter text).
+        sub: KeptSubscription,
+        /// Remember it (SUBSCRIBE) or forget it (UNSUBSCRIBE).
+        keep: bool,
+    },
     /// Publish the connection's will: now if `delay_secs` is 0, else after the delay unless a
     /// connection takes the client id over first (MQTT 5 Will Delay Interval), and at the latest
     /// when the session ends [MQTT-3.1.3-9].
@@ -513,6 +523,69 @@ pub fn ws_frame_header(opcode: u8, len: usize) -> ([u8; 10], usize) {
     (header, head)
 }
 
+/// A subscription that a persistent session keeps outside its queue's bindings
+/// ([`Action::KeepSubscription`]): the filter as the client wrote it and its options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeptSubscription {
+    /// The filter text (`$share/<group>/<filter>`, `$queue/<name>`).
+    pub filter: String,
+    /// The requested QoS (0–2).
+    pub qos: u8,
+    /// MQTT 5 No Local.
+    pub no_local: bool,
+    /// MQTT 5 Retain As Published.
+    pub retain_as_published: bool,
+    /// MQTT 5 Retain Handling (0–2).
+    pub retain_handling: u8,
+    /// The MQTT 5 Subscription Identifier (0: none).
+    pub ident: u32,
+}
+
+impl KeptSubscription {
+    /// The stored form of a list: a version byte (1), then per subscription a flags byte (bit
+    /// 0 No Local, bit 1 Retain As Published), the QoS, the Retain Handling, the identifier
+    /// (u32) and the filter (u16 length, UTF-8), big-endian.
+    pub fn encode_list(subs: &[KeptSubscription]) -> Vec<u8> {
+        let mut out = vec![1];
+        for s in subs {
+            let Ok(len) = u16::try_from(s.filter.len()) else { continue };
+            out.push(u8::from(s.no_local) | u8::from(s.retain_as_published) << 1);
+            out.extend_from_slice(&[s.qos, s.retain_handling]);
+            out.extend_from_slice(&s.ident.to_be_bytes());
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(s.filter.as_bytes());
+        }
+        out
+    }
+
+    /// Reads [`KeptSubscription::encode_list`]'s form; `None` if it is not that.
+    pub fn decode_list(bytes: &[u8]) -> Option<Vec<KeptSubscription>> {
+        let (&version, mut bytes) = bytes.split_first()?;
+        if version != 1 {
+            return None;
+        }
+        let mut subs = Vec::new();
+        while !bytes.is_empty() {
+            let (&flags, rest) = bytes.split_first()?;
+            let (&qos, rest) = rest.split_first()?;
+            let (&retain_handling, mut rest) = rest.split_first()?;
+            let ident = take_u32(&mut rest)?;
+            let len = usize::from(take_u16(&mut rest)?);
+            let filter = std::str::from_utf8(rest.get(..len)?).ok()?.to_string();
+            bytes = &rest[len..];
+            subs.push(KeptSubscription {
+                filter,
+                qos,
+                no_local: flags & 1 != 0,
+                retain_as_published: flags & 2 != 0,
+                retain_handling,
+                ident,
+            });
+        }
+        Some(subs)
+    }
+}
+
 /// The QoS 2 exchanges a persistent MQTT session has under way, which outlive its connection
 /// ([`Adapter::qos2_flows`]). Kept by the broker while the client is away, and in the store
 /// across a restart ([`Qos2Flows::encode`]).
@@ -625,6 +698,13 @@ pub trait Adapter: Send + 'static {
         let _ = flows;
     }
 
+    /// Takes back the subscriptions a resumed persistent session kept outside its queue's
+    /// bindings ([`Action::KeepSubscription`]), just before [`Adapter::on_session_opened`]
+    /// with `present`: the adapter subscribes them again once the session is open.
+    fn restore_subscriptions(&mut self, subs: Vec<KeptSubscription>) {
+        let _ = subs;
+    }
+
     /// The session asked for with [`Action::OpenSession`] is open; `present` says whether a
     /// stored session existed (MQTT CONNACK Session Present).
     fn on_session_opened(&mut self, present: bool, out: &mut Output, actions: &mut Vec<Action>) {
@@ -695,6 +775,32 @@ pub trait Adapter: Send + 'static {
 #[cfg(test)]
 mod tests {
     use super::Qos2Flows;
+
+    #[test]
+    fn kept_subscriptions_round_trip() {
+        use super::KeptSubscription;
+        let subs = vec![
+            KeptSubscription {
+                filter: "$share/g/a/#".into(),
+                qos: 2,
+                no_local: false,
+                retain_as_published: true,
+                retain_handling: 2,
+                ident: 7,
+            },
+            KeptSubscription { filter: "$queue/jobs".into(), qos: 1, ..KeptSubscription::default() },
+        ];
+        let bytes = KeptSubscription::encode_list(&subs);
+        assert_eq!(KeptSubscription::decode_list(&bytes), Some(subs));
+        assert_eq!(KeptSubscription::decode_list(&[1]), Some(Vec::new()));
+        for cut in 1..bytes.len() - 1 {
+            if let Some(subs) = KeptSubscription::decode_list(&bytes[..cut]) {
+                assert!(subs.len() < 2, "cut at {cut}");
+            }
+        }
+        assert_eq!(KeptSubscription::decode_list(&[]), None);
+        assert_eq!(KeptSubscription::decode_list(&[2]), None);
+    }
 
     #[test]
     fn qos2_flows_round_trip_and_refuse_what_they_did_not_write() {

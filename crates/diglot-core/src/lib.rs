@@ -22,7 +22,7 @@ pub mod trie;
 
 pub use adapter::{
     durable_subscription_queue, named_queue, queue_topic, session_queue, ws_frame_header, Action, Adapter, ConnInfo,
-    Output, PublishError, Qos2Flows, RetainHandling, Transport, SESSION_QUEUE_PREFIX,
+    KeptSubscription, Output, PublishError, Qos2Flows, RetainHandling, Transport, SESSION_QUEUE_PREFIX,
 };
 pub use auth::{AllowAll, Credentials, Grant, LoginOutcome, LoginRefusal, LoginRequest, Permissions, JWT_AUTH_METHOD};
 pub use close::CloseReason;

@@ -35,8 +35,8 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use diglot_core::{
-    session_queue, Action, Adapter, CloseReason, ConnInfo, Delivery, Limits, LoginOutcome, Output, Permissions,
-    PublishError, Qos2Flows, QueueId, Seq, SubId, Topic,
+    session_queue, Action, Adapter, CloseReason, ConnInfo, Delivery, KeptSubscription, Limits, LoginOutcome, Output,
+    Permissions, PublishError, Qos2Flows, QueueId, Seq, SubId, Topic,
 };
 
 pub use connect::SESSION_SUB;
@@ -111,6 +111,11 @@ pub struct Session {
     /// Packet ids of other QoS 2 deliveries whose PUBREL an earlier connection sent, to be
     /// released again once the CONNACK is out (`Adapter::qos2_flows`).
     release_only: Vec<u16>,
+    /// Subscriptions a resumed persistent session kept outside its queue's bindings, to be
+    /// subscribed again once the CONNACK is out (`Adapter::restore_subscriptions`).
+    restored_subs: Vec<KeptSubscription>,
+    /// Subscribing `restored_subs`: they are kept already.
+    restoring: bool,
     /// The outbound window, min(`limits.max_inflight`, Receive Maximum): the prefetch of
     /// every queue this connection consumes.
     window: u16,
@@ -180,6 +185,8 @@ impl Session {
             released_before: HashMap::new(),
             session_queue_id: None,
             release_only: Vec::new(),
+            restored_subs: Vec::new(),
+            restoring: false,
             window,
             problem_info: true,
             aliases_in: HashMap::new(),
@@ -404,6 +411,10 @@ impl Adapter for Session {
         release_only.sort_unstable();
         release_only.dedup();
         Qos2Flows { unreleased, released, release_only }
+    }
+
+    fn restore_subscriptions(&mut self, subs: Vec<KeptSubscription>) {
+        self.restored_subs = subs;
     }
 
     fn restore_qos2_flows(&mut self, flows: Qos2Flows) {

@@ -798,6 +798,13 @@ async fn execute_one(
                     adapter.restore_qos2_flows(kept.flows);
                 }
             }
+            // Its subscriptions that are not bindings of its queue (shared, `$queue/`).
+            if present {
+                let subs = shared.durable.kept_subscriptions(&name).map_err(store_failed)?;
+                if !subs.is_empty() {
+                    adapter.restore_subscriptions(subs);
+                }
+            }
             if persistent {
                 shared.durable.ensure(&name).await.map_err(store_failed)?;
                 // In use now: it does not expire while connected.
@@ -816,6 +823,19 @@ async fn execute_one(
             conn.entry.consuming.lock().insert(sub, (queue.clone(), prefetch));
             let spec = ConsumerSpec { conn: conn.id, sub, outbox: conn.entry.outbox.clone(), prefetch };
             shared.durable.consume(&q, spec).await;
+        }
+        Action::KeepSubscription { sub, keep } => {
+            if let Some((queue, _)) = &conn.session {
+                let mut subs = shared.durable.kept_subscriptions(queue).map_err(store_failed)?;
+                let before = subs.clone();
+                subs.retain(|s| s.filter != sub.filter);
+                if keep {
+                    subs.push(sub);
+                }
+                if subs != before {
+                    shared.durable.save_subscriptions(queue, &subs).await.map_err(store_failed)?;
+                }
+            }
         }
         Action::Unconsume { sub, .. } => {
             conn.entry.consuming.lock().remove(&sub);

@@ -26,8 +26,8 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use diglot_core::{
-    named_queue, queue_topic, ConnId, Delivery, DurableRef, Filter, Message, Outbox, PublishError, Qos, Qos2Flows,
-    RetainChange, Router, SubId, Subscriber,
+    named_queue, queue_topic, ConnId, Delivery, DurableRef, Filter, KeptSubscription, Message, Outbox, PublishError,
+    Qos, Qos2Flows, RetainChange, Router, SubId, Subscriber,
 };
 use diglot_store::{AppendError, QueueId, Seq, Store, StoreError, StoredMessage};
 use parking_lot::Mutex;
@@ -40,6 +40,10 @@ const BINDINGS_KEY: &str = "\0bind/";
 
 /// The sessions-partition key prefix for when a session queue ends if nobody resumes it.
 const EXPIRY_KEY: &str = "\0expiry/";
+
+/// The sessions-partition key prefix for the subscriptions a session queue's session keeps
+/// outside its bindings ([`diglot_core::KeptSubscription`]).
+const SUBS_KEY: &str = "\0subs/";
 
 /// The sessions-partition key prefix for a delayed will waiting to be published: then the
 /// deadline and a number that tells wills of one client apart (16 hex digits each), `/`, and
@@ -581,6 +585,7 @@ impl Durable {
             // its expiry and QoS 2 state: they go too.
             self.store.delete_session(&format!("{EXPIRY_KEY}{name}")).await?;
             self.store.delete_session(&format!("{QOS2_KEY}{name}")).await?;
+            self.store.delete_session(&format!("{SUBS_KEY}{name}")).await?;
             return Ok(false);
         };
         self.by_id.remove(&q.id.0);
@@ -591,6 +596,7 @@ impl Durable {
         self.store.delete_session(&format!("{BINDINGS_KEY}{name}")).await?;
         self.store.delete_session(&format!("{EXPIRY_KEY}{name}")).await?;
         self.store.delete_session(&format!("{QOS2_KEY}{name}")).await?;
+        self.store.delete_session(&format!("{SUBS_KEY}{name}")).await?;
         self.store.drop_queue(name).await
     }
 
@@ -752,6 +758,26 @@ impl Durable {
             }
         }
         Ok(out)
+    }
+
+    /// The subscriptions session queue `queue`'s session keeps outside its bindings. A record
+    /// that does not decode is logged and read as none.
+    pub(crate) fn kept_subscriptions(&self, queue: &str) -> Result<Vec<KeptSubscription>, StoreError> {
+        let Some(bytes) = self.store.get_session(&format!("{SUBS_KEY}{queue}"))? else { return Ok(Vec::new()) };
+        Ok(KeptSubscription::decode_list(&bytes).unwrap_or_else(|| {
+            tracing::error!(queue, "corrupt record of a session's subscriptions; read as none");
+            Vec::new()
+        }))
+    }
+
+    /// Saves the subscriptions session queue `queue`'s session keeps outside its bindings.
+    pub(crate) async fn save_subscriptions(&self, queue: &str, subs: &[KeptSubscription]) -> Result<(), StoreError> {
+        let key = format!("{SUBS_KEY}{queue}");
+        if subs.is_empty() {
+            self.store.delete_session(&key).await
+        } else {
+            self.store.put_session(&key, &KeptSubscription::encode_list(subs)).await
+        }
     }
 
     /// Sends queue events to `tx` from now on (only the first sender set is kept).

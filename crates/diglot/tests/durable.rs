@@ -1085,3 +1085,65 @@ async fn a_released_retained_qos_2_delivery_gets_its_pubrel_again() {
         b.shutdown().await;
     }
 }
+
+/// A persistent session's subscriptions include those that are not bindings of its queue: a
+/// `$queue/<name>` consumer and a shared subscription come back with the session, after a
+/// reconnect and after a restart, without a new SUBSCRIBE (MQTT 5 §4.1: the session state
+/// holds the client's subscriptions). Before, they ended with the connection: the queue's
+/// messages waited for a new SUBSCRIBE and the shared subscription's were not delivered.
+#[tokio::test]
+async fn a_persistent_session_keeps_its_queue_and_shared_subscriptions() {
+    use common::raw_mqtt::{subscribe311, Mqtt};
+    /// The payload of a QoS 1 PUBLISH body, and its packet id.
+    fn payload(body: &[u8]) -> (Vec<u8>, [u8; 2]) {
+        let tlen = usize::from(u16::from_be_bytes([body[0], body[1]]));
+        (body[4 + tlen..].to_vec(), [body[2 + tlen], body[3 + tlen]])
+    }
+    for restart in [false, true] {
+        let mut b = broker().await;
+        let client = format!("kept-subs-{restart}");
+        let mut m = Mqtt::open(b.mqtt_addr().unwrap()).await;
+        m.send(&mqtt_connect_bytes(&client, 30, false)).await;
+        m.expect(2, "CONNACK").await;
+        m.send(&subscribe311(1, &["$queue/kq", "$share/g/ks/#"])).await;
+        assert_eq!(m.expect(9, "SUBACK").await, [0, 1, 1, 1]);
+        m.send(&[0xE0, 0]).await;
+        m.until_close().await;
+        publish_acked_to(b.mqtt_addr().unwrap(), "$queue/kq", "queued").await;
+        if restart {
+            b = broker_with(b.stop_keeping_data().await).await;
+        }
+
+        let addr = b.mqtt_addr().unwrap();
+        let mut m = Mqtt::open(addr).await;
+        m.send(&mqtt_connect_bytes(&client, 30, false)).await;
+        assert_eq!(m.expect(2, "CONNACK").await, [1, 0], "session present; restart: {restart}");
+        let (body, id) = payload(&m.expect(3, "the queue's message").await);
+        assert_eq!(body, b"queued", "restart: {restart}");
+        m.send(&[0x40, 2, id[0], id[1]]).await;
+        publish_acked_to(addr, "ks/x", "shared").await;
+        let (body, id) = payload(&m.expect(3, "the shared subscription's message").await);
+        assert_eq!(body, b"shared", "restart: {restart}");
+        m.send(&[0x40, 2, id[0], id[1]]).await;
+
+        // Unsubscribed, they are forgotten: the next connection gets neither.
+        let mut unsubscribe = vec![0, 2];
+        unsubscribe.extend(common::raw_mqtt::mqtt_str(b"$queue/kq"));
+        unsubscribe.extend(common::raw_mqtt::mqtt_str(b"$share/g/ks/#"));
+        m.send(&common::raw_mqtt::packet(0xA2, &unsubscribe)).await;
+        m.expect(11, "UNSUBACK").await;
+        m.send(&subscribe311(3, &["marker/#"])).await;
+        m.expect(9, "SUBACK").await;
+        m.send(&[0xE0, 0]).await;
+        m.until_close().await;
+        let mut m = Mqtt::open(addr).await;
+        m.send(&mqtt_connect_bytes(&client, 30, false)).await;
+        m.expect(2, "CONNACK").await;
+        publish_acked_to(addr, "$queue/kq", "not for it").await;
+        publish_acked_to(addr, "ks/y", "not for it").await;
+        publish_acked_to(addr, "marker/z", "marker").await;
+        let (body, _) = payload(&m.expect(3, "the marker").await);
+        assert_eq!(body, b"marker", "restart: {restart}");
+        b.shutdown().await;
+    }
+}

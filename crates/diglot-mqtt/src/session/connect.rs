@@ -274,6 +274,7 @@ impl Session {
                 auto_ack: false,
             });
         }
+        self.resubscribe_kept(actions);
         tracing::debug!(conn = self.info.id, client_id = %accepted.client_id, present, "MQTT CONNACK sent");
     }
 

@@ -40,7 +40,9 @@
 //! earlier connections are unknown here). Bindings made by earlier connections are unknown,
 //! so an UNSUBSCRIBE there always unbinds and always succeeds. Shared subscriptions and
 //! `$queue/` consumers stay subscriptions and consumers of the connection even in a
-//! persistent session: they are not restored on reconnect. MQTT 5 No Local is not honoured
+//! persistent session, and the session keeps them apart (`Action::KeepSubscription`, stored
+//! by the driver): the session's next connection subscribes them again right after its
+//! CONNACK (`Adapter::restore_subscriptions`). MQTT 5 No Local is not honoured
 //! for bindings (`Action::Bind` does not carry it), and the Subscription Identifiers and
 //! Retain As Published of bindings are known only for the filters this connection
 //! subscribed.
@@ -48,7 +50,10 @@
 use std::num::{NonZeroU16, NonZeroU32};
 
 use bytestring::ByteString;
-use diglot_core::{named_queue, queue_topic, session_queue, Action, Filter, Output, Qos, RetainHandling, SubId, Topic};
+use diglot_core::{
+    named_queue, queue_topic, session_queue, Action, Filter, KeptSubscription, Output, Qos, RetainHandling, SubId,
+    Topic,
+};
 
 use super::{Session, SESSION_SUB};
 use crate::codec::SubReq;
@@ -221,6 +226,11 @@ impl Session {
         };
         let retained = retain_handling(req.retain_handling);
         let rap = req.retain_as_published;
+        // A shared subscription or a `$queue/` consumer of a persistent session is part of the
+        // session but not a binding of its queue: the driver keeps it for the next connection.
+        if !matches!(target, Target::Plain(_)) && !self.restoring && self.session_queue().is_some() {
+            actions.push(Action::KeepSubscription { sub: kept(req, ident), keep: true });
+        }
         let opts = match target {
             Target::Plain(filter) => match self.session_queue() {
                 Some(queue) => {
@@ -334,12 +344,39 @@ impl Session {
             .iter()
             .map(|f| match Target::parse(f) {
                 Err(_) => code::TOPIC_FILTER_INVALID,
-                Ok(target) => self.unsubscribe_one(target, actions),
+                Ok(target) => {
+                    if !matches!(target, Target::Plain(_)) && self.session_queue().is_some() {
+                        let sub = KeptSubscription { filter: f.to_string(), ..KeptSubscription::default() };
+                        actions.push(Action::KeepSubscription { sub, keep: false });
+                    }
+                    self.unsubscribe_one(target, actions)
+                }
             })
             .collect();
         if let Some(wire) = self.wire.as_mut() {
             wire.unsuback(packet_id, &codes, out);
         }
+    }
+
+    /// Subscribes again what a resumed persistent session kept outside its queue's bindings
+    /// (`Adapter::restore_subscriptions`), once its CONNACK is out. One the ACL refuses now is
+    /// forgotten.
+    pub(super) fn resubscribe_kept(&mut self, actions: &mut Vec<Action>) {
+        self.restoring = true;
+        for k in std::mem::take(&mut self.restored_subs) {
+            let req = SubReq {
+                filter: ByteString::from(k.filter.as_str()),
+                qos: k.qos,
+                no_local: k.no_local,
+                retain_as_published: k.retain_as_published,
+                retain_handling: k.retain_handling,
+            };
+            if let Err(e) = self.subscribe_one(&req, NonZeroU32::new(k.ident), actions) {
+                tracing::debug!(conn = self.info.id, filter = %k.filter, ?e, "kept subscription not restored");
+                actions.push(Action::KeepSubscription { sub: k, keep: false });
+            }
+        }
+        self.restoring = false;
     }
 
     /// Removes one subscription and returns its UNSUBACK reason code.
@@ -368,5 +405,17 @@ impl Session {
             }
             (_, None) => code::NO_SUBSCRIPTION_EXISTED,
         }
+    }
+}
+
+/// The kept form of a subscription request ([`Action::KeepSubscription`]).
+fn kept(req: &SubReq, ident: Option<NonZeroU32>) -> KeptSubscription {
+    KeptSubscription {
+        filter: req.filter.to_string(),
+        qos: req.qos,
+        no_local: req.no_local,
+        retain_as_published: req.retain_as_published,
+        retain_handling: req.retain_handling,
+        ident: ident.map_or(0, NonZeroU32::get),
     }
 }

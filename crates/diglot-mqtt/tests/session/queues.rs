@@ -83,16 +83,25 @@ fn shared_subscription_v3_and_in_a_persistent_session() {
     });
     assert!(matches!(&a[..], [Action::Subscribe { share: Some(g), qos: Qos::ExactlyOnce, .. }] if g == "g"), "{a:?}");
 
-    // Still a subscription of the connection, not a binding of the session queue.
+    // Still a subscription of the connection, not a binding of the session queue; the
+    // session keeps it apart, and forgets it on UNSUBSCRIBE.
     let mut c = persistent3("p", Limits::default());
     let a = c.send3(v3::Packet::Subscribe {
         packet_id: pid(1),
         topic_filters: vec![("$share/g/a".into(), v3::QoS::AtLeastOnce)],
     });
-    assert!(matches!(&a[..], [Action::Subscribe { share: Some(_), sub: 1, .. }]), "{a:?}");
+    assert!(
+        matches!(&a[..], [Action::KeepSubscription { sub: k, keep: true }, Action::Subscribe { share: Some(_), sub: 1, .. }]
+            if k.filter == "$share/g/a" && k.qos == 1),
+        "{a:?}"
+    );
     c.frames();
     let a = c.send3(v3::Packet::Unsubscribe { packet_id: pid(2), topic_filters: vec!["$share/g/a".into()] });
-    assert!(matches!(&a[..], [Action::Unsubscribe { sub: 1, .. }]), "{a:?}");
+    assert!(
+        matches!(&a[..], [Action::KeepSubscription { sub: k, keep: false }, Action::Unsubscribe { sub: 1, .. }]
+            if k.filter == "$share/g/a"),
+        "{a:?}"
+    );
 }
 
 #[test]
