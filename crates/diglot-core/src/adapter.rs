@@ -618,7 +618,9 @@ impl Qos2Flows {
     /// then the count and ids of `release_only`. Version 1 ended after `released`.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(13 + self.unreleased.len() * 2 + self.released.len() * 10);
-        out.push(2);
+        // Version 1 when it says everything, so that the build before this one reads it.
+        let version = if self.release_only.is_empty() { 1 } else { 2 };
+        out.push(version);
         out.extend_from_slice(&u32::try_from(self.unreleased.len()).unwrap_or(u32::MAX).to_be_bytes());
         for id in self.unreleased.iter().take(u32::MAX as usize) {
             out.extend_from_slice(&id.to_be_bytes());
@@ -628,9 +630,11 @@ impl Qos2Flows {
             out.extend_from_slice(&id.to_be_bytes());
             out.extend_from_slice(&seq.to_be_bytes());
         }
-        out.extend_from_slice(&u32::try_from(self.release_only.len()).unwrap_or(u32::MAX).to_be_bytes());
-        for id in self.release_only.iter().take(u32::MAX as usize) {
-            out.extend_from_slice(&id.to_be_bytes());
+        if version == 2 {
+            out.extend_from_slice(&u32::try_from(self.release_only.len()).unwrap_or(u32::MAX).to_be_bytes());
+            for id in self.release_only.iter().take(u32::MAX as usize) {
+                out.extend_from_slice(&id.to_be_bytes());
+            }
         }
         out
     }
@@ -809,6 +813,7 @@ mod tests {
         let bytes = flows.encode();
         assert_eq!(Qos2Flows::decode(&bytes), Some(flows));
         assert_eq!(Qos2Flows::decode(&Qos2Flows::default().encode()), Some(Qos2Flows::default()));
+        assert_eq!(Qos2Flows::default().encode()[0], 1, "version 1 without release_only");
         assert!(Qos2Flows::default().is_empty());
         for cut in 0..bytes.len() {
             assert_eq!(Qos2Flows::decode(&bytes[..cut]), None, "cut at {cut}");

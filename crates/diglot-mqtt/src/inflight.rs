@@ -59,6 +59,11 @@ struct Slot {
 #[derive(Debug)]
 pub(crate) struct Inflight {
     ids: HashMap<u16, Slot>,
+    /// Ids an earlier connection released (PUBREL sent) for session-queue entries not
+    /// redelivered yet: the client holds them until their PUBREL comes again, so no new
+    /// PUBLISH may take them ([`Inflight::reserve`]). Not counted against the window: the
+    /// entries themselves must still get through it.
+    reserved: std::collections::HashSet<u16>,
     next: u16,
     window: usize,
 }
@@ -66,7 +71,7 @@ pub(crate) struct Inflight {
 impl Inflight {
     /// An empty window of `window` entries (at least 1).
     pub(crate) fn new(window: u16) -> Inflight {
-        Inflight { ids: HashMap::new(), next: 1, window: usize::from(window.max(1)) }
+        Inflight { ids: HashMap::new(), reserved: Default::default(), next: 1, window: usize::from(window.max(1)) }
     }
 
     /// Changes the window size (at least 1).
@@ -97,7 +102,7 @@ impl Inflight {
             return None;
         }
         let slot = Slot { durable, stage: if qos2 { Stage::Qos2Sent } else { Stage::Qos1 } };
-        if let Some(id) = preferred {
+        if let Some(id) = preferred.filter(|id| !self.reserved.contains(&id.get())) {
             if let Entry::Vacant(e) = self.ids.entry(id.get()) {
                 e.insert(slot);
                 return Some(id);
@@ -107,7 +112,7 @@ impl Inflight {
         for _ in 0..=u16::MAX {
             let id = self.next;
             self.next = self.next.checked_add(1).unwrap_or(1);
-            if let Some(nz) = NonZeroU16::new(id) {
+            if let Some(nz) = NonZeroU16::new(id).filter(|_| !self.reserved.contains(&id)) {
                 if let Entry::Vacant(e) = self.ids.entry(id) {
                     e.insert(slot);
                     return Some(nz);
@@ -143,13 +148,26 @@ impl Inflight {
         self.take_if(id, Stage::Qos2Released)
     }
 
+    /// Keeps `id` from new PUBLISHes until [`Inflight::unreserve`] (see `reserved`).
+    pub(crate) fn reserve(&mut self, id: u16) {
+        self.reserved.insert(id);
+    }
+
+    /// Gives back an id [`Inflight::reserve`] kept.
+    pub(crate) fn unreserve(&mut self, id: u16) {
+        self.reserved.remove(&id);
+    }
+
     /// Takes `id` for a QoS 2 delivery (of `durable`, if it came from a durable queue) whose
     /// PUBREL an earlier connection sent: the flow resumes waiting for PUBCOMP
     /// [MQTT-4.4.0-1]. `false` if the window is full or `id` is in use.
     pub(crate) fn resume_released(&mut self, id: NonZeroU16, durable: Option<DurableRef>) -> bool {
-        if !self.has_room() {
-            return false;
-        }
+        self.has_room() && self.resume_released_anyway(id, durable)
+    }
+
+    /// [`Inflight::resume_released`] even past the window (a client whose Receive Maximum
+    /// shrank still needs every PUBREL: the window holds back new PUBLISHes until they end).
+    pub(crate) fn resume_released_anyway(&mut self, id: NonZeroU16, durable: Option<DurableRef>) -> bool {
         match self.ids.entry(id.get()) {
             Entry::Vacant(e) => {
                 e.insert(Slot { durable, stage: Stage::Qos2Released });
@@ -281,6 +299,21 @@ mod tests {
         assert!(!next.resume_released(pid(6), None), "window full");
         assert_eq!(next.pubcomp(pid(5)), Some(None));
         assert_eq!(next.pubcomp(a), Some(Some(r)));
+    }
+
+    #[test]
+    fn reserved_ids_are_not_given_to_new_publishes() {
+        let mut f = Inflight::new(10);
+        f.reserve(1);
+        f.reserve(2);
+        let r = DurableRef { queue: 1, seq: 1 };
+        // Preferred or next, a reserved id is skipped.
+        assert_eq!(f.allocate(Some(pid(1)), Some(r), true).unwrap().get(), 3);
+        assert_eq!(f.allocate(None, None, false).unwrap().get(), 4);
+        assert_eq!(f.room(), 8, "reserved ids do not take the window");
+        f.unreserve(1);
+        assert!(f.resume_released(pid(1), Some(r)));
+        assert_eq!(f.allocate(None, None, false).unwrap().get(), 5);
     }
 
     fn pid(n: u16) -> NonZeroU16 {

@@ -419,7 +419,10 @@ impl Adapter for Session {
 
     fn restore_qos2_flows(&mut self, flows: Qos2Flows) {
         self.awaiting_rel.extend(flows.unreleased.into_iter().filter(|&id| id != 0));
-        self.released_before.extend(flows.released.into_iter().filter(|&(id, _)| id != 0).map(|(id, seq)| (seq, id)));
+        for (id, seq) in flows.released.into_iter().filter(|&(id, _)| id != 0) {
+            self.inflight.reserve(id);
+            self.released_before.insert(seq, id);
+        }
         self.release_only.extend(flows.release_only.into_iter().filter(|&id| id != 0));
     }
 

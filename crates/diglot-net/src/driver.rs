@@ -766,7 +766,7 @@ async fn execute_one(
             }
             crate::cluster::claimed(shared, &client_id);
             conn.client_id = Some(client_id);
-            if let Some(old) = displaced {
+            if let Some((old_conn, old)) = displaced {
                 // Let the old connection return its unacknowledged messages, and queue the
                 // publishes it had received, first, so that the session's redelivery keeps its
                 // order. Bounded by `TAKEOVER_WAIT`.
@@ -774,7 +774,7 @@ async fn execute_one(
                     // This connection goes on with the session: the QoS 2 state the old one
                     // keeps when it ends at last is out of date by then ([`keep_qos2`]).
                     if let Some(id) = &conn.client_id {
-                        shared.stale_qos2.lock().insert(id.clone());
+                        shared.stale_qos2.lock().insert((id.clone(), old_conn));
                     }
                 }
             }
@@ -800,7 +800,7 @@ async fn execute_one(
             }
             // Its subscriptions that are not bindings of its queue (shared, `$queue/`).
             if present {
-                let subs = shared.durable.kept_subscriptions(&name).map_err(store_failed)?;
+                let subs = shared.durable.kept_subscriptions(&name).await.map_err(store_failed)?;
                 if !subs.is_empty() {
                     adapter.restore_subscriptions(subs);
                 }
@@ -826,7 +826,7 @@ async fn execute_one(
         }
         Action::KeepSubscription { sub, keep } => {
             if let Some((queue, _)) = &conn.session {
-                let mut subs = shared.durable.kept_subscriptions(queue).map_err(store_failed)?;
+                let mut subs = shared.durable.kept_subscriptions(queue).await.map_err(store_failed)?;
                 let before = subs.clone();
                 subs.retain(|s| s.filter != sub.filter);
                 if keep {
@@ -1051,7 +1051,7 @@ async fn finish(
     if let Some(client_id) = &conn.client_id {
         // A connection that took the session over without waiting for this one to end uses
         // the session now: this one's QoS 2 state is not kept.
-        let stale = shared.stale_qos2.lock().remove(client_id) && shared.registry.held_by_other(client_id, conn.id);
+        let stale = shared.stale_qos2.lock().remove(&(client_id.clone(), conn.id));
         if let (Some((queue, _)), false) = (&conn.session, stale) {
             keep_qos2(shared, client_id, queue, adapter.qos2_flows()).await;
         }
@@ -1148,7 +1148,18 @@ pub(crate) fn restore_wills(shared: &Arc<Shared>) {
     match shared.durable.saved_wills() {
         Ok(wills) => {
             for (key, client_id, deadline, msg) in wills {
-                will_at(shared, shared.registry.on_return(&client_id), msg, deadline, Some(key));
+                let back = shared.registry.on_return(&client_id);
+                if shared.registry.is_held(&client_id) {
+                    // Its client is back already (the listeners are open): no will.
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = shared.durable.delete_will(&key).await {
+                            tracing::error!(error = %e, "cannot delete a delayed will from the store");
+                        }
+                    });
+                    continue;
+                }
+                will_at(shared, back, msg, deadline, Some(key));
             }
         }
         Err(e) => tracing::error!(error = %e, "cannot read the delayed wills"),

@@ -762,8 +762,11 @@ impl Durable {
 
     /// The subscriptions session queue `queue`'s session keeps outside its bindings. A record
     /// that does not decode is logged and read as none.
-    pub(crate) fn kept_subscriptions(&self, queue: &str) -> Result<Vec<KeptSubscription>, StoreError> {
-        let Some(bytes) = self.store.get_session(&format!("{SUBS_KEY}{queue}"))? else { return Ok(Vec::new()) };
+    pub(crate) async fn kept_subscriptions(&self, queue: &str) -> Result<Vec<KeptSubscription>, StoreError> {
+        // A store read blocks: off the reactor.
+        let (store, key) = (self.store.clone(), format!("{SUBS_KEY}{queue}"));
+        let read = tokio::task::spawn_blocking(move || store.get_session(&key));
+        let Some(bytes) = read.await.map_err(|e| StoreError::Task(e.to_string()))?? else { return Ok(Vec::new()) };
         Ok(KeptSubscription::decode_list(&bytes).unwrap_or_else(|| {
             tracing::error!(queue, "corrupt record of a session's subscriptions; read as none");
             Vec::new()

@@ -30,7 +30,7 @@ impl Registry {
     /// Returns the previous holder's [`Finished`] signal, so that the new holder can wait for
     /// the old one to hand its session back (unacknowledged messages return to the queue)
     /// before it takes the session over, and redelivery keeps its order.
-    pub fn claim(&self, client_id: &str, conn: ConnId, kick: &Kick, finished: &Finished) -> Option<Finished> {
+    pub fn claim(&self, client_id: &str, conn: ConnId, kick: &Kick, finished: &Finished) -> Option<(ConnId, Finished)> {
         if let Some((_, back)) = self.returns.remove(client_id) {
             back.cancel();
         }
@@ -39,7 +39,7 @@ impl Registry {
             return None;
         }
         old.1.signal(TAKEOVER);
-        Some(old.2)
+        Some((old.0, old.2))
     }
 
     /// A token cancelled when `client_id` is claimed again.

@@ -260,9 +260,9 @@ pub(crate) struct Shared {
     /// The QoS 2 exchanges under way of persistent sessions whose client is away, by client
     /// id ([`diglot_core::Adapter::qos2_flows`]), at most `QOS2_SESSIONS` (driver.rs).
     pub(crate) qos2: parking_lot::Mutex<HashMap<String, driver::KeptQos2>>,
-    /// Client ids whose session was taken over before the old connection ended (the takeover
-    /// stopped waiting): that connection's QoS 2 state is not kept when it ends.
-    pub(crate) stale_qos2: parking_lot::Mutex<std::collections::HashSet<String>>,
+    /// Connections (client id, connection) whose session was taken over before they ended
+    /// (the takeover stopped waiting): their QoS 2 state is not kept when they end.
+    pub(crate) stale_qos2: parking_lot::Mutex<std::collections::HashSet<(String, u64)>>,
     /// Delayed wills waiting to be published: shutdown waits for them (they publish at once
     /// then) before it closes the store.
     pub(crate) wills: TaskTracker,
@@ -452,8 +452,8 @@ impl Server {
             tracker.spawn(acceptor.run(listener));
         }
         crate::cluster::start(&shared, bound.first().map_or(0, |b| b.addr.port()));
-        // Delayed wills that were not due when the broker stopped (with the cluster link up, so
-        // that those due already reach the other nodes too).
+        // Delayed wills that were not due when the broker stopped (after the cluster link was
+        // started, so that those due already can reach the other nodes once it is up).
         driver::restore_wills(&shared);
         shared.ready.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(Server { shared, bound, shutdown_tx, tracker, grace: spec.shutdown_grace })
@@ -514,7 +514,9 @@ impl Server {
         // are published now (the connections just closed may have added some). Within the
         // same grace as the connections.
         self.shared.wills.close();
-        let left = self.grace.saturating_sub(started.elapsed());
+        // At least a moment, for the wills that could not be saved, even when the connections
+        // took the whole grace.
+        let left = self.grace.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
         if tokio::time::timeout(left, self.shared.wills.wait()).await.is_err() {
             tracing::warn!("shutdown grace elapsed with delayed wills still being published");
         }

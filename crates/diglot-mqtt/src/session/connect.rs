@@ -249,9 +249,9 @@ impl Session {
         self.phase = Phase::Connected;
         // [MQTT-4.4.0-1] The PUBRELs of the QoS 2 deliveries that had no session-queue entry
         // go again at once, with their packet ids (those with one go when the queue
-        // redelivers them). One that no longer fits the client's window is dropped.
+        // redelivers them), even past the client's window, which may have shrunk.
         for id in std::mem::take(&mut self.release_only).into_iter().filter_map(NonZeroU16::new) {
-            if self.inflight.resume_released(id, None) {
+            if self.inflight.resume_released_anyway(id, None) {
                 wire.pubrel(id, crate::reason::code::SUCCESS, out);
             }
         }

@@ -515,8 +515,15 @@ impl Session {
         }
         // The session queue has one consumer and redelivers in order, so an entry before this
         // one that has not come is gone (expired, dead-lettered, purged): forget it.
-        self.released_before.retain(|&seq, _| seq >= at.seq);
+        let inflight = &mut self.inflight;
+        self.released_before.retain(|&seq, &mut id| {
+            if seq < at.seq {
+                inflight.unreserve(id);
+            }
+            seq >= at.seq
+        });
         let Some(id) = self.released_before.remove(&at.seq).and_then(NonZeroU16::new) else { return false };
+        self.inflight.unreserve(id.get());
         if !self.inflight.resume_released(id, Some(at)) {
             tracing::debug!(
                 conn = self.info.id,
