@@ -898,9 +898,20 @@ async fn execute_one(
 }
 
 fn log_unacked_failure(conn: u64, result: Result<(), PublishError>) {
-    if let Err(e) = result {
-        tracing::warn!(conn, error = %e, "unacknowledged publish was not stored");
+    use std::sync::atomic::AtomicU64;
+    /// The second (since the Unix epoch) of the last line, and the failures held back since:
+    /// a publisher flooding a full queue without acknowledgements (MQTT QoS 0, a STOMP SEND
+    /// without receipt) gets a line a second, not one per message.
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    static HELD: AtomicU64 = AtomicU64::new(0);
+    let Err(e) = result else { return };
+    let now = crate::durable::now_ms() / 1000;
+    if LAST.swap(now, Ordering::Relaxed) == now {
+        HELD.fetch_add(1, Ordering::Relaxed);
+        return;
     }
+    let held = HELD.swap(0, Ordering::Relaxed);
+    tracing::warn!(conn, error = %e, failed_since_last_line = held, "unacknowledged publish was not stored");
 }
 
 /// A routed message's store write, if it matched durable queues here.
