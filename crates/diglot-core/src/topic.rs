@@ -61,11 +61,17 @@ pub struct Topic(Arc<str>);
 impl Topic {
     /// Validates `s` as a topic name.
     pub fn new(s: &str) -> Result<Topic, TopicError> {
+        Topic::validate(s)?;
+        Ok(Topic(Arc::from(s)))
+    }
+
+    /// Checks `s` as [`Topic::new`] does, without making a topic of it.
+    pub fn validate(s: &str) -> Result<(), TopicError> {
         check_common(s)?;
         if s.bytes().any(|b| b == b'+' || b == b'#') {
             return Err(TopicError::WildcardInName);
         }
-        Ok(Topic(Arc::from(s)))
+        Ok(())
     }
 
     /// The topic as text.

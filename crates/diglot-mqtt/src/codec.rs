@@ -756,13 +756,14 @@ fn v3_subscribe_has_reserved_bits(packet: &[u8]) -> bool {
 /// DISCONNECT and acknowledgements may carry a reason code and properties.)
 fn has_wrong_fixed_length(version: Version, packet: &[u8]) -> bool {
     let Some((&first, rest)) = packet.split_first() else { return false };
-    let Some((len, _)) = varint(rest) else { return false };
-    match first >> 4 {
-        12 => len != 0,
-        14 if !version.is_v5() => len != 0,
-        4..=7 if !version.is_v5() => len != 2,
-        _ => false,
-    }
+    // The type first: a PUBLISH, the usual packet, costs one comparison.
+    let want = match first >> 4 {
+        12 => 0,
+        14 if !version.is_v5() => 0,
+        4..=7 if !version.is_v5() => 2,
+        _ => return false,
+    };
+    varint(rest).is_some_and(|(len, _)| len != want)
 }
 
 /// Whether the complete packet `packet` is a CONNECT of protocol name `MQTT` whose Connect

@@ -72,7 +72,7 @@ pub(crate) fn to_publish(props: Option<&Props>) -> PublishProperties {
         // [MQTT-3.3.2-14] A Response Topic is a topic name, without wildcards. One that came
         // from elsewhere (a STOMP `reply-to` such as `/topic/a/+`) and is not one is left out
         // for MQTT 5 subscribers, who would have to close the connection on it.
-        response_topic: p.response_topic.as_deref().filter(|t| is_topic_name(t)).map(ByteString::from),
+        response_topic: p.response_topic.as_deref().filter(|t| Topic::validate(t).is_ok()).map(ByteString::from),
         correlation_data: p.correlation_data.clone(),
         is_utf8_payload: p.utf8_payload,
         user_properties: p
@@ -82,11 +82,6 @@ pub(crate) fn to_publish(props: Option<&Props>) -> PublishProperties {
             .collect(),
         ..PublishProperties::default()
     }
-}
-
-/// Whether `t` can be an MQTT topic name: not empty, no wildcard, no U+0000 (§4.7.3, §1.5.4).
-fn is_topic_name(t: &str) -> bool {
-    !t.is_empty() && !t.contains(['+', '#', '\0'])
 }
 
 #[cfg(test)]

@@ -898,20 +898,13 @@ async fn execute_one(
 }
 
 fn log_unacked_failure(conn: u64, result: Result<(), PublishError>) {
-    use std::sync::atomic::AtomicU64;
-    /// The second (since the Unix epoch) of the last line, and the failures held back since:
-    /// a publisher flooding a full queue without acknowledgements (MQTT QoS 0, a STOMP SEND
+    /// A publisher flooding a full queue without acknowledgements (MQTT QoS 0, a STOMP SEND
     /// without receipt) gets a line a second, not one per message.
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    static HELD: AtomicU64 = AtomicU64::new(0);
+    static UNACKED: crate::server::Throttle = crate::server::Throttle::new();
     let Err(e) = result else { return };
-    let now = crate::durable::now_ms() / 1000;
-    if LAST.swap(now, Ordering::Relaxed) == now {
-        HELD.fetch_add(1, Ordering::Relaxed);
-        return;
+    if let Some(held) = UNACKED.due() {
+        tracing::warn!(conn, error = %e, failed_since_last_line = held, "unacknowledged publish was not stored");
     }
-    let held = HELD.swap(0, Ordering::Relaxed);
-    tracing::warn!(conn, error = %e, failed_since_last_line = held, "unacknowledged publish was not stored");
 }
 
 /// A routed message's store write, if it matched durable queues here.
@@ -1062,7 +1055,10 @@ async fn finish(
     if let Some(client_id) = &conn.client_id {
         // A connection that took the session over without waiting for this one to end uses
         // the session now: this one's QoS 2 state is not kept.
-        let stale = shared.stale_qos2.lock().remove(&(client_id.clone(), conn.id));
+        let stale = {
+            let mut stale = shared.stale_qos2.lock();
+            !stale.is_empty() && stale.remove(&(client_id.clone(), conn.id))
+        };
         if let (Some((queue, _)), false) = (&conn.session, stale) {
             keep_qos2(shared, client_id, queue, adapter.qos2_flows()).await;
         }
@@ -1155,25 +1151,20 @@ async fn schedule_will(shared: &Arc<Shared>, client_id: &str, msg: diglot_core::
 
 /// Publishes the delayed wills saved by a broker that stopped before they were due: each at
 /// its deadline (at once if it has passed), unless its client comes back first.
-pub(crate) fn restore_wills(shared: &Arc<Shared>) {
-    match shared.durable.saved_wills() {
-        Ok(wills) => {
-            for (key, client_id, deadline, msg) in wills {
-                let back = shared.registry.on_return(&client_id);
-                if shared.registry.is_held(&client_id) {
-                    // Its client is back already (the listeners are open): no will.
-                    let shared = shared.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = shared.durable.delete_will(&key).await {
-                            tracing::error!(error = %e, "cannot delete a delayed will from the store");
-                        }
-                    });
-                    continue;
+pub(crate) fn restore_wills(shared: &Arc<Shared>, wills: Vec<(String, String, u64, diglot_core::Message)>) {
+    for (key, client_id, deadline, msg) in wills {
+        let back = shared.registry.on_return(&client_id);
+        if shared.registry.is_held(&client_id) {
+            // Its client is back already (the listeners are open): no will.
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                if let Err(e) = shared.durable.delete_will(&key).await {
+                    tracing::error!(error = %e, "cannot delete a delayed will from the store");
                 }
-                will_at(shared, back, msg, deadline, Some(key));
-            }
+            });
+            continue;
         }
-        Err(e) => tracing::error!(error = %e, "cannot read the delayed wills"),
+        will_at(shared, back, msg, deadline, Some(key));
     }
 }
 

@@ -429,6 +429,17 @@ pub(crate) fn to_stored(msg: &Message) -> StoredMessage {
     StoredMessage::from_message(msg, now_ms(), expires_ms)
 }
 
+/// What the store keeps for sessions besides their bindings ([`Durable::saved_sessions`]).
+#[derive(Default)]
+pub(crate) struct SavedSessions {
+    /// When each waiting session ends: (session queue, unix ms).
+    pub(crate) deadlines: Vec<(String, u64)>,
+    /// The QoS 2 exchanges under way of sessions whose client is away: (session queue, flows).
+    pub(crate) qos2: Vec<(String, Qos2Flows)>,
+    /// Delayed wills: (key, client id, deadline in unix ms, message).
+    pub(crate) wills: Vec<(String, String, u64, Message)>,
+}
+
 /// A stored message back as a broker message with id `id`.
 pub(crate) fn from_stored(stored: &StoredMessage, id: u64) -> Message {
     let mut msg = stored.to_message(id);
@@ -681,18 +692,6 @@ impl Durable {
         }
     }
 
-    /// Every session deadline recorded in the store: (session queue, unix ms).
-    pub(crate) fn session_deadlines(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let mut out = Vec::new();
-        for (key, value) in self.store.sessions()? {
-            let Some(queue) = key.strip_prefix(EXPIRY_KEY) else { continue };
-            let bytes: [u8; 8] =
-                value.as_slice().try_into().map_err(|_| StoreError::Corrupt(format!("session deadline of {queue}")))?;
-            out.push((queue.to_string(), u64::from_be_bytes(bytes)));
-        }
-        Ok(out)
-    }
-
     /// Saves the QoS 2 exchanges a session (queue `queue`) has under way while its client is
     /// away, or forgets them (`None`).
     pub(crate) async fn save_qos2(&self, queue: &str, flows: Option<&Qos2Flows>) -> Result<(), StoreError> {
@@ -701,20 +700,6 @@ impl Durable {
             Some(flows) => self.store.put_session(&key, &flows.encode()).await,
             None => self.store.delete_session(&key).await,
         }
-    }
-
-    /// Every session's saved QoS 2 exchanges: (session queue, flows). A record that does not
-    /// decode is logged and left out.
-    pub(crate) fn saved_qos2(&self) -> Result<Vec<(String, Qos2Flows)>, StoreError> {
-        let mut out = Vec::new();
-        for (key, value) in self.store.sessions()? {
-            let Some(queue) = key.strip_prefix(QOS2_KEY) else { continue };
-            match Qos2Flows::decode(&value) {
-                Some(flows) => out.push((queue.to_string(), flows)),
-                None => tracing::error!(queue, "corrupt QoS 2 state of a session; left out"),
-            }
-        }
-        Ok(out)
     }
 
     /// Saves a delayed will that is due at `deadline_ms` (unix ms): it is published after a
@@ -738,23 +723,34 @@ impl Durable {
         self.store.delete_session(key).await
     }
 
-    /// Every saved delayed will: (key, client id, deadline in unix ms, message). A record that
-    /// does not decode is logged and left out.
-    pub(crate) fn saved_wills(&self) -> Result<Vec<(String, String, u64, Message)>, StoreError> {
-        let mut out = Vec::new();
+    /// What the sessions partition keeps for sessions besides their bindings, read in one
+    /// pass at start-up. A record that does not decode is logged and left out.
+    pub(crate) fn saved_sessions(&self) -> Result<SavedSessions, StoreError> {
+        let mut out = SavedSessions::default();
         for (key, value) in self.store.sessions()? {
-            let Some(rest) = key.strip_prefix(WILL_KEY) else { continue };
-            let parsed = rest
-                .get(..16)
-                .and_then(|d| u64::from_str_radix(d, 16).ok())
-                .zip(rest.get(33..).filter(|_| rest.get(32..33) == Some("/")))
-                .zip(StoredMessage::decode(&value).ok());
-            match parsed {
-                Some(((deadline, client_id), stored)) => {
-                    let client_id = client_id.to_string();
-                    out.push((key, client_id, deadline, from_stored(&stored, 0)));
+            if let Some(queue) = key.strip_prefix(EXPIRY_KEY) {
+                match <[u8; 8]>::try_from(value.as_slice()) {
+                    Ok(bytes) => out.deadlines.push((queue.to_string(), u64::from_be_bytes(bytes))),
+                    Err(_) => tracing::error!(queue, "corrupt session deadline; left out"),
                 }
-                None => tracing::error!(key = %key.escape_debug(), "corrupt delayed will; left out"),
+            } else if let Some(queue) = key.strip_prefix(QOS2_KEY) {
+                match Qos2Flows::decode(&value) {
+                    Some(flows) => out.qos2.push((queue.to_string(), flows)),
+                    None => tracing::error!(queue, "corrupt QoS 2 state of a session; left out"),
+                }
+            } else if let Some(rest) = key.strip_prefix(WILL_KEY) {
+                let parsed = rest
+                    .get(..16)
+                    .and_then(|d| u64::from_str_radix(d, 16).ok())
+                    .zip(rest.get(33..).filter(|_| rest.get(32..33) == Some("/")))
+                    .zip(StoredMessage::decode(&value).ok());
+                match parsed {
+                    Some(((deadline, client_id), stored)) => {
+                        let client_id = client_id.to_string();
+                        out.wills.push((key, client_id, deadline, from_stored(&stored, 0)));
+                    }
+                    None => tracing::error!(key = %key.escape_debug(), "corrupt delayed will; left out"),
+                }
             }
         }
         Ok(out)

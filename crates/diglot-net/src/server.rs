@@ -394,27 +394,23 @@ impl Server {
             ready: std::sync::atomic::AtomicBool::new(false),
             cluster: spec.cluster.clone(),
         });
-        // Sessions that were waiting to expire when the broker stopped keep their deadlines.
-        match shared.durable.session_deadlines() {
-            Ok(deadlines) => {
-                for (queue, deadline) in deadlines {
-                    let client_id = queue.strip_prefix(diglot_core::SESSION_QUEUE_PREFIX).unwrap_or(&queue).to_string();
-                    let back = shared.registry.on_return(&client_id);
-                    driver::expire_session_at(shared.clone(), back, queue, deadline);
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot read session deadlines"),
+        // Sessions that were waiting to expire when the broker stopped keep their deadlines,
+        // their QoS 2 exchanges under way and their delayed wills (restored below).
+        let saved = shared.durable.saved_sessions().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the sessions' saved state");
+            Default::default()
+        });
+        for (queue, deadline) in saved.deadlines {
+            let client_id = queue.strip_prefix(diglot_core::SESSION_QUEUE_PREFIX).unwrap_or(&queue).to_string();
+            let back = shared.registry.on_return(&client_id);
+            driver::expire_session_at(shared.clone(), back, queue, deadline);
         }
-        // And the sessions' QoS 2 exchanges under way.
-        match shared.durable.saved_qos2() {
-            Ok(saved) => {
-                let mut kept = shared.qos2.lock();
-                for (queue, flows) in saved {
-                    let client_id = queue.strip_prefix(diglot_core::SESSION_QUEUE_PREFIX).unwrap_or(&queue).to_string();
-                    kept.insert(client_id, driver::KeptQos2 { flows, saved: true });
-                }
+        {
+            let mut kept = shared.qos2.lock();
+            for (queue, flows) in saved.qos2 {
+                let client_id = queue.strip_prefix(diglot_core::SESSION_QUEUE_PREFIX).unwrap_or(&queue).to_string();
+                kept.insert(client_id, driver::KeptQos2 { flows, saved: true });
             }
-            Err(e) => tracing::error!(error = %e, "cannot read sessions' QoS 2 state"),
         }
         {
             let sync = shared.metrics.store_sync.clone();
@@ -454,7 +450,7 @@ impl Server {
         crate::cluster::start(&shared, bound.first().map_or(0, |b| b.addr.port()));
         // Delayed wills that were not due when the broker stopped (after the cluster link was
         // started, so that those due already can reach the other nodes once it is up).
-        driver::restore_wills(&shared);
+        driver::restore_wills(&shared, saved.wills);
         shared.ready.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(Server { shared, bound, shutdown_tx, tracker, grace: spec.shutdown_grace })
     }
@@ -541,7 +537,7 @@ struct Acceptor {
 }
 
 impl Acceptor {
-    async fn run(mut self, listener: TcpListener) {
+    async fn run(self, listener: TcpListener) {
         let mut shutdown = self.shared.shutdown.clone();
         let mut backoff = Duration::from_millis(5);
         loop {
@@ -609,24 +605,35 @@ impl Acceptor {
     }
 }
 
-/// Lets a repeated log line through at most once a second.
+/// Lets a repeated log line through at most once a (wall-clock) second; shared, so it can be
+/// a `static`.
 #[derive(Default)]
-struct Throttle {
-    last: Option<std::time::Instant>,
-    held: u64,
+pub(crate) struct Throttle {
+    /// The second (since the Unix epoch) of the last line let through.
+    second: std::sync::atomic::AtomicU64,
+    /// Lines held back since.
+    held: std::sync::atomic::AtomicU64,
 }
 
 impl Throttle {
+    pub(crate) const fn new() -> Throttle {
+        Throttle { second: std::sync::atomic::AtomicU64::new(0), held: std::sync::atomic::AtomicU64::new(0) }
+    }
+
     /// `Some(n)` when a line is due now, `n` being how many were held back since the last one;
     /// `None` to hold this one back.
-    fn due(&mut self) -> Option<u64> {
-        let now = std::time::Instant::now();
-        if self.last.is_some_and(|at| now.duration_since(at) < Duration::from_secs(1)) {
-            self.held += 1;
+    pub(crate) fn due(&self) -> Option<u64> {
+        self.due_at(crate::durable::now_ms() / 1000)
+    }
+
+    /// [`Throttle::due`] at second `now`.
+    fn due_at(&self, now: u64) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.second.swap(now, Relaxed) == now {
+            self.held.fetch_add(1, Relaxed);
             return None;
         }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.held))
+        Some(self.held.swap(0, Relaxed))
     }
 }
 
@@ -872,13 +879,12 @@ mod tests {
 
     #[test]
     fn a_throttled_line_goes_once_a_second_with_the_count_held_back() {
-        let mut t = Throttle::default();
-        assert_eq!(t.due(), Some(0));
-        assert_eq!(t.due(), None);
-        assert_eq!(t.due(), None);
-        t.last = t.last.map(|at| at - Duration::from_secs(2));
-        assert_eq!(t.due(), Some(2));
-        assert_eq!(t.due(), None);
+        let t = Throttle::new();
+        assert_eq!(t.due_at(100), Some(0));
+        assert_eq!(t.due_at(100), None);
+        assert_eq!(t.due_at(100), None);
+        assert_eq!(t.due_at(102), Some(2));
+        assert_eq!(t.due_at(102), None);
     }
 
     /// The size of the future that `f` returns, without calling it.

@@ -100,7 +100,8 @@ pub(crate) struct Shared {
     pub limits: QueueLimits,
     /// Set once a sync failed; every later write is refused.
     pub failed: OnceLock<String>,
-    /// The sequence message keys are taken from, never below `State::next_msg_id`: shared with
+    /// The sequence message keys are taken from, set above every stored key at recovery
+    /// (`State::next_msg_id` is what is persisted of it): shared with
     /// the broker, which takes the ids of the messages it routes from it too
     /// ([`crate::Store::msg_ids`]).
     pub msg_ids: std::sync::Arc<AtomicU64>,
@@ -281,8 +282,7 @@ impl Shared {
         let size = u32::try_from(encoded.len()).map_err(|_| StoreError::Encode(crate::codec::CodecError::TooLarge))?;
         // From the sequence the broker's message ids come from: a stored message is read back
         // with this id, which no other message has.
-        let msg_id = self.msg_ids.fetch_add(1, Ordering::Relaxed).max(st.next_msg_id);
-        self.msg_ids.fetch_max(msg_id + 1, Ordering::Relaxed);
+        let msg_id = self.msg_ids.fetch_add(1, Ordering::Relaxed);
         let limits = self.limits;
         let queue_expiry = limits.ttl_ms.map(|t| now_ms.saturating_add(t));
         let expires_ms = match (msg_expires_ms, queue_expiry) {

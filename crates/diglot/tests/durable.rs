@@ -788,9 +788,8 @@ async fn resend_and_release(addr: std::net::SocketAddr, client: &str, publish: &
 /// Reads the next whole MQTT packet from `c`, keeping what follows it in `buf`.
 async fn next_packet(c: &mut Conn, buf: &mut Vec<u8>, what: &str) -> Vec<u8> {
     loop {
-        if let Some((_, p)) = mqtt_packets(buf).into_iter().next() {
-            buf.drain(..p.len());
-            return p;
+        if let Some((_, used)) = common::raw_mqtt::split_packet(buf) {
+            return buf.drain(..used).collect();
         }
         let chunk = c.recv().await.unwrap_or_else(|| panic!("{what}: closed"));
         buf.extend_from_slice(&chunk);
