@@ -347,6 +347,7 @@ async fn append_all(store: &Store, queue: QueueId, spec: &RunSpec) -> anyhow::Re
                     props: None,
                     published_ms: 0,
                     expires_ms: None,
+                    retained_copy: false,
                 };
                 let t0 = Instant::now();
                 let result = store.append(&msg, &[queue]).await?;

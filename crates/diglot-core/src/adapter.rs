@@ -173,9 +173,13 @@ pub enum Action {
         /// The highest QoS the queue keeps messages with.
         qos: Qos,
     },
-    /// Send this connection the retained messages that `filter` matches, as deliveries for
-    /// `sub` with RETAIN set (after a [`Action::Bind`] of an MQTT persistent session, whose
-    /// subscriptions are bindings rather than [`Action::Subscribe`]s).
+    /// Send this connection the retained messages that `filter` matches, with RETAIN set
+    /// (after a [`Action::Bind`] of an MQTT persistent session, whose subscriptions are
+    /// bindings rather than [`Action::Subscribe`]s). Those that go out at QoS 1 or 2 are
+    /// stored in the session's queue `queue`, as copies marked [`Message::retained_copy`], and
+    /// come through its consumer, so that one not acknowledged is sent again after a reconnect
+    /// or a restart [MQTT-4.4.0-1]; those at QoS 0 (and, if the queue refuses a copy, that
+    /// one) are deliveries for `sub`.
     SendRetained {
         /// The filter just subscribed to.
         filter: Filter,
@@ -183,6 +187,8 @@ pub enum Action {
         sub: SubId,
         /// The highest QoS to deliver them with.
         qos: Qos,
+        /// The session queue.
+        queue: String,
     },
     /// Undo a [`Action::Bind`].
     Unbind {

@@ -75,6 +75,11 @@ pub struct Message {
     pub expires_unix_ms: Option<u64>,
     /// Optional cross-protocol properties.
     pub props: Option<Box<Props>>,
+    /// A retained message's copy queued for a new subscription of an MQTT persistent session:
+    /// it goes out from the session queue with RETAIN=1 [MQTT-3.3.1-8], and, being in the
+    /// queue, is sent again after a reconnect or restart until it is acknowledged
+    /// [MQTT-4.4.0-1].
+    pub retained_copy: bool,
     /// The wire bytes that subscribers of one encoding share (see [`Encodings`]).
     pub encoded: Encodings,
 }
@@ -112,6 +117,7 @@ impl Message {
             expires_at: None,
             expires_unix_ms: None,
             props: None,
+            retained_copy: false,
             encoded: Encodings::default(),
         }
     }

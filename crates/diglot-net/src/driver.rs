@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use diglot_core::{
-    session_queue, Action, Adapter, CloseReason, ConnInfo, Delivery, Filter, Outbox, Output, PublishError, Qos2Flows,
-    RetainHandling, SubId, Subscriber, Transport, Wake,
+    session_queue, Action, Adapter, CloseReason, ConnId, ConnInfo, Delivery, Filter, Outbox, Output, PublishError,
+    Qos2Flows, RetainHandling, SubId, Subscriber, Transport, Wake,
 };
 use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::time::timeout;
@@ -751,7 +751,10 @@ async fn execute_one(
                 send_retained(shared, conn, &filter, sub, qos);
             }
         }
-        Action::SendRetained { filter, sub, qos } => send_retained(shared, conn, &filter, sub, qos),
+        Action::SendRetained { filter, sub, qos, queue } => {
+            let outbox = conn.entry.outbox.clone();
+            send_retained_to_session(shared, conn.id, &outbox, &filter, sub, qos, &queue).await;
+        }
         Action::Unsubscribe { filter, sub } => {
             shared.router.unsubscribe(&filter, conn.id, sub);
             conn.subs.remove(&sub);
@@ -1011,15 +1014,70 @@ pub(crate) async fn publish(shared: &Arc<Shared>, msg: diglot_core::Message) -> 
 
 /// Queues the retained messages that `filter` matches for a new subscription.
 fn send_retained(shared: &Shared, conn: &Conn, filter: &Filter, sub: SubId, qos: diglot_core::Qos) {
-    for msg in shared.router.retained().matching(filter) {
+    push_retained(conn.id, &conn.entry.outbox, filter, sub, qos, shared.router.retained().matching(filter));
+}
+
+/// Puts retained messages in the connection's outbox as deliveries for `sub` with RETAIN set.
+fn push_retained(
+    conn: ConnId,
+    outbox: &Outbox,
+    filter: &Filter,
+    sub: SubId,
+    qos: diglot_core::Qos,
+    msgs: Vec<Arc<diglot_core::Message>>,
+) {
+    for msg in msgs {
         let qos = msg.qos.min(qos);
         let mut d = Delivery::new(msg, sub, qos);
         d.retained = true;
-        if conn.entry.outbox.try_push(d) != diglot_core::PushOutcome::Queued {
-            tracing::warn!(conn = conn.id, %filter, "outbox full while sending retained messages");
+        if outbox.try_push(d) != diglot_core::PushOutcome::Queued {
+            tracing::warn!(conn, %filter, "outbox full while sending retained messages");
             break;
         }
     }
+}
+
+/// Queues the retained messages that `filter` matches for a new subscription of a persistent
+/// session whose queue is `queue`: those that go out at QoS 1 or 2 as copies stored in the
+/// queue (so that one the client does not acknowledge is sent again after a reconnect or a
+/// restart [MQTT-4.4.0-1]), the others, and any copy the queue refused, straight to the
+/// connection. The copies' store writes go together, and their entries come in the order
+/// of the retained messages.
+async fn send_retained_to_session(
+    shared: &Shared,
+    conn: ConnId,
+    outbox: &Outbox,
+    filter: &Filter,
+    sub: SubId,
+    qos: diglot_core::Qos,
+    queue: &str,
+) {
+    let mut direct = Vec::new();
+    let mut writes = Vec::new();
+    for msg in shared.router.retained().matching(filter) {
+        let qos = msg.qos.min(qos);
+        if qos == diglot_core::Qos::AtMostOnce {
+            direct.push(msg);
+            continue;
+        }
+        let id = shared.router.next_msg_id();
+        match shared.durable.submit_retained_copy(queue, &msg, id, qos).await {
+            Ok(Some((copy, append))) => writes.push((msg, copy, append)),
+            Ok(None) => direct.push(msg),
+            Err(e) => {
+                tracing::warn!(conn, queue, topic = %msg.topic, error = %e, "retained message not stored for the session; sent once");
+                direct.push(msg);
+            }
+        }
+    }
+    for (msg, copy, append) in writes {
+        let reply = append.write.await;
+        if let Err(e) = shared.durable.complete(&copy, append.queues, reply).await {
+            tracing::warn!(conn, queue, topic = %msg.topic, error = %e, "retained message not stored for the session; sent once");
+            direct.push(msg);
+        }
+    }
+    push_retained(conn, outbox, filter, sub, qos, direct);
 }
 
 /// Releases everything the connection held, publishes what must be published at close (an

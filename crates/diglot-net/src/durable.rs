@@ -204,7 +204,7 @@ impl Queue {
                 qos,
                 durable: Some(DurableRef { queue: self.id.0, seq }),
                 redeliveries: deliveries,
-                retained: false,
+                retained: msg.retained_copy,
             };
             if c.outbox.try_push(delivery) != diglot_core::PushOutcome::Queued {
                 st.ready.insert(seq, Ready { msg, deliveries });
@@ -635,6 +635,28 @@ impl Durable {
         let ids: Vec<QueueId> = persistent.iter().map(|q| q.id).collect();
         let write = self.store.append_submit(&to_stored(msg), &ids).await.map_err(store_err)?;
         Ok(Some(Append { queues: persistent, write: Box::pin(write) }))
+    }
+
+    /// Stores a copy of the retained message `msg` in the session queue `queue` alone, for a
+    /// subscription just made at `qos` (at least 1): first half, as [`Durable::submit`].
+    /// `None` if the queue does not exist.
+    pub(crate) async fn submit_retained_copy(
+        &self,
+        queue: &str,
+        msg: &Message,
+        id: u64,
+        qos: Qos,
+    ) -> Result<Option<(Arc<Message>, Append)>, PublishError> {
+        let Some(q) = self.get(queue) else { return Ok(None) };
+        let mut copy = Message::received(msg.topic.clone(), msg.payload.clone(), qos, msg.retain, msg.received_at);
+        copy.id = id;
+        copy.expires_at = msg.expires_at;
+        copy.expires_unix_ms = msg.expires_unix_ms;
+        copy.props = msg.props.clone();
+        copy.retained_copy = true;
+        let copy = Arc::new(copy);
+        let append = self.submit(&copy, &[(q.id.0, qos)]).await?;
+        Ok(append.map(|append| (copy, append)))
     }
 
     /// Second half of storing a routed message: hands the stored message to the queues'

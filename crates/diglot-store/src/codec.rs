@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! u8  version (= 1)
-//! u8  flags: bit 0 retain, bit 1 has expiry, bit 2 has props; other bits must be 0
+//! u8  flags: bit 0 retain, bit 1 has expiry, bit 2 has props, bit 3 retained copy (a
+//!           retained message queued for a new subscription); other bits must be 0
 //! u8  qos (0..=2)
 //! u64 published, unix millis
 //! u64 expires, unix millis                      (only if "has expiry")
@@ -34,6 +35,7 @@ pub const MESSAGE_FORMAT: u8 = 1;
 const F_RETAIN: u8 = 1;
 const F_EXPIRY: u8 = 2;
 const F_PROPS: u8 = 4;
+const F_RETAINED_COPY: u8 = 8;
 const P_CONTENT_TYPE: u8 = 1;
 const P_RESPONSE_TOPIC: u8 = 2;
 const P_CORRELATION: u8 = 4;
@@ -56,6 +58,8 @@ pub struct StoredMessage {
     pub published_ms: u64,
     /// When it expires, in unix milliseconds (MQTT 5 message expiry, STOMP `expires`).
     pub expires_ms: Option<u64>,
+    /// A retained message's copy queued for a new subscription ([`Message::retained_copy`]).
+    pub retained_copy: bool,
 }
 
 /// Why a record could not be encoded or decoded.
@@ -102,6 +106,7 @@ impl StoredMessage {
             props: msg.props.clone(),
             published_ms,
             expires_ms,
+            retained_copy: msg.retained_copy,
         }
     }
 
@@ -110,6 +115,7 @@ impl StoredMessage {
         let mut m = Message::new(self.topic.clone(), self.payload.clone(), self.qos, self.retain);
         m.id = id;
         m.props = self.props.clone();
+        m.retained_copy = self.retained_copy;
         m
     }
 
@@ -130,6 +136,9 @@ impl StoredMessage {
         }
         if self.props.is_some() {
             flags |= F_PROPS;
+        }
+        if self.retained_copy {
+            flags |= F_RETAINED_COPY;
         }
         out.push(MESSAGE_FORMAT);
         out.push(flags);
@@ -154,7 +163,7 @@ impl StoredMessage {
             return Err(CodecError::UnknownVersion(version));
         }
         let flags = r.u8()?;
-        if flags & !(F_RETAIN | F_EXPIRY | F_PROPS) != 0 {
+        if flags & !(F_RETAIN | F_EXPIRY | F_PROPS | F_RETAINED_COPY) != 0 {
             return Err(CodecError::BadFlags(flags));
         }
         let qos_byte = r.u8()?;
@@ -167,7 +176,16 @@ impl StoredMessage {
         if !r.buf.is_empty() {
             return Err(CodecError::Trailing(r.buf.len()));
         }
-        Ok(StoredMessage { topic, payload, qos, retain: flags & F_RETAIN != 0, props, published_ms, expires_ms })
+        Ok(StoredMessage {
+            topic,
+            payload,
+            qos,
+            retain: flags & F_RETAIN != 0,
+            props,
+            published_ms,
+            expires_ms,
+            retained_copy: flags & F_RETAINED_COPY != 0,
+        })
     }
 }
 
@@ -293,6 +311,7 @@ mod tests {
             props: None,
             published_ms: 1_700_000_000_000,
             expires_ms: None,
+            retained_copy: false,
         }
     }
 
@@ -311,6 +330,7 @@ mod tests {
             })),
             published_ms: 42,
             expires_ms: Some(99),
+            retained_copy: true,
         }
     }
 

@@ -1085,6 +1085,89 @@ async fn a_released_retained_qos_2_delivery_gets_its_pubrel_again() {
     }
 }
 
+/// A retained message sent at QoS 1 for a new subscription of a persistent session and not
+/// acknowledged is sent again when the session resumes [MQTT-4.4.0-1], with DUP, RETAIN and
+/// its packet identifier, after a reconnect, a graceful restart and `kill -9`; once
+/// acknowledged, it does not come again. Before, it went straight to the connection and was
+/// lost with it.
+#[tokio::test]
+async fn an_unacknowledged_retained_delivery_is_sent_again_when_the_session_resumes() {
+    /// Publishes the retained message, subscribes `client`'s persistent session to it, and
+    /// returns the packet id of its delivery, not acknowledged.
+    async fn subscribe_unacked(addr: std::net::SocketAddr, client: &str) -> [u8; 2] {
+        let mut p = tcp_connect(addr).await;
+        p.send(&mqtt_connect_bytes(&format!("{client}-pub"), 30, true)).await.unwrap();
+        mqtt_expect(&mut p, 2, "CONNACK").await;
+        let mut retained = publish_qos1("rr/t", 1, b"kept");
+        retained[0] = 0x33; // QoS 1, RETAIN
+        p.send(&retained).await.unwrap();
+        mqtt_expect(&mut p, 4, "PUBACK").await;
+
+        let mut c = tcp_connect(addr).await;
+        c.send(&mqtt_connect_bytes(client, 30, false)).await.unwrap();
+        mqtt_expect(&mut c, 2, "CONNACK").await;
+        c.send(&[0x82, 9, 0, 1, 0, 4, b'r', b'r', b'/', b'#', 1]).await.unwrap();
+        let mut buf = Vec::new();
+        let mut packets = vec![next_packet(&mut c, &mut buf, "SUBACK").await];
+        packets.push(next_packet(&mut c, &mut buf, "PUBLISH").await);
+        // The retained message may come before the SUBACK (§3.8.4 allows it).
+        packets.sort_by_key(|p| p[0] != 0x90);
+        assert_eq!(packets[0], [0x90, 3, 0, 1, 1]);
+        let delivered = &packets[1];
+        assert_eq!(delivered[0], 0x33, "the retained message at QoS 1 with RETAIN, first time");
+        let (_, id, payload) = publish_payload(delivered);
+        assert_eq!(payload, b"kept");
+        id
+    }
+    /// Resumes `client`'s session: the retained message comes again, with DUP and the same
+    /// id; acknowledged, it does not come a third time.
+    async fn resume(addr: std::net::SocketAddr, client: &str, id: [u8; 2], case: &str) {
+        let mut c = tcp_connect(addr).await;
+        c.send(&mqtt_connect_bytes(client, 30, false)).await.unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(next_packet(&mut c, &mut buf, "CONNACK").await, [0x20, 2, 1, 0], "{case}");
+        let again = next_packet(&mut c, &mut buf, "PUBLISH").await;
+        assert_eq!(again[0], 0x3B, "DUP, QoS 1, RETAIN; {case}");
+        let (_, id2, payload) = publish_payload(&again);
+        assert_eq!((id2, payload.as_slice()), (id, &b"kept"[..]), "{case}");
+        c.send(&[0x40, 2, id[0], id[1]]).await.unwrap();
+        c.send(&[0xE0, 0]).await.unwrap();
+        c.read_to_close().await;
+
+        let mut c = tcp_connect(addr).await;
+        c.send(&mqtt_connect_bytes(client, 30, false)).await.unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(next_packet(&mut c, &mut buf, "CONNACK").await, [0x20, 2, 1, 0], "{case}");
+        publish_acked_to(addr, "rr/end", "end").await;
+        let next = next_packet(&mut c, &mut buf, "PUBLISH").await;
+        assert_eq!(next[0], 0x32, "a new delivery, not the retained message again; {case}");
+        assert_eq!(publish_payload(&next).2, b"end", "{case}");
+    }
+
+    for restart in [false, true] {
+        let mut b = broker().await;
+        let client = format!("rr-{restart}");
+        let id = subscribe_unacked(b.mqtt_addr().unwrap(), &client).await;
+        if restart {
+            b = broker_with(b.stop_keeping_data().await).await;
+        }
+        resume(b.mqtt_addr().unwrap(), &client, id, if restart { "restart" } else { "reconnect" }).await;
+        b.shutdown().await;
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let id = subscribe_unacked(daemon.mqtt, "rr-kill").await;
+    signal(&daemon.child, "-KILL");
+    let Daemon { child, guard: _guard, .. } = daemon;
+    assert!(!wait_exit(child).success());
+    let daemon = Daemon::start(dir.path());
+    resume(daemon.mqtt, "rr-kill", id, "kill -9").await;
+    signal(&daemon.child, "-TERM");
+    let Daemon { child, guard: _guard, .. } = daemon;
+    assert!(wait_exit(child).success());
+}
+
 /// A persistent session's subscriptions include those that are not bindings of its queue: a
 /// `$queue/<name>` consumer and a shared subscription come back with the session, after a
 /// reconnect and after a restart, without a new SUBSCRIBE (MQTT 5 §4.1: the session state

@@ -234,14 +234,14 @@ impl Session {
         let opts = match target {
             Target::Plain(filter) => match self.session_queue() {
                 Some(queue) => {
-                    actions.push(Action::Bind { queue, filter: filter.clone(), qos: granted });
+                    actions.push(Action::Bind { queue: queue.clone(), filter: filter.clone(), qos: granted });
                     let send = match retained {
                         RetainHandling::Always => true,
                         RetainHandling::IfNew => existing.is_none(),
                         RetainHandling::Never => false,
                     };
                     if send {
-                        actions.push(Action::SendRetained { filter: filter.clone(), sub, qos: granted });
+                        actions.push(Action::SendRetained { filter: filter.clone(), sub, qos: granted, queue });
                     }
                     SubOpts { filter, granted, rap, ident, no_local: req.no_local, kind: SubKind::Bound }
                 }

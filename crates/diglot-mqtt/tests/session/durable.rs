@@ -177,7 +177,7 @@ fn subscribe_binds_in_a_persistent_session() {
         topic_filters: vec![("a/+".into(), v3::QoS::ExactlyOnce), ("a/#/b".into(), v3::QoS::AtLeastOnce)],
     });
     assert!(
-        matches!(&a[..], [Action::Bind { queue, filter, qos: Qos::ExactlyOnce }, Action::SendRetained { filter: f2, sub: 1, qos: Qos::ExactlyOnce }] if queue == "$session/dev" && filter.as_str() == "a/+" && f2 == filter),
+        matches!(&a[..], [Action::Bind { queue, filter, qos: Qos::ExactlyOnce }, Action::SendRetained { filter: f2, sub: 1, qos: Qos::ExactlyOnce, queue: q2 }] if queue == "$session/dev" && q2 == queue && filter.as_str() == "a/+" && f2 == filter),
         "{a:?}"
     );
     use v3::SubscribeReturnCode::*;

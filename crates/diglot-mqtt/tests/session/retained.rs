@@ -63,7 +63,7 @@ fn retain_handling_in_a_persistent_session_sends_retained_after_the_bind() {
     };
     let a = sub(&mut c, v5::RetainHandling::AtSubscribeNew);
     assert!(
-        matches!(&a[..], [Action::Bind { .. }, Action::SendRetained { filter, sub: 1, qos: Qos::AtLeastOnce }] if filter.as_str() == "a/#"),
+        matches!(&a[..], [Action::Bind { .. }, Action::SendRetained { filter, sub: 1, qos: Qos::AtLeastOnce, .. }] if filter.as_str() == "a/#"),
         "{a:?}"
     );
     // Not new any more.

@@ -54,6 +54,7 @@ pub fn msg(topic: &str, payload: &str) -> StoredMessage {
         props: None,
         published_ms: now_ms(),
         expires_ms: None,
+        retained_copy: false,
     }
 }
 
