@@ -1041,8 +1041,8 @@ fn push_retained(
 /// session whose queue is `queue`: those that go out at QoS 1 or 2 as copies stored in the
 /// queue (so that one the client does not acknowledge is sent again after a reconnect or a
 /// restart [MQTT-4.4.0-1]), the others, and any copy the queue refused, straight to the
-/// connection. The copies' store writes go together, and their entries come in the order
-/// of the retained messages.
+/// connection. The copies' store writes go [`RETAINED_WRITES`] at a time, and their entries
+/// come in the order of the retained messages.
 async fn send_retained_to_session(
     shared: &Shared,
     conn: ConnId,
@@ -1053,32 +1053,47 @@ async fn send_retained_to_session(
     queue: &str,
 ) {
     let mut direct = Vec::new();
-    let mut writes = Vec::new();
-    for msg in shared.router.retained().matching(filter) {
-        let qos = msg.qos.min(qos);
-        if qos == diglot_core::Qos::AtMostOnce {
-            direct.push(msg);
-            continue;
+    let mut refused: Option<(usize, PublishError)> = None;
+    let mut refuse = |e: PublishError| match &mut refused {
+        Some((n, _)) => *n += 1,
+        None => refused = Some((1, e)),
+    };
+    let matching = shared.router.retained().matching(filter);
+    for chunk in matching.chunks(RETAINED_WRITES) {
+        let mut writes = Vec::with_capacity(chunk.len());
+        for msg in chunk {
+            let qos = msg.qos.min(qos);
+            if qos == diglot_core::Qos::AtMostOnce {
+                direct.push(msg.clone());
+                continue;
+            }
+            let id = shared.router.next_msg_id();
+            match shared.durable.submit_retained_copy(queue, msg, id, qos).await {
+                Ok(Some((copy, append))) => writes.push((msg, copy, append)),
+                Ok(None) => direct.push(msg.clone()),
+                Err(e) => {
+                    refuse(e);
+                    direct.push(msg.clone());
+                }
+            }
         }
-        let id = shared.router.next_msg_id();
-        match shared.durable.submit_retained_copy(queue, &msg, id, qos).await {
-            Ok(Some((copy, append))) => writes.push((msg, copy, append)),
-            Ok(None) => direct.push(msg),
-            Err(e) => {
-                tracing::warn!(conn, queue, topic = %msg.topic, error = %e, "retained message not stored for the session; sent once");
-                direct.push(msg);
+        for (msg, copy, append) in writes {
+            let reply = append.write.await;
+            if let Err(e) = shared.durable.complete(&copy, append.queues, reply).await {
+                refuse(e);
+                direct.push(msg.clone());
             }
         }
     }
-    for (msg, copy, append) in writes {
-        let reply = append.write.await;
-        if let Err(e) = shared.durable.complete(&copy, append.queues, reply).await {
-            tracing::warn!(conn, queue, topic = %msg.topic, error = %e, "retained message not stored for the session; sent once");
-            direct.push(msg);
-        }
+    if let Some((n, e)) = refused {
+        tracing::warn!(conn, queue, %filter, error = %e, "{n} retained message(s) not stored in the session queue; sent once, not again after a reconnect");
     }
     push_retained(conn, outbox, filter, sub, qos, direct);
 }
+
+/// How many retained messages' copies [`send_retained_to_session`] writes to the store at a
+/// time.
+const RETAINED_WRITES: usize = 256;
 
 /// Releases everything the connection held, publishes what must be published at close (an
 /// MQTT will), and logs the close once.
