@@ -648,7 +648,9 @@ impl Durable {
         qos: Qos,
     ) -> Result<Option<(Arc<Message>, Append)>, PublishError> {
         let Some(q) = self.get(queue) else { return Ok(None) };
-        let mut copy = Message::received(msg.topic.clone(), msg.payload.clone(), qos, msg.retain, msg.received_at);
+        let mut copy = Message::received(msg.topic.clone(), bytes::Bytes::new(), qos, msg.retain, msg.received_at);
+        // The retained message's payload is its own allocation already: shared, not copied.
+        copy.payload = msg.payload.clone();
         copy.id = id;
         copy.expires_at = msg.expires_at;
         copy.expires_unix_ms = msg.expires_unix_ms;
