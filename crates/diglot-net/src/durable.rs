@@ -157,13 +157,16 @@ pub(crate) struct QueueView {
 pub(crate) struct Queue {
     id: QueueId,
     name: String,
+    /// An expired entry that went out before stays until it is acknowledged
+    /// ([`diglot_store::QueueLimits::keeps_started_entries`]).
+    keeps_started: bool,
     state: Mutex<State>,
 }
 
 impl Queue {
-    fn new(id: QueueId, name: String, in_store: bool) -> Queue {
+    fn new(id: QueueId, name: String, in_store: bool, limits: &diglot_store::QueueLimits) -> Queue {
         let state = State { unloaded_from: in_store.then_some(0), ..State::default() };
-        Queue { id, name, state: Mutex::new(state) }
+        Queue { id, keeps_started: limits.keeps_started_entries(&name), name, state: Mutex::new(state) }
     }
 
     /// The queue's name.
@@ -176,8 +179,11 @@ impl Queue {
         // A dead-letter queue keeps its messages whatever their delivery count.
         let max_redeliveries = if self.name.starts_with("$dlq/") { u32::MAX } else { max_redeliveries };
         let now = std::time::Instant::now();
+        // An expired entry is deleted, unless it went out before and the queue keeps such
+        // entries (an MQTT session's: its onward delivery has begun).
+        let keeps_started = self.keeps_started;
         while let Some((&seq, ready)) = st.ready.first_key_value() {
-            if ready.msg.is_expired(now) {
+            if ready.msg.is_expired(now) && !(keeps_started && ready.deliveries > 0) {
                 st.ready.remove(&seq);
                 work.expired.push(seq);
                 continue;
@@ -469,7 +475,8 @@ impl Durable {
             consumers_hook: std::sync::OnceLock::new(),
         };
         for info in durable.store.queues() {
-            durable.insert(Arc::new(Queue::new(info.id, info.name, info.depth > 0)));
+            let limits = durable.store.config().queue_defaults;
+            durable.insert(Arc::new(Queue::new(info.id, info.name, info.depth > 0, &limits)));
         }
         let mut bindings = 0;
         for (key, value) in durable.store.sessions()? {
@@ -523,7 +530,10 @@ impl Durable {
             .await
             .map_err(|e| StoreError::Task(e.to_string()))??;
         let mut by_name = self.by_name.lock();
-        let q = by_name.entry(name.to_string()).or_insert_with(|| Arc::new(Queue::new(id, name.to_string(), false)));
+        let limits = self.store.config().queue_defaults;
+        let q = by_name
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(Queue::new(id, name.to_string(), false, &limits)));
         self.by_id.insert(id.0, q.clone());
         Ok(q.clone())
     }
@@ -1075,7 +1085,7 @@ impl Durable {
                 let dlq = match self.get(&dlq_name) {
                     Some(d) => d,
                     None => {
-                        let d = Arc::new(Queue::new(dlq_id, dlq_name, false));
+                        let d = Arc::new(Queue::new(dlq_id, dlq_name, false, &self.store.config().queue_defaults));
                         self.insert(d.clone());
                         d
                     }
@@ -1189,7 +1199,7 @@ mod tests {
     /// second time, delivered again after it had been acknowledged.
     #[test]
     fn entries_appended_while_the_store_is_read_keep_their_order_and_come_once() {
-        let q = Queue::new(QueueId(1), "q".into(), true);
+        let q = Queue::new(QueueId(1), "q".into(), true, &diglot_store::QueueLimits::default());
         let mut st = q.state.lock();
         // The read from the start returns a full window: more remains in the store.
         let after = q.begin_load(&mut st).expect("a read is due");

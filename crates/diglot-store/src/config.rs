@@ -87,6 +87,17 @@ pub struct QueueLimits {
     pub overflow: Overflow,
 }
 
+impl QueueLimits {
+    /// Whether an expired entry of the queue `name` that went out before stays until it is
+    /// acknowledged: in an MQTT session's queue (`$session/…`) its onward delivery has begun,
+    /// and MQTT sends an unacknowledged PUBLISH again whatever its Message Expiry
+    /// [MQTT-3.3.2-5] [MQTT-4.4.0-1]. Not under a queue TTL, which the entry's expiry may be
+    /// (an entry keeps the earlier of the two).
+    pub fn keeps_started_entries(&self, name: &str) -> bool {
+        self.ttl_ms.is_none() && name.starts_with(diglot_core::SESSION_QUEUE_PREFIX)
+    }
+}
+
 impl Default for QueueLimits {
     fn default() -> QueueLimits {
         QueueLimits { max_messages: 100_000, max_bytes: 256 * 1024 * 1024, ttl_ms: None, overflow: Overflow::Reject }

@@ -389,14 +389,16 @@ impl Shared {
         w.delete_entry(self.engine.as_ref(), st, q, seq, &rec)
     }
 
-    /// Deletes an entry if it has expired at `now_ms`; returns whether it did.
+    /// Deletes an entry if it has expired at `now_ms` (and is not one that
+    /// [`QueueLimits::keeps_started_entries`] keeps); returns whether it did.
     pub fn expire(&self, st: &State, w: &mut Work, q: QueueId, seq: Seq, now_ms: u64) -> Result<bool, StoreError> {
         let rec = match self.entry(q, seq) {
             Ok(rec) => rec,
             Err(StoreError::NoSuchEntry { .. }) => return Ok(false),
             Err(e) => return Err(e),
         };
-        if !rec.is_expired(now_ms) || !st.queues.contains_key(&q) {
+        let Some(qs) = st.queues.get(&q) else { return Ok(false) };
+        if !rec.is_expired(now_ms) || (rec.delivery_count > 0 && self.limits.keeps_started_entries(&qs.name)) {
             return Ok(false);
         }
         w.delete_entry(self.engine.as_ref(), st, q, seq, &rec)?;

@@ -264,15 +264,16 @@ impl Store {
 
     /// Up to `max` entries of `queue` with seq greater than `after` (from the start when
     /// `None`), in seq order. Entries whose TTL or message expiry has passed are skipped and
-    /// handed to the writer for deletion (counted in [`StoreStats::expired`]).
+    /// handed to the writer for deletion (counted in [`StoreStats::expired`]), except those
+    /// that went out before in a queue that keeps them ([`QueueLimits::keeps_started_entries`]).
     ///
     /// Blocking: see the module documentation.
     pub fn read(&self, queue: QueueId, after: Option<Seq>, max: usize) -> Result<Vec<Entry>, StoreError> {
         let sh = &self.inner.shared;
-        let (head, next_seq) = {
+        let (head, next_seq, keeps_started) = {
             let st = sh.lock();
             let qs = st.queues.get(&queue).ok_or(StoreError::UnknownQueue(queue))?;
-            (qs.head, qs.next_seq)
+            (qs.head, qs.next_seq, sh.limits.keeps_started_entries(&qs.name))
         };
         let start = after.map_or(0, |s| s.0.saturating_add(1)).max(head);
         let prefix = keys::queue_prefix(queue);
@@ -290,7 +291,7 @@ impl Store {
                 first_seen.get_or_insert(seq.0);
                 from = seq.0.saturating_add(1);
                 let rec = EntryRecord::decode(v).map_err(|e| StoreError::corrupt("entries", k, e))?;
-                if rec.is_expired(now) {
+                if rec.is_expired(now) && !(keeps_started && rec.delivery_count > 0) {
                     self.hint_expired(queue, seq);
                     continue;
                 }

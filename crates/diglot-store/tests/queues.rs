@@ -204,6 +204,49 @@ async fn ttl_and_expiry(kind: EngineKind) {
 }
 both_engines!(ttl, ttl_and_expiry);
 
+/// An expired entry of an MQTT session's queue that went out before (delivery count > 0)
+/// stays until it is acknowledged [MQTT-3.3.2-5] [MQTT-4.4.0-1]: reads return it, the writer
+/// and recovery keep it. Not in other queues, not one that never went out, and not under a
+/// queue TTL (which the entry's expiry may be).
+async fn started_session_entries_outlive_their_expiry(kind: EngineKind) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path(), kind);
+    let store = open(&cfg);
+    let session = store.queue("$session/c").expect("q");
+    let plain = store.queue("plain").expect("q");
+    let expiring = |payload: &str| {
+        let mut m = msg("t", payload);
+        m.expires_ms = Some(now_ms() + TTL_MS);
+        m
+    };
+    store.append(&expiring("started"), &[session, plain]).await.expect("append");
+    store.append(&expiring("not sent"), &[session, plain]).await.expect("append");
+    for q in [session, plain] {
+        let first = store.read(q, None, 1).expect("read")[0].seq;
+        assert_eq!(store.record_delivery(q, first).await.expect("record"), 1);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(TTL_MS + 100)).await;
+    let texts = |q| store.read(q, None, 10).expect("read").iter().map(|e| text(&e.msg)).collect::<Vec<_>>();
+    assert_eq!(texts(session), vec!["started"]);
+    assert_eq!(texts(plain), Vec::<String>::new());
+    eventually(|| store.stats().expired == 3).await;
+    store.close().await.expect("close");
+
+    let (store, recovery) = diglot_store::Store::open(&cfg).expect("reopen");
+    assert_eq!((recovery.entries, recovery.expired), (1, 0));
+    let read = store.read(session, None, 10).expect("read");
+    assert_eq!(read.iter().map(|e| (text(&e.msg), e.delivery_count)).collect::<Vec<_>>(), vec![("started".into(), 1)]);
+    store.close().await.expect("close");
+
+    // Under a queue TTL the entry's expiry may be the TTL's: not kept.
+    let mut cfg = cfg;
+    cfg.queue_defaults = QueueLimits { ttl_ms: Some(TTL_MS), ..QueueLimits::default() };
+    let (store, recovery) = diglot_store::Store::open(&cfg).expect("reopen");
+    assert_eq!((recovery.entries, recovery.expired), (0, 1));
+    store.close().await.expect("close");
+}
+both_engines!(started_session_entries, started_session_entries_outlive_their_expiry);
+
 async fn dead_letter_moves_the_entry(kind: EngineKind) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = config(dir.path(), kind);

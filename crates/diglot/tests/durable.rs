@@ -1168,6 +1168,127 @@ async fn an_unacknowledged_retained_delivery_is_sent_again_when_the_session_resu
     assert!(wait_exit(child).success());
 }
 
+/// A QoS 1 delivery of a persistent MQTT session whose Message Expiry ran out while it was
+/// in flight is sent again when the session resumes (DUP, same packet id, a Message Expiry
+/// Interval of 1): its onward delivery had begun, so expiry no longer deletes it
+/// [MQTT-3.3.2-5], and an unacknowledged PUBLISH is sent again [MQTT-4.4.0-1]. A message that
+/// expired before it went out is still not delivered. After a reconnect, a graceful restart and
+/// `kill -9`. Before, the expired in-flight message was dropped.
+#[tokio::test]
+async fn an_in_flight_delivery_whose_expiry_ran_out_is_sent_again() {
+    use common::raw_mqtt::{connect5_persistent, mqtt_str, packet, Mqtt};
+    /// A QoS 1 MQTT 5 PUBLISH with packet id 1 and a Message Expiry Interval of 1 s.
+    fn expiring(topic: &str, payload: &[u8]) -> Vec<u8> {
+        let mut body = mqtt_str(topic.as_bytes());
+        body.extend([0, 1, 5, 0x02, 0, 0, 0, 1]);
+        body.extend_from_slice(payload);
+        packet(0x32, &body)
+    }
+    /// An MQTT 5 QoS 1 PUBLISH body: packet id, Message Expiry Interval, payload.
+    fn parse(body: &[u8]) -> ([u8; 2], Option<u32>, Vec<u8>) {
+        let tlen = usize::from(u16::from_be_bytes([body[0], body[1]]));
+        let id = [body[2 + tlen], body[3 + tlen]];
+        let mut i = 4 + tlen;
+        let (mut plen, mut shift) = (0usize, 0);
+        loop {
+            let b = body[i];
+            i += 1;
+            plen |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        let props = &body[i..i + plen];
+        let mut expiry = None;
+        let mut j = 0;
+        while j < props.len() {
+            match props[j] {
+                0x02 => {
+                    expiry = Some(u32::from_be_bytes([props[j + 1], props[j + 2], props[j + 3], props[j + 4]]));
+                    j += 5;
+                }
+                0x0B => j += 2, // a one-byte Subscription Identifier
+                0x26 => {
+                    // A user property (the broker's redelivery count): two strings.
+                    for _ in 0..2 {
+                        j += 2 + usize::from(u16::from_be_bytes([props[j + 1], props[j + 2]]));
+                    }
+                    j += 1;
+                }
+                other => panic!("unexpected property {other:#x}"),
+            }
+        }
+        (id, expiry, body[i + plen..].to_vec())
+    }
+    async fn publish(addr: std::net::SocketAddr, bytes: &[u8]) {
+        let mut p = Mqtt::connected5(addr, "exp-pub").await;
+        p.send(bytes).await;
+        p.expect(4, "PUBACK").await;
+        p.send(&[0xE0, 0]).await;
+        p.until_close().await;
+    }
+    /// Starts the session, receives one expiring message without acknowledging it, leaves,
+    /// and has another expiring message queued while away. Returns the packet id.
+    async fn leave_one_in_flight(addr: std::net::SocketAddr, client: &str) -> [u8; 2] {
+        let mut c = Mqtt::open(addr).await;
+        c.send(&connect5_persistent(client, 300)).await;
+        c.expect(2, "CONNACK").await;
+        let mut sub = vec![0, 1, 0];
+        sub.extend(mqtt_str(b"ex/#"));
+        sub.push(1);
+        c.send(&packet(0x82, &sub)).await;
+        c.expect(9, "SUBACK").await;
+        publish(addr, &expiring("ex/t", b"started")).await;
+        let (first, body) = c.packet().await.expect("the delivery");
+        assert_eq!(first, 0x32, "QoS 1, first time");
+        let (id, expiry, payload) = parse(&body);
+        assert_eq!((expiry, payload.as_slice()), (Some(1), &b"started"[..]));
+        c.send(&[0xE0, 0]).await;
+        c.until_close().await;
+        publish(addr, &expiring("ex/t", b"never sent")).await;
+        // Both expire.
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        id
+    }
+    async fn resume(addr: std::net::SocketAddr, client: &str, id: [u8; 2], case: &str) {
+        let mut c = Mqtt::open(addr).await;
+        c.send(&connect5_persistent(client, 300)).await;
+        assert_eq!(c.expect(2, "CONNACK").await[0], 1, "session present; {case}");
+        let (first, body) = c.packet().await.expect("the redelivery");
+        assert_eq!(first, 0x3A, "DUP, QoS 1; {case}");
+        let (id2, expiry, payload) = parse(&body);
+        assert_eq!((id2, expiry, payload.as_slice()), (id, Some(1), &b"started"[..]), "{case}");
+        c.send(&[0x40, 2, id[0], id[1]]).await;
+        publish(addr, &common::raw_mqtt::publish(true, "ex/end", 1, 1, b"end")).await;
+        let (_, body) = c.packet().await.expect("the marker");
+        assert_eq!(parse(&body).2, b"end", "the message that expired before it went out is not sent; {case}");
+    }
+
+    for restart in [false, true] {
+        let mut b = broker().await;
+        let client = format!("exp-{restart}");
+        let id = leave_one_in_flight(b.mqtt_addr().unwrap(), &client).await;
+        if restart {
+            b = broker_with(b.stop_keeping_data().await).await;
+        }
+        resume(b.mqtt_addr().unwrap(), &client, id, if restart { "restart" } else { "reconnect" }).await;
+        b.shutdown().await;
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let id = leave_one_in_flight(daemon.mqtt, "exp-kill").await;
+    signal(&daemon.child, "-KILL");
+    let Daemon { child, guard: _guard, .. } = daemon;
+    assert!(!wait_exit(child).success());
+    let daemon = Daemon::start(dir.path());
+    resume(daemon.mqtt, "exp-kill", id, "kill -9").await;
+    signal(&daemon.child, "-TERM");
+    let Daemon { child, guard: _guard, .. } = daemon;
+    assert!(wait_exit(child).success());
+}
+
 /// A persistent session's subscriptions include those that are not bindings of its queue: a
 /// `$queue/<name>` consumer and a shared subscription come back with the session, after a
 /// reconnect and after a restart, without a new SUBSCRIBE (MQTT 5 §4.1: the session state

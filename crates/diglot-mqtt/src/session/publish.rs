@@ -402,9 +402,11 @@ impl Session {
         // A `$queue/` consumer granted QoS 0 is `auto_ack`: its queue deletes the entry on
         // handover, so nothing waits for an acknowledgement.
         let durable = d.durable.filter(|_| t.acked);
-        // §3.3.2.3.3 An expired message is not sent. A durable one is acknowledged so that it
-        // leaves its queue.
-        if d.msg.is_expired(now) {
+        // §3.3.2.3.3 An expired message is not sent, unless it went out before: its onward
+        // delivery has begun, and an unacknowledged PUBLISH is sent again [MQTT-3.3.2-5]
+        // [MQTT-4.4.0-1], with a Message Expiry Interval of 1. A durable one not sent is
+        // acknowledged so that it leaves its queue.
+        if d.msg.is_expired(now) && !d.is_redelivery() {
             if let Some(at) = durable {
                 self.defer(Action::Ack(at), now);
             }
