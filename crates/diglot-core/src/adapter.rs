@@ -144,6 +144,19 @@ pub enum Action {
         /// The Will Delay Interval.
         delay_secs: u32,
     },
+    /// Keep a copy of the connection's will in the store while the connection lasts, so that
+    /// a broker killed (`kill -9`, a crash) publishes it when it starts again, as if the
+    /// connection had ended then: after `delay_secs` unless the client comes back first. The
+    /// driver deletes the copy when the connection ends, once the [`Action::Will`] (if any)
+    /// is published or waits in the store.
+    SaveWill {
+        /// The will message.
+        msg: Message,
+        /// The Will Delay Interval, capped at the session's expiry.
+        delay_secs: u32,
+        /// The will's MQTT 5 Message Expiry Interval, counted from when it is published.
+        expiry_secs: Option<u32>,
+    },
     /// Attach this connection as a consumer of a durable queue (created on first use).
     /// Deliveries from it carry [`Delivery::durable`] and `sub`.
     Consume {

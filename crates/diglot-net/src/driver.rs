@@ -139,6 +139,9 @@ struct Conn {
     /// A stored session this connection resumed without keeping it (MQTT 5 clean start 0
     /// with session expiry 0): deleted when the connection ends.
     ephemeral_session: Option<String>,
+    /// The store key of the copy of this connection's will kept while it is connected
+    /// ([`Action::SaveWill`]).
+    saved_will: Option<String>,
     /// The persistent session this connection holds, and how long it outlives it (`None`:
     /// until a clean start).
     session: Option<(String, Option<u32>)>,
@@ -211,6 +214,7 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
             subs: HashMap::new(),
             consumers: HashMap::new(),
             ephemeral_session: None,
+            saved_will: None,
             session: None,
             client_id: None,
             peer,
@@ -870,6 +874,17 @@ async fn execute_one(
         }
         Action::Ack(at) => shared.durable.ack(conn.id, at).await,
         Action::Nack { at, requeue } => shared.durable.nack(conn.id, at, requeue).await,
+        Action::SaveWill { msg, delay_secs, expiry_secs } => {
+            // Not in a cluster: a node that starts again does not know which clients came
+            // back on another node meanwhile, and would announce them as gone.
+            let Some(client_id) = conn.client_id.clone().filter(|_| shared.cluster.is_none()) else { return Ok(()) };
+            match shared.durable.save_connected_will(&client_id, conn.id, delay_secs, expiry_secs, &msg).await {
+                Ok(key) => conn.saved_will = Some(key),
+                Err(e) => {
+                    tracing::error!(conn = conn.id, client_id, error = %e, "cannot store the will of a connected client; a crash would lose it");
+                }
+            }
+        }
         Action::Will { msg, .. } => {
             // A will outside `on_closed` (an adapter that ends the session itself): publish now.
             if let Err(e) = publish(shared, msg).await {
@@ -1172,6 +1187,13 @@ async fn finish(
                 }
             }
             _ => {}
+        }
+    }
+    // The will is published, or waits in the store, or is not due: its copy kept while the
+    // connection lasted goes.
+    if let Some(key) = conn.saved_will.take() {
+        if let Err(e) = shared.durable.delete_will(&key).await {
+            tracing::error!(conn = conn.id, error = %e, "cannot delete the stored will of a closed connection");
         }
     }
     if let (Some((queue, Some(secs))), Some(id), false) = (&conn.session, &conn.client_id, taken_over) {

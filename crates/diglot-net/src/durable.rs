@@ -54,6 +54,11 @@ const WILL_KEY: &str = "\0will/";
 /// its client is away ([`diglot_core::Qos2Flows`]).
 const QOS2_KEY: &str = "\0qos2/";
 
+/// The sessions-partition key prefix of the will of a connected client
+/// ([`Durable::save_connected_will`]): then the time it was saved and the connection's id (16
+/// hex digits each), `/`, and the client id.
+const CONNECTED_WILL_KEY: &str = "\0cwill/";
+
 /// One consumer of a queue: a subscription of a connection.
 struct Consumer {
     conn: ConnId,
@@ -752,7 +757,33 @@ impl Durable {
         Ok(key)
     }
 
-    /// Deletes a will saved with [`Durable::save_will`] (published, or its client came back).
+    /// Saves the will of a connected client ([`diglot_core::Action::SaveWill`]): a broker that
+    /// stops without closing the connection (`kill -9`, a crash) publishes it when it starts
+    /// again, `delay_secs` after that unless the client comes back first, with its Message
+    /// Expiry Interval `expiry_secs` counted from then. `tag` (the connection's id) and the
+    /// time tell it from the client's other wills. Returns the key to delete it with
+    /// ([`Durable::delete_will`]).
+    pub(crate) async fn save_connected_will(
+        &self,
+        client_id: &str,
+        tag: u64,
+        delay_secs: u32,
+        expiry_secs: Option<u32>,
+        msg: &Message,
+    ) -> Result<String, StoreError> {
+        // The time as well as the connection id: connection ids start again with the process.
+        let key = format!("{CONNECTED_WILL_KEY}{:016x}{tag:016x}/{client_id}", now_ms());
+        let mut stored = to_stored(msg);
+        stored.expires_ms = None;
+        let mut value = delay_secs.to_be_bytes().to_vec();
+        value.extend(expiry_secs.unwrap_or(0).to_be_bytes());
+        value.extend(stored.encode().map_err(StoreError::Encode)?);
+        self.store.put_session(&key, &value).await?;
+        Ok(key)
+    }
+
+    /// Deletes a will saved with [`Durable::save_will`] or [`Durable::save_connected_will`]
+    /// (published, scheduled, or its client came back).
     pub(crate) async fn delete_will(&self, key: &str) -> Result<(), StoreError> {
         self.store.delete_session(key).await
     }
@@ -784,6 +815,24 @@ impl Durable {
                         out.wills.push((key, client_id, deadline, from_stored(&stored, 0)));
                     }
                     None => tracing::error!(key = %key.escape_debug(), "corrupt delayed will; left out"),
+                }
+            } else if let Some(rest) = key.strip_prefix(CONNECTED_WILL_KEY) {
+                // The will of a client that was connected when the broker stopped without
+                // closing its connection: that connection ended now.
+                let client_id = rest.get(33..).filter(|_| rest.get(32..33) == Some("/"));
+                let delay = value.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_be_bytes);
+                let expiry = value.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_be_bytes);
+                let stored = value.get(8..).and_then(|b| StoredMessage::decode(b).ok());
+                match (client_id, delay, expiry, stored) {
+                    (Some(client_id), Some(delay), Some(expiry), Some(stored)) => {
+                        let due = std::time::Duration::from_secs(u64::from(delay));
+                        let mut msg = from_stored(&stored, 0);
+                        msg.expires_at = (expiry > 0)
+                            .then(|| std::time::Instant::now() + due + std::time::Duration::from_secs(expiry.into()));
+                        let deadline = now_ms() + u64::from(delay) * 1000;
+                        out.wills.push((key.clone(), client_id.to_string(), deadline, msg));
+                    }
+                    _ => tracing::error!(key = %key.escape_debug(), "corrupt will of a connected client; left out"),
                 }
             }
         }

@@ -906,6 +906,58 @@ async fn a_delayed_will_survives_kill_dash_nine() {
     assert!(wait_exit(child).success());
 }
 
+/// The will of a client still connected when the broker dies (`kill -9`) is published when it
+/// starts again: the connection ended without a DISCONNECT [MQTT-3.1.2-8]. A client that
+/// disconnected normally leaves no will behind, and a graceful restart publishes a connected
+/// client's will once, not again at the next start. Before, a connected client's will lived
+/// in memory only and a crash lost it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_clients_will_survives_kill_dash_nine() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    park_session("cwill-watcher", daemon.mqtt, "cwills/#").await;
+    let mut gone = tcp_connect(daemon.mqtt).await;
+    gone.send(&connect5_with_delayed_will("cwill-gone", "cwills/gone", b"gone", 0)).await.unwrap();
+    mqtt_expect(&mut gone, 2, "CONNACK").await;
+    let mut polite = tcp_connect(daemon.mqtt).await;
+    polite.send(&connect5_with_delayed_will("cwill-polite", "cwills/polite", b"polite", 0)).await.unwrap();
+    mqtt_expect(&mut polite, 2, "CONNACK").await;
+    polite.send(&[0xE0, 0]).await.unwrap();
+    polite.read_to_close().await;
+    daemon.wait_for_log(&["connection closed", "cwill-polite"]);
+    signal(&daemon.child, "-KILL");
+    let Daemon { child, guard: _guard, .. } = daemon;
+    assert!(!wait_exit(child).success());
+    drop(gone);
+
+    let daemon = Daemon::start(dir.path());
+    publish_acked_to(daemon.mqtt, "cwills/marker", "marker").await;
+    let (present, mut got) = drain_session("cwill-watcher", daemon.mqtt, 2).await;
+    assert!(present);
+    got.sort();
+    assert_eq!(got, ["gone", "marker"], "the connected client's will, and none of the one that disconnected");
+
+    // A graceful stop publishes a connected client's will once.
+    let mut again = tcp_connect(daemon.mqtt).await;
+    again.send(&connect5_with_delayed_will("cwill-again", "cwills/again", b"again", 0)).await.unwrap();
+    mqtt_expect(&mut again, 2, "CONNACK").await;
+    signal(&daemon.child, "-TERM");
+    let Daemon { child, guard: _guard, .. } = daemon;
+    assert!(wait_exit(child).success());
+    drop(again);
+    let daemon = Daemon::start(dir.path());
+    publish_acked_to(daemon.mqtt, "cwills/marker", "marker 2").await;
+    let (_, mut got) = drain_session("cwill-watcher", daemon.mqtt, 2).await;
+    got.sort();
+    assert_eq!(got, ["again", "marker 2"], "published at the stop, not again at the start");
+    // Nothing else is waiting: a third marker comes next.
+    publish_acked_to(daemon.mqtt, "cwills/marker", "marker 3").await;
+    assert_eq!(drain_session("cwill-watcher", daemon.mqtt, 1).await.1, ["marker 3"]);
+    signal(&daemon.child, "-TERM");
+    let Daemon { child, guard: _guard, .. } = daemon;
+    assert!(wait_exit(child).success());
+}
+
 /// STOMP 1.2 "MESSAGE": every MESSAGE has a unique `message-id` (and a 1.0 or 1.1 client
 /// acknowledges by it). Messages delivered live and those read back from the store (past the
 /// 1,024 a queue keeps in memory, or after a restart) take their ids from one sequence. Before,

@@ -257,6 +257,15 @@ impl Session {
         }
         self.timers.start(accepted.keep_alive);
         self.will = accepted.will.take();
+        // A copy in the store while connected, so that a broker that dies publishes it when it
+        // starts again (the driver deletes the copy when the connection ends).
+        if let Some(w) = self.will.as_ref().filter(|w| self.may_publish(w.topic())) {
+            actions.push(Action::SaveWill {
+                msg: w.msg.clone(),
+                delay_secs: w.delay_secs.min(self.session_expiry_secs),
+                expiry_secs: w.expiry_secs.map(NonZeroU32::get),
+            });
+        }
         self.jwt_auth = accepted.jwt;
         // A persistent session lives in its queue. So does a resumed one that ends with this
         // connection (MQTT 5 Clean Start 0, Session Expiry 0): its stored bindings feed the

@@ -319,6 +319,31 @@ fn will5(retain: bool) -> v5::Connect {
     }
 }
 
+/// A will is handed to the driver to keep in the store while the client is connected
+/// (`Action::SaveWill`), its delay capped at the session's expiry and its Message Expiry
+/// Interval as sent; a will whose topic the client may not publish to is not.
+#[test]
+fn a_connected_clients_will_is_kept_for_a_crash() {
+    let mut c = Client::new();
+    let mut connect = will5(false);
+    connect.session_expiry_interval_secs = 30;
+    if let Some(w) = connect.last_will.as_mut() {
+        w.will_delay_interval_sec = Some(90);
+        w.message_expiry_interval = std::num::NonZeroU32::new(7);
+    }
+    let a = c.send5(v5::Packet::Connect(Box::new(connect)));
+    let Some(Action::SaveWill { msg, delay_secs: 30, expiry_secs: Some(7) }) =
+        a.iter().find(|a| matches!(a, Action::SaveWill { .. }))
+    else {
+        panic!("{a:?}")
+    };
+    assert_eq!((msg.topic.as_str(), &msg.payload[..]), ("status/dev", &b"gone"[..]));
+
+    let mut c = Client::new();
+    let a = c.send3(v3::Packet::Connect(Box::new(connect3("dev"))));
+    assert!(!a.iter().any(|a| matches!(a, Action::SaveWill { .. })), "no will, nothing kept: {a:?}");
+}
+
 #[test]
 fn will_is_published_on_abnormal_close() {
     let mut c = Client::new();
