@@ -276,8 +276,16 @@ impl Session {
     /// Handles a decoded packet after CONNECT was accepted.
     fn dispatch(&mut self, p: Inbound, now: Instant, out: &mut Output, actions: &mut Vec<Action>) {
         match p {
-            // [MQTT-3.1.0-2] A second CONNECT is a protocol violation.
-            Inbound::Connect(_) => self.fail(Violation::Protocol("second CONNECT on one connection"), out, actions),
+            // [MQTT-3.1.0-2] A second CONNECT is a protocol violation: the connection is closed,
+            // without a DISCONNECT (which MQTT 5 allows, §4.13.1, and Mosquitto does not send
+            // either). A client that sends it is likely to read the socket from two places at
+            // once (Paho's interoperability client does: its reader thread and the connect
+            // call), and a DISCONNECT's bytes split between them hang it; a bare close reaches
+            // both as the end of the stream.
+            Inbound::Connect(_) => {
+                let v = Violation::Protocol("second CONNECT on one connection");
+                self.shut(v.close_reason(), None, out, actions)
+            }
             Inbound::Publish(p) => self.on_publish(*p, None, now, out, actions),
             Inbound::PubAck(id) => self.on_puback(id, actions),
             Inbound::PubRec(id, code) => self.on_pubrec(id, code, out, actions),
