@@ -1196,28 +1196,12 @@ async fn an_unacknowledged_retained_delivery_is_sent_again_when_the_session_resu
         assert_eq!(publish_payload(&next).2, b"end", "{case}");
     }
 
-    for restart in [false, true] {
-        let mut b = broker().await;
-        let client = format!("rr-{restart}");
-        let id = subscribe_unacked(b.mqtt_addr().unwrap(), &client).await;
-        if restart {
-            b = broker_with(b.stop_keeping_data().await).await;
-        }
-        resume(b.mqtt_addr().unwrap(), &client, id, if restart { "restart" } else { "reconnect" }).await;
-        b.shutdown().await;
-    }
-
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path());
-    let id = subscribe_unacked(daemon.mqtt, "rr-kill").await;
-    signal(&daemon.child, "-KILL");
-    let Daemon { child, guard: _guard, .. } = daemon;
-    assert!(!wait_exit(child).success());
-    let daemon = Daemon::start(dir.path());
-    resume(daemon.mqtt, "rr-kill", id, "kill -9").await;
-    signal(&daemon.child, "-TERM");
-    let Daemon { child, guard: _guard, .. } = daemon;
-    assert!(wait_exit(child).success());
+    resumed_three_ways(
+        "rr",
+        |addr, client| async move { subscribe_unacked(addr, &client).await },
+        |addr, client, id, case| async move { resume(addr, &client, id, case).await },
+    )
+    .await;
 }
 
 /// A QoS 1 delivery of a persistent MQTT session whose Message Expiry ran out while it was
@@ -1317,25 +1301,45 @@ async fn an_in_flight_delivery_whose_expiry_ran_out_is_sent_again() {
         assert_eq!(parse(&body).2, b"end", "the message that expired before it went out is not sent; {case}");
     }
 
+    resumed_three_ways(
+        "exp",
+        |addr, client| async move { leave_one_in_flight(addr, &client).await },
+        |addr, client, id, case| async move { resume(addr, &client, id, case).await },
+    )
+    .await;
+}
+
+/// Leaves a session's delivery unacknowledged (`leave`, which returns its packet id), then
+/// resumes the session and checks what comes (`resume`, told which case it is): after a
+/// reconnect, after a graceful restart, and after `kill -9` of the daemon. Each case has its
+/// own client id, `prefix-<case>`.
+async fn resumed_three_ways<L, LF, R, RF>(prefix: &str, leave: L, resume: R)
+where
+    L: Fn(std::net::SocketAddr, String) -> LF,
+    LF: std::future::Future<Output = [u8; 2]>,
+    R: Fn(std::net::SocketAddr, String, [u8; 2], &'static str) -> RF,
+    RF: std::future::Future<Output = ()>,
+{
     for restart in [false, true] {
         let mut b = broker().await;
-        let client = format!("exp-{restart}");
-        let id = leave_one_in_flight(b.mqtt_addr().unwrap(), &client).await;
+        let client = format!("{prefix}-{restart}");
+        let id = leave(b.mqtt_addr().unwrap(), client.clone()).await;
         if restart {
             b = broker_with(b.stop_keeping_data().await).await;
         }
-        resume(b.mqtt_addr().unwrap(), &client, id, if restart { "restart" } else { "reconnect" }).await;
+        resume(b.mqtt_addr().unwrap(), client, id, if restart { "restart" } else { "reconnect" }).await;
         b.shutdown().await;
     }
 
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path());
-    let id = leave_one_in_flight(daemon.mqtt, "exp-kill").await;
+    let client = format!("{prefix}-kill");
+    let id = leave(daemon.mqtt, client.clone()).await;
     signal(&daemon.child, "-KILL");
     let Daemon { child, guard: _guard, .. } = daemon;
     assert!(!wait_exit(child).success());
     let daemon = Daemon::start(dir.path());
-    resume(daemon.mqtt, "exp-kill", id, "kill -9").await;
+    resume(daemon.mqtt, client, id, "kill -9").await;
     signal(&daemon.child, "-TERM");
     let Daemon { child, guard: _guard, .. } = daemon;
     assert!(wait_exit(child).success());

@@ -204,15 +204,7 @@ impl Client {
 
     pub fn connect3(&mut self, connect: v3::Connect) {
         let a = self.send3(v3::Packet::Connect(Box::new(connect)));
-        // With a will, also the copy kept in the store while connected.
-        assert!(
-            matches!(
-                &a[..],
-                [Action::ClaimClientId(_), Action::OpenSession { .. }]
-                    | [Action::ClaimClientId(_), Action::OpenSession { .. }, Action::SaveWill { .. }]
-            ),
-            "{a:?}"
-        );
+        assert_opened(&a);
         assert!(
             matches!(&self.recv3()[..], [v3::Packet::ConnectAck(ack)] if ack.return_code == v3::ConnectAckReason::ConnectionAccepted)
         );
@@ -220,19 +212,24 @@ impl Client {
 
     pub fn connect5(&mut self, connect: v5::Connect) {
         let a = self.send5(v5::Packet::Connect(Box::new(connect)));
-        // With a will, also the copy kept in the store while connected.
-        assert!(
-            matches!(
-                &a[..],
-                [Action::ClaimClientId(_), Action::OpenSession { .. }]
-                    | [Action::ClaimClientId(_), Action::OpenSession { .. }, Action::SaveWill { .. }]
-            ),
-            "{a:?}"
-        );
+        assert_opened(&a);
         assert!(
             matches!(&self.recv5()[..], [v5::Packet::ConnectAck(ack)] if ack.reason_code == v5::ConnectAckReason::Success)
         );
     }
+}
+
+/// The actions of an accepted CONNECT of a clean session: the client id claimed, the session
+/// opened, and with a will, its copy kept in the store while connected.
+fn assert_opened(a: &[Action]) {
+    assert!(
+        matches!(
+            a,
+            [Action::ClaimClientId(_), Action::OpenSession { .. }]
+                | [Action::ClaimClientId(_), Action::OpenSession { .. }, Action::SaveWill { .. }]
+        ),
+        "{a:?}"
+    );
 }
 
 fn one<C: Decoder>(mut codec: C, frame: Bytes) -> C::Item
