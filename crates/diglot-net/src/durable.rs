@@ -461,6 +461,12 @@ pub(crate) fn from_stored(stored: &StoredMessage, id: u64) -> Message {
     msg
 }
 
+/// The client id at the end of a will's key after its prefix: two 16-digit hex numbers (a
+/// deadline or a time, and a tag), `/`, the client id.
+fn will_key_client(rest: &str) -> Option<&str> {
+    rest.get(33..).filter(|_| rest.get(32..33) == Some("/"))
+}
+
 fn store_err(e: StoreError) -> PublishError {
     PublishError::Store(e.to_string())
 }
@@ -609,9 +615,7 @@ impl Durable {
         let Some(q) = self.by_name.lock().remove(name) else {
             // A connection that ended after its session queue was deleted may have recorded
             // its expiry and QoS 2 state: they go too.
-            self.store.delete_session(&format!("{EXPIRY_KEY}{name}")).await?;
-            self.store.delete_session(&format!("{QOS2_KEY}{name}")).await?;
-            self.store.delete_session(&format!("{SUBS_KEY}{name}")).await?;
+            self.delete_session_records(name).await?;
             return Ok(false);
         };
         self.by_id.remove(&q.id.0);
@@ -620,10 +624,17 @@ impl Durable {
             router.unbind_queue(filter, q.id.0);
         }
         self.store.delete_session(&format!("{BINDINGS_KEY}{name}")).await?;
-        self.store.delete_session(&format!("{EXPIRY_KEY}{name}")).await?;
-        self.store.delete_session(&format!("{QOS2_KEY}{name}")).await?;
-        self.store.delete_session(&format!("{SUBS_KEY}{name}")).await?;
+        self.delete_session_records(name).await?;
         self.store.drop_queue(name).await
+    }
+
+    /// Deletes what the sessions partition keeps for queue `name` besides its bindings: its
+    /// deadline, QoS 2 exchanges and kept subscriptions.
+    async fn delete_session_records(&self, name: &str) -> Result<(), StoreError> {
+        for prefix in [EXPIRY_KEY, QOS2_KEY, SUBS_KEY] {
+            self.store.delete_session(&format!("{prefix}{name}")).await?;
+        }
+        Ok(())
     }
 
     /// Stores a routed message in the durable queues it matched, first half: offers QoS 0 to online consumers and queues
@@ -807,7 +818,7 @@ impl Durable {
                 let parsed = rest
                     .get(..16)
                     .and_then(|d| u64::from_str_radix(d, 16).ok())
-                    .zip(rest.get(33..).filter(|_| rest.get(32..33) == Some("/")))
+                    .zip(will_key_client(rest))
                     .zip(StoredMessage::decode(&value).ok());
                 match parsed {
                     Some(((deadline, client_id), stored)) => {
@@ -819,7 +830,7 @@ impl Durable {
             } else if let Some(rest) = key.strip_prefix(CONNECTED_WILL_KEY) {
                 // The will of a client that was connected when the broker stopped without
                 // closing its connection: that connection ended now.
-                let client_id = rest.get(33..).filter(|_| rest.get(32..33) == Some("/"));
+                let client_id = will_key_client(rest);
                 let delay = value.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_be_bytes);
                 let expiry = value.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_be_bytes);
                 let stored = value.get(8..).and_then(|b| StoredMessage::decode(b).ok());
