@@ -318,7 +318,12 @@ impl Output {
     pub fn buf_sized(&mut self, len: usize) -> &mut BytesMut {
         if self.ws && self.open.is_none() {
             let head = ws_header_len(len);
-            self.buf.extend_from_slice(&[0; 10][..head]);
+            // Of a known length, as in `end_ws_frame`.
+            match head {
+                2 => self.buf.extend_from_slice(&[0; 2]),
+                4 => self.buf.extend_from_slice(&[0; 4]),
+                _ => self.buf.extend_from_slice(&[0; 10]),
+            }
             self.headers += head;
             self.open = Some((self.buf.len(), head));
         }
@@ -390,7 +395,13 @@ impl Output {
         }
         self.headers = self.headers + head - room;
         let (header, _) = ws_frame_header(if utf8 { 0x1 } else { 0x2 }, len);
-        self.buf[at..at + head].copy_from_slice(&header[..head]);
+        // One copy of a known length per form: a copy of `head` bytes would be a call to
+        // `memmove`, once per frame (a profile of STOMP fan-out put 9 % of the broker there).
+        match head {
+            2 => self.buf[at..at + 2].copy_from_slice(&header[..2]),
+            4 => self.buf[at..at + 4].copy_from_slice(&header[..4]),
+            _ => self.buf[at..at + 10].copy_from_slice(&header),
+        }
         self.ends.push(self.buf.len());
     }
 
