@@ -814,8 +814,8 @@ async fn execute_one(
             }
             if persistent {
                 shared.durable.ensure(&name).await.map_err(store_failed)?;
-                // In use now: it does not expire while connected.
-                shared.durable.set_session_deadline(&name, None).await.map_err(store_failed)?;
+                // In use now: it does not expire while connected (but does after a crash).
+                shared.durable.set_session_in_use(&name, expiry_secs).await.map_err(store_failed)?;
                 conn.session = Some((name, expiry_secs));
             } else if present {
                 conn.ephemeral_session = Some(name);
@@ -1306,7 +1306,7 @@ fn will_at(
 /// back first. The deadline is kept in the store, so a restart keeps it.
 async fn schedule_session_expiry(shared: &Arc<Shared>, client_id: &str, queue: &str, secs: u32) {
     let deadline = crate::durable::now_ms() + u64::from(secs) * 1000;
-    if let Err(e) = shared.durable.set_session_deadline(queue, Some(deadline)).await {
+    if let Err(e) = shared.durable.set_session_deadline(queue, deadline).await {
         tracing::error!(queue, error = %e, "cannot record a session's expiry");
     }
     expire_session_at(shared.clone(), shared.registry.on_return(client_id), queue.to_string(), deadline);

@@ -38,7 +38,9 @@ const WINDOW: usize = 1024;
 /// The sessions-partition key prefix for a queue's bindings.
 const BINDINGS_KEY: &str = "\0bind/";
 
-/// The sessions-partition key prefix for when a session queue ends if nobody resumes it.
+/// The sessions-partition key prefix for when a session queue ends if nobody resumes it: a
+/// deadline (unix ms, 8 bytes) while its client is away, or its Session Expiry Interval
+/// (seconds, 4 bytes) while its client is connected ([`Durable::set_session_in_use`]).
 const EXPIRY_KEY: &str = "\0expiry/";
 
 /// The sessions-partition key prefix for the subscriptions a session queue's session keeps
@@ -733,11 +735,20 @@ impl Durable {
         }
     }
 
-    /// Records when a session ends if nobody resumes it (`None`: it is in use).
-    pub(crate) async fn set_session_deadline(&self, queue: &str, deadline_ms: Option<u64>) -> Result<(), StoreError> {
+    /// Records when a session whose client has gone ends if nobody resumes it (unix ms).
+    pub(crate) async fn set_session_deadline(&self, queue: &str, deadline_ms: u64) -> Result<(), StoreError> {
+        self.store.put_session(&format!("{EXPIRY_KEY}{queue}"), &deadline_ms.to_be_bytes()).await
+    }
+
+    /// Records that a session is in use: it does not expire while its client is connected.
+    /// Its connection's end records a deadline ([`Durable::set_session_deadline`]); if the
+    /// broker stops without ending the connection (`kill -9`, a crash), the next start counts
+    /// the session's Session Expiry Interval `expiry_secs` from then, as if the connection had
+    /// ended at that start. `None`: the session never expires.
+    pub(crate) async fn set_session_in_use(&self, queue: &str, expiry_secs: Option<u32>) -> Result<(), StoreError> {
         let key = format!("{EXPIRY_KEY}{queue}");
-        match deadline_ms {
-            Some(ms) => self.store.put_session(&key, &ms.to_be_bytes()).await,
+        match expiry_secs {
+            Some(secs) => self.store.put_session(&key, &secs.to_be_bytes()).await,
             None => self.store.delete_session(&key).await,
         }
     }
@@ -805,9 +816,18 @@ impl Durable {
         let mut out = SavedSessions::default();
         for (key, value) in self.store.sessions()? {
             if let Some(queue) = key.strip_prefix(EXPIRY_KEY) {
-                match <[u8; 8]>::try_from(value.as_slice()) {
-                    Ok(bytes) => out.deadlines.push((queue.to_string(), u64::from_be_bytes(bytes))),
-                    Err(_) => tracing::error!(queue, "corrupt session deadline; left out"),
+                let deadline = match value.len() {
+                    8 => <[u8; 8]>::try_from(value.as_slice()).ok().map(u64::from_be_bytes),
+                    // In use when the broker stopped without ending its connection: that
+                    // connection ended now.
+                    4 => <[u8; 4]>::try_from(value.as_slice())
+                        .ok()
+                        .map(|secs| now_ms().saturating_add(u64::from(u32::from_be_bytes(secs)) * 1000)),
+                    _ => None,
+                };
+                match deadline {
+                    Some(deadline) => out.deadlines.push((queue.to_string(), deadline)),
+                    None => tracing::error!(queue, "corrupt session deadline; left out"),
                 }
             } else if let Some(queue) = key.strip_prefix(QOS2_KEY) {
                 match Qos2Flows::decode(&value) {

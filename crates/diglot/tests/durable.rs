@@ -958,6 +958,55 @@ async fn a_connected_clients_will_survives_kill_dash_nine() {
     assert!(wait_exit(child).success());
 }
 
+/// An MQTT 5 CONNECT with Clean Start `clean`, keep-alive 60 and Session Expiry Interval
+/// `expiry_secs`.
+fn connect5_session(id: &str, clean: bool, expiry_secs: u32) -> Vec<u8> {
+    use common::raw_mqtt::{mqtt_str, packet};
+    let mut body = mqtt_str(b"MQTT");
+    body.extend([5, if clean { 0x02 } else { 0 }, 0, 60, 5, 0x11]);
+    body.extend(expiry_secs.to_be_bytes());
+    body.extend(mqtt_str(id.as_bytes()));
+    body.push(0);
+    packet(0x10, &body)
+}
+
+/// A persistent session whose client is still connected when the broker dies (`kill -9`)
+/// expires its Session Expiry Interval after the next start, unless the client comes back
+/// [MQTT-3.1.2-23]; a session with a longer interval is still there. Before, a session's
+/// deadline was written only when its connection ended, and such a session was kept for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_connected_at_kill_dash_nine_still_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let mut clients = Vec::new();
+    for (id, expiry) in [("crash-short", 1), ("crash-long", 3600)] {
+        let mut c = tcp_connect(daemon.mqtt).await;
+        c.send(&connect5_session(id, true, expiry)).await.unwrap();
+        let connack = mqtt_expect(&mut c, 2, "CONNACK").await;
+        assert_eq!((connack[2], connack[3]), (0, 0), "{id}: accepted, no session present");
+        clients.push(c);
+    }
+    signal(&daemon.child, "-KILL");
+    let Daemon { child, guard: _guard, .. } = daemon;
+    assert!(!wait_exit(child).success());
+    drop(clients);
+
+    let daemon = Daemon::start(dir.path());
+    // Not resumed meanwhile: the probe below would resume it and start its interval again.
+    daemon.wait_for_log(&["session expired", "crash-short"]);
+    for (id, expiry, present) in [("crash-short", 1, 0), ("crash-long", 3600, 1)] {
+        let mut c = tcp_connect(daemon.mqtt).await;
+        c.send(&connect5_session(id, false, expiry)).await.unwrap();
+        let connack = mqtt_expect(&mut c, 2, "CONNACK").await;
+        assert_eq!((connack[2], connack[3]), (present, 0), "{id}: session present {present}");
+        c.send(&[0xE0, 0]).await.unwrap();
+        c.read_to_close().await;
+    }
+    signal(&daemon.child, "-TERM");
+    let Daemon { child, guard: _guard, .. } = daemon;
+    assert!(wait_exit(child).success());
+}
+
 /// STOMP 1.2 "MESSAGE": every MESSAGE has a unique `message-id` (and a 1.0 or 1.1 client
 /// acknowledges by it). Messages delivered live and those read back from the store (past the
 /// 1,024 a queue keeps in memory, or after a restart) take their ids from one sequence. Before,
