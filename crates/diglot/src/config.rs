@@ -541,6 +541,25 @@ impl Config {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 
+    /// What `--print-config` shows: the configuration with its secrets replaced by
+    /// [`Config::REDACTED`] (the JWT HS256 secret, users' password hashes, the password in
+    /// `cluster.redis_url`), so that the output can go into a ticket or a log. It does not load
+    /// back where a secret was set.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        if let Some(secret) = c.auth.jwt.as_mut().and_then(|j| j.hs256_secret.as_mut()) {
+            *secret = Self::REDACTED.into();
+        }
+        for user in &mut c.auth.users {
+            user.password_hash = Self::REDACTED.into();
+        }
+        c.cluster.redis_url = redact_url_password(&c.cluster.redis_url);
+        c
+    }
+
+    /// What [`Config::redacted`] puts in place of a secret.
+    pub const REDACTED: &str = "REDACTED";
+
     fn validate(&self) -> Result<(), String> {
         let l = &self.limits;
         let positive = [
@@ -821,9 +840,34 @@ pub fn check_log_level(filter: &str) -> Result<(), String> {
     Err(format!("{word:?} is not a level: use off, error, warn, info, debug, trace, or directives such as \"info,diglot_net=debug\""))
 }
 
+/// `url` with the password of its user info (`scheme://user:password@host…`) replaced by
+/// [`Config::REDACTED`]; as it is without one.
+fn redact_url_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_string() };
+    let authority_end = url[scheme_end..].find(['/', '?', '#']).map_or(url.len(), |i| scheme_end + i);
+    let authority = &url[scheme_end..authority_end];
+    let Some(at) = authority.rfind('@') else { return url.to_string() };
+    let Some(colon) = authority[..at].find(':') else { return url.to_string() };
+    let password_start = scheme_end + colon + 1;
+    format!("{}{}{}", &url[..password_start], Config::REDACTED, &url[scheme_end + at..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redis_passwords_are_redacted() {
+        for (url, shown) in [
+            ("redis://:s3cret@10.0.0.5:6379/0", "redis://:REDACTED@10.0.0.5:6379/0"),
+            ("rediss://user:p@ss:w@host:6380", "rediss://user:REDACTED@host:6380"),
+            ("redis://user@host/1?x=a:b@c", "redis://user@host/1?x=a:b@c"),
+            ("redis://host:6379", "redis://host:6379"),
+            ("", ""),
+        ] {
+            assert_eq!(redact_url_password(url), shown, "{url}");
+        }
+    }
 
     #[test]
     fn defaults_round_trip_through_toml() {

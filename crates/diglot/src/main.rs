@@ -21,7 +21,7 @@ struct Cli {
     /// The configuration file (default: ./broker.toml when it exists, else built-in defaults).
     #[arg(short, long, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Print the effective configuration as TOML and exit.
+    /// Print the effective configuration as TOML and exit (secrets shown as REDACTED).
     #[arg(long)]
     print_config: bool,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive list);
@@ -171,7 +171,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let (config, path) = load(&cli)?;
     if cli.print_config {
-        std::io::stdout().write_all(config.to_toml().as_bytes()).context("cannot print the configuration")?;
+        std::io::stdout()
+            .write_all(config.redacted().to_toml().as_bytes())
+            .context("cannot print the configuration")?;
         return Ok(());
     }
     let filter = match (&cli.log_level, std::env::var("RUST_LOG")) {

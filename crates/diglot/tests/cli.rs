@@ -129,6 +129,34 @@ fn print_config_is_the_effective_config() {
     assert_eq!(c.limits.max_inflight, 7);
 }
 
+/// `--print-config` leaves out the configuration's secrets (the JWT HS256 secret, password
+/// hashes, the Redis password), so that its output can be pasted into a ticket; the rest is as
+/// configured.
+#[test]
+fn print_config_hides_secrets() {
+    let hash = diglot_auth::password::hash(b"correct horse").unwrap();
+    let secret = "0123456789abcdef0123456789abcdef-jwt";
+    let (_dir, p) = temp_file(
+        "secrets",
+        &format!(
+            "[auth]\nusers = [{{ username = \"alice\", password_hash = \"{hash}\" }}]\n\
+             [auth.jwt]\nhs256_secret = \"{secret}\"\n\
+             [cluster]\nredis_url = \"redis://ops:hunter2@127.0.0.1:6379/0\"\n"
+        ),
+    );
+    let out = diglot().args(["--config", p.to_str().unwrap(), "--print-config"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for shown in [&hash[..], secret, "hunter2"] {
+        assert!(!text.contains(shown), "{shown} printed:\n{text}");
+    }
+    let value: toml::Value = toml::from_str(&text).unwrap();
+    assert_eq!(value["auth"]["users"][0]["username"].as_str(), Some("alice"));
+    assert_eq!(value["auth"]["users"][0]["password_hash"].as_str(), Some("REDACTED"));
+    assert_eq!(value["auth"]["jwt"]["hs256_secret"].as_str(), Some("REDACTED"));
+    assert_eq!(value["cluster"]["redis_url"].as_str(), Some("redis://ops:REDACTED@127.0.0.1:6379/0"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_says_goodbye_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
