@@ -10,6 +10,10 @@ use std::net::SocketAddr;
 pub use config::{Config, ConfigError};
 pub use diglot_net::{Bound, StartError};
 
+/// Puts a reloaded `log.level` (a tracing filter) in force, or says why not, in the log; the
+/// process's logging belongs to the program that embeds the broker (the `diglot` binary).
+pub type LogLevelSetter = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
 /// A running broker.
 pub struct Broker {
     server: diglot_net::Server,
@@ -28,13 +32,18 @@ impl Broker {
     }
 
     /// Makes SIGHUP and `POST /api/v1/reload` read `path` again and apply what can change
-    /// without a restart (users, ACLs, limits, TLS certificates); a file with errors is
-    /// refused, logged, and the running configuration stays.
-    pub fn reload_from(&self, path: std::path::PathBuf) {
+    /// without a restart (users, ACLs, limits, TLS certificates, and through `log_level` the
+    /// log filter `log.level`); a file with errors is refused, logged, and the running
+    /// configuration stays.
+    pub fn reload_from(&self, path: std::path::PathBuf, log_level: Option<LogLevelSetter>) {
         let handle = self.server.reload_handle();
         self.server.set_reloader(std::sync::Arc::new(move || {
             let config = Config::load(&path).map_err(|e| e.to_string())?;
-            handle.apply(&config.spec())
+            handle.apply(&config.spec())?;
+            if let Some(set) = &log_level {
+                set(&config.log.level);
+            }
+            Ok(())
         }));
     }
 

@@ -176,24 +176,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .context("cannot print the configuration")?;
         return Ok(());
     }
-    let filter = match (&cli.log_level, std::env::var("RUST_LOG")) {
+    // `--log-level` and RUST_LOG override the file's `log.level`, at start and at a reload.
+    let (filter, overridden_by) = match (&cli.log_level, std::env::var("RUST_LOG")) {
         (Some(level), _) => {
             diglot::config::check_log_level(level).map_err(|e| anyhow::anyhow!("--log-level: {e}"))?;
-            EnvFilter::try_new(level).context("--log-level")?
+            (EnvFilter::try_new(level).context("--log-level")?, Some("--log-level"))
         }
-        (None, Ok(env)) if !env.is_empty() => EnvFilter::try_new(env).context("RUST_LOG")?,
-        _ => EnvFilter::try_new(&config.log.level).context("log.level")?,
+        (None, Ok(env)) if !env.is_empty() => (EnvFilter::try_new(env).context("RUST_LOG")?, Some("RUST_LOG")),
+        _ => (EnvFilter::try_new(&config.log.level).context("log.level")?, None),
     };
     // A log pipe that closes (a log shipper that died) must not take the broker down: the
     // subscriber's own report of a failed write would go to stderr with `eprintln!`, which
     // panics when stderr is that pipe too. Lines that cannot be written are dropped.
     let fmt = tracing_subscriber::fmt().with_env_filter(filter).log_internal_errors(false);
-    match config.log.format {
-        diglot::config::LogFormat::Json => fmt.json().with_current_span(false).init(),
-        diglot::config::LogFormat::Text => {
-            fmt.with_target(false).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).init()
+    let replace_filter: Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync> = match config.log.format {
+        diglot::config::LogFormat::Json => {
+            let fmt = fmt.json().with_current_span(false).with_filter_reloading();
+            let handle = fmt.reload_handle();
+            fmt.init();
+            Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()))
         }
-    }
+        diglot::config::LogFormat::Text => {
+            let fmt = fmt
+                .with_target(false)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+                .with_filter_reloading();
+            let handle = fmt.reload_handle();
+            fmt.init();
+            Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()))
+        }
+    };
+    let log_level = log_level_setter(config.log.level.clone(), overridden_by, replace_filter);
 
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
@@ -202,10 +215,41 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     rt.on_thread_park(collect_allocator);
     let rt = rt.build().context("cannot start the async runtime")?;
-    rt.block_on(serve(config, path))
+    rt.block_on(serve(config, path, log_level))
 }
 
-async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+/// What a reload does with the file's `log.level`: puts it in force if it changed (through
+/// `replace_filter`), unless `--log-level` or RUST_LOG (`overridden_by`) set the filter.
+fn log_level_setter(
+    current: String,
+    overridden_by: Option<&'static str>,
+    replace_filter: Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>,
+) -> diglot::LogLevelSetter {
+    let current = std::sync::Mutex::new(current);
+    std::sync::Arc::new(move |level: &str| {
+        let mut current = current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *current == level {
+            return;
+        }
+        if let Some(by) = overridden_by {
+            tracing::info!(level, by, "log.level changed in the file; not applied while the filter is set this way");
+            *current = level.to_string();
+            return;
+        }
+        let filter = match EnvFilter::try_new(level) {
+            Ok(filter) => filter,
+            Err(e) => return tracing::error!(level, error = %e, "log.level not applied; the old filter stays"),
+        };
+        // Said under the old filter, which the new one may silence.
+        tracing::info!(from = %*current, to = level, "log level changed");
+        match replace_filter(filter) {
+            Ok(()) => *current = level.to_string(),
+            Err(e) => tracing::error!(level, error = %e, "log.level not applied; the old filter stays"),
+        }
+    })
+}
+
+async fn serve(config: Config, path: Option<PathBuf>, log_level: diglot::LogLevelSetter) -> anyhow::Result<()> {
     // Before the store is opened, which can take a while: a SIGHUP meanwhile (a reload hook)
     // must not end the process, as its default action would; a SIGTERM or SIGINT ends it.
     let mut signals = Signals::listen()?;
@@ -222,7 +266,7 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         tracing::info!(dir = %config.http.static_dir, "serving static files");
     }
     if let Some(path) = path {
-        broker.reload_from(path);
+        broker.reload_from(path, Some(log_level));
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "diglot started");
     signals.stop_requested().await;

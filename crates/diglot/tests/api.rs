@@ -969,7 +969,7 @@ async fn reload_applies_a_new_file_and_refuses_a_bad_one() {
     );
     std::fs::write(&file, auth_toml(1000, "bob/#", &listeners)).unwrap();
     let b = broker_with(Config::load(&file).unwrap()).await;
-    b.reload_from(file.clone());
+    b.reload_from(file.clone(), None);
     let alice = bearer(&token("alice", &["admin"]));
     let admin = Api::new(&b, Some(&alice));
     let bob_token = bearer(&token("bob", &[]));

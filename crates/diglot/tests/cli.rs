@@ -157,6 +157,47 @@ fn print_config_hides_secrets() {
     assert_eq!(value["cluster"]["redis_url"].as_str(), Some("redis://ops:REDACTED@127.0.0.1:6379/0"));
 }
 
+/// SIGHUP puts a changed `log.level` in force: after a reload to `warn`, a normal close (an
+/// `info` line) is no longer logged, and a protocol error (a `warn` line) still is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_a_new_log_level() {
+    /// Connects as `id` (MQTT 3.1.1), then leaves with a DISCONNECT, or with a packet of the
+    /// reserved type 0 (a protocol error).
+    async fn visit(addr: std::net::SocketAddr, id: &str, polite: bool) {
+        let mut c = tcp_connect(addr).await;
+        c.send(&mqtt_connect_bytes(id, 30, true)).await.unwrap();
+        c.send(if polite { &[0xE0, 0] } else { &[0x00, 0] }).await.unwrap();
+        c.read_to_close().await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    visit(daemon.mqtt, "before-reload", true).await;
+    daemon.wait_for_log(&["connection closed", "before-reload"]);
+
+    let config = dir.path().join("broker.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("level = \"info\""), "{text}");
+    std::fs::write(&config, text.replace("level = \"info\"", "level = \"warn\"")).unwrap();
+    signal(&daemon.child, "-HUP");
+    daemon.wait_for_log(&["log level changed", "warn"]);
+
+    visit(daemon.mqtt, "quiet-after-reload", true).await;
+    visit(daemon.mqtt, "loud-after-reload", false).await;
+    let log = daemon.log.lock().unwrap();
+    loop {
+        let line = log.recv_timeout(PATIENCE).expect("the protocol error is logged at warn");
+        assert!(!line.contains("quiet-after-reload"), "an info line after the reload to warn: {line}");
+        if line.contains("loud-after-reload") {
+            assert!(line.contains("connection closed") && line.contains("WARN"), "{line}");
+            break;
+        }
+    }
+    drop(log);
+    signal(&daemon.child, "-TERM");
+    let Daemon { child, guard: _guard, .. } = daemon;
+    assert!(wait_exit(child).success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_says_goodbye_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();

@@ -199,7 +199,7 @@ async fn a_reload_keeps_the_separator() {
     };
     std::fs::write(&file, toml(".")).unwrap();
     let b = broker_with(Config::load(&file).unwrap()).await;
-    b.reload_from(file.clone());
+    b.reload_from(file.clone(), None);
     std::fs::write(&file, toml("/")).unwrap();
     assert_eq!(http_post(b.ws_addr().unwrap(), "/api/v1/reload", "").await, (200, r#"{"reloaded":true}"#.into()));
 
