@@ -38,6 +38,25 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Every [`CloseReason::label`], so that a metric can show each at 0 before the first
+    /// close of that kind.
+    pub const LABELS: [&'static str; 14] = [
+        "client_disconnect",
+        "peer_closed",
+        "protocol_error",
+        "limit_exceeded",
+        "keepalive_timeout",
+        "handshake_timeout",
+        "slow_consumer",
+        "session_taken_over",
+        "connect_refused",
+        "server_shutdown",
+        "kicked",
+        "auth_expired",
+        "not_authorized",
+        "io_error",
+    ];
+
     /// A short, stable label for logs and metrics.
     pub fn label(&self) -> &'static str {
         match self {
@@ -75,5 +94,33 @@ impl fmt::Display for CloseReason {
             | CloseReason::Io(s) => write!(f, "{}: {}", self.label(), s),
             _ => f.write_str(self.label()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_label_is_listed() {
+        let s = String::new;
+        let all = [
+            CloseReason::ClientDisconnect,
+            CloseReason::PeerClosed,
+            CloseReason::ProtocolError(s()),
+            CloseReason::LimitExceeded(s()),
+            CloseReason::KeepAliveTimeout,
+            CloseReason::HandshakeTimeout,
+            CloseReason::SlowConsumer,
+            CloseReason::SessionTakenOver,
+            CloseReason::ConnectRefused(s()),
+            CloseReason::ServerShutdown,
+            CloseReason::Kicked,
+            CloseReason::AuthExpired,
+            CloseReason::NotAuthorized(s()),
+            CloseReason::Io(s()),
+        ];
+        // A new variant makes `label`'s match fail to compile; this keeps the list in step.
+        assert_eq!(all.iter().map(CloseReason::label).collect::<Vec<_>>(), CloseReason::LABELS);
     }
 }

@@ -238,11 +238,20 @@ pub(crate) fn render(shared: &Shared) -> String {
         m.counter("diglot_bytes_received_total", &l).absolute(t.bytes_in.get());
         m.counter("diglot_bytes_sent_total", &l).absolute(t.bytes_out.get());
     }
-    for (&(protocol, transport), &n) in m.opened.lock().iter() {
-        m.counter("diglot_connections_opened_total", &[("protocol", protocol), ("transport", transport)]).absolute(n);
-    }
-    for (&(reason, protocol), &n) in m.closed.lock().iter() {
-        m.counter("diglot_connections_closed_total", &[("reason", reason), ("protocol", protocol)]).absolute(n);
+    // Every protocol, transport and close reason from the start, at 0 until it happens, so that
+    // `rate()` and alerts see a series before its first event.
+    for s in [Source::Mqtt, Source::Stomp] {
+        let opened = m.opened.lock();
+        for t in [Transport::Tcp, Transport::WebSocket] {
+            let n = opened.get(&(s.label(), t.label())).copied().unwrap_or(0);
+            m.counter("diglot_connections_opened_total", &[("protocol", s.label()), ("transport", t.label())])
+                .absolute(n);
+        }
+        let closed = m.closed.lock();
+        for reason in CloseReason::LABELS {
+            let n = closed.get(&(reason, s.label())).copied().unwrap_or(0);
+            m.counter("diglot_connections_closed_total", &[("reason", reason), ("protocol", s.label())]).absolute(n);
+        }
     }
     for (&status, &n) in m.rejected.lock().iter() {
         m.counter("diglot_handshake_rejections_total", &[("status", &status.to_string())]).absolute(n);

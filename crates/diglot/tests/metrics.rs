@@ -120,3 +120,28 @@ async fn counters_follow_known_traffic() {
     assert!(s.samples.iter().any(|x| x.metric == "diglot_store_sync_seconds_count"), "the sync histogram is there");
     b.shutdown().await;
 }
+
+/// A broker that has served nobody already shows every protocol, transport and close reason
+/// of the connection counters, at 0, so that `rate()` and alerts have a series before the first
+/// event. Before, each series appeared with its first event.
+#[tokio::test]
+async fn connection_counters_are_there_at_zero_from_the_start() {
+    let b = broker().await;
+    let s = scrape(b.ws_addr().unwrap()).await;
+    let present = |name: &str, labels: &[(&str, &str)]| {
+        s.samples.iter().any(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+    };
+    for protocol in ["mqtt", "stomp"] {
+        for transport in ["tcp", "ws"] {
+            let labels = [("protocol", protocol), ("transport", transport)];
+            assert!(present("diglot_connections_opened_total", &labels), "{labels:?}");
+            assert_eq!(sample(&s, "diglot_connections_opened_total", &labels), 0.0);
+        }
+        for reason in ["client_disconnect", "slow_consumer", "keepalive_timeout", "io_error"] {
+            let labels = [("reason", reason), ("protocol", protocol)];
+            assert!(present("diglot_connections_closed_total", &labels), "{labels:?}");
+            assert_eq!(sample(&s, "diglot_connections_closed_total", &labels), 0.0);
+        }
+    }
+    b.shutdown().await;
+}
