@@ -41,6 +41,8 @@ pub(crate) struct Details {
 pub(crate) struct ConnEntry {
     pub(crate) id: ConnId,
     pub(crate) transport: Transport,
+    /// Whether the connection came over TLS.
+    pub(crate) tls: bool,
     pub(crate) peer: SocketAddr,
     pub(crate) connected_at: SystemTime,
     pub(crate) details: Mutex<Details>,
@@ -76,6 +78,7 @@ impl ConnEntry {
             username: d.username,
             protocol: d.protocol,
             transport: self.transport.label(),
+            tls: self.tls,
             peer: self.peer.to_string(),
             connected_at_ms: unix_ms(self.connected_at),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
@@ -94,6 +97,7 @@ pub(crate) struct ConnView {
     pub(crate) username: Option<String>,
     pub(crate) protocol: &'static str,
     pub(crate) transport: &'static str,
+    pub(crate) tls: bool,
     pub(crate) peer: String,
     pub(crate) connected_at_ms: u64,
     pub(crate) bytes_in: u64,
@@ -109,6 +113,7 @@ pub(crate) struct ClosedView {
     pub(crate) client_id: Option<String>,
     pub(crate) protocol: &'static str,
     pub(crate) transport: &'static str,
+    pub(crate) tls: bool,
     pub(crate) peer: String,
     pub(crate) closed_at_ms: u64,
     /// The close reason's stable label (`client_disconnect`, `slow_consumer`, …).
@@ -130,6 +135,7 @@ impl Conns {
         &self,
         id: ConnId,
         transport: Transport,
+        tls: bool,
         peer: SocketAddr,
         protocol: &'static str,
         outbox: Arc<diglot_core::Outbox>,
@@ -137,6 +143,7 @@ impl Conns {
         let entry = Arc::new(ConnEntry {
             id,
             transport,
+            tls,
             peer,
             connected_at: SystemTime::now(),
             details: Mutex::new(Details { client_id: None, username: None, protocol }),
@@ -169,6 +176,7 @@ impl Conns {
             client_id: d.client_id,
             protocol: d.protocol,
             transport: entry.transport.label(),
+            tls: entry.tls,
             peer: entry.peer.to_string(),
             closed_at_ms: unix_ms(SystemTime::now()),
             reason: reason.label(),

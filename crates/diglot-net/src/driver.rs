@@ -187,7 +187,7 @@ impl Conn {
 /// Runs a connection until it closes. The connection comes boxed: an async fn keeps its
 /// arguments for its whole life, next to the copies it makes of them.
 pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Handshaken>) {
-    let crate::server::Handshaken { mut link, proto, transport, peer, subprotocol, conn_auth: auth } =
+    let crate::server::Handshaken { mut link, proto, transport, tls, peer, subprotocol, conn_auth: auth } =
         crate::server::unbox(handshaken);
     let started = Instant::now();
     let id = shared.router.next_conn_id();
@@ -200,7 +200,7 @@ pub(crate) async fn run(shared: Arc<Shared>, handshaken: Box<crate::server::Hand
             Proto::Stomp => Box::new(diglot_stomp::Session::new(info, limits.clone(), shared.stomp.clone(), started)),
         };
         let outbox = Arc::new(Outbox::new(limits.outbox_max_messages, limits.outbox_max_bytes));
-        let entry = shared.conns.open(id, transport, peer, adapter.protocol(), outbox);
+        let entry = shared.conns.open(id, transport, tls, peer, adapter.protocol(), outbox);
         shared.metrics.opened(adapter.protocol(), transport);
         let conn = Conn {
             entry,
@@ -1206,7 +1206,7 @@ async fn finish(
     macro_rules! log_close {
         ($level:ident) => {
             tracing::$level!(
-                conn = conn.id, client_id, protocol, transport = conn.transport.label(), peer = %conn.peer, bytes_in = conn.bytes_in, bytes_out = conn.bytes_out,
+                conn = conn.id, client_id, protocol, transport = conn.transport.label(), tls = conn.entry.tls, peer = %conn.peer, bytes_in = conn.bytes_in, bytes_out = conn.bytes_out,
                 duration_ms, reason = %reason, "connection closed"
             )
         };

@@ -55,6 +55,7 @@ pub(crate) async fn serve<S>(
     routes: Arc<WsRoutes>,
     stream: S,
     peer: SocketAddr,
+    tls: bool,
     mut conn_auth: ConnAuth,
 ) -> Option<Upgraded>
 where
@@ -119,6 +120,7 @@ where
         link,
         proto,
         transport: Transport::WebSocket,
+        tls,
         peer,
         subprotocol: echo,
         conn_auth,

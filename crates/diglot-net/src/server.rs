@@ -697,6 +697,8 @@ pub(crate) struct Handshaken {
     pub(crate) link: Link,
     pub(crate) proto: Proto,
     pub(crate) transport: Transport,
+    /// Whether the connection came over TLS (`wss`, `mqtts`, `stomps`).
+    pub(crate) tls: bool,
     pub(crate) peer: SocketAddr,
     /// The WebSocket subprotocol value echoed to the client.
     pub(crate) subprotocol: Option<String>,
@@ -713,6 +715,7 @@ async fn handshake(
     stream: TcpStream,
     peer: SocketAddr,
 ) -> Option<http::Upgraded> {
+    let over_tls = tls.is_some();
     let stream: Box<dyn crate::link::Io> = match tls {
         None => Box::new(stream),
         Some((acceptor, cn_as_username)) => {
@@ -737,13 +740,13 @@ async fn handshake(
     };
     let proto = match &*kind {
         ListenerKind::Ws(routes) => {
-            return http::serve(shared, Arc::new(routes.clone()), stream, peer, conn_auth).await
+            return http::serve(shared, Arc::new(routes.clone()), stream, peer, over_tls, conn_auth).await
         }
         ListenerKind::Mqtt => Proto::Mqtt,
         ListenerKind::Stomp => Proto::Stomp,
     };
     let link = Link::Tcp(stream);
-    let h = Handshaken { link, proto, transport: Transport::Tcp, peer, subprotocol: None, conn_auth };
+    let h = Handshaken { link, proto, transport: Transport::Tcp, tls: over_tls, peer, subprotocol: None, conn_auth };
     Some(http::Upgraded::Protocol(Box::new(h)))
 }
 

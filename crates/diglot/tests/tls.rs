@@ -143,6 +143,29 @@ async fn wss_mqtts_and_stomps_round_trips() {
         .unwrap();
     let reply = ws.next().await.unwrap().unwrap();
     assert_eq!(reply.into_data().to_vec(), vec![0x20, 2, 0, 0]);
+
+    // The admin API tells the TLS connections from a plain one.
+    let _plain = common::raw_mqtt::Mqtt::connected311(b.mqtt_addr().unwrap(), "plain-mqtt").await;
+    let (status, body) = http_get(b.ws_addr().unwrap(), "/api/v1/connections").await;
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut seen: Vec<(String, String, bool)> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap_or("-").to_string();
+            (s("protocol"), s("transport"), c["tls"].as_bool().expect("a tls field"))
+        })
+        .collect();
+    seen.sort();
+    let want = [
+        ("mqtt/3.1.1", "tcp", false),
+        ("mqtt/3.1.1", "tcp", true),
+        ("mqtt/3.1.1", "ws", true),
+        ("stomp/1.2", "tcp", true),
+    ];
+    assert_eq!(seen, want.map(|(p, t, tls)| (p.to_string(), t.to_string(), tls)));
     b.shutdown().await;
 }
 
