@@ -160,8 +160,11 @@ fn message_head<'a>(
 /// Whether a whole MESSAGE (as [`message_head`] began it, without `ack`) is for a subscription
 /// whose id is `sub_id`, an id with nothing to escape.
 fn is_for(whole: &[u8], sub_id: &str) -> bool {
-    let end = SUBSCRIPTION_AT + sub_id.len();
-    whole.get(SUBSCRIPTION_AT..end) == Some(sub_id.as_bytes()) && whole.get(end) == Some(&b'\n')
+    let id = sub_id.as_bytes();
+    let Some(line) = whole.get(SUBSCRIPTION_AT..=SUBSCRIPTION_AT + id.len()) else { return false };
+    // Byte by byte: ids are short (`sub-0`), and a slice comparison is a call to `memcmp`, once
+    // per delivery (2 % of the broker's samples in a STOMP fan-out profile).
+    line.last() == Some(&b'\n') && line.iter().zip(id).all(|(a, b)| a == b)
 }
 
 /// Where the part of a whole MESSAGE (as [`message_head`] began it, without `ack`) that is
@@ -214,4 +217,20 @@ fn write_tail(mut w: FrameWriter<'_>, d: &Delivery, temp: Option<&str>, now: Ins
         }
     }
     w.finish(&msg.payload, true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_frame_is_for_exactly_its_subscription_id() {
+        let whole = b"MESSAGE\nsubscription:sub-1\nmessage-id:7\ndestination:/topic/t\n\nx\0";
+        assert!(is_for(whole, "sub-1"));
+        for other in ["sub-", "sub-10", "sub-2", ""] {
+            assert!(!is_for(whole, other), "{other:?}");
+        }
+        assert!(!is_for(b"MESSAGE\nsubscription:", "a"), "cut short");
+        assert_eq!(tail_start(whole).map(|at| &whole[at..]), Some(&b"destination:/topic/t\n\nx\0"[..]));
+    }
 }
