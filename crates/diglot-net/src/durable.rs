@@ -469,6 +469,11 @@ fn will_key_client(rest: &str) -> Option<&str> {
     rest.get(33..).filter(|_| rest.get(32..33) == Some("/"))
 }
 
+/// The big-endian `u32` at `at` in a stored value, if it is that long.
+fn be_u32(value: &[u8], at: usize) -> Option<u32> {
+    value.get(at..)?.first_chunk().copied().map(u32::from_be_bytes)
+}
+
 fn store_err(e: StoreError) -> PublishError {
     PublishError::Store(e.to_string())
 }
@@ -817,12 +822,10 @@ impl Durable {
         for (key, value) in self.store.sessions()? {
             if let Some(queue) = key.strip_prefix(EXPIRY_KEY) {
                 let deadline = match value.len() {
-                    8 => <[u8; 8]>::try_from(value.as_slice()).ok().map(u64::from_be_bytes),
+                    8 => value.first_chunk().copied().map(u64::from_be_bytes),
                     // In use when the broker stopped without ending its connection: that
                     // connection ended now.
-                    4 => <[u8; 4]>::try_from(value.as_slice())
-                        .ok()
-                        .map(|secs| now_ms().saturating_add(u64::from(u32::from_be_bytes(secs)) * 1000)),
+                    4 => be_u32(&value, 0).map(|secs| now_ms().saturating_add(u64::from(secs) * 1000)),
                     _ => None,
                 };
                 match deadline {
@@ -851,8 +854,7 @@ impl Durable {
                 // The will of a client that was connected when the broker stopped without
                 // closing its connection: that connection ended now.
                 let client_id = will_key_client(rest);
-                let delay = value.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_be_bytes);
-                let expiry = value.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_be_bytes);
+                let (delay, expiry) = (be_u32(&value, 0), be_u32(&value, 4));
                 let stored = value.get(8..).and_then(|b| StoredMessage::decode(b).ok());
                 match (client_id, delay, expiry, stored) {
                     (Some(client_id), Some(delay), Some(expiry), Some(stored)) => {

@@ -239,18 +239,17 @@ pub(crate) fn render(shared: &Shared) -> String {
         m.counter("diglot_bytes_sent_total", &l).absolute(t.bytes_out.get());
     }
     // Every protocol, transport and close reason from the start, at 0 until it happens, so that
-    // `rate()` and alerts see a series before its first event.
-    for s in [Source::Mqtt, Source::Stomp] {
-        let opened = m.opened.lock();
-        for t in [Transport::Tcp, Transport::WebSocket] {
-            let n = opened.get(&(s.label(), t.label())).copied().unwrap_or(0);
-            m.counter("diglot_connections_opened_total", &[("protocol", s.label()), ("transport", t.label())])
-                .absolute(n);
+    // `rate()` and alerts see a series before its first event. The counts are copied first, so
+    // that the two locks are never held together.
+    let (opened, closed) = (m.opened.lock().clone(), m.closed.lock().clone());
+    for p in [Source::Mqtt.label(), Source::Stomp.label()] {
+        for t in [Transport::Tcp.label(), Transport::WebSocket.label()] {
+            let n = opened.get(&(p, t)).copied().unwrap_or(0);
+            m.counter("diglot_connections_opened_total", &[("protocol", p), ("transport", t)]).absolute(n);
         }
-        let closed = m.closed.lock();
         for reason in CloseReason::LABELS {
-            let n = closed.get(&(reason, s.label())).copied().unwrap_or(0);
-            m.counter("diglot_connections_closed_total", &[("reason", reason), ("protocol", s.label())]).absolute(n);
+            let n = closed.get(&(reason, p)).copied().unwrap_or(0);
+            m.counter("diglot_connections_closed_total", &[("reason", reason), ("protocol", p)]).absolute(n);
         }
     }
     for (&status, &n) in m.rejected.lock().iter() {
