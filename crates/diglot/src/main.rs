@@ -189,21 +189,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // subscriber's own report of a failed write would go to stderr with `eprintln!`, which
     // panics when stderr is that pipe too. Lines that cannot be written are dropped.
     let fmt = tracing_subscriber::fmt().with_env_filter(filter).log_internal_errors(false);
+    // The two formats are different types, so the same steps are spelled once for both here:
+    // a filter that can be replaced, installed, and the way to replace it.
+    macro_rules! init_reloadable {
+        ($fmt:expr) => {{
+            let fmt = $fmt.with_filter_reloading();
+            let handle = fmt.reload_handle();
+            fmt.init();
+            Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()))
+        }};
+    }
     let replace_filter: Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync> = match config.log.format {
-        diglot::config::LogFormat::Json => {
-            let fmt = fmt.json().with_current_span(false).with_filter_reloading();
-            let handle = fmt.reload_handle();
-            fmt.init();
-            Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()))
-        }
+        diglot::config::LogFormat::Json => init_reloadable!(fmt.json().with_current_span(false)),
         diglot::config::LogFormat::Text => {
-            let fmt = fmt
-                .with_target(false)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-                .with_filter_reloading();
-            let handle = fmt.reload_handle();
-            fmt.init();
-            Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()))
+            init_reloadable!(fmt.with_target(false).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())))
         }
     };
     let log_level = log_level_setter(config.log.level.clone(), overridden_by, replace_filter);
