@@ -121,6 +121,7 @@ pub async fn websocket(
     let reader = WsReader {
         read,
         buf,
+        pos: 0,
         write: write.clone(),
         keys: Keys::new(local ^ 0x5555),
         message: BytesMut::new(),
@@ -203,6 +204,7 @@ fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
 
 /// One frame header as read from the server: (fin, opcode, header length, payload length), or
 /// `None` when the buffer does not hold the whole header yet.
+#[inline(always)]
 fn parse_header(buf: &[u8]) -> io::Result<Option<(bool, u8, usize, usize)>> {
     if buf.len() < 2 {
         return Ok(None);
@@ -235,6 +237,8 @@ fn parse_header(buf: &[u8]) -> io::Result<Option<(bool, u8, usize, usize)>> {
 pub struct WsReader {
     read: OwnedReadHalf,
     buf: BytesMut,
+    /// How many bytes at the front of `buf` were handled already.
+    pos: usize,
     write: Arc<Mutex<OwnedWriteHalf>>,
     keys: Keys,
     /// The fragments of a message not finished yet ([`Reader::next_chunk`]).
@@ -263,33 +267,38 @@ impl WsReader {
     /// the frames one read brought are taken in one loop, and only a ping's pong is left for
     /// the caller to write.
     fn step(&mut self, out: &mut BytesMut, whole: &mut impl FnMut(&[u8]) -> bool) -> io::Result<Step> {
-        let Some((fin, opcode, head, len)) = parse_header(&self.buf)? else { return Ok(Step::More) };
-        if self.buf.len() < head + len {
+        let unread = &self.buf[self.pos..];
+        let Some((fin, opcode, head, len)) = parse_header(unread)? else { return Ok(Step::More) };
+        let Some(payload) = unread.get(head..head + len) else {
+            self.discard_read();
             self.buf.reserve(head + len - self.buf.len());
             return Ok(Step::More);
-        }
-        self.buf.advance(head);
+        };
+        // The read buffer is advanced once per read, not once per frame (a STOMP fan-out
+        // brings one frame per message).
+        self.pos += head + len;
         match opcode {
             0..=2 => {
-                if !(fin && out.is_empty() && whole(&self.buf[..len])) {
-                    out.extend_from_slice(&self.buf[..len]);
+                if !(fin && out.is_empty() && whole(payload)) {
+                    out.extend_from_slice(payload);
                 }
-                self.buf.advance(len);
                 Ok(Step::Data(fin))
             }
             8 => Ok(Step::Closed),
             9 => {
                 let pong = self.pong.get_or_insert_with(BytesMut::new);
-                put_frame(pong, 0xA, &self.buf[..len], &mut self.keys);
-                self.buf.advance(len);
+                put_frame(pong, 0xA, payload, &mut self.keys);
                 Ok(Step::Ping)
             }
-            0xA => {
-                self.buf.advance(len);
-                Ok(Step::Control)
-            }
+            0xA => Ok(Step::Control),
             other => Err(io::Error::other(format!("a frame with the unknown opcode {other}"))),
         }
+    }
+
+    /// Drops the frames [`WsReader::step`] has handled from the read buffer.
+    fn discard_read(&mut self) {
+        self.buf.advance(self.pos);
+        self.pos = 0;
     }
 
     /// Writes the pongs that answer the pings read so far.
@@ -301,6 +310,7 @@ impl WsReader {
     }
 
     async fn read_more(&mut self) -> io::Result<bool> {
+        self.discard_read();
         if self.buf.capacity() - self.buf.len() < 4096 {
             self.buf.reserve(64 * 1024);
         }
