@@ -418,6 +418,31 @@ impl Output {
         self.clear();
     }
 
+    /// Appends one complete frame that comes with its WebSocket header, as
+    /// [`WsFramed::finish`] wrote it; `utf8` says whether the frame is valid UTF-8. With
+    /// WebSocket framing it is copied whole, header and all; without, the frame alone. A frame
+    /// encoded once for many connections (a STOMP MESSAGE) is kept that way, so that each
+    /// connection copies it in one piece instead of framing it again.
+    pub fn push_ws_framed(&mut self, framed: &[u8], utf8: bool) {
+        let head = ws_header_len_of(framed);
+        if framed.len() <= head {
+            return;
+        }
+        // A frame left open ends here, as the transport would end it (checked here: the call
+        // would be made once per delivery, for nothing).
+        if self.open.is_some() || (!self.ws && self.buf.len() > self.last_end()) {
+            self.end_frame();
+        }
+        if self.ws {
+            self.buf.extend_from_slice(framed);
+            self.headers += head;
+            self.ends.push(self.buf.len());
+        } else {
+            self.buf.extend_from_slice(&framed[head..]);
+            self.end_frame_as(if utf8 { Self::KNOWN_UTF8 } else { 0 });
+        }
+    }
+
     /// Appends one complete frame.
     pub fn push_frame(&mut self, frame: &[u8]) {
         self.buf().extend_from_slice(frame);
@@ -507,12 +532,7 @@ impl Output {
             let end = e & !Self::KNOWN_UTF8;
             let mut frame = self.buf.split_to(end - start);
             if self.ws {
-                let head = match frame.get(1) {
-                    Some(126) => 4,
-                    Some(127) => 10,
-                    _ => 2,
-                };
-                frame.advance(head);
+                frame.advance(ws_header_len_of(&frame));
             }
             into.push(frame.freeze());
             start = end;
@@ -529,6 +549,54 @@ fn ws_header_len(len: usize) -> usize {
         0..=125 => 2,
         126..=0xFFFF => 4,
         _ => 10,
+    }
+}
+
+/// The length of the server's WebSocket frame header at the start of `framed` (2, 4 or 10
+/// bytes, as its second byte says; unmasked).
+pub fn ws_header_len_of(framed: &[u8]) -> usize {
+    match framed.get(1) {
+        Some(126) => 4,
+        Some(127) => 10,
+        _ => 2,
+    }
+}
+
+/// A frame written behind room for its WebSocket header, which [`WsFramed::finish`] fills in
+/// once the frame's length is known: [`Output::push_ws_framed`] takes the result.
+#[derive(Debug)]
+pub struct WsFramed {
+    buf: BytesMut,
+}
+
+impl WsFramed {
+    /// The room for the longest header (RFC 6455 §5.2: 10 bytes for a server's frame).
+    const ROOM: usize = 10;
+
+    /// Starts a frame, expected to be about `len` bytes long.
+    pub fn with_capacity(len: usize) -> WsFramed {
+        let mut buf = BytesMut::with_capacity(Self::ROOM + len);
+        buf.extend_from_slice(&[0; Self::ROOM]);
+        WsFramed { buf }
+    }
+
+    /// The buffer to write the frame into (after what is there).
+    pub fn buf(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// The frame behind its header: a final, unmasked text frame if `utf8`, binary otherwise,
+    /// with the length in the shortest form; the room the header did not need is dropped.
+    pub fn finish(mut self, utf8: bool) -> Bytes {
+        let Some(len) = self.buf.len().checked_sub(Self::ROOM) else {
+            // The room was taken back through `buf`: there is no frame.
+            return Bytes::new();
+        };
+        let (header, head) = ws_frame_header(if utf8 { 0x1 } else { 0x2 }, len);
+        let at = Self::ROOM - head;
+        self.buf[at..Self::ROOM].copy_from_slice(&header[..head]);
+        self.buf.advance(at);
+        self.buf.freeze()
     }
 }
 

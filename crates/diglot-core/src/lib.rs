@@ -21,8 +21,9 @@ pub mod topic;
 pub mod trie;
 
 pub use adapter::{
-    durable_subscription_queue, named_queue, queue_topic, session_queue, ws_frame_header, Action, Adapter, ConnInfo,
-    KeptSubscription, Output, PublishError, Qos2Flows, RetainHandling, Transport, SESSION_QUEUE_PREFIX,
+    durable_subscription_queue, named_queue, queue_topic, session_queue, ws_frame_header, ws_header_len_of, Action,
+    Adapter, ConnInfo, KeptSubscription, Output, PublishError, Qos2Flows, RetainHandling, Transport, WsFramed,
+    SESSION_QUEUE_PREFIX,
 };
 pub use auth::{AllowAll, Credentials, Grant, LoginOutcome, LoginRefusal, LoginRequest, Permissions, JWT_AUTH_METHOD};
 pub use close::CloseReason;

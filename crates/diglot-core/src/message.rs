@@ -158,7 +158,9 @@ pub enum WireSlot {
     /// An MQTT 5 QoS 0 PUBLISH with RETAIN 0 and no per-subscriber property (Subscription
     /// Identifier, Topic Alias, remaining Message Expiry Interval).
     Mqtt5Qos0 = 1,
-    /// The part of a STOMP 1.0 MESSAGE after its per-subscription headers.
+    /// A STOMP 1.0 MESSAGE as the first subscription it went to got it (without `ack`),
+    /// behind its WebSocket frame header ([`crate::WsFramed`]): the part after the
+    /// per-subscription headers is every subscription's.
     Stomp10 = 2,
     /// The same for STOMP 1.1.
     Stomp11 = 3,

@@ -458,6 +458,7 @@ fn ws_close_code(reason: &CloseReason) -> (CloseCode, &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use diglot_core::WsFramed;
 
     #[test]
     fn ws_headers_take_the_shortest_length_form() {
@@ -549,6 +550,16 @@ mod tests {
             out.end_frame();
             out.buf();
             out.end_frame();
+            // Frames that come with their own header, of each header size, text and binary,
+            // behind a frame left open.
+            out.buf().extend_from_slice(b"open");
+            for (frame, utf8) in
+                [(&b"MESSAGE\n\nkept\0"[..], true), (&big[..300], true), (&big, true), (b"\xff", false)]
+            {
+                let mut framed = WsFramed::with_capacity(frame.len());
+                framed.buf().extend_from_slice(frame);
+                out.push_ws_framed(&framed.finish(utf8), utf8);
+            }
             out.buf().extend_from_slice(b"\n");
         };
         let (mut copied, mut framed) = (Output::new(), Output::new());
@@ -571,7 +582,7 @@ mod tests {
         let mut chunks = Vec::new();
         framed.take_frames(&mut chunks);
         let mut bare: Vec<&[u8]> = frames.to_vec();
-        bare.extend([&b"short"[..], &big[..300], b"\n"]);
+        bare.extend([&b"short"[..], &big[..300], b"open", b"MESSAGE\n\nkept\0", &big[..300], &big, b"\xff", b"\n"]);
         assert_eq!(chunks.iter().map(|c| &c[..]).collect::<Vec<_>>(), bare);
         assert!(framed.is_empty());
     }

@@ -16,10 +16,11 @@
 //! `destination` to the body's NUL) depends on the message alone, so when a message goes to
 //! several connections it is encoded once per STOMP version and kept with the message
 //! ([`diglot_core::Encodings`]): as the whole frame of the first subscription it went to,
-//! without `ack`. A subscription with the same id and no `ack` header copies that frame
-//! whole (subscription ids repeat across connections: every stompjs client calls its first
-//! subscription `sub-0`); any other copies the part after the first two headers behind its
-//! own. Not shared: a `/temp-queue/` destination, a redelivery, and an `expires` computed
+//! without `ack`, behind its WebSocket frame header. A subscription with the same id and no
+//! `ack` header copies that frame whole (subscription ids repeat across connections: every
+//! stompjs client calls its first subscription `sub-0`), with its header over a WebSocket
+//! without compression ([`Output::push_ws_framed`]); any other copies the part after the first
+//! two headers behind its own. Not shared: a `/temp-queue/` destination, a redelivery, and an `expires` computed
 //! from the clock.
 //!
 //! A delivery from a durable queue ([`Delivery::durable`]) on a `client` or
@@ -33,7 +34,7 @@
 use std::time::Instant;
 
 use bytes::BytesMut;
-use diglot_core::{Action, Delivery, Output, Qos, WireSlot};
+use diglot_core::{ws_header_len_of, Action, Delivery, Output, Qos, WireSlot, WsFramed};
 
 use super::subs::{AckMode, Source, Sub};
 use super::{expiry, Phase, Session};
@@ -91,18 +92,23 @@ impl Session {
         // this version, unless it names this session's temporary queue, flags a redelivery,
         // or carries an `expires` computed from the clock: then it is written here.
         let fixed_expiry = msg.expires_at.is_none() || msg.expires_unix_ms.is_some();
+        // Headers are text, so a MESSAGE is valid UTF-8 exactly when its body is.
+        let utf8 = msg.encoded.is_utf8(&msg.payload);
         if temp.is_none() && !d.is_redelivery() && fixed_expiry && d.shares(slot) {
-            let whole = msg.encoded.get_or_encode(slot, || {
-                let mut buf = BytesMut::new();
-                let w = message_head(&mut buf, version, sub, msg.id, None);
+            let framed = msg.encoded.get_or_encode(slot, || {
+                let mut framed = WsFramed::with_capacity(msg.payload.len() + msg.topic.as_str().len() + 96);
+                let w = message_head(framed.buf(), version, sub, msg.id, None);
                 write_tail(w, d, None, now, sep);
-                buf.freeze()
+                framed.finish(utf8)
             });
-            if ack.is_none() && sub.plain_id && is_for(whole, &sub.id) {
+            let whole = framed.get(ws_header_len_of(framed)..).unwrap_or_default();
+            if ack.is_none() && sub.plain_id && is_for(whole, sub) {
                 // Subscribers that gave their subscriptions the same id (every stompjs client
-                // calls its first one `sub-0`) share the whole frame.
-                out.buf_sized(whole.len()).extend_from_slice(whole);
-            } else if let Some(tail) = tail_start(whole).and_then(|at| whole.get(at..)) {
+                // calls its first one `sub-0`) share the whole frame, and its WebSocket header.
+                out.push_ws_framed(framed, utf8);
+                return;
+            }
+            if let Some(tail) = tail_start(whole).and_then(|at| whole.get(at..)) {
                 // About as long as the shared frame (its own id and `ack` line aside).
                 message_head(out.buf_sized(whole.len()), version, sub, msg.id, ack);
                 out.buf().extend_from_slice(tail);
@@ -112,8 +118,7 @@ impl Session {
         } else {
             write_tail(message_head(out.buf(), version, sub, msg.id, ack), d, temp, now, sep);
         }
-        // Headers are text, so the frame is valid UTF-8 exactly when the body is.
-        if msg.encoded.is_utf8(&msg.payload) {
+        if utf8 {
             out.end_utf8_frame();
         } else {
             out.end_frame();
@@ -158,12 +163,16 @@ fn message_head<'a>(
 }
 
 /// Whether a whole MESSAGE (as [`message_head`] began it, without `ack`) is for a subscription
-/// whose id is `sub_id`, an id with nothing to escape.
-fn is_for(whole: &[u8], sub_id: &str) -> bool {
-    let id = sub_id.as_bytes();
+/// with `sub`'s id, an id with nothing to escape.
+fn is_for(whole: &[u8], sub: &Sub) -> bool {
+    if let Some(line) = sub.id_line {
+        // One comparison of a word, for ids like stompjs's `sub-0` (once per delivery).
+        return whole.get(SUBSCRIPTION_AT..).is_some_and(|at| line.starts(at));
+    }
+    let id = sub.id.as_bytes();
     let Some(line) = whole.get(SUBSCRIPTION_AT..=SUBSCRIPTION_AT + id.len()) else { return false };
-    // Byte by byte: ids are short (`sub-0`), and a slice comparison is a call to `memcmp`, once
-    // per delivery (2 % of the broker's samples in a STOMP fan-out profile).
+    // Byte by byte: a slice comparison is a call to `memcmp`, once per delivery (2 % of the
+    // broker's samples in a STOMP fan-out profile).
     line.last() == Some(&b'\n') && line.iter().zip(id).all(|(a, b)| a == b)
 }
 
@@ -221,16 +230,26 @@ fn write_tail(mut w: FrameWriter<'_>, d: &Delivery, temp: Option<&str>, now: Ins
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::super::subs::{AckMode, Source, Subscriptions};
+    use super::{is_for, tail_start};
 
     #[test]
-    fn a_shared_frame_is_for_exactly_its_subscription_id() {
-        let whole = b"MESSAGE\nsubscription:sub-1\nmessage-id:7\ndestination:/topic/t\n\nx\0";
-        assert!(is_for(whole, "sub-1"));
-        for other in ["sub-", "sub-10", "sub-2", ""] {
-            assert!(!is_for(whole, other), "{other:?}");
+    fn a_shared_frame_is_for_exactly_the_id_it_was_written_for() {
+        let ids = ["", "0", "sub-0", "sub-1", "sub-10", "1234567", "12345678", "123456789", "long-subscription-id"];
+        let mut subs = Subscriptions::new(64);
+        for written in ids {
+            let whole = format!("MESSAGE\nsubscription:{written}\nmessage-id:7\ndestination:/topic/t\n\nbody\0");
+            for id in ids {
+                let sub = subs.add(id, Source::Queue("q".into()), AckMode::Auto).unwrap();
+                assert_eq!(is_for(whole.as_bytes(), subs.get(sub).unwrap()), id == written, "{id:?} in {whole:?}");
+                subs.remove(id);
+            }
         }
-        assert!(!is_for(b"MESSAGE\nsubscription:", "a"), "cut short");
+        // A frame cut short is for no one.
+        let sub = subs.add("sub-0", Source::Queue("q".into()), AckMode::Auto).unwrap();
+        assert!(!is_for(b"MESSAGE\nsubscription:sub-0", subs.get(sub).unwrap()));
+        assert!(!is_for(b"MESSAGE\nsubscription:sub-", subs.get(sub).unwrap()));
+        let whole = b"MESSAGE\nsubscription:sub-1\nmessage-id:7\ndestination:/topic/t\n\nx\0";
         assert_eq!(tail_start(whole).map(|at| &whole[at..]), Some(&b"destination:/topic/t\n\nx\0"[..]));
     }
 }

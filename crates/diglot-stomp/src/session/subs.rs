@@ -85,12 +85,41 @@ pub(crate) struct Sub {
     /// The id has nothing to escape, so it is written as it is in every version (a MESSAGE
     /// for it may then be one that another subscriber's delivery encoded).
     pub(crate) plain_id: bool,
+    /// A plain id shorter than eight bytes, with the line feed after it, as one word: a
+    /// MESSAGE's `subscription` line is checked against it in one comparison.
+    pub(crate) id_line: Option<IdLine>,
     /// Where its messages come from.
     pub(crate) source: Source,
     /// The ack mode.
     pub(crate) ack: AckMode,
     /// Delivered and unacknowledged messages, oldest first (ack ids increase).
     unacked: VecDeque<Unacked>,
+}
+
+/// A subscription id of at most seven bytes and the line feed that ends it, read as a
+/// little-endian word, and the mask of the word's bytes they fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IdLine {
+    word: u64,
+    mask: u64,
+}
+
+impl IdLine {
+    fn new(id: &str) -> Option<IdLine> {
+        let id = id.as_bytes();
+        if id.len() >= 8 {
+            return None;
+        }
+        let mut line = [0u8; 8];
+        line[..id.len()].copy_from_slice(id);
+        line[id.len()] = b'\n';
+        Some(IdLine { word: u64::from_le_bytes(line), mask: u64::MAX >> (8 * (7 - id.len())) })
+    }
+
+    /// Whether `at` starts with this id and its line feed.
+    pub(crate) fn starts(self, at: &[u8]) -> bool {
+        at.first_chunk::<8>().is_some_and(|w| u64::from_le_bytes(*w) & self.mask == self.word)
+    }
 }
 
 /// A message an ACK or NACK refers to.
@@ -170,11 +199,13 @@ impl Subscriptions {
         if let Source::Temp { name, .. } = &source {
             *self.temps.entry(name.clone()).or_default() += 1;
         }
+        let plain_id = !crate::codec::needs_escape(id.as_bytes());
         self.subs.insert(
             sub,
             Sub {
                 id: id.to_owned(),
-                plain_id: !crate::codec::needs_escape(id.as_bytes()),
+                plain_id,
+                id_line: plain_id.then(|| IdLine::new(id)).flatten(),
                 source,
                 ack,
                 unacked: VecDeque::new(),

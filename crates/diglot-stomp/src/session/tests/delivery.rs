@@ -171,8 +171,23 @@ fn a_shared_message_is_the_same_frame_as_one_encoded_alone_for_every_subscriptio
         assert_eq!(got, alone, "subscription {id} ({ack})");
         assert!(shared.encoded.get(diglot_core::WireSlot::Stomp12).is_some());
         holders.push(h);
+        // Over a WebSocket without compression, the same frame behind its own header.
+        let mut h = H::new();
+        h.connect("1.2");
+        let sub = h.subscribe(id, "/topic/room/+", ack);
+        h.chunks();
+        h.out.set_ws_framing(true);
+        let now = h.t0;
+        h.s.on_delivery(Delivery::new(shared.clone(), sub, m.qos), now, &mut h.out);
+        let mut framed = bytes::BytesMut::new();
+        h.out.take_ws_frames(&mut framed);
+        let (header, head) = diglot_core::ws_frame_header(0x1, alone.len());
+        assert_eq!(&framed[..head], &header[..head], "subscription {id} ({ack})");
+        assert_eq!(&framed[head..], &alone[..], "subscription {id} ({ack})");
+        holders.push(h);
     }
-    assert!(std::str::from_utf8(&shared.encoded.get(diglot_core::WireSlot::Stomp12).unwrap()[..])
-        .unwrap()
-        .starts_with("MESSAGE\nsubscription:sub-0\nmessage-id:77\n"));
+    let kept = shared.encoded.get(diglot_core::WireSlot::Stomp12).unwrap();
+    let frame = &kept[diglot_core::ws_header_len_of(kept)..];
+    assert_eq!(kept[..2], [0x81, frame.len() as u8], "kept behind a text frame's header");
+    assert!(std::str::from_utf8(frame).unwrap().starts_with("MESSAGE\nsubscription:sub-0\nmessage-id:77\n"));
 }
