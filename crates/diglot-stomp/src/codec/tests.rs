@@ -489,3 +489,13 @@ fn random_valid_frames_round_trip_at_random_splits() {
         }
     }
 }
+
+#[test]
+fn decimal_headers_have_every_digit_and_no_more() {
+    for n in [0u64, 7, 9, 10, 99, 100, 65_535, 999_999_999, 1_000_000_000, u64::MAX] {
+        let mut buf = BytesMut::from(&b"x"[..]);
+        let mut w = FrameWriter::headers(&mut buf, Command::Message, Version::V1_2);
+        w.header_u64("message-id", n);
+        assert_eq!(&buf[..], format!("xmessage-id:{n}\n").as_bytes());
+    }
+}
