@@ -14,7 +14,7 @@
 //! counts appear on `$SYS/broker/auth/failures` and `$SYS/broker/acl/...`.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -96,6 +96,9 @@ pub(crate) struct Auth {
     /// Users, JWT settings and ACL rules; a reload swaps them, and every connection's
     /// permissions read the current rules.
     state: parking_lot::RwLock<Arc<AuthState>>,
+    /// `state`'s `open`, read without the lock: every publish asks, and a shared read lock is
+    /// a write to one cache line by every connection (4 % of the broker in a fan-in profile).
+    open: AtomicBool,
     failed: parking_lot::Mutex<FailedLogins>,
     /// argon2 verifications at once.
     slots: Semaphore,
@@ -113,8 +116,10 @@ impl Auth {
     /// Compiles `[auth]`: users, JWT settings (reading the RS256 key file) and ACL rules.
     pub(crate) fn new(cfg: &AuthConfig) -> Result<Auth, AuthError> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let state = AuthState::new(cfg)?;
         Ok(Auth {
-            state: parking_lot::RwLock::new(Arc::new(AuthState::new(cfg)?)),
+            open: AtomicBool::new(state.open),
+            state: parking_lot::RwLock::new(Arc::new(state)),
             failed: parking_lot::Mutex::new(FailedLogins::new(&cfg.failed_login_limit)),
             slots: Semaphore::new(cores.max(1)),
             counters: Arc::new(Counters::default()),
@@ -125,7 +130,9 @@ impl Auth {
     /// ACL checks; on error nothing changes. The failed-login counts carry over.
     pub(crate) fn reload(&self, cfg: &AuthConfig) -> Result<(), AuthError> {
         let state = AuthState::new(cfg)?;
-        *self.state.write() = Arc::new(state);
+        let mut current = self.state.write();
+        self.open.store(state.open, Ordering::Release);
+        *current = Arc::new(state);
         Ok(())
     }
 
@@ -356,6 +363,9 @@ impl Permissions for AclPermissions {
         if topic.as_str().starts_with("$temp/") {
             return true;
         }
+        if self.auth.open.load(Ordering::Acquire) {
+            return true;
+        }
         let st = self.auth.state.read();
         let ok = st.open || st.acl.allows_publish(self.identity.as_ref(), &self.client_id, topic);
         if !ok {
@@ -366,6 +376,9 @@ impl Permissions for AclPermissions {
     }
 
     fn may_subscribe(&self, filter: &Filter) -> bool {
+        if self.auth.open.load(Ordering::Acquire) {
+            return true;
+        }
         let st = self.auth.state.read();
         let ok = st.open || st.acl.allows_subscribe(self.identity.as_ref(), &self.client_id, filter);
         if !ok {
@@ -382,4 +395,25 @@ pub(crate) fn cert_common_name(der: &[u8]) -> Option<String> {
     let cn = cert.subject().iter_common_name().next()?;
     let name = cn.as_str().ok()?;
     (!name.is_empty()).then(|| name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection's permissions follow a reload both ways between "no rule, allow" (checked
+    /// without the lock) and rules that deny.
+    #[test]
+    fn a_reload_that_adds_or_drops_every_rule_applies_to_open_connections() {
+        let open = AuthConfig::default();
+        let closed = AuthConfig { default_acl: Some(diglot_auth::DefaultAcl::Deny), ..AuthConfig::default() };
+        let auth = Arc::new(Auth::new(&open).unwrap());
+        let p = auth.permissions(None, "c");
+        let (topic, filter) = (Topic::new("a/b").unwrap(), Filter::new("a/#").unwrap());
+        assert!(p.may_publish(&topic) && p.may_subscribe(&filter));
+        auth.reload(&closed).unwrap();
+        assert!(!p.may_publish(&topic) && !p.may_subscribe(&filter));
+        auth.reload(&open).unwrap();
+        assert!(p.may_publish(&topic) && p.may_subscribe(&filter));
+    }
 }
