@@ -5,6 +5,7 @@ client-individual acks, redelivery and the dead-letter queue `/queue/dlq.<name>`
 
 import queue
 import threading
+import time
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -91,14 +92,28 @@ class Session:
         self.client.loop_stop()
 
 
-def park_session(addr, client_id, protocol, topic_filter):
-    """Creates a persistent session subscribed to `topic_filter` at QoS 1, then leaves."""
-    s = Session(addr, client_id, protocol)
+def park_session(broker, client_id, protocol, topic_filter):
+    """Creates a persistent session subscribed to `topic_filter` at QoS 1, then leaves, and
+    waits until the broker has ended the connection: a message published before that may
+    still go to the connection that is leaving, and then comes back as a redelivery."""
+    s = Session(broker.mqtt, client_id, protocol)
     try:
         assert s.session_present is False, "a new client id has no session yet"
         s.subscribe(topic_filter, 1)
     finally:
         s.close()
+    wait_closed(broker, client_id)
+
+
+def wait_closed(broker, client_id):
+    """Waits until the broker logs the end of `client_id`'s connection."""
+    needle = f'client_id="{client_id}"'
+    deadline = time.monotonic() + EVENTUALLY
+    while time.monotonic() < deadline:
+        if any("connection closed" in line and needle in line for line in list(broker.lines)):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the broker did not log the end of {client_id}'s connection\n{broker.log()}")
 
 
 def publish_acked(addr, topic, n):
@@ -124,7 +139,7 @@ def redelivery_count(msg):
 def test_persistent_session_keeps_messages_while_away(broker, protocol):
     client_id = unique("paho-away-")
     base = unique("py/durable/")
-    park_session(broker.mqtt, client_id, protocol, f"{base}/#")
+    park_session(broker, client_id, protocol, f"{base}/#")
     publish_acked(broker.mqtt, f"{base}/a", 20)
 
     s = Session(broker.mqtt, client_id, protocol)
@@ -148,7 +163,7 @@ def test_persistent_session_keeps_messages_while_away(broker, protocol):
 def test_unacked_messages_are_redelivered_first_in_order_with_dup(broker, protocol):
     client_id = unique("paho-unacked-")
     base = unique("py/unacked/")
-    park_session(broker.mqtt, client_id, protocol, f"{base}/#")
+    park_session(broker, client_id, protocol, f"{base}/#")
     publish_acked(broker.mqtt, f"{base}/x", 5)
 
     # manual_ack: only m1 and m3 get a PUBACK; then a clean DISCONNECT.
@@ -185,7 +200,7 @@ def test_unacked_messages_are_redelivered_first_in_order_with_dup(broker, protoc
 def test_persistent_session_survives_a_restart(own_broker, protocol):
     client_id = unique("paho-restart-")
     base = unique("py/restart/")
-    park_session(own_broker.b.mqtt, client_id, protocol, f"{base}/+")
+    park_session(own_broker.b, client_id, protocol, f"{base}/+")
     publish_acked(own_broker.b.mqtt, f"{base}/r", 20)
 
     own_broker.b = restart_broker(own_broker.b)

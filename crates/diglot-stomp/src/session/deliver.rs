@@ -20,8 +20,8 @@
 //! `ack` header copies that frame whole (subscription ids repeat across connections: every
 //! stompjs client calls its first subscription `sub-0`), with its header over a WebSocket
 //! without compression ([`Output::push_ws_framed`]); any other copies the part after the first
-//! two headers behind its own. Not shared: a `/temp-queue/` destination, a redelivery, and an `expires` computed
-//! from the clock.
+//! two headers behind its own. Not shared: a `/temp-queue/` destination, a redelivery, and an
+//! `expires` computed from the clock.
 //!
 //! A delivery from a durable queue ([`Delivery::durable`]) on a `client` or
 //! `client-individual` subscription keeps its store entry with its unacked record, for the
