@@ -230,9 +230,15 @@ impl Outbox {
 
     /// Refuses further pushes and discards what is queued.
     pub fn close(&self) {
+        self.close_into(&mut Vec::new());
+    }
+
+    /// Refuses further pushes and moves what is queued into `into`, in order: deliveries that
+    /// never reached the connection, which a durable queue takes back as not delivered.
+    pub fn close_into(&self, into: &mut Vec<Delivery>) {
         let mut st = self.state.lock();
         st.closed = true;
-        st.queue.clear();
+        into.extend(st.queue.drain(..));
         st.bytes = 0;
     }
 

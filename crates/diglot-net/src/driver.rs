@@ -1119,7 +1119,8 @@ async fn finish(
     reason: CloseReason,
     started: Instant,
 ) {
-    conn.entry.outbox.close();
+    let mut unsent = Vec::new();
+    conn.entry.outbox.close_into(&mut unsent);
     match reason {
         CloseReason::SlowConsumer => shared.breach(diglot_core::Limit::SlowConsumer),
         CloseReason::HandshakeTimeout => shared.breach(diglot_core::Limit::HandshakeTimeout),
@@ -1129,7 +1130,13 @@ async fn finish(
     for (sub, filter) in conn.subs.drain() {
         shared.router.unsubscribe(&filter, conn.id, sub);
     }
-    // Unacknowledged durable deliveries go back to their queues, to be redelivered in order.
+    // Durable deliveries still in the outbox never reached the client: they go back as not
+    // delivered. Unacknowledged ones go back to their queues, to be redelivered in order.
+    for d in unsent {
+        if let Some(at) = d.durable {
+            shared.durable.unsent(conn.id, at).await;
+        }
+    }
     for (sub, (q, _)) in conn.consumers.drain() {
         shared.durable.detach(&q, conn.id, Some(sub)).await;
     }

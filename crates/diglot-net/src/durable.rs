@@ -13,7 +13,9 @@
 //!   delivery count (and the `redelivered` flag) survive a restart.
 //! - **Acknowledge**: an ack deletes the entry. A consumer that leaves returns its
 //!   unacknowledged entries, which are redelivered first (lowest seq first) to the next
-//!   consumer. A message delivered more than `max_redeliveries` times goes to `$dlq/<queue>`.
+//!   consumer; entries still in its outbox, never sent, go back with their delivery count as
+//!   it was ([`Durable::unsent`]). A message delivered more than `max_redeliveries` times goes
+//!   to `$dlq/<queue>`.
 //! - **Bindings**: a queue subscribes to topic filters through the router; the bindings are
 //!   kept in the store (under `\0bind/<queue>` in the sessions partition, a key no client id
 //!   can take since client ids cannot hold NUL) and restored at start.
@@ -1056,6 +1058,26 @@ impl Durable {
             q.dispatch(&mut st, self.max_redeliveries)
         };
         self.run(q, work).await;
+    }
+
+    /// Takes back a delivery that never reached its connection's adapter (the connection
+    /// ended with it in its outbox): the entry goes back to the queue with the delivery count
+    /// it had, in memory and in the store, so that its next delivery is not flagged as a
+    /// redelivery (MQTT DUP, STOMP `redelivered`) and does not count toward
+    /// `max_redeliveries`. Call it before [`Durable::detach`], which hands it on.
+    pub(crate) async fn unsent(&self, conn: ConnId, at: DurableRef) {
+        let Some(q) = self.queue_of(at) else { return };
+        {
+            let mut st = q.state.lock();
+            let Some(i) = q.settle(&mut st, conn, at.seq) else { return };
+            st.ready.insert(at.seq, Ready { msg: i.msg, deliveries: i.deliveries.saturating_sub(1) });
+        }
+        // The store's count was raised by a record submitted when the entry was dispatched;
+        // if that record is still on its way, the store may keep one delivery too many, which
+        // only a restart would show (as a redelivery flag).
+        if let Err(e) = self.store.unrecord_delivery_unsynced(q.id, Seq(at.seq)).await {
+            tracing::debug!(queue = q.name(), seq = at.seq, error = %e, "cannot take a delivery record back");
+        }
     }
 
     /// Detaches a connection's consumer (`sub`), or all its consumers of this queue (`None`);

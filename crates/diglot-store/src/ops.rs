@@ -406,10 +406,12 @@ impl Shared {
         Ok(true)
     }
 
-    /// Increments and returns the delivery count of an entry.
-    pub fn record_delivery(&self, w: &mut Work, q: QueueId, seq: Seq) -> Result<u32, StoreError> {
+    /// Increments (or, with `undo`, decrements down to 0) and returns the delivery count of an
+    /// entry.
+    pub fn record_delivery(&self, w: &mut Work, q: QueueId, seq: Seq, undo: bool) -> Result<u32, StoreError> {
         let mut rec = self.entry(q, seq)?;
-        rec.delivery_count = rec.delivery_count.saturating_add(1);
+        rec.delivery_count =
+            if undo { rec.delivery_count.saturating_sub(1) } else { rec.delivery_count.saturating_add(1) };
         w.batch.put(Partition::Entries, keys::entry_key(q, seq).to_vec(), rec.encode().to_vec());
         Ok(rec.delivery_count)
     }

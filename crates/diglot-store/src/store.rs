@@ -239,7 +239,7 @@ impl Store {
     /// it before each delivery; when [`Store::exceeds_redeliveries`] says so, call
     /// [`Store::dead_letter`] instead of delivering.
     pub async fn record_delivery(&self, queue: QueueId, seq: Seq) -> Result<u32, StoreError> {
-        self.call(|reply| Cmd::RecordDelivery { queue, seq, reply }).await
+        self.call(|reply| Cmd::RecordDelivery { queue, seq, undo: false, reply }).await
     }
 
     /// Like [`Store::record_delivery`], but returns as soon as the writer has the job, without
@@ -250,7 +250,16 @@ impl Store {
     /// one for entries delivered since the last sync; errors (an entry acknowledged before its
     /// record arrived) are dropped with the reply.
     pub async fn record_delivery_unsynced(&self, queue: QueueId, seq: Seq) -> Result<(), StoreError> {
-        self.submit(|reply| Cmd::RecordDelivery { queue, seq, reply }).await.map(drop)
+        self.submit(|reply| Cmd::RecordDelivery { queue, seq, undo: false, reply }).await.map(drop)
+    }
+
+    /// Takes back one delivery recorded by [`Store::record_delivery`] or
+    /// [`Store::record_delivery_unsynced`] for an entry that never reached its consumer (its
+    /// connection ended first), down to 0. Like [`Store::record_delivery_unsynced`], it returns
+    /// once the writer has the job; submitted after the record it takes back, it is applied
+    /// after it (the writer applies jobs in order).
+    pub async fn unrecord_delivery_unsynced(&self, queue: QueueId, seq: Seq) -> Result<(), StoreError> {
+        self.submit(|reply| Cmd::RecordDelivery { queue, seq, undo: true, reply }).await.map(drop)
     }
 
     /// Moves an entry to the queue `$dlq/<queue name>` (created if needed), with the same

@@ -58,6 +58,8 @@ pub(crate) enum Cmd {
     RecordDelivery {
         queue: QueueId,
         seq: Seq,
+        /// Take one delivery back instead of adding one.
+        undo: bool,
         reply: Reply<u32>,
     },
     DeadLetter {
@@ -296,8 +298,8 @@ fn apply(
             *dirty |= r.is_ok();
             replies.push(pending(reply, r));
         }
-        Cmd::RecordDelivery { queue, seq, reply } => {
-            let r = shared.run(|sh, _, w| sh.record_delivery(w, queue, seq));
+        Cmd::RecordDelivery { queue, seq, undo, reply } => {
+            let r = shared.run(|sh, _, w| sh.record_delivery(w, queue, seq, undo));
             *dirty |= r.is_ok();
             replies.push(pending(reply, r));
         }

@@ -69,9 +69,19 @@ async fn redelivery_count_survives_restart(kind: EngineKind) {
     }
     store.record_delivery_unsynced(q, Seq(9)).await.expect("unsynced delivery of nothing");
     assert_eq!(store.record_delivery(q, Seq(1)).await.expect("delivery"), 8);
+    // Deliveries taken back (their consumer never got them) lower the count, never below 0,
+    // in order with the other jobs; one for an entry that does not exist is dropped.
+    store.unrecord_delivery_unsynced(q, Seq(1)).await.expect("undo");
+    store.unrecord_delivery_unsynced(q, Seq(1)).await.expect("undo");
+    store.unrecord_delivery_unsynced(q, Seq(9)).await.expect("undo of nothing");
+    assert_eq!(store.record_delivery(q, Seq(1)).await.expect("delivery"), 7);
+    store.unrecord_delivery_unsynced(q, Seq(1)).await.expect("undo");
     store.close().await.expect("close");
     let store = open(&cfg);
-    assert_eq!(store.read(q, None, 1).expect("read")[0].delivery_count, 8);
+    assert_eq!(store.read(q, None, 1).expect("read")[0].delivery_count, 6);
+    store.append(&msg("t", "n"), &[q]).await.expect("append");
+    store.unrecord_delivery_unsynced(q, Seq(2)).await.expect("undo of nothing recorded");
+    assert_eq!(store.record_delivery(q, Seq(2)).await.expect("delivery"), 1);
     store.close().await.expect("close");
 }
 both_engines!(redelivery_count, redelivery_count_survives_restart);

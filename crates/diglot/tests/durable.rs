@@ -410,6 +410,60 @@ async fn stomp_unacked_queue_messages_are_redelivered_in_order() {
     b.shutdown().await;
 }
 
+/// A queue entry that waited in a connection's outbox, because the connection's window was
+/// full with another subscription's messages, was never sent: when the connection ends it goes
+/// back as not delivered, so its next delivery carries no `redelivered` flag (MQTT: no DUP) and
+/// its count toward `max_redeliveries` is unchanged. The entries that were sent come back
+/// flagged.
+#[tokio::test]
+async fn a_queue_entry_the_client_never_got_is_not_flagged_as_redelivered() {
+    let mut config = diglot::Config::ephemeral();
+    config.limits.max_inflight = 2;
+    let b = broker_with(config).await;
+    let mut p = stomp_client(&b).await;
+    for (queue, body) in
+        [("/queue/full", "f0"), ("/queue/full", "f1"), ("/queue/waiting", "w0"), ("/queue/waiting", "w1")]
+    {
+        send_with_receipt(&mut p, queue, body).await;
+    }
+    let mut c = stomp_client(&b).await;
+    let sub = |id, dest| [("id", id), ("destination", dest), ("ack", "client-individual"), ("receipt", id)];
+    c.send("SUBSCRIBE", &sub("f", "/queue/full"), "").await;
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let f = c.frame().await.unwrap();
+        if f.command == "MESSAGE" {
+            got.push(String::from_utf8(f.body).unwrap());
+        }
+    }
+    assert_eq!(got, ["f0", "f1"]);
+    // The window (2) is full: `/queue/waiting` hands its entries to the connection's outbox,
+    // where they wait.
+    c.send("SUBSCRIBE", &sub("w", "/queue/waiting"), "").await;
+    let r = c.frame().await.unwrap();
+    assert_eq!((r.command.as_str(), r.header("receipt-id")), ("RECEIPT", Some("w")), "{r:?}");
+    c.send("DISCONNECT", &[("receipt", "bye")], "").await;
+    assert_eq!(c.frame().await.unwrap().command, "RECEIPT");
+
+    let mut c = stomp_client(&b).await;
+    c.send("SUBSCRIBE", &sub("w", "/queue/waiting"), "").await;
+    c.send("SUBSCRIBE", &sub("f", "/queue/full"), "").await;
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let f = c.frame().await.unwrap();
+        if f.command == "MESSAGE" {
+            // Acknowledged as they come, so that the window (2) lets the rest through.
+            c.send("ACK", &[("id", f.header("ack").unwrap())], "").await;
+            let flag = f.header("redelivered").map(str::to_owned);
+            seen.push((String::from_utf8(f.body).unwrap(), flag));
+        }
+    }
+    seen.sort();
+    let t = Some("true".to_owned());
+    assert_eq!(seen, [("f0".into(), t.clone()), ("f1".into(), t), ("w0".into(), None), ("w1".into(), None)]);
+    b.shutdown().await;
+}
+
 /// After `max_redeliveries` a message goes to the dead-letter queue, `/queue/dlq.<name>`.
 #[tokio::test]
 async fn stomp_nacked_messages_reach_the_dead_letter_queue() {
