@@ -362,10 +362,24 @@ impl Output {
         self.ends.last().map_or(0, |e| e & !Self::KNOWN_UTF8)
     }
 
+    /// Whether a frame has been begun and not ended: looked at before the call that would end
+    /// it where that runs once per delivery, mostly with no frame open (`push_ws_framed`).
+    #[inline]
+    fn frame_open(&self) -> bool {
+        if self.ws {
+            self.open.is_some()
+        } else {
+            self.buf.len() > self.last_end()
+        }
+    }
+
     fn end_frame_as(&mut self, flag: usize) {
+        if !self.frame_open() {
+            return;
+        }
         if self.ws {
             self.end_ws_frame(flag != 0);
-        } else if self.buf.len() > self.last_end() {
+        } else {
             self.ends.push(self.buf.len() | flag);
         }
     }
@@ -428,9 +442,8 @@ impl Output {
         if framed.len() <= head {
             return;
         }
-        // A frame left open ends here, as the transport would end it (checked here: the call
-        // would be made once per delivery, for nothing).
-        if self.open.is_some() || (!self.ws && self.buf.len() > self.last_end()) {
+        // A frame left open ends here, as the transport would end it.
+        if self.frame_open() {
             self.end_frame();
         }
         if self.ws {

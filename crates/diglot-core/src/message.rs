@@ -217,7 +217,16 @@ impl Encodings {
 
     /// Whether `payload` (the message's) is valid UTF-8: checked once, when encodings are kept
     /// (a message that goes to several connections), else each time.
+    /// The answer already kept is read inline (a STOMP delivery asks once per subscriber).
+    #[inline]
     pub fn is_utf8(&self, payload: &[u8]) -> bool {
+        match self.slots.get().and_then(|slots| slots.utf8.get()) {
+            Some(&utf8) => utf8,
+            None => self.check_utf8(payload),
+        }
+    }
+
+    fn check_utf8(&self, payload: &[u8]) -> bool {
         match self.slots.get() {
             Some(slots) => *slots.utf8.get_or_init(|| std::str::from_utf8(payload).is_ok()),
             None => std::str::from_utf8(payload).is_ok(),

@@ -347,17 +347,14 @@ impl<'a> Newlines<'a> {
     /// The line feeds of the eight bytes at `base` (zeros past the end are none).
     fn word_mask(&self) -> u64 {
         let Some(rest) = self.bytes.get(self.base..) else { return 0 };
-        let word = match rest.first_chunk::<8>() {
-            Some(word) => *word,
-            None => {
-                let mut word = [0u8; 8];
-                for (w, b) in word.iter_mut().zip(rest) {
-                    *w = *b;
-                }
-                word
+        let word = word_at(rest, 0).unwrap_or_else(|| {
+            let mut word = [0u8; 8];
+            for (w, b) in word.iter_mut().zip(rest) {
+                *w = *b;
             }
-        };
-        line_feeds(u64::from_le_bytes(word))
+            u64::from_le_bytes(word)
+        });
+        line_feeds(word)
     }
 }
 

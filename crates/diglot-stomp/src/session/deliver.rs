@@ -92,20 +92,20 @@ impl Session {
         // this version, unless it names this session's temporary queue, flags a redelivery,
         // or carries an `expires` computed from the clock: then it is written here.
         let fixed_expiry = msg.expires_at.is_none() || msg.expires_unix_ms.is_some();
-        // Headers are text, so a MESSAGE is valid UTF-8 exactly when its body is.
-        let utf8 = msg.encoded.is_utf8(&msg.payload);
         if temp.is_none() && !d.is_redelivery() && fixed_expiry && d.shares(slot) {
             let framed = msg.encoded.get_or_encode(slot, || {
+                // A MESSAGE's headers take about 96 bytes besides the topic.
                 let mut framed = WsFramed::with_capacity(msg.payload.len() + msg.topic.as_str().len() + 96);
                 let w = message_head(framed.buf(), version, sub, msg.id, None);
                 write_tail(w, d, None, now, sep);
-                framed.finish(utf8)
+                // The message's encodings exist by now, so the check is kept for the others.
+                framed.finish(msg.encoded.is_utf8(&msg.payload))
             });
             let whole = framed.get(ws_header_len_of(framed)..).unwrap_or_default();
             if ack.is_none() && sub.plain_id && is_for(whole, sub) {
                 // Subscribers that gave their subscriptions the same id (every stompjs client
                 // calls its first one `sub-0`) share the whole frame, and its WebSocket header.
-                out.push_ws_framed(framed, utf8);
+                out.push_ws_framed(framed, msg.encoded.is_utf8(&msg.payload));
                 return;
             }
             if let Some(tail) = tail_start(whole).and_then(|at| whole.get(at..)) {
@@ -118,7 +118,8 @@ impl Session {
         } else {
             write_tail(message_head(out.buf(), version, sub, msg.id, ack), d, temp, now, sep);
         }
-        if utf8 {
+        // Headers are text, so a MESSAGE is valid UTF-8 exactly when its body is.
+        if msg.encoded.is_utf8(&msg.payload) {
             out.end_utf8_frame();
         } else {
             out.end_frame();
