@@ -330,6 +330,20 @@ impl Output {
         &mut self.buf
     }
 
+    /// Makes room for at least `additional` more bytes, at once: in the space a buffer sent
+    /// before left (no allocation), in a new buffer if nothing is waiting (no copy), else by
+    /// growing this one.
+    pub fn reserve(&mut self, additional: usize) {
+        if self.buf.capacity() - self.buf.len() >= additional || self.buf.try_reclaim(additional) {
+            return;
+        }
+        if self.buf.is_empty() {
+            self.buf = BytesMut::with_capacity(additional);
+        } else {
+            self.buf.reserve(additional);
+        }
+    }
+
     /// Writes each frame from now on as a WebSocket frame in place (see [`Output`]); the
     /// transport then takes them with [`Output::take_ws_frames`] (or [`Output::take_frames`],
     /// which gives the bare frames). Set before anything is written.

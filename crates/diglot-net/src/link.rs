@@ -532,6 +532,9 @@ mod tests {
         let frames: [&[u8]; 5] = [b"MESSAGE\n\nhi\0", b"MESSAGE\n\n\xff\0", &big[..125], &big[..126], &big];
         let write = |out: &mut Output| {
             out.set_prefer_text(true);
+            // Room made before a batch (a new buffer when nothing waits) or in the middle of
+            // one, with a frame open, changes nothing in what is sent.
+            out.reserve(64);
             for (i, f) in frames.iter().enumerate() {
                 out.buf().extend_from_slice(f);
                 if i == 0 {
@@ -553,6 +556,7 @@ mod tests {
             // Frames that come with their own header, of each header size, text and binary,
             // behind a frame left open.
             out.buf().extend_from_slice(b"open");
+            out.reserve(200_000);
             for (frame, utf8) in
                 [(&b"MESSAGE\n\nkept\0"[..], true), (&big[..300], true), (&big, true), (b"\xff", false)]
             {
