@@ -49,6 +49,9 @@ pub struct Decoder {
     /// Bytes of the current frame already consumed from the buffer.
     consumed: usize,
     headers: Vec<(HeaderText, HeaderText)>,
+    /// An emptied header list handed back after a frame ([`Decoder::recycle`]), for the next
+    /// frame's headers: a SEND does not allocate one each time.
+    spare: Vec<(HeaderText, HeaderText)>,
     content_length: Option<usize>,
 }
 
@@ -65,6 +68,7 @@ impl Decoder {
             scanned: 0,
             consumed: 0,
             headers: Vec::new(),
+            spare: Vec::new(),
             content_length: None,
         }
     }
@@ -77,6 +81,15 @@ impl Decoder {
     /// The version whose escaping rules apply.
     pub fn version(&self) -> Version {
         self.version
+    }
+
+    /// Takes back the header list of a decoded frame, to reuse it for a later frame if it is
+    /// empty and small (a frame with many headers is not worth keeping the room for).
+    pub fn recycle(&mut self, headers: Vec<(HeaderText, HeaderText)>) {
+        const KEPT: usize = 8;
+        if headers.is_empty() && headers.capacity() <= KEPT {
+            self.spare = headers;
+        }
     }
 
     /// The `receipt` header of the frame being decoded, if it was read before the decoder
@@ -173,7 +186,7 @@ impl Decoder {
     /// The index of the next `byte` in `buf`, resuming where the last search stopped.
     fn find(&mut self, buf: &BytesMut, byte: u8) -> Option<usize> {
         let from = self.scanned.min(buf.len());
-        match memchr(byte, &buf[from..]) {
+        match super::find_byte(&buf[from..], byte) {
             Some(i) => Some(from + i),
             None => {
                 self.scanned = buf.len();
@@ -279,7 +292,8 @@ impl Decoder {
         self.check_frame(len + 1)?;
         let body = buf.split_to(len).freeze();
         buf.advance(1);
-        let frame = Frame { command, headers: std::mem::take(&mut self.headers), body };
+        let headers = std::mem::replace(&mut self.headers, std::mem::take(&mut self.spare));
+        let frame = Frame { command, headers, body };
         self.state = State::Idle;
         self.scanned = 0;
         self.consumed = 0;
@@ -298,17 +312,25 @@ fn printable(bytes: &[u8]) -> String {
 }
 
 fn parse_header(line: bytes::Bytes, escaping: Escaping) -> Result<(HeaderText, HeaderText), CodecError> {
-    let colon = memchr(b':', &line).ok_or(CodecError::MissingColon)?;
+    let colon = super::find_byte(&line, b':').ok_or(CodecError::MissingColon)?;
     if colon == 0 {
         return Err(CodecError::EmptyHeaderName);
     }
     // Unescaping turns ASCII sequences into ASCII bytes, so the line is UTF-8 exactly when
     // the decoded name and value are: one check for both.
     let text = HeaderText::try_from(line).map_err(|_| CodecError::InvalidUtf8)?;
-    let name = match known_name(&text[..colon]) {
-        Some(name) => name,
-        None => unescape(&text, &text[..colon], escaping)?,
+    let Some(name) = known_name(&text[..colon]) else {
+        let name = unescape(&text, &text[..colon], escaping)?;
+        return Ok((name, unescape(&text, &text[colon + 1..], escaping)?));
     };
+    // A name of STOMP's own is static text, so the value can have the line's bytes from
+    // behind the colon without sharing them once more (two atomic operations per header).
+    if escaping == Escaping::Raw || !super::holds_any(text[colon + 1..].as_bytes(), [b'\\']) {
+        let mut value = text.into_bytes();
+        value.advance(colon + 1);
+        // The tail of valid UTF-8 after an ASCII byte is valid UTF-8: this cannot fail.
+        return Ok((name, HeaderText::try_from(value).map_err(|_| CodecError::InvalidUtf8)?));
+    }
     Ok((name, unescape(&text, &text[colon + 1..], escaping)?))
 }
 
@@ -335,7 +357,7 @@ fn known_name(name: &str) -> Option<HeaderText> {
 /// Decodes one header name or value, `part` of the header line `line` (STOMP 1.2 "Value
 /// Encoding"). Without escapes it shares the line's bytes.
 fn unescape(line: &HeaderText, part: &str, escaping: Escaping) -> Result<HeaderText, CodecError> {
-    if escaping == Escaping::Raw || memchr(b'\\', part.as_bytes()).is_none() {
+    if escaping == Escaping::Raw || !super::holds_any(part.as_bytes(), [b'\\']) {
         return Ok(line.slice_ref(part));
     }
     let mut out = String::with_capacity(part.len());

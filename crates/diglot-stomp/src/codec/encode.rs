@@ -7,7 +7,6 @@
 //! value could be misread, as part of a CRLF).
 
 use bytes::{BufMut, BytesMut};
-use memchr::{memchr, memchr3};
 
 use super::Escaping;
 use crate::frame::{Command, Frame};
@@ -162,10 +161,32 @@ pub fn encode(frame: &Frame, version: Version, buf: &mut BytesMut) {
 
 /// Whether a header name or value has a character that some version escapes or replaces.
 pub(crate) fn needs_escape(raw: &[u8]) -> bool {
-    // A short value (an id, a topic) is checked byte by byte: two calls into memchr cost
-    // more than the loop.
-    if raw.len() <= 32 {
-        return raw.iter().any(|b| matches!(b, b'\\' | b'\n' | b':' | b'\r'));
+    super::holds_any(raw, [b'\\', b'\n', b':', b'\r'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needs_escape;
+
+    /// The word-wise search finds what a byte-by-byte one finds, at every position of every
+    /// length up to 80 (past the 64 bytes searched word by word), next to other byte values;
+    /// so does the search for a backslash alone, as a SEND's headers are searched.
+    #[test]
+    fn needs_escape_matches_a_byte_by_byte_search() {
+        let bytewise = |raw: &[u8]| raw.iter().any(|b| matches!(b, b'\\' | b'\n' | b':' | b'\r'));
+        for len in 0..=80 {
+            let plain = vec![b'a'; len];
+            assert!(!needs_escape(&plain));
+            for at in 0..len {
+                for fill in [0u8, 0x01, 0x0B, 0x3B, 0x5B, 0x5D, 0x7F, 0x80, 0xDC, 0xFF] {
+                    for special in [b'\\', b'\n', b':', b'\r', fill] {
+                        let mut raw = vec![fill; len];
+                        raw[at] = special;
+                        assert_eq!(needs_escape(&raw), bytewise(&raw), "{raw:?}");
+                        assert_eq!(crate::codec::holds_any(&raw, [b'\\']), raw.contains(&b'\\'), "{raw:?}");
+                    }
+                }
+            }
+        }
     }
-    memchr3(b'\\', b'\n', b':', raw).is_some() || memchr(b'\r', raw).is_some()
 }

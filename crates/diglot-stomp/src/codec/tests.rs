@@ -499,3 +499,27 @@ fn decimal_headers_have_every_digit_and_no_more() {
         assert_eq!(&buf[..], format!("xmessage-id:{n}\n").as_bytes());
     }
 }
+
+/// A header list handed back after a frame is reused for the next frame only if it was
+/// emptied: the next frame has exactly its own headers either way.
+#[test]
+fn a_recycled_header_list_carries_nothing_into_the_next_frame() {
+    let mut d = Decoder::new(&limits());
+    let mut buf =
+        BytesMut::from(&b"SEND\ndestination:/topic/a\nx:1\n\nA\0SEND\ndestination:/topic/b\n\nB\0SEND\ny:2\n\nC\0"[..]);
+    let next = |d: &mut Decoder, buf: &mut BytesMut| match d.decode(buf) {
+        Ok(Some(Decoded::Frame(f))) => f,
+        other => panic!("expected a frame, got {other:?}"),
+    };
+    let mut first = next(&mut d, &mut buf);
+    assert_eq!(first.headers.len(), 2);
+    first.headers.clear();
+    d.recycle(std::mem::take(&mut first.headers));
+    let second = next(&mut d, &mut buf);
+    assert_eq!(second.headers, vec![("destination".into(), "/topic/b".into())]);
+    // Not emptied: not kept, so it cannot leak into the third frame.
+    d.recycle(second.headers);
+    let third = next(&mut d, &mut buf);
+    assert_eq!(third.headers, vec![("y".into(), "2".into())]);
+    assert_eq!(third.body, Bytes::from_static(b"C"));
+}

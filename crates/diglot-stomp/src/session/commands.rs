@@ -94,7 +94,11 @@ impl Session {
         if destination::temp_queue_name(dest).is_some() {
             self.ensure_temp(dest, actions)?;
         }
-        let mut msg = self.message_from(topic, frame, now)?;
+        let mut frame = frame;
+        let built = self.message_from(topic, &mut frame, now);
+        // The header list goes back to the decoder for the next frame, emptied.
+        self.decoder.recycle(std::mem::take(&mut frame.headers));
+        let mut msg = built?;
         msg.expires_at = expires_at;
         msg.expires_unix_ms = expires_unix_ms;
         if let Some(tx) = tx {
@@ -161,13 +165,13 @@ impl Session {
     /// every other header except [`SEND_CONTROL_HEADERS`] becomes a user property, in order,
     /// first occurrence only (STOMP 1.2 "Repeated Header Entries"). A `reply-to` that cannot
     /// be read with the separator is an ERROR `invalid reply-to`.
-    fn message_from(&self, topic: Topic, frame: Frame, now: Instant) -> Result<Message, Fault> {
-        let persistent = flag(&frame, "persistent") || destination::queue_name(topic.as_str()).is_some();
+    fn message_from(&self, topic: Topic, frame: &mut Frame, now: Instant) -> Result<Message, Fault> {
+        let persistent = flag(frame, "persistent") || destination::queue_name(topic.as_str()).is_some();
         let qos = if persistent { Qos::AtLeastOnce } else { Qos::AtMostOnce };
         let mut props = Props::default();
         // What the message keeps is copied out: the decoded headers share the connection's
         // read buffer, which a queued message must not hold on to.
-        for (name, value) in frame.headers {
+        for (name, value) in frame.headers.drain(..) {
             match &*name {
                 n if SEND_CONTROL_HEADERS.contains(&n) => {}
                 "content-type" if props.content_type.is_none() => props.content_type = Some(value.to_string()),
@@ -188,7 +192,7 @@ impl Session {
                 }
             }
         }
-        let mut msg = Message::received(topic, frame.body, qos, false, now);
+        let mut msg = Message::received(topic, std::mem::take(&mut frame.body), qos, false, now);
         msg.origin = Some(self.info.id);
         if props != Props::default() {
             msg.props = Some(Box::new(props));
