@@ -523,3 +523,27 @@ fn a_recycled_header_list_carries_nothing_into_the_next_frame() {
     assert_eq!(third.headers, vec![("y".into(), "2".into())]);
     assert_eq!(third.body, Bytes::from_static(b"C"));
 }
+
+/// `find_byte` gives the first occurrence at every position of every length up to 80 (past the
+/// 64 bytes searched word by word), with a second occurrence after it and neighbouring byte
+/// values around it (a byte one above the sought one is where the word-wise test could see a
+/// match that is not there, above a real one).
+#[test]
+fn find_byte_finds_the_first_occurrence() {
+    for byte in [b'\n', b':', 0] {
+        for len in 0..=80usize {
+            for fill in [b'a', byte.wrapping_add(1), byte.wrapping_sub(1), byte ^ 0x80, 0xFF] {
+                let plain = vec![fill; len];
+                assert_eq!(find_byte(&plain, byte), None);
+                for at in 0..len {
+                    for second in [at, (at + 1).min(len - 1), len - 1] {
+                        let mut raw = plain.clone();
+                        raw[at] = byte;
+                        raw[second] = byte;
+                        assert_eq!(find_byte(&raw, byte), Some(at), "{raw:?}");
+                    }
+                }
+            }
+        }
+    }
+}
