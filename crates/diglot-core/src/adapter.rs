@@ -334,7 +334,8 @@ impl Output {
     /// before left (no allocation), in a new buffer if nothing is waiting (no copy), else by
     /// growing this one.
     pub fn reserve(&mut self, additional: usize) {
-        if self.buf.capacity() - self.buf.len() >= additional || self.buf.try_reclaim(additional) {
+        // True at once when the room is already there.
+        if self.buf.try_reclaim(additional) {
             return;
         }
         if self.buf.is_empty() {

@@ -325,7 +325,7 @@ fn parse_header(line: bytes::Bytes, escaping: Escaping) -> Result<(HeaderText, H
     };
     // A name of STOMP's own is static text, so the value can have the line's bytes from
     // behind the colon without sharing them once more (two atomic operations per header).
-    if escaping == Escaping::Raw || !super::holds_any(text[colon + 1..].as_bytes(), [b'\\']) {
+    if !has_escapes(&text[colon + 1..], escaping) {
         let mut value = text.into_bytes();
         value.advance(colon + 1);
         // The tail of valid UTF-8 after an ASCII byte is valid UTF-8: this cannot fail.
@@ -354,10 +354,16 @@ fn known_name(name: &str) -> Option<HeaderText> {
     KNOWN.iter().find(|k| **k == name).map(|k| HeaderText::from_static(k))
 }
 
+/// Whether a header name or value has escapes to decode: never in a frame without escaping
+/// (STOMP 1.0, CONNECT), else if it holds a backslash.
+fn has_escapes(part: &str, escaping: Escaping) -> bool {
+    escaping != Escaping::Raw && super::holds_any(part.as_bytes(), [b'\\'])
+}
+
 /// Decodes one header name or value, `part` of the header line `line` (STOMP 1.2 "Value
 /// Encoding"). Without escapes it shares the line's bytes.
 fn unescape(line: &HeaderText, part: &str, escaping: Escaping) -> Result<HeaderText, CodecError> {
-    if escaping == Escaping::Raw || !super::holds_any(part.as_bytes(), [b'\\']) {
+    if !has_escapes(part, escaping) {
         return Ok(line.slice_ref(part));
     }
     let mut out = String::with_capacity(part.len());
